@@ -1,0 +1,206 @@
+/* libshale: the C client library of the Shale key-value database.
+ *
+ * Two ways to use it, one implementation underneath:
+ *
+ *  - Synchronous: shale_connect() opens a client that runs its own private
+ *    libuv loop; every shale_<op>() call blocks until its answer, timeout or
+ *    error. One thread at a time per client.
+ *
+ *  - Asynchronous, on the application's libuv loop (libuv style: a handle,
+ *    requests with callbacks): shale_client_open() on a uv_loop_t, then
+ *    shale_<op>_async(client, req, ..., cb). Many requests may be in flight on
+ *    one connection (pipelining); answers are matched by request id and may
+ *    complete in any order. Callbacks run on the loop thread.
+ *
+ * Every mutation carries (client_id, seq) so the server applies it exactly
+ * once: after a lost connection the library reconnects and re-sends pending
+ * requests with the same seq until the request's deadline.
+ *
+ * Errors are negative SHALE_E* codes (shale_errors.h); shale_strerror()
+ * names them and the request/client carries the server's message.
+ *
+ * Ownership: keys and values passed in are copied before the call returns.
+ * Values returned in a shale_value_t / shale_req_t are malloc'd by the
+ * library and released with shale_value_free() / shale_req_cleanup(). */
+#ifndef SHALE_H
+#define SHALE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "shale_errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHALE_VERSION "0.1.0"
+#define SHALE_ERRMSG_LEN 256
+
+typedef struct shale_client shale_client_t;
+
+typedef struct shale_options {
+    const char *cluster_id;      /* NULL: accept the server's */
+    uint32_t timeout_ms;         /* default per-request deadline (5000) */
+    uint32_t connect_timeout_ms; /* per connection attempt (2000) */
+    uint32_t max_frame;          /* largest frame accepted (8 MiB) */
+    uint64_t client_id;          /* 0: random */
+    uint32_t max_inflight;       /* requests in flight before queueing (1024) */
+} shale_options_t;
+
+void shale_options_init(shale_options_t *opts);
+
+typedef enum shale_consistency {
+    SHALE_LINEARIZABLE = 0,
+    SHALE_STALE = 1,
+} shale_consistency_t;
+
+typedef struct shale_read_opts {
+    shale_consistency_t consistency;
+    uint32_t max_staleness_ms; /* SHALE_STALE only */
+} shale_read_opts_t;
+
+/* Result of a read. data is malloc'd (NULL when !found or empty). */
+typedef struct shale_value {
+    int found;
+    uint64_t version;
+    uint8_t *data;
+    size_t len;
+} shale_value_t;
+
+void shale_value_free(shale_value_t *v);
+
+/* What a CAS compares against: exactly one kind. */
+typedef enum shale_cas_kind {
+    SHALE_CAS_ABSENT = 1,  /* key must not exist */
+    SHALE_CAS_VERSION = 2, /* key's version must equal version */
+    SHALE_CAS_VALUE = 3,   /* key's value must equal value/len */
+} shale_cas_kind_t;
+
+typedef struct shale_cas_expect {
+    shale_cas_kind_t kind;
+    uint64_t version;
+    const void *value;
+    size_t len;
+} shale_cas_expect_t;
+
+/* One key (MGET) or key/value (MPUT) of a multi-key operation. */
+typedef struct shale_item {
+    const void *key;
+    size_t klen;
+    const void *value; /* MPUT */
+    size_t vlen;
+} shale_item_t;
+
+/* Per-key outcome of MGET/MPUT. */
+typedef struct shale_item_result {
+    int status;    /* SHALE_OK or the key's error */
+    int found;     /* MGET */
+    uint64_t version;
+    uint8_t *data; /* MGET value, malloc'd */
+    size_t len;
+} shale_item_result_t;
+
+/* ---- Synchronous API ------------------------------------------------------*/
+
+/* Connect to addr ("host:port"). On failure returns a SHALE_E* code and, if
+ * err is not NULL, a message (SHALE_ERRMSG_LEN bytes). */
+int shale_connect(const char *addr, const shale_options_t *opts,
+                  shale_client_t **out, char *err);
+
+/* Close the client and free it. Pending requests fail with SHALE_ECANCELED.
+ * For a client made by shale_client_open, use shale_client_close instead. */
+void shale_close(shale_client_t *c);
+
+/* The server's or library's message for the last failed sync call. */
+const char *shale_errmsg(const shale_client_t *c);
+
+int shale_get(shale_client_t *c, const void *key, size_t klen,
+              const shale_read_opts_t *ro, shale_value_t *out);
+int shale_put(shale_client_t *c, const void *key, size_t klen,
+              const void *value, size_t vlen, uint64_t *version);
+/* *existed (may be NULL) says whether the key existed. */
+int shale_del(shale_client_t *c, const void *key, size_t klen, int *existed,
+              uint64_t *version);
+/* Writes value (or deletes the key when value is NULL and del is set) if the
+ * expectation holds; else SHALE_ECASFAILED and *current (may be NULL) holds
+ * the key's current state. */
+int shale_cas(shale_client_t *c, const void *key, size_t klen,
+              const shale_cas_expect_t *expect, const void *value,
+              size_t vlen, int del, uint64_t *version, shale_value_t *current);
+/* results: n entries, each released with shale_item_results_free. The call
+ * returns SHALE_OK when the request got an answer; per-key errors are in
+ * results[i].status. */
+int shale_mget(shale_client_t *c, const shale_item_t *keys, size_t n,
+               const shale_read_opts_t *ro, shale_item_result_t *results);
+int shale_mput(shale_client_t *c, const shale_item_t *items, size_t n,
+               shale_item_result_t *results);
+void shale_item_results_free(shale_item_result_t *results, size_t n);
+
+/* ---- Asynchronous API (libuv) -----------------------------------------------*/
+
+typedef struct shale_req shale_req_t;
+typedef void (*shale_cb)(shale_req_t *req, int status);
+typedef void (*shale_close_cb)(shale_client_t *c);
+
+typedef enum shale_req_type {
+    SHALE_REQ_GET = 1,
+    SHALE_REQ_PUT,
+    SHALE_REQ_DEL,
+    SHALE_REQ_CAS,
+    SHALE_REQ_MGET,
+    SHALE_REQ_MPUT,
+} shale_req_type_t;
+
+/* A request, owned by the caller; must stay valid until its callback runs.
+ * Public fields are valid inside the callback and until shale_req_cleanup. */
+struct shale_req {
+    void *data;             /* for the caller */
+    shale_req_type_t type;
+    int status;             /* SHALE_OK or SHALE_E* */
+    shale_value_t value;    /* GET; CAS_FAILED current state */
+    uint64_t version;       /* PUT/DEL/CAS */
+    int existed;            /* DEL */
+    int duplicate;          /* server answered a retry with the first outcome */
+    shale_item_result_t *items; /* MGET/MPUT, nitems entries */
+    size_t nitems;
+    char errmsg[SHALE_ERRMSG_LEN];
+    char leader_hint[64];
+    /* private */
+    void *priv_;
+};
+
+/* Open a client on the caller's loop; connects in the background and queues
+ * requests until connected. *out is freed by shale_client_close. */
+int shale_client_open(uv_loop_t *loop, const char *addr,
+                      const shale_options_t *opts, shale_client_t **out);
+/* Fails pending requests with SHALE_ECANCELED, closes handles, then calls cb
+ * (may be NULL) and frees the client. */
+void shale_client_close(shale_client_t *c, shale_close_cb cb);
+
+int shale_get_async(shale_client_t *c, shale_req_t *req, const void *key,
+                    size_t klen, const shale_read_opts_t *ro, shale_cb cb);
+int shale_put_async(shale_client_t *c, shale_req_t *req, const void *key,
+                    size_t klen, const void *value, size_t vlen, shale_cb cb);
+int shale_del_async(shale_client_t *c, shale_req_t *req, const void *key,
+                    size_t klen, shale_cb cb);
+int shale_cas_async(shale_client_t *c, shale_req_t *req, const void *key,
+                    size_t klen, const shale_cas_expect_t *expect,
+                    const void *value, size_t vlen, int del, shale_cb cb);
+int shale_mget_async(shale_client_t *c, shale_req_t *req,
+                     const shale_item_t *keys, size_t n,
+                     const shale_read_opts_t *ro, shale_cb cb);
+int shale_mput_async(shale_client_t *c, shale_req_t *req,
+                     const shale_item_t *items, size_t n, shale_cb cb);
+
+/* Release what a completed request holds (value, items). */
+void shale_req_cleanup(shale_req_t *req);
+
+/* The client's session id (for logs and tests). */
+uint64_t shale_client_id(const shale_client_t *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

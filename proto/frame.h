@@ -1,0 +1,101 @@
+/* Framing codec: the fixed frame header and a streaming decoder.
+ *
+ * Wire layout of one frame (all integers big-endian):
+ *
+ *     0      4     5     6        8                 16
+ *     +------+-----+-----+--------+-----------------+-------------+
+ *     | len  | 'S' | ver | type   | request id      | payload ... |
+ *     +------+-----+-----+--------+-----------------+-------------+
+ *
+ * len counts the payload only (not the 16-byte header). The payload is one
+ * protobuf message of the kind `type` names (SHALE_MSG_*).
+ *
+ * This file owns byte layout and incremental reassembly. It never does I/O,
+ * never interprets payloads, and never allocates more than the configured
+ * maximum for one frame: the length is checked before any allocation. */
+#ifndef SHALE_FRAME_H
+#define SHALE_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FRAME_HEADER_SIZE 16
+#define FRAME_MAGIC 0x53 /* 'S' */
+#define FRAME_VERSION 1
+#define FRAME_DEFAULT_MAX (8u * 1024 * 1024)
+
+/* Message types carried in the header. Numbers are protocol: never reuse. */
+enum shale_msg_type {
+    SHALE_MSG_HELLO = 1,
+    SHALE_MSG_HELLO_REPLY = 2,
+    SHALE_MSG_ERROR = 3,
+    SHALE_MSG_GET_REQ = 10,
+    SHALE_MSG_GET_RESP = 11,
+    SHALE_MSG_PUT_REQ = 12,
+    SHALE_MSG_PUT_RESP = 13,
+    SHALE_MSG_DEL_REQ = 14,
+    SHALE_MSG_DEL_RESP = 15,
+    SHALE_MSG_CAS_REQ = 16,
+    SHALE_MSG_CAS_RESP = 17,
+    SHALE_MSG_MGET_REQ = 18,
+    SHALE_MSG_MGET_RESP = 19,
+    SHALE_MSG_MPUT_REQ = 20,
+    SHALE_MSG_MPUT_RESP = 21,
+    SHALE_MSG_STATUS_REQ = 30,
+    SHALE_MSG_STATUS_RESP = 31,
+    /* 40..59 router, 60..79 admin / meta, 80..99 migration: reserved. */
+    SHALE_MSG_MAX_ = 127
+};
+
+typedef struct frame_hdr {
+    uint32_t len;  /* payload bytes */
+    uint16_t type; /* enum shale_msg_type */
+    uint64_t id;   /* request id; a response repeats its request's id */
+} frame_hdr_t;
+
+/* Name of a message type, "?" for unknown ones. */
+const char *frame_type_name(uint16_t type);
+
+/* True for a type this protocol version defines. */
+int frame_type_known(uint16_t type);
+
+/* Write a 16-byte header into out. */
+void frame_hdr_write(uint8_t out[FRAME_HEADER_SIZE], const frame_hdr_t *h);
+
+/* Parse a 16-byte header. Returns 0, SHALE_EPROTO for bad magic/version,
+ * or SHALE_ETOOLARGE when h->len > max_frame. */
+int frame_hdr_parse(const uint8_t in[FRAME_HEADER_SIZE], uint32_t max_frame,
+                    frame_hdr_t *h);
+
+/* Called once per complete frame. payload is valid only during the call
+ * (owned by the decoder). Return 0 to continue, non-zero to stop feeding:
+ * frame_decoder_feed then returns that value. */
+typedef int (*frame_cb)(void *ud, const frame_hdr_t *h, const uint8_t *payload);
+
+typedef struct frame_decoder {
+    uint32_t max_frame;
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    size_t hdr_have;
+    frame_hdr_t cur;
+    uint8_t *buf; /* payload being assembled (malloc, owned) */
+    size_t buf_cap;
+    size_t have;
+    int error; /* sticky: after a bad header nothing else is accepted */
+} frame_decoder_t;
+
+void frame_decoder_init(frame_decoder_t *d, uint32_t max_frame);
+void frame_decoder_free(frame_decoder_t *d);
+
+/* Feed n bytes read from a stream: any split of frames across calls and any
+ * number of frames per call. Calls cb for each complete frame in order.
+ * Returns 0, a negative SHALE_E* for a bad header (then sticky), or the first
+ * non-zero value cb returned. */
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
+                       frame_cb cb, void *ud);
+
+/* Encode one frame from an already-packed payload into a fresh buffer of
+ * FRAME_HEADER_SIZE + len bytes (malloc; caller frees). NULL on ENOMEM. */
+uint8_t *frame_build(uint16_t type, uint64_t id, const uint8_t *payload,
+                     uint32_t len);
+
+#endif

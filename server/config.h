@@ -1,0 +1,53 @@
+/* shaled configuration: defaults, a `key = value` config file, and command
+ * line flags (flags win over the file). One table describes every setting,
+ * so --help, the file parser and the flag parser never disagree.
+ *
+ * Never exits: errors come back as a message for main() to print. */
+#ifndef SHALE_SERVER_CONFIG_H
+#define SHALE_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct shaled_config {
+    uint64_t id;            /* raft server id (>0) */
+    char listen[128];       /* client address host:port */
+    char raft[128];         /* raft address host:port */
+    char data[512];         /* data directory */
+    char cluster_id[64];
+    uint64_t slots;         /* slot count S */
+    uint64_t block_cache_mb;
+    uint64_t max_key;
+    uint64_t max_value;
+    uint64_t max_frame;
+    uint64_t election_timeout_ms;
+    uint64_t heartbeat_ms;
+    uint64_t snapshot_threshold;
+    uint64_t snapshot_trailing;
+    uint64_t segment_mb;
+    uint64_t batch_max;         /* mutations per raft entry */
+    uint64_t inflight_entries;  /* raft entries proposed but not applied */
+    uint64_t max_pending;       /* queued mutations before OVERLOADED */
+    uint64_t conn_max_inflight; /* per connection, before reads pause */
+    uint64_t session_ttl_s;
+    char log_level[16];
+    char config_file[512];
+} shaled_config_t;
+
+void shaled_config_defaults(shaled_config_t *c);
+
+/* Parse argv (file first when --config is given, then flags). Returns 0,
+ * 1 when --help/--version was printed (caller exits 0), or -1 with a message
+ * in err. */
+int shaled_config_parse(shaled_config_t *c, int argc, char **argv, char *err,
+                        size_t errlen);
+
+/* Check cross-field rules (required fields, ranges). */
+int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen);
+
+void shaled_config_usage(const char *prog);
+
+/* Split "host:port" into host (buf) and port. Returns 0 or -1. */
+int shale_split_addr(const char *addr, char *host, size_t hostlen, int *port);
+
+#endif

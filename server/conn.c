@@ -1,0 +1,377 @@
+/* Client connections of shaled: accept, read + reassemble frames, HELLO
+ * gate, per-connection flow control and coalesced output.
+ *
+ * A connection is reference counted: one reference for the open handle and
+ * one per request still being worked on, so an answer computed after the
+ * peer went away finds a live (closed) connection and is dropped. Output
+ * produced during a loop turn is written with one uv_write per connection
+ * at the end of the turn (the uv_check in shaled.c), which is what makes
+ * pipelined answers cheap. This file never interprets requests: it hands
+ * each frame to dispatch_frame(). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+#define READ_BUF 65536
+#define OUT_HIGH_WATER (32u << 20) /* stop reading above this much output */
+
+struct conn {
+    qnode_t link;
+    qnode_t dirty_link;
+    shaled_t *s;
+    uv_tcp_t tcp;
+    frame_decoder_t dec;
+    int refs;
+    int closing;
+    int close_after_flush;
+    int hello_done;
+    int reading;
+    uint64_t inflight;
+    uv_buf_t *out;
+    size_t nout, capout;
+    size_t out_bytes;     /* queued + being written */
+    uint8_t rbuf[READ_BUF];
+    char peer[64];
+};
+
+static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+typedef struct wreq {
+    uv_write_t w;
+    conn_t *c;
+    uv_buf_t *bufs;
+    size_t n;
+    size_t bytes;
+} wreq_t;
+
+shaled_t *conn_server(const conn_t *c) { return c->s; }
+int conn_is_open(const conn_t *c) { return !c->closing; }
+void conn_ref(conn_t *c) { c->refs++; }
+
+static void conn_free(conn_t *c)
+{
+    frame_decoder_free(&c->dec);
+    for (size_t i = 0; i < c->nout; i++)
+        free(c->out[i].base);
+    free(c->out);
+    free(c);
+}
+
+void conn_unref(conn_t *c)
+{
+    if (--c->refs == 0)
+        conn_free(c);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    conn_unref(c);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    q_remove(&c->link);
+    if (c->dirty_link.next != &c->dirty_link)
+        q_remove(&c->dirty_link);
+    c->s->nconns--;
+    log_debug("connection closed", " peer=%s", c->peer);
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    conn_t *c = h->data;
+    buf->base = (char *)c->rbuf;
+    buf->len = READ_BUF;
+}
+
+static void update_reading(conn_t *c)
+{
+    if (c->closing)
+        return;
+    uint64_t lim = c->s->cfg.conn_max_inflight;
+    int want = c->inflight < lim && c->out_bytes < OUT_HIGH_WATER &&
+               !c->close_after_flush && !c->s->stopping;
+    if (want && !c->reading) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, conn_read_cb);
+    } else if (!want && c->reading) {
+        c->reading = 0;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+void conn_request_done(conn_t *c)
+{
+    if (c->inflight > 0)
+        c->inflight--;
+    update_reading(c);
+    conn_unref(c);
+}
+
+void conn_send(conn_t *c, uint8_t *frame, size_t len)
+{
+    if (c->closing || frame == NULL) {
+        free(frame);
+        return;
+    }
+    if (c->nout == c->capout) {
+        size_t cap = c->capout ? c->capout * 2 : 16;
+        uv_buf_t *nb = realloc(c->out, cap * sizeof(*nb));
+        if (nb == NULL) {
+            free(frame);
+            log_error("out of memory queueing a response; closing", " peer=%s", c->peer);
+            conn_close(c);
+            return;
+        }
+        c->out = nb;
+        c->capout = cap;
+    }
+    c->out[c->nout++] = uv_buf_init((char *)frame, (unsigned)len);
+    c->out_bytes += len;
+    if (c->dirty_link.next == &c->dirty_link)
+        q_push(&c->s->dirty, &c->dirty_link);
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    wreq_t *wr = (wreq_t *)w;
+    conn_t *c = wr->c;
+    for (size_t i = 0; i < wr->n; i++)
+        free(wr->bufs[i].base);
+    free(wr->bufs);
+    c->out_bytes -= wr->bytes;
+    free(wr);
+    if (status != 0 && !c->closing) {
+        log_debug("write failed", " peer=%s err=%s", c->peer, uv_strerror(status));
+        conn_close(c);
+    } else if (c->close_after_flush && c->nout == 0 && !c->closing) {
+        conn_close(c);
+    } else {
+        update_reading(c);
+    }
+    conn_unref(c);
+}
+
+static void conn_flush(conn_t *c)
+{
+    if (c->nout == 0 || c->closing)
+        return;
+    wreq_t *wr = calloc(1, sizeof(*wr));
+    if (wr == NULL) {
+        conn_close(c);
+        return;
+    }
+    wr->c = c;
+    wr->bufs = c->out;
+    wr->n = c->nout;
+    for (size_t i = 0; i < wr->n; i++)
+        wr->bytes += wr->bufs[i].len;
+    c->out = NULL;
+    c->nout = c->capout = 0;
+    conn_ref(c);
+    int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs,
+                      (unsigned)wr->n, on_write);
+    if (rv != 0) {
+        /* The callback will not run: release here. */
+        for (size_t i = 0; i < wr->n; i++)
+            free(wr->bufs[i].base);
+        free(wr->bufs);
+        c->out_bytes -= wr->bytes;
+        free(wr);
+        conn_unref(c);
+        conn_close(c);
+    }
+}
+
+void conn_flush_all(shaled_t *s)
+{
+    while (!q_empty(&s->dirty)) {
+        qnode_t *n = s->dirty.next;
+        q_remove(n);
+        conn_flush(q_data(n, conn_t, dirty_link));
+    }
+}
+
+void conn_send_error(conn_t *c, uint64_t id, int code, const char *msg)
+{
+    size_t len = 0;
+    uint8_t *f = wire_error_frame(id, code, msg, NULL, &len);
+    conn_send(c, f, len);
+}
+
+/* Protocol violation that loses framing: answer once, then close. */
+static void conn_fail(conn_t *c, int code, const char *msg)
+{
+    conn_send_error(c, 0, code, msg);
+    c->close_after_flush = 1;
+    update_reading(c);
+}
+
+static int handle_hello(conn_t *c, uint64_t id, const uint8_t *p, size_t len)
+{
+    shaled_t *s = c->s;
+    ProtobufCMessage *m = wire_unpack(SHALE_MSG_HELLO, p, len);
+    size_t flen;
+    if (m == NULL) {
+        conn_send_error(c, id, SHALE_EPROTO, "malformed HELLO");
+        c->close_after_flush = 1;
+        return 1;
+    }
+    Shale__Hello *h = (Shale__Hello *)m;
+    int rv = 0;
+    if (h->protocol_version != SHALE_PROTOCOL_VERSION) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "protocol version %u not supported (server speaks %u)",
+                 h->protocol_version, SHALE_PROTOCOL_VERSION);
+        conn_send_error(c, id, SHALE_EPROTO, msg);
+        c->close_after_flush = 1;
+        rv = 1;
+    } else if (h->cluster_id != NULL && h->cluster_id[0] != '\0' &&
+               strcmp(h->cluster_id, s->cfg.cluster_id) != 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "this node belongs to cluster '%s', not '%.64s'",
+                 s->cfg.cluster_id, h->cluster_id);
+        conn_send_error(c, id, SHALE_ECLUSTER, msg);
+        c->close_after_flush = 1;
+        rv = 1;
+    } else {
+        Shale__HelloReply r = SHALE__HELLO_REPLY__INIT;
+        r.protocol_version = SHALE_PROTOCOL_VERSION;
+        r.cluster_id = s->cfg.cluster_id;
+        r.has_node_id = 1;
+        r.node_id = s->cfg.id;
+        r.has_max_frame = 1;
+        r.max_frame = (uint32_t)s->cfg.max_frame;
+        r.has_max_key = 1;
+        r.max_key = (uint32_t)s->cfg.max_key;
+        r.has_max_value = 1;
+        r.max_value = (uint32_t)s->cfg.max_value;
+        uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &r.base, UINT32_MAX, &flen);
+        conn_send(c, f, flen);
+        c->hello_done = 1;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rv;
+}
+
+static int on_frame(void *ud, const frame_hdr_t *h, const uint8_t *payload)
+{
+    conn_t *c = ud;
+    if (c->close_after_flush || c->closing)
+        return 1;
+    if (!c->hello_done) {
+        if (h->type != SHALE_MSG_HELLO) {
+            conn_send_error(c, h->id, SHALE_EPROTO,
+                                          "the first frame must be HELLO");
+            c->close_after_flush = 1;
+            return 1;
+        }
+        return handle_hello(c, h->id, payload, h->len);
+    }
+    c->inflight++;
+    conn_ref(c);
+    dispatch_frame(c->s, c, h->type, h->id, payload, h->len);
+    return c->close_after_flush ? 1 : 0;
+}
+
+static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    int rv = frame_decoder_feed(&c->dec, (const uint8_t *)buf->base,
+                                (size_t)nread, on_frame, c);
+    if (rv < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "bad frame (%s): closing connection",
+                 shale_strerror(rv));
+        log_warn("bad frame from client", " peer=%s err=\"%s\"", c->peer,
+                 shale_strerror(rv));
+        conn_fail(c, rv == SHALE_ETOOLARGE ? SHALE_ETOOLARGE : SHALE_EPROTO, msg);
+    } else if (c->close_after_flush) {
+        update_reading(c);
+    }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    shaled_t *s = server->data;
+    if (status < 0) {
+        log_warn("accept failed", " err=%s", uv_strerror(status));
+        return;
+    }
+    conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("out of memory accepting a connection", "%s", "");
+        return;
+    }
+    c->s = s;
+    c->refs = 1;
+    q_init(&c->dirty_link);
+    frame_decoder_init(&c->dec, (uint32_t)s->cfg.max_frame);
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    q_push(&s->conns, &c->link);
+    s->nconns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || s->stopping) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0 &&
+        ss.ss_family == AF_INET) {
+        char ip[32];
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        uv_ip4_name(sin, ip, sizeof(ip));
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, ntohs(sin->sin_port));
+    }
+    update_reading(c);
+}
+
+int conn_listen(shaled_t *s, char *err, size_t errlen)
+{
+    char host[128];
+    int port;
+    struct sockaddr_in sa;
+    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0 ||
+        uv_ip4_addr(host, port, &sa) != 0) {
+        snprintf(err, errlen, "bad listen address '%s' (want IPv4 host:port)",
+                 s->cfg.listen);
+        return -1;
+    }
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    int rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", s->cfg.listen,
+                 uv_strerror(rv));
+        return -1;
+    }
+    return 0;
+}
+
+void conn_close_all(shaled_t *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->listener))
+        uv_close((uv_handle_t *)&s->listener, NULL);
+    while (!q_empty(&s->conns))
+        conn_close(q_data(s->conns.next, conn_t, link));
+}

@@ -1,0 +1,305 @@
+/* Request dispatch: decode a client frame, validate it against the limits,
+ * and send it down the right path — mutations to the proposer, linearizable
+ * reads to the read-index batcher, stale reads and STATUS answered here.
+ *
+ * Every request that enters leaves exactly once, through sreq_reply or
+ * sreq_fail, which also release its connection reference. This file never
+ * touches Raft or RocksDB directly except through those modules. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "keyhash.h"
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+void sreq_free(sreq_t *r)
+{
+    if (r->msg != NULL)
+        protobuf_c_message_free_unpacked(r->msg, NULL);
+    conn_request_done(r->conn);
+    free(r);
+}
+
+void sreq_fail(sreq_t *r, int code, const char *msg)
+{
+    size_t len;
+    const char *hint = code == SHALE_ENOTLEADER ? shaled_leader_hint(conn_server(r->conn)) : NULL;
+    if (hint != NULL && hint[0] == '\0')
+        hint = NULL;
+    uint8_t *f = wire_error_frame(r->id, code, msg, hint, &len);
+    conn_send(r->conn, f, len);
+    sreq_free(r);
+}
+
+void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp)
+{
+    size_t len;
+    uint8_t *f = wire_pack(type, r->id, resp, UINT32_MAX, &len);
+    if (f == NULL) {
+        sreq_fail(r, SHALE_ENOMEM, "out of memory building the response");
+        return;
+    }
+    conn_send(r->conn, f, len);
+    sreq_free(r);
+}
+
+const char *shaled_leader_hint(shaled_t *s)
+{
+    /* Raft knows leaders by raft address; the map from raft address to
+     * client address arrives with the replicated group. Until then the only
+     * leader a node can name is itself. */
+    if (raft_node_is_leader(s))
+        return s->cfg.listen;
+    return "";
+}
+
+static int check_key(shaled_t *s, const ProtobufCBinaryData *k, char *msg,
+                     size_t mlen)
+{
+    if (k->len == 0) {
+        snprintf(msg, mlen, "empty key");
+        return SHALE_EINVAL;
+    }
+    if (k->len > s->cfg.max_key) {
+        snprintf(msg, mlen, "key of %zu bytes exceeds the limit of %llu", k->len,
+                 (unsigned long long)s->cfg.max_key);
+        return SHALE_ETOOLARGE;
+    }
+    return 0;
+}
+
+static int check_value(shaled_t *s, const ProtobufCBinaryData *v, char *msg,
+                       size_t mlen)
+{
+    if (v->len > s->cfg.max_value) {
+        snprintf(msg, mlen, "value of %zu bytes exceeds the limit of %llu",
+                 v->len, (unsigned long long)s->cfg.max_value);
+        return SHALE_ETOOLARGE;
+    }
+    return 0;
+}
+
+/* A router-stamped slot must match the key's slot. */
+static int check_route(shaled_t *s, const Shale__Route *rt,
+                       const ProtobufCBinaryData *k, char *msg, size_t mlen)
+{
+    if (rt == NULL || !rt->has_slot)
+        return 0;
+    uint32_t slot = shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
+    if (rt->slot != slot) {
+        snprintf(msg, mlen, "route names slot %u but the key hashes to slot %u",
+                 rt->slot, slot);
+        return SHALE_EINVAL;
+    }
+    return 0;
+}
+
+static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
+{
+    int rv = 0;
+    switch (r->type) {
+    case SHALE_MSG_GET_REQ: {
+        Shale__GetRequest *g = (Shale__GetRequest *)r->msg;
+        if ((rv = check_key(s, &g->key, msg, mlen)) == 0)
+            rv = check_route(s, g->route, &g->key, msg, mlen);
+        break;
+    }
+    case SHALE_MSG_PUT_REQ: {
+        Shale__PutRequest *p = (Shale__PutRequest *)r->msg;
+        if ((rv = check_key(s, &p->key, msg, mlen)) == 0 &&
+            (rv = check_value(s, &p->value, msg, mlen)) == 0)
+            rv = check_route(s, p->route, &p->key, msg, mlen);
+        break;
+    }
+    case SHALE_MSG_DEL_REQ: {
+        Shale__DeleteRequest *d = (Shale__DeleteRequest *)r->msg;
+        if ((rv = check_key(s, &d->key, msg, mlen)) == 0)
+            rv = check_route(s, d->route, &d->key, msg, mlen);
+        break;
+    }
+    case SHALE_MSG_CAS_REQ: {
+        Shale__CasRequest *c = (Shale__CasRequest *)r->msg;
+        if ((rv = check_key(s, &c->key, msg, mlen)) != 0 ||
+            (rv = check_route(s, c->route, &c->key, msg, mlen)) != 0)
+            break;
+        int kinds = (c->has_expect_absent && c->expect_absent) +
+                    c->has_expect_version + c->has_expect_value;
+        if (kinds != 1) {
+            snprintf(msg, mlen, "CAS needs exactly one of expect_absent, "
+                                "expect_version, expect_value");
+            return SHALE_EINVAL;
+        }
+        int del = c->has_delete_on_match && c->delete_on_match;
+        if (del == c->has_new_value) {
+            snprintf(msg, mlen, "CAS needs either new_value or delete_on_match");
+            return SHALE_EINVAL;
+        }
+        if (c->has_new_value)
+            rv = check_value(s, &c->new_value, msg, mlen);
+        if (rv == 0 && c->has_expect_value)
+            rv = check_value(s, &c->expect_value, msg, mlen);
+        break;
+    }
+    case SHALE_MSG_MGET_REQ: {
+        Shale__MGetRequest *m = (Shale__MGetRequest *)r->msg;
+        if (m->n_keys == 0) {
+            snprintf(msg, mlen, "MGET with no keys");
+            return SHALE_EINVAL;
+        }
+        for (size_t i = 0; i < m->n_keys && rv == 0; i++)
+            rv = check_key(s, &m->keys[i], msg, mlen);
+        break;
+    }
+    case SHALE_MSG_MPUT_REQ: {
+        Shale__MPutRequest *m = (Shale__MPutRequest *)r->msg;
+        if (m->n_items == 0) {
+            snprintf(msg, mlen, "MPUT with no items");
+            return SHALE_EINVAL;
+        }
+        for (size_t i = 0; i < m->n_items && rv == 0; i++) {
+            if (!m->items[i]->has_value) {
+                snprintf(msg, mlen, "MPUT item %zu has no value", i);
+                return SHALE_EINVAL;
+            }
+            if ((rv = check_key(s, &m->items[i]->key, msg, mlen)) == 0)
+                rv = check_value(s, &m->items[i]->value, msg, mlen);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return rv;
+}
+
+static const ProtobufCBinaryData *first_key(const sreq_t *r)
+{
+    switch (r->type) {
+    case SHALE_MSG_GET_REQ: return &((Shale__GetRequest *)r->msg)->key;
+    case SHALE_MSG_PUT_REQ: return &((Shale__PutRequest *)r->msg)->key;
+    case SHALE_MSG_DEL_REQ: return &((Shale__DeleteRequest *)r->msg)->key;
+    case SHALE_MSG_CAS_REQ: return &((Shale__CasRequest *)r->msg)->key;
+    case SHALE_MSG_MGET_REQ: return &((Shale__MGetRequest *)r->msg)->keys[0];
+    case SHALE_MSG_MPUT_REQ: return &((Shale__MPutRequest *)r->msg)->items[0]->key;
+    default: return NULL;
+    }
+}
+
+static void reply_status(shaled_t *s, sreq_t *r)
+{
+    Shale__StatusResponse st = SHALE__STATUS_RESPONSE__INIT;
+    static const char *const roles[] = {"unavailable", "follower", "candidate", "leader"};
+    int state = raft_state(&s->raft);
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&s->raft, &lid, &laddr);
+    st.node_id = s->cfg.id;
+    st.address = s->cfg.listen;
+    st.role = (char *)(state >= 0 && state <= 3 ? roles[state] : "?");
+    st.has_term = 1;
+    st.term = s->raft.current_term;
+    st.has_commit_index = 1;
+    st.commit_index = s->raft.commit_index;
+    st.has_applied_index = 1;
+    st.applied_index = store_applied_index(s->store);
+    st.leader = (char *)(laddr ? laddr : "");
+    st.has_keys_estimate = 1;
+    st.keys_estimate = store_estimate_keys(s->store);
+    st.cluster_id = s->cfg.cluster_id;
+    sreq_reply(r, SHALE_MSG_STATUS_RESP, &st.base);
+}
+
+static int is_read(uint16_t t) { return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_MGET_REQ; }
+static int is_write(uint16_t t)
+{
+    return t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
+           t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MPUT_REQ;
+}
+
+static const Shale__ReadOptions *read_opts(const sreq_t *r)
+{
+    if (r->type == SHALE_MSG_GET_REQ)
+        return ((Shale__GetRequest *)r->msg)->read;
+    return ((Shale__MGetRequest *)r->msg)->read;
+}
+
+void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
+                    const uint8_t *payload, size_t len)
+{
+    sreq_t *r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        conn_send_error(c, id, SHALE_ENOMEM, NULL);
+        conn_request_done(c);
+        return;
+    }
+    q_init(&r->link);
+    r->conn = c;
+    r->id = id;
+    r->type = type;
+    r->received_us = shaled_now_us();
+    char msg[STORE_ERRLEN + 64];
+
+    if (!is_read(type) && !is_write(type) && type != SHALE_MSG_STATUS_REQ) {
+        snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
+                 frame_type_name(type));
+        sreq_fail(r, SHALE_EPROTO, msg);
+        return;
+    }
+    r->msg = wire_unpack(type, payload, len);
+    if (r->msg == NULL) {
+        snprintf(msg, sizeof(msg), "malformed %s message", frame_type_name(type));
+        sreq_fail(r, SHALE_EINVAL, msg);
+        return;
+    }
+    if (s->stopping) {
+        sreq_fail(r, SHALE_EUNAVAILABLE, "node is shutting down");
+        return;
+    }
+    if (type == SHALE_MSG_STATUS_REQ) {
+        reply_status(s, r);
+        return;
+    }
+    if (s->storage_failed) {
+        snprintf(msg, sizeof(msg), "storage failed: %s", s->storage_err);
+        sreq_fail(r, SHALE_ESTORAGE, msg);
+        return;
+    }
+    int rv = validate(s, r, msg, sizeof(msg));
+    if (rv != 0) {
+        sreq_fail(r, rv, msg);
+        return;
+    }
+    const ProtobufCBinaryData *k = first_key(r);
+    r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
+
+    if (is_read(type)) {
+        const Shale__ReadOptions *ro = read_opts(r);
+        int stale = ro != NULL && ro->has_consistency &&
+                    ro->consistency == SHALE__CONSISTENCY__STALE;
+        if (!raft_node_is_leader(s)) {
+            /* Followers cannot yet prove how stale they are: that proof
+             * arrives with replicated groups. */
+            if (stale)
+                sreq_fail(r, SHALE_ESTALE, "this node cannot prove its staleness bound");
+            else
+                sreq_fail(r, SHALE_ENOTLEADER, "not the leader");
+            return;
+        }
+        if (stale)
+            reads_serve(s, r); /* the leader's applied state is current */
+        else
+            reads_enqueue(s, r);
+        return;
+    }
+    if (!raft_node_is_leader(s)) {
+        sreq_fail(r, SHALE_ENOTLEADER, "not the leader");
+        return;
+    }
+    if (s->npending >= s->cfg.max_pending) {
+        sreq_fail(r, SHALE_EOVERLOAD, "too many writes queued; back off and retry");
+        return;
+    }
+    propose_enqueue(s, r);
+}

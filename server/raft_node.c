@@ -1,0 +1,109 @@
+/* Raft set-up for shaled: raft_uv (disk + TCP transport) with the settings
+ * libraft 0.15 needs on this platform, bootstrap, start and close.
+ *
+ * Rules (FACTS.md):
+ *  - auto-recovery off: on 0.15 it renamed a readable segment to corrupt-*
+ *    and came back with an empty log;
+ *  - large segments (default 64 MiB): every rollover stalls the loop;
+ *  - raft_close() only from a timer, never inside a Raft callback; the io
+ *    and transport are released after uv_run() returns.
+ * This file never applies entries (raft_fsm.c) or answers clients. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "server.h"
+
+int raft_node_is_leader(shaled_t *s)
+{
+    return s->raft_inited && !s->raft_closed && raft_state(&s->raft) == RAFT_LEADER;
+}
+
+int raft_node_start(shaled_t *s, char *err, size_t errlen)
+{
+    int rv;
+    if (mkdir(s->raft_dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", s->raft_dir, strerror(errno));
+        return -1;
+    }
+    rv = raft_uv_tcp_init(&s->transport, s->loop);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
+        return -1;
+    }
+    rv = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->transport);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft storage in %s: %s", s->raft_dir,
+                 s->io.errmsg[0] ? s->io.errmsg : raft_strerror(rv));
+        raft_uv_tcp_close(&s->transport);
+        return -1;
+    }
+    raft_uv_set_auto_recovery(&s->io, false);
+    raft_uv_set_segment_size(&s->io, (size_t)s->cfg.segment_mb << 20);
+    raft_fsm_init(s);
+    rv = raft_init(&s->raft, &s->io, &s->fsm, s->cfg.id, s->cfg.raft);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft_init: %s", raft_strerror(rv));
+        raft_uv_close(&s->io);
+        raft_uv_tcp_close(&s->transport);
+        return -1;
+    }
+    s->raft_inited = 1;
+    raft_set_election_timeout(&s->raft, (unsigned)s->cfg.election_timeout_ms);
+    raft_set_heartbeat_timeout(&s->raft, (unsigned)s->cfg.heartbeat_ms);
+    raft_set_snapshot_threshold(&s->raft, (unsigned)s->cfg.snapshot_threshold);
+    raft_set_snapshot_trailing(&s->raft, (unsigned)s->cfg.snapshot_trailing);
+
+    /* A new data directory starts a one-voter group made of this node.
+     * An existing one already holds its configuration. */
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    rv = raft_configuration_add(&conf, s->cfg.id, s->cfg.raft, RAFT_VOTER);
+    if (rv == 0)
+        rv = raft_bootstrap(&s->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+        snprintf(err, errlen, "raft bootstrap: %s", raft_strerror(rv));
+        return -1;
+    }
+    rv = raft_start(&s->raft);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft start: %s (%s)", raft_strerror(rv),
+                 raft_errmsg(&s->raft));
+        return -1;
+    }
+    /* Storage can never be ahead of the log: entries up to the applied index
+     * were committed, and a committed entry is never removed. If it is, the
+     * log lost committed entries (the libraft 0.15 failure FACTS.md
+     * describes) and new entries would reuse applied indexes and be skipped
+     * as replays: refuse to run rather than drop writes silently. */
+    uint64_t applied = store_applied_index(s->store);
+    if (raft_last_index(&s->raft) < applied) {
+        snprintf(err, errlen,
+                 "raft log ends at index %llu but storage has applied %llu: "
+                 "the raft log in %s lost committed entries; refusing to start",
+                 (unsigned long long)raft_last_index(&s->raft),
+                 (unsigned long long)applied, s->raft_dir);
+        return -1;
+    }
+    log_info("raft started", " id=%llu raft=%s last_index=%llu",
+             (unsigned long long)s->cfg.id, s->cfg.raft,
+             (unsigned long long)raft_last_index(&s->raft));
+    return 0;
+}
+
+void raft_node_close(shaled_t *s, raft_close_cb cb)
+{
+    s->raft_closed = 1;
+    raft_close(&s->raft, cb);
+}
+
+void raft_node_release(shaled_t *s)
+{
+    if (!s->raft_inited)
+        return;
+    raft_uv_close(&s->io);
+    raft_uv_tcp_close(&s->transport);
+    s->raft_inited = 0;
+}

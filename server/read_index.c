@@ -1,0 +1,178 @@
+/* Linearizable reads: every read that arrives while one leadership check is
+ * in flight waits for the next one; one raft_barrier confirms leadership for
+ * the whole batch (DESIGN §2).
+ *
+ * Rules:
+ *  - A read is answered from local storage only after a barrier proposed
+ *    after the read arrived has been applied: then this node was leader when
+ *    the read arrived and has applied every write acknowledged before it.
+ *  - At most one barrier is in flight; it is proposed from the loop's check
+ *    phase, never from a Raft callback.
+ *  - A barrier callback that fires twice (libraft #344) is ignored: the
+ *    second firing finds the batch already answered. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyhash.h"
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+struct rd_barrier {
+    struct raft_barrier req;
+    qnode_t reads;
+    shaled_t *s;
+    int fired;
+};
+
+void reads_enqueue(shaled_t *s, sreq_t *r)
+{
+    q_push(&s->reads_waiting, &r->link);
+}
+
+static void fail_queue(qnode_t *q, int code, const char *msg)
+{
+    while (!q_empty(q)) {
+        sreq_t *r = q_data(q->next, sreq_t, link);
+        q_remove(&r->link);
+        sreq_fail(r, code, msg);
+    }
+}
+
+void reads_fail_all(shaled_t *s, int code, const char *msg)
+{
+    fail_queue(&s->reads_waiting, code, msg);
+}
+
+static void fill_kv(Shale__KeyValue *kv, const ProtobufCBinaryData *key,
+                    const store_value_t *v)
+{
+    shale__key_value__init(kv);
+    kv->key = *key;
+    kv->has_found = 1;
+    kv->found = v->found;
+    kv->has_version = v->found;
+    kv->version = v->version;
+    kv->has_value = v->found;
+    kv->value.data = v->value;
+    kv->value.len = v->len;
+}
+
+void reads_serve(shaled_t *s, sreq_t *r)
+{
+    char err[STORE_ERRLEN];
+    if (r->type == SHALE_MSG_GET_REQ) {
+        Shale__GetRequest *g = (Shale__GetRequest *)r->msg;
+        store_value_t v = {0};
+        int rv = store_get(s->store, r->slot, g->key.data, g->key.len, &v, err);
+        if (rv != 0) {
+            sreq_fail(r, rv, err);
+            return;
+        }
+        Shale__GetResponse resp = SHALE__GET_RESPONSE__INIT;
+        resp.found = v.found;
+        resp.has_value = v.found;
+        resp.value.data = v.value;
+        resp.value.len = v.len;
+        resp.has_version = v.found;
+        resp.version = v.version;
+        sreq_reply(r, SHALE_MSG_GET_RESP, &resp.base);
+        free(v.value);
+        return;
+    }
+    Shale__MGetRequest *m = (Shale__MGetRequest *)r->msg;
+    Shale__KeyValue *kvs = calloc(m->n_keys, sizeof(*kvs));
+    Shale__KeyValue **ptrs = calloc(m->n_keys, sizeof(*ptrs));
+    store_value_t *vals = calloc(m->n_keys, sizeof(*vals));
+    Shale__Error *errs = calloc(m->n_keys, sizeof(*errs));
+    if (kvs == NULL || ptrs == NULL || vals == NULL || errs == NULL) {
+        free(kvs);
+        free(ptrs);
+        free(vals);
+        free(errs);
+        sreq_fail(r, SHALE_ENOMEM, "out of memory reading keys");
+        return;
+    }
+    for (size_t i = 0; i < m->n_keys; i++) {
+        uint16_t slot = (uint16_t)shale_key_slot(m->keys[i].data, m->keys[i].len,
+                                                 (uint32_t)s->cfg.slots);
+        int rv = store_get(s->store, slot, m->keys[i].data, m->keys[i].len,
+                           &vals[i], err);
+        fill_kv(&kvs[i], &m->keys[i], &vals[i]);
+        if (rv != 0) {
+            shale__error__init(&errs[i]);
+            errs[i].code = (Shale__ErrorCode)shale_error_to_wire(rv);
+            kvs[i].error = &errs[i];
+        }
+        ptrs[i] = &kvs[i];
+    }
+    Shale__MGetResponse resp = SHALE__MGET_RESPONSE__INIT;
+    resp.n_items = m->n_keys;
+    resp.items = ptrs;
+    size_t n = m->n_keys;
+    sreq_reply(r, SHALE_MSG_MGET_RESP, &resp.base);
+    for (size_t i = 0; i < n; i++)
+        free(vals[i].value);
+    free(kvs);
+    free(ptrs);
+    free(vals);
+    free(errs);
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct rd_barrier *b = req->data;
+    if (b == NULL || b->fired) {
+        log_warn("raft barrier callback fired twice; ignored", " status=%d", status);
+        return;
+    }
+    b->fired = 1;
+    shaled_t *s = b->s;
+    if (s->barrier == b)
+        s->barrier = NULL;
+    if (status != 0) {
+        fail_queue(&b->reads, SHALE_ENOTLEADER,
+                   "leadership could not be confirmed for this read");
+    } else {
+        while (!q_empty(&b->reads)) {
+            sreq_t *r = q_data(b->reads.next, sreq_t, link);
+            q_remove(&r->link);
+            reads_serve(s, r);
+        }
+    }
+    req->data = NULL;
+    free(b);
+}
+
+void reads_flush(shaled_t *s)
+{
+    if (s->barrier != NULL || q_empty(&s->reads_waiting))
+        return;
+    if (s->stopping || !raft_node_is_leader(s)) {
+        reads_fail_all(s, s->stopping ? SHALE_EUNAVAILABLE : SHALE_ENOTLEADER,
+                       s->stopping ? "node is shutting down" : "not the leader");
+        return;
+    }
+    struct rd_barrier *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        reads_fail_all(s, SHALE_ENOMEM, "out of memory");
+        return;
+    }
+    b->s = s;
+    b->req.data = b;
+    q_init(&b->reads);
+    /* Move every waiting read into this batch. */
+    b->reads.next = s->reads_waiting.next;
+    b->reads.prev = s->reads_waiting.prev;
+    b->reads.next->prev = &b->reads;
+    b->reads.prev->next = &b->reads;
+    q_init(&s->reads_waiting);
+    int rv = raft_barrier(&s->raft, &b->req, barrier_cb);
+    if (rv != 0) {
+        fail_queue(&b->reads, rv == RAFT_NOTLEADER ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
+                   raft_strerror(rv));
+        free(b);
+        return;
+    }
+    s->barrier = b;
+}

@@ -1,0 +1,174 @@
+/* The shaled process state shared by its modules.
+ *
+ * One shaled_t per process, owned by main (shaled.c). Modules:
+ *   conn.c        client connections: framing, HELLO, output coalescing
+ *   dispatch.c    request validation and routing to reads or the proposer
+ *   propose.c     group commit: many client mutations per Raft entry
+ *   raft_fsm.c    the Raft state machine (apply/snapshot/restore) on storage
+ *   read_index.c  linearizable reads batched behind one leadership check
+ *   raft_node.c   raft + raft_uv set-up, start and shutdown
+ * Everything runs on the one libuv loop thread. */
+#ifndef SHALE_SERVER_H
+#define SHALE_SERVER_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "shale.pb-c.h"
+#include "store.h"
+
+typedef struct shaled shaled_t;
+typedef struct conn conn_t;
+typedef struct sreq sreq_t;
+typedef struct batch batch_t;
+
+/* Intrusive doubly linked queue (as in libuv's QUEUE). */
+typedef struct qnode {
+    struct qnode *next, *prev;
+} qnode_t;
+
+static inline void q_init(qnode_t *h) { h->next = h->prev = h; }
+static inline int q_empty(const qnode_t *h) { return h->next == h; }
+static inline void q_push(qnode_t *h, qnode_t *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+static inline void q_remove(qnode_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+#define q_data(ptr, type, field) \
+    ((type *)((char *)(ptr) - offsetof(type, field)))
+
+/* One client request between its frame arriving and its answer leaving.
+ * Holds a reference on its connection; freed by sreq_done. */
+struct sreq {
+    qnode_t link;          /* in a proposer / read queue */
+    conn_t *conn;
+    uint64_t id;           /* frame request id */
+    uint16_t type;         /* SHALE_MSG_*_REQ */
+    ProtobufCMessage *msg; /* unpacked request (owned) */
+    uint16_t slot;         /* first key's slot */
+    uint64_t received_us;
+};
+
+/* Process-wide server state. */
+struct shaled {
+    shaled_config_t cfg;
+    uv_loop_t *loop;
+    store_t *store;
+    char raft_dir[600];
+    char db_dir[600];
+
+    /* raft (raft_node.c) */
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    int raft_inited;
+    int raft_closed;
+
+    /* network (conn.c) */
+    uv_tcp_t listener;
+    qnode_t conns;       /* all open connections */
+    qnode_t dirty;       /* connections with output to flush */
+    uv_check_t flush;    /* end of each loop turn: propose, flush output */
+    uint64_t nconns;
+
+    /* proposer (propose.c) */
+    qnode_t pending;     /* sreqs waiting for a Raft entry */
+    uint64_t npending;
+    qnode_t inflight;    /* batches proposed, callback not yet fired */
+    uint64_t ninflight;
+    uint64_t proposal_seq;
+    uv_timer_t session_timer;
+
+    /* reads (read_index.c) */
+    qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
+    struct rd_barrier *barrier; /* in flight, or NULL */
+
+    /* lifecycle */
+    uv_signal_t sigterm, sigint, sigusr1;
+    uv_timer_t stop_timer;
+    int stopping;
+    int exit_code;
+    int storage_failed;
+    char storage_err[STORE_ERRLEN];
+
+    /* counters (observability arrives with its own issue) */
+    uint64_t applied_entries;
+    uint64_t applied_mutations;
+};
+
+/* conn.c */
+int conn_listen(shaled_t *s, char *err, size_t errlen);
+void conn_close_all(shaled_t *s);
+/* Queue a packed frame (malloc'd, ownership passes) for c. */
+void conn_send(conn_t *c, uint8_t *frame, size_t len);
+void conn_flush_all(shaled_t *s);
+/* Queue an Error frame answering request id (0: the connection). */
+void conn_send_error(conn_t *c, uint64_t id, int code, const char *msg);
+void conn_unref(conn_t *c);
+void conn_ref(conn_t *c);
+int conn_is_open(const conn_t *c);
+void conn_request_done(conn_t *c);
+shaled_t *conn_server(const conn_t *c);
+
+/* dispatch.c */
+void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
+                    const uint8_t *payload, size_t len);
+/* Answer a request with an error frame and free it. */
+void sreq_fail(sreq_t *r, int code, const char *msg);
+/* Answer with a packed response message and free it. */
+void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp);
+void sreq_free(sreq_t *r);
+/* The leader's client address hint for NOT_LEADER answers ("" if none). */
+const char *shaled_leader_hint(shaled_t *s);
+
+/* propose.c */
+void propose_enqueue(shaled_t *s, sreq_t *r);
+void propose_flush(shaled_t *s);
+/* FSM side: results for this node's own entry (proposal_seq). */
+void propose_deliver(shaled_t *s, uint64_t proposal_seq,
+                     store_request_t *reqs, size_t n,
+                     const Shale__Command *cmd);
+void propose_fail_all(shaled_t *s, int code, const char *msg);
+int propose_start(shaled_t *s);
+void propose_stop(shaled_t *s);
+
+/* raft_fsm.c */
+void raft_fsm_init(shaled_t *s);
+/* Encode a Command into a padded raft buffer (raft_malloc'd). */
+int raft_cmd_encode(const Shale__Command *cmd, struct raft_buffer *out);
+/* Decode a padded raft buffer; returns NULL if malformed. */
+Shale__Command *raft_cmd_decode(const struct raft_buffer *buf);
+
+/* read_index.c */
+void reads_enqueue(shaled_t *s, sreq_t *r);
+void reads_flush(shaled_t *s);
+void reads_fail_all(shaled_t *s, int code, const char *msg);
+/* Serve one read request from the local store now. */
+void reads_serve(shaled_t *s, sreq_t *r);
+
+/* raft_node.c */
+int raft_node_start(shaled_t *s, char *err, size_t errlen);
+void raft_node_close(shaled_t *s, raft_close_cb cb);
+void raft_node_release(shaled_t *s);
+int raft_node_is_leader(shaled_t *s);
+
+/* shaled.c */
+void shaled_stop(shaled_t *s, int exit_code);
+/* Storage failed: stop applying, refuse work, shut down. */
+void shaled_storage_failed(shaled_t *s, const char *msg);
+uint64_t shaled_now_ms(void);
+uint64_t shaled_now_us(void);
+
+#endif

@@ -1,0 +1,211 @@
+/* shaled: one replica of a Shale shard group.
+ *
+ * main() wires the modules together on one libuv loop: configuration,
+ * storage (RocksDB), Raft (raft_uv), the client listener, the end-of-turn
+ * flush (proposals, read barriers, output), and signals. Shutdown on
+ * SIGTERM/SIGINT: stop accepting, fail queued work, close Raft from a timer,
+ * close storage, then release raft_uv after the loop ends. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "log.h"
+#include "server.h"
+
+uint64_t shaled_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t shaled_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void on_flush(uv_check_t *h)
+{
+    shaled_t *s = h->data;
+    propose_flush(s);
+    reads_flush(s);
+    conn_flush_all(s);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void on_raft_closed(struct raft *r)
+{
+    shaled_t *s = r->data;
+    char err[STORE_ERRLEN];
+    /* Everything applied is in RocksDB's WAL; make it durable before exit. */
+    if (s->store != NULL && !s->storage_failed && store_sync(s->store, err) != 0)
+        log_warn("final storage sync failed", " err=\"%s\"", err);
+    /* Answers produced while Raft closed are flushed, then handles close. */
+    conn_flush_all(s);
+    close_handle((uv_handle_t *)&s->flush);
+    close_handle((uv_handle_t *)&s->stop_timer);
+    close_handle((uv_handle_t *)&s->sigterm);
+    close_handle((uv_handle_t *)&s->sigint);
+    close_handle((uv_handle_t *)&s->sigusr1);
+    log_info("raft closed", "%s", "");
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    shaled_t *s = t->data;
+    if (s->raft_inited && !s->raft_closed) {
+        s->raft.data = s;
+        raft_node_close(s, on_raft_closed);
+    } else {
+        on_raft_closed(&s->raft);
+    }
+}
+
+void shaled_stop(shaled_t *s, int exit_code)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->exit_code = exit_code;
+    log_info("shutting down", " exit_code=%d", exit_code);
+    propose_stop(s);
+    reads_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
+    conn_close_all(s);
+    /* raft_close must not run inside a Raft callback (FACTS.md). */
+    uv_timer_start(&s->stop_timer, on_stop_timer, 0, 0);
+}
+
+void shaled_storage_failed(shaled_t *s, const char *msg)
+{
+    if (s->storage_failed)
+        return;
+    s->storage_failed = 1;
+    snprintf(s->storage_err, sizeof(s->storage_err), "%s", msg);
+    log_error("storage failed: this node stops applying and shuts down; "
+              "the Raft log keeps every committed entry and a restart "
+              "re-applies them once the cause is fixed",
+              " err=\"%s\"", msg);
+    propose_fail_all(s, SHALE_ESTORAGE, msg);
+    shaled_stop(s, 2);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    shaled_t *s = h->data;
+    if (signum == SIGUSR1) {
+        int next = (log_get_level() + 1) % 4;
+        log_set_level(next);
+        log_write(LOG_WARN, "log level changed", " level=%s", log_level_name(next));
+        return;
+    }
+    log_info("signal received", " signal=%d", signum);
+    shaled_stop(s, 0);
+}
+
+static int make_dirs(shaled_t *s, char *err, size_t errlen)
+{
+    if (mkdir(s->cfg.data, 0755) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create data directory %s: %s", s->cfg.data,
+                 strerror(errno));
+        return -1;
+    }
+    snprintf(s->raft_dir, sizeof(s->raft_dir), "%s/raft", s->cfg.data);
+    snprintf(s->db_dir, sizeof(s->db_dir), "%s/db", s->cfg.data);
+    return 0;
+}
+
+static void init_signal(shaled_t *s, uv_signal_t *h, int signum)
+{
+    uv_signal_init(s->loop, h);
+    h->data = s;
+    uv_signal_start(h, on_signal, signum);
+}
+
+int main(int argc, char **argv)
+{
+    static shaled_t server; /* large (raft structs): not on the stack */
+    shaled_t *s = &server;
+    char err[1024];
+    /* raft_uv does not ignore SIGPIPE (FACTS.md); neither would a write to
+     * a client that went away. */
+    signal(SIGPIPE, SIG_IGN);
+    log_set_proc("shaled");
+
+    shaled_config_defaults(&s->cfg);
+    int rv = shaled_config_parse(&s->cfg, argc, argv, err, sizeof(err));
+    if (rv == 1)
+        return 0;
+    if (rv != 0 || shaled_config_validate(&s->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        return 2;
+    }
+    log_set_level(log_parse_level(s->cfg.log_level));
+    if (make_dirs(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        return 1;
+    }
+
+    store_options_t so;
+    store_options_default(&so);
+    so.block_cache_bytes = (size_t)s->cfg.block_cache_mb << 20;
+    char serr[STORE_ERRLEN];
+    if (store_open(s->db_dir, &so, &s->store, serr) != 0) {
+        fprintf(stderr, "shaled: cannot open storage in %s: %s\n", s->db_dir, serr);
+        return 1;
+    }
+
+    s->loop = uv_default_loop();
+    q_init(&s->conns);
+    q_init(&s->dirty);
+    q_init(&s->reads_waiting);
+    uv_timer_init(s->loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    uv_check_init(s->loop, &s->flush);
+    s->flush.data = s;
+    uv_check_start(&s->flush, on_flush);
+    propose_start(s);
+    init_signal(s, &s->sigterm, SIGTERM);
+    init_signal(s, &s->sigint, SIGINT);
+    init_signal(s, &s->sigusr1, SIGUSR1);
+
+    int failed = 0;
+    if (raft_node_start(s, err, sizeof(err)) != 0) {
+        log_error("cannot start raft", " err=\"%s\"", err);
+        failed = 1;
+    } else if (conn_listen(s, err, sizeof(err)) != 0) {
+        log_error("cannot listen", " err=\"%s\"", err);
+        failed = 1;
+    } else {
+        log_info("serving", " id=%llu listen=%s raft=%s data=%s cluster=%s applied=%llu",
+                 (unsigned long long)s->cfg.id, s->cfg.listen, s->cfg.raft,
+                 s->cfg.data, s->cfg.cluster_id,
+                 (unsigned long long)store_applied_index(s->store));
+    }
+    if (failed) {
+        if (!uv_is_closing((uv_handle_t *)&s->listener) && s->listener.loop != NULL)
+            uv_close((uv_handle_t *)&s->listener, NULL);
+        shaled_stop(s, 1);
+    }
+
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    raft_node_release(s);
+    /* Handles closed by raft_uv_close may need a last turn. */
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    store_close(s->store);
+    int lrv = uv_loop_close(s->loop);
+    if (lrv != 0)
+        log_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));
+    log_info("stopped", " exit_code=%d", s->exit_code);
+    return s->exit_code;
+}

@@ -1,0 +1,198 @@
+/* Storage engine: Shale's state machine data in RocksDB (C API).
+ *
+ * Owns the RocksDB instance of one node: key encoding (slot prefix + user
+ * key, so a slot is one contiguous range), per-key versions, the applied Raft
+ * index (written in the same atomic batch as the mutations it covers), the
+ * client-session table for exactly-once retries, slot iteration from a
+ * snapshot, slot range delete, checkpoints and restore.
+ *
+ * It never talks to the network or to Raft, never exits or aborts on a
+ * RocksDB error (every error is a SHALE_E* code plus a message), and never
+ * leaves a batch half-applied. Not thread-safe: one owner thread per store.
+ *
+ * Layout of RocksDB keys (big-endian integers):
+ *   [slot:2]['d'][user key]                 data:  [version:8][value]
+ *   [slot:2]['s'][client_id:8][seq:8]       session result (see below)
+ *   [slot:2]['c'][client_id:8]              session header: [max_seq:8][last_ms:8]
+ *   [0xFF 0xFF]['m'][name]                  node metadata (applied index...)
+ * Slot numbers are < STORE_MAX_SLOTS, so the metadata prefix is never a slot.
+ */
+#ifndef SHALE_STORE_H
+#define SHALE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shale_errors.h"
+
+#define STORE_MAX_SLOTS 65535u
+#define STORE_ERRLEN 256
+/* How many seqs behind a client's highest seq the session table remembers
+ * results for; a retry older than that gets SHALE_ESESSION. */
+#define STORE_SESSION_WINDOW 4096u
+
+typedef struct store store_t;
+
+typedef struct store_options {
+    size_t block_cache_bytes; /* 0: 64 MiB */
+    size_t write_buffer_bytes; /* 0: 64 MiB */
+    int disable_compression;  /* 1: no compression; default zstd */
+    int sync_writes;          /* 1: fsync the WAL on every apply */
+    int create_if_missing;    /* 1: create the directory's DB */
+} store_options_t;
+
+/* Fill opts with defaults (zstd on, 64 MiB cache, create_if_missing=1). */
+void store_options_default(store_options_t *opts);
+
+/* Open (creating when allowed) the store in dir. On error returns a SHALE_E*
+ * code and writes a message into err (STORE_ERRLEN bytes). *out is owned by
+ * the caller and released with store_close. */
+int store_open(const char *dir, const store_options_t *opts, store_t **out,
+               char *err);
+void store_close(store_t *s);
+
+/* Highest Raft index whose batch is in the store (0 for a new store). */
+uint64_t store_applied_index(const store_t *s);
+
+/* A value read from the store. value is malloc'd (caller frees with free());
+ * NULL when not found. */
+typedef struct store_value {
+    int found;
+    uint64_t version;
+    uint8_t *value;
+    size_t len;
+} store_value_t;
+
+/* Point read of the latest committed state. */
+int store_get(store_t *s, uint16_t slot, const uint8_t *key, size_t klen,
+              store_value_t *out, char *err);
+
+/* ---- Mutations ------------------------------------------------------------*/
+
+typedef enum store_op_type {
+    STORE_OP_PUT = 1,
+    STORE_OP_DEL = 2,
+    STORE_OP_CAS = 3,
+} store_op_type_t;
+
+typedef enum store_cas_kind {
+    STORE_CAS_ABSENT = 1,  /* key must not exist */
+    STORE_CAS_VERSION = 2, /* key's version must equal expect_version */
+    STORE_CAS_VALUE = 3,   /* key's value must equal expect/expect_len */
+} store_cas_kind_t;
+
+/* One key mutation. Pointers are borrowed for the duration of the call. */
+typedef struct store_op {
+    store_op_type_t type;
+    uint16_t slot;
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *value; /* PUT, CAS (new value) */
+    size_t vlen;
+    int cas_delete;       /* CAS: delete on match instead of writing value */
+    store_cas_kind_t cas_kind;
+    uint64_t expect_version;
+    const uint8_t *expect;
+    size_t expect_len;
+} store_op_t;
+
+/* Outcome of one op. For CAS_FAILED, existed/version describe the key as
+ * found (the current value itself is not returned; read it). */
+typedef struct store_result {
+    int code;          /* SHALE_OK, SHALE_ECASFAILED */
+    uint64_t version;  /* PUT/CAS: new version; DEL and CAS delete: version
+                          deleted (0 if absent); CAS_FAILED: current (0 if
+                          absent) */
+    int existed;       /* whether the key existed before the op */
+} store_result_t;
+
+/* A client request: 1..n ops sharing one (client_id, seq). client_id 0 means
+ * no session (not deduplicated). The session record is kept under the slot
+ * of ops[0]. After store_apply, results[i] holds each op's outcome and
+ * duplicate says the request had already been applied (results are then the
+ * first outcome, read back from the session table). code is SHALE_OK,
+ * SHALE_ESESSION (seq too old to know; nothing applied) or SHALE_EINVAL
+ * (malformed: nops 0, NULL ops/results, slot >= STORE_MAX_SLOTS, unknown
+ * type or cas_kind, NULL pointer with a non-zero length; or a (client_id,
+ * seq) already recorded with another op count, then duplicate is 1). On
+ * SHALE_EINVAL/SHALE_ESESSION nothing of the request is applied or recorded
+ * and results are not written; the other requests of the entry still apply,
+ * so one bad request cannot stall the log. */
+typedef struct store_request {
+    uint64_t client_id;
+    uint64_t seq;
+    uint64_t ack_floor; /* seqs below it may be forgotten */
+    size_t nops;
+    const store_op_t *ops;
+    store_result_t *results; /* nops entries, filled by store_apply */
+    int duplicate;
+    int code;
+} store_request_t;
+
+/* Apply one Raft entry: every request in order, in ONE atomic RocksDB write
+ * batch that also records `index` as the applied index. Later ops in the
+ * batch see earlier ones (a PUT then CAS on the same key works).
+ *  - index <= store_applied_index(): nothing is written, returns SHALE_OK
+ *    and sets *skipped = 1 (re-apply after restart is a no-op).
+ *  - now_ms: the entry's timestamp (the leader's clock), stamped on sessions.
+ *  - Versions: a write's new version is max(old + 1, index << 16 | n) where n
+ *    counts ops within the entry (1, 2, ... over the ops executed, capped at
+ *    0xFFFF), so versions only grow per key.
+ * On a RocksDB error returns SHALE_ESTORAGE with a message (SHALE_ECORRUPT
+ * for a malformed stored record, SHALE_ENOMEM): nothing of the batch is
+ * written, the applied index does not move, and results are meaningless. */
+int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
+                store_request_t *reqs, size_t nreqs, int *skipped, char *err);
+
+/* Record `index` as applied with no data change (e.g. Raft no-op entries,
+ * configuration changes). Same no-op rule as store_apply. */
+int store_apply_noop(store_t *s, uint64_t index, char *err);
+
+/* Delete the session state (headers and results) of every client whose last
+ * activity is before cutoff_ms, in one batch that records `index`. *expired
+ * (may be NULL) gets the number of clients dropped. Same no-op rule as
+ * store_apply (index <= store_applied_index(): nothing done, *expired = 0). */
+int store_expire_sessions(store_t *s, uint64_t index, uint64_t cutoff_ms,
+                          uint64_t *expired, char *err);
+
+/* ---- Slots -----------------------------------------------------------------*/
+
+typedef struct store_iter store_iter_t;
+
+/* Iterate slot's user data from a consistent RocksDB snapshot taken now:
+ * writes after this call are not seen. Release with store_iter_close. */
+int store_iter_slot(store_t *s, uint16_t slot, store_iter_t **out, char *err);
+
+/* Next key in order. Returns 1 with the entry, 0 at the end (and on every
+ * later call), or a negative code. key/value point into the iterator: valid
+ * until the next call. version may be NULL. Close every iterator before
+ * store_close. */
+int store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen,
+                    const uint8_t **value, size_t *vlen, uint64_t *version);
+void store_iter_close(store_iter_t *it);
+
+/* Delete everything of slot (data and sessions) with a range delete, in one
+ * batch that records `index` (0: do not touch the applied index). A non-zero
+ * index <= store_applied_index() is a no-op, as in store_apply. */
+int store_delete_slot(store_t *s, uint16_t slot, uint64_t index, char *err);
+
+/* Approximate number of keys (RocksDB estimate). */
+uint64_t store_estimate_keys(store_t *s);
+
+/* ---- Durability, checkpoints -------------------------------------------------*/
+
+/* Make everything applied so far durable (fsync the WAL). */
+int store_sync(store_t *s, char *err);
+
+/* Write a consistent checkpoint of the whole store into dir (must not
+ * exist). Hard links where possible. */
+int store_checkpoint(store_t *s, const char *dir, char *err);
+
+/* Replace the DB in db_dir by a copy of the checkpoint in ckpt_dir. The store
+ * at db_dir must be closed. db_dir is created if missing (not its parents).
+ * SHALE_EINVAL, with db_dir untouched, when ckpt_dir has no CURRENT file or
+ * one directory is inside the other. CURRENT is removed first and copied
+ * last, so a restore cut short never opens as a half-copied DB. */
+int store_restore(const char *ckpt_dir, const char *db_dir, char *err);
+
+#endif

@@ -1,0 +1,342 @@
+/* Multi-process test harness. See harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "wire.h"
+
+const char *th_bin_dir(void)
+{
+    const char *d = getenv("SHALE_BIN_DIR");
+    return d && *d ? d : ".";
+}
+
+char *th_tmpdir(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    char *p = NULL;
+    if (asprintf(&p, "%s/shale-%s-XXXXXX", base && *base ? base : "/tmp", tag) < 0)
+        return NULL;
+    if (mkdtemp(p) == NULL) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb;
+    (void)flag;
+    (void)f;
+    remove(path);
+    return 0;
+}
+
+void th_rmrf(const char *path)
+{
+    if (path != NULL && path[0] != '\0' && strcmp(path, "/") != 0)
+        nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int th_free_port(const char *host)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    socklen_t sl = sizeof(sa);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+void th_node_init(th_node_t *n, uint64_t id, const char *host, const char *base)
+{
+    memset(n, 0, sizeof(*n));
+    n->id = id;
+    snprintf(n->host, sizeof(n->host), "%s", host);
+    n->port = th_free_port(host);
+    do {
+        n->raft_port = th_free_port(host);
+    } while (n->raft_port == n->port);
+    snprintf(n->addr, sizeof(n->addr), "%s:%d", host, n->port);
+    snprintf(n->dir, sizeof(n->dir), "%s/node%llu", base, (unsigned long long)id);
+    snprintf(n->log, sizeof(n->log), "%s/node%llu.log", base, (unsigned long long)id);
+}
+
+int th_node_start(th_node_t *n, const char *const *extra)
+{
+    char bin[600], id[32], listen[64], raft[64];
+    snprintf(bin, sizeof(bin), "%s/server/shaled", th_bin_dir());
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)n->id);
+    snprintf(listen, sizeof(listen), "%s:%d", n->host, n->port);
+    snprintf(raft, sizeof(raft), "%s:%d", n->host, n->raft_port);
+    const char *argv[64] = {bin, "--id", id, "--listen", listen, "--raft", raft,
+                            "--data", n->dir, "--segment-mb", "8",
+                            "--block-cache-mb", "16"};
+    int argc = 13;
+    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    n->pid = pid;
+    return 0;
+}
+
+int th_raw_connect(const char *host, int port, int timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int th_raw_send(int fd, const void *vp, size_t n)
+{
+    const uint8_t *p = vp;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* One raw round trip: HELLO then STATUS; returns 1 if role is leader. */
+static int probe_leader(const th_node_t *n)
+{
+    int fd = th_raw_connect(n->host, n->port, 1000);
+    if (fd < 0)
+        return 0;
+    int ok = 0;
+    Shale__Hello h = SHALE__HELLO__INIT;
+    h.protocol_version = SHALE_PROTOCOL_VERSION;
+    h.peer_kind = SHALE__PEER_KIND__PEER_ADMIN;
+    Shale__StatusRequest sr = SHALE__STATUS_REQUEST__INIT;
+    size_t l1, l2;
+    uint8_t *f1 = wire_pack(SHALE_MSG_HELLO, 1, &h.base, UINT32_MAX, &l1);
+    uint8_t *f2 = wire_pack(SHALE_MSG_STATUS_REQ, 2, &sr.base, UINT32_MAX, &l2);
+    if (f1 && f2 && th_raw_send(fd, f1, l1) == 0 && th_raw_send(fd, f2, l2) == 0) {
+        for (int i = 0; i < 2; i++) {
+            uint8_t hdr[FRAME_HEADER_SIZE];
+            frame_hdr_t fh;
+            if (recv_all(fd, hdr, sizeof(hdr)) != 0 ||
+                frame_hdr_parse(hdr, 1u << 20, &fh) != 0)
+                break;
+            uint8_t *p = malloc(fh.len ? fh.len : 1);
+            if (p == NULL || recv_all(fd, p, fh.len) != 0) {
+                free(p);
+                break;
+            }
+            if (fh.type == SHALE_MSG_STATUS_RESP) {
+                Shale__StatusResponse *st =
+                    shale__status_response__unpack(NULL, fh.len, p);
+                if (st != NULL) {
+                    ok = st->role != NULL && strcmp(st->role, "leader") == 0;
+                    shale__status_response__free_unpacked(st, NULL);
+                }
+            }
+            free(p);
+        }
+    }
+    free(f1);
+    free(f2);
+    close(fd);
+    return ok;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int th_node_wait_ready(th_node_t *n, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        int st;
+        if (n->pid > 0 && waitpid(n->pid, &st, WNOHANG) == n->pid) {
+            fprintf(stderr, "harness: node %llu exited during start (status %d)\n",
+                    (unsigned long long)n->id, st);
+            n->pid = 0;
+            return -1;
+        }
+        if (probe_leader(n))
+            return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+int th_node_stop(th_node_t *n, int sig)
+{
+    if (n->pid <= 0)
+        return -1;
+    int st = -1;
+    kill(n->pid, sig);
+    long long end = now_ms() + 10000;
+    for (;;) {
+        pid_t r = waitpid(n->pid, &st, WNOHANG);
+        if (r == n->pid)
+            break;
+        if (r < 0) {
+            st = -1;
+            break;
+        }
+        if (now_ms() > end) {
+            fprintf(stderr, "harness: node %llu ignored signal %d for 10 s; SIGKILL\n",
+                    (unsigned long long)n->id, sig);
+            kill(n->pid, SIGKILL);
+            waitpid(n->pid, &st, 0);
+            break;
+        }
+        usleep(10 * 1000);
+    }
+    n->pid = 0;
+    return st;
+}
+
+void th_node_dump_log(const th_node_t *n)
+{
+    FILE *f = fopen(n->log, "r");
+    if (f == NULL)
+        return;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, sz > 4000 ? sz - 4000 : 0, SEEK_SET);
+    char buf[4001];
+    size_t r = fread(buf, 1, 4000, f);
+    buf[r] = '\0';
+    fprintf(stderr, "---- %s (tail) ----\n%s\n----\n", n->log, buf);
+    fclose(f);
+}
+
+int th_raw_send_msg(int fd, uint16_t type, uint64_t id, const void *msg)
+{
+    size_t len;
+    uint8_t *f = wire_pack(type, id, (const ProtobufCMessage *)msg, UINT32_MAX, &len);
+    if (f == NULL)
+        return -1;
+    int rv = th_raw_send(fd, f, len);
+    free(f);
+    return rv;
+}
+
+int th_raw_recv(int fd, th_frame_t *f)
+{
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    frame_hdr_t fh;
+    memset(f, 0, sizeof(*f));
+    if (recv_all(fd, hdr, sizeof(hdr)) != 0 ||
+        frame_hdr_parse(hdr, 64u << 20, &fh) != 0)
+        return -1;
+    f->payload = malloc(fh.len ? fh.len : 1);
+    if (f->payload == NULL || recv_all(fd, f->payload, fh.len) != 0) {
+        free(f->payload);
+        f->payload = NULL;
+        return -1;
+    }
+    f->type = fh.type;
+    f->id = fh.id;
+    f->len = fh.len;
+    return 0;
+}
+
+void th_frame_free(th_frame_t *f)
+{
+    free(f->payload);
+    f->payload = NULL;
+}
+
+int th_frame_error_code(const th_frame_t *f)
+{
+    if (f->type != SHALE_MSG_ERROR)
+        return -1;
+    Shale__Error *e = shale__error__unpack(NULL, f->len, f->payload);
+    if (e == NULL)
+        return -1;
+    int code = (int)e->code;
+    shale__error__free_unpacked(e, NULL);
+    return code;
+}
+
+int th_raw_connect_hello(const char *host, int port, const char *cluster)
+{
+    int fd = th_raw_connect(host, port, 10000);
+    if (fd < 0)
+        return -1;
+    Shale__Hello h = SHALE__HELLO__INIT;
+    h.protocol_version = SHALE_PROTOCOL_VERSION;
+    h.peer_kind = SHALE__PEER_KIND__PEER_CLIENT;
+    h.cluster_id = (char *)cluster;
+    th_frame_t f;
+    if (th_raw_send_msg(fd, SHALE_MSG_HELLO, 0, &h) != 0 || th_raw_recv(fd, &f) != 0) {
+        close(fd);
+        return -1;
+    }
+    int ok = f.type == SHALE_MSG_HELLO_REPLY;
+    th_frame_free(&f);
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}

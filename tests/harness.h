@@ -1,0 +1,76 @@
+/* Test harness for multi-process tests: temp dirs, free 127.0.0.x ports,
+ * starting real shaled processes, polling for readiness, stopping by PID.
+ *
+ * Never kills anything it did not start; never uses pkill/killall. */
+#ifndef SHALE_TEST_HARNESS_H
+#define SHALE_TEST_HARNESS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct th_node {
+    pid_t pid;          /* 0 when not running */
+    uint64_t id;        /* raft id */
+    char host[32];      /* 127.0.0.x */
+    int port;           /* client port */
+    int raft_port;      /* raft port */
+    char addr[64];      /* host:port (client) */
+    char dir[512];      /* data dir (owned by the test) */
+    char log[600];      /* stdout+stderr of the process */
+} th_node_t;
+
+/* Directory of built binaries ($SHALE_BIN_DIR, else "."). */
+const char *th_bin_dir(void);
+
+/* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
+char *th_tmpdir(const char *tag);
+/* rm -rf path (no shell). */
+void th_rmrf(const char *path);
+
+/* A TCP port currently free on host (bind to 0, read it back). */
+int th_free_port(const char *host);
+
+/* Prepare n with id, host (e.g. "127.0.0.1"), fresh ports, data dir under
+ * base. Does not start it. */
+void th_node_init(th_node_t *n, uint64_t id, const char *host,
+                  const char *base);
+
+/* Start shaled for n with optional extra argv (NULL-terminated, may be
+ * NULL). Output goes to n->log. Returns 0 or -1. */
+int th_node_start(th_node_t *n, const char *const *extra);
+
+/* Poll (HELLO + STATUS over the raw protocol) until the node reports itself
+ * leader, up to timeout_ms. Returns 0, or -1 (also when the process died). */
+int th_node_wait_ready(th_node_t *n, int timeout_ms);
+
+/* Send sig and reap. SIGTERM waits for exit up to 10 s, then SIGKILL.
+ * Returns the exit status as waitpid gave it, or -1. */
+int th_node_stop(th_node_t *n, int sig);
+
+/* Print the tail of the node's log to stderr (for failures). */
+void th_node_dump_log(const th_node_t *n);
+
+/* ---- Raw protocol client (blocking socket, the real frame codec) ---------
+ * For tests that must control exact bytes: pipelining, garbage, HELLO. */
+
+typedef struct th_frame {
+    uint16_t type;
+    uint64_t id;
+    uint8_t *payload; /* malloc'd; th_frame_free */
+    uint32_t len;
+} th_frame_t;
+
+/* Connect to host:port (timeout_ms for connect and each recv). -1 on error. */
+int th_raw_connect(const char *host, int port, int timeout_ms);
+/* Connect and do the HELLO exchange as a client of cluster (NULL: any). */
+int th_raw_connect_hello(const char *host, int port, const char *cluster);
+int th_raw_send(int fd, const void *p, size_t n);
+/* Pack msg as a frame of type/id and send it. */
+int th_raw_send_msg(int fd, uint16_t type, uint64_t id, const void *msg);
+/* Receive one frame. 0, or -1 on EOF/timeout/bad header. */
+int th_raw_recv(int fd, th_frame_t *f);
+void th_frame_free(th_frame_t *f);
+/* Wire error code (shale.ErrorCode) of an ERROR frame, -1 if not one. */
+int th_frame_error_code(const th_frame_t *f);
+
+#endif

@@ -1,0 +1,287 @@
+/* Frame codec, wire pack/unpack and the partitioning hash. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "keyhash.h"
+#include "wire.h"
+
+typedef struct sink {
+    int n;
+    frame_hdr_t hdrs[64];
+    uint8_t *payloads[64];
+    int stop_after;
+} sink_t;
+
+static int collect(void *ud, const frame_hdr_t *h, const uint8_t *p)
+{
+    sink_t *s = ud;
+    ck_assert_int_lt(s->n, 64);
+    s->hdrs[s->n] = *h;
+    s->payloads[s->n] = malloc(h->len + 1);
+    memcpy(s->payloads[s->n], p, h->len);
+    s->n++;
+    if (s->stop_after && s->n == s->stop_after)
+        return 7;
+    return 0;
+}
+
+static void sink_free(sink_t *s)
+{
+    for (int i = 0; i < s->n; i++)
+        free(s->payloads[i]);
+    memset(s, 0, sizeof(*s));
+}
+
+static uint8_t *put_frame(uint64_t id, const char *key, const char *val, size_t *len)
+{
+    Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;
+    Shale__Session ses = SHALE__SESSION__INIT;
+    p.key.data = (uint8_t *)key;
+    p.key.len = strlen(key);
+    p.value.data = (uint8_t *)val;
+    p.value.len = strlen(val);
+    ses.client_id = 0xDEADBEEFCAFEull;
+    ses.seq = id;
+    p.session = &ses;
+    return wire_pack(SHALE_MSG_PUT_REQ, id, &p.base, FRAME_DEFAULT_MAX, len);
+}
+
+START_TEST(test_header_round_trip)
+{
+    uint8_t b[FRAME_HEADER_SIZE];
+    frame_hdr_t h = {.len = 123456, .type = SHALE_MSG_MPUT_REQ, .id = 0x0102030405060708ull};
+    frame_hdr_write(b, &h);
+    ck_assert_int_eq(b[4], FRAME_MAGIC);
+    frame_hdr_t o;
+    ck_assert_int_eq(frame_hdr_parse(b, FRAME_DEFAULT_MAX, &o), 0);
+    ck_assert_uint_eq(o.len, h.len);
+    ck_assert_uint_eq(o.type, h.type);
+    ck_assert_uint_eq(o.id, h.id);
+    ck_assert_int_eq(frame_hdr_parse(b, 1000, &o), SHALE_ETOOLARGE);
+    b[5] = 9;
+    ck_assert_int_eq(frame_hdr_parse(b, FRAME_DEFAULT_MAX, &o), SHALE_EPROTO);
+}
+END_TEST
+
+START_TEST(test_message_round_trip)
+{
+    size_t len;
+    uint8_t *f = put_frame(42, "hello", "world", &len);
+    ck_assert_ptr_nonnull(f);
+    frame_hdr_t h;
+    ck_assert_int_eq(frame_hdr_parse(f, FRAME_DEFAULT_MAX, &h), 0);
+    ck_assert_uint_eq(h.len + FRAME_HEADER_SIZE, len);
+    ProtobufCMessage *m = wire_unpack(h.type, f + FRAME_HEADER_SIZE, h.len);
+    ck_assert_ptr_nonnull(m);
+    Shale__PutRequest *p = (Shale__PutRequest *)m;
+    ck_assert_uint_eq(p->key.len, 5);
+    ck_assert(memcmp(p->value.data, "world", 5) == 0);
+    ck_assert_uint_eq(p->session->client_id, 0xDEADBEEFCAFEull);
+    ck_assert_uint_eq(p->session->seq, 42);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(f);
+
+    /* Every frame type we define has a descriptor, and only those. */
+    for (unsigned t = 0; t <= SHALE_MSG_MAX_; t++)
+        ck_assert_int_eq(frame_type_known((uint16_t)t), wire_descriptor((uint16_t)t) != NULL);
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_CAS_REQ), "CAS");
+    ck_assert_str_eq(frame_type_name(77), "?");
+
+    /* An error frame carries code, message and hint. */
+    f = wire_error_frame(9, SHALE_ENOTLEADER, "go away", "127.0.0.1:1", &len);
+    ck_assert_int_eq(frame_hdr_parse(f, FRAME_DEFAULT_MAX, &h), 0);
+    Shale__Error *e = (Shale__Error *)wire_unpack(SHALE_MSG_ERROR, f + 16, h.len);
+    ck_assert_int_eq(e->code, SHALE__ERROR_CODE__NOT_LEADER);
+    ck_assert_str_eq(e->message, "go away");
+    ck_assert_str_eq(e->leader_hint, "127.0.0.1:1");
+    protobuf_c_message_free_unpacked(&e->base, NULL);
+    free(f);
+    /* Wire codes and local codes mirror each other. */
+    ck_assert_int_eq(shale_error_to_wire(SHALE_ECASFAILED), SHALE__ERROR_CODE__CAS_FAILED);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_ESLOTMOVING), SHALE__ERROR_CODE__SLOT_MOVING);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_ENOMEM), 0);
+    for (int c = 0; c >= -104; c--)
+        ck_assert_ptr_nonnull(shale_strerror(c));
+}
+END_TEST
+
+/* Three frames in one buffer, fed split at every pair of byte boundaries. */
+START_TEST(test_split_at_every_boundary)
+{
+    size_t l1, l2, l3;
+    uint8_t *f1 = put_frame(1, "a", "first", &l1);
+    uint8_t *f2 = put_frame(2, "bb", "", &l2);
+    uint8_t *f3 = put_frame(3, "ccc", "third value, a bit longer than the rest", &l3);
+    size_t total = l1 + l2 + l3;
+    uint8_t *all = malloc(total);
+    memcpy(all, f1, l1);
+    memcpy(all + l1, f2, l2);
+    memcpy(all + l1 + l2, f3, l3);
+    for (size_t a = 0; a <= total; a++) {
+        for (size_t b = a; b <= total; b += 3) {
+            frame_decoder_t d;
+            sink_t s = {0};
+            frame_decoder_init(&d, FRAME_DEFAULT_MAX);
+            ck_assert_int_eq(frame_decoder_feed(&d, all, a, collect, &s), 0);
+            ck_assert_int_eq(frame_decoder_feed(&d, all + a, b - a, collect, &s), 0);
+            ck_assert_int_eq(frame_decoder_feed(&d, all + b, total - b, collect, &s), 0);
+            ck_assert_int_eq(s.n, 3);
+            ck_assert_uint_eq(s.hdrs[0].id, 1);
+            ck_assert_uint_eq(s.hdrs[1].id, 2);
+            ck_assert_uint_eq(s.hdrs[2].id, 3);
+            ck_assert(memcmp(s.payloads[2], f3 + 16, l3 - 16) == 0);
+            sink_free(&s);
+            frame_decoder_free(&d);
+        }
+    }
+    /* One byte at a time. */
+    frame_decoder_t d;
+    sink_t s = {0};
+    frame_decoder_init(&d, FRAME_DEFAULT_MAX);
+    for (size_t i = 0; i < total; i++)
+        ck_assert_int_eq(frame_decoder_feed(&d, all + i, 1, collect, &s), 0);
+    ck_assert_int_eq(s.n, 3);
+    sink_free(&s);
+    frame_decoder_free(&d);
+    free(all);
+    free(f1);
+    free(f2);
+    free(f3);
+}
+END_TEST
+
+START_TEST(test_callback_stops_feed)
+{
+    size_t l1;
+    uint8_t *f1 = put_frame(1, "a", "x", &l1);
+    uint8_t two[256];
+    memcpy(two, f1, l1);
+    memcpy(two + l1, f1, l1);
+    frame_decoder_t d;
+    sink_t s = {.stop_after = 1};
+    frame_decoder_init(&d, FRAME_DEFAULT_MAX);
+    ck_assert_int_eq(frame_decoder_feed(&d, two, 2 * l1, collect, &s), 7);
+    ck_assert_int_eq(s.n, 1);
+    sink_free(&s);
+    frame_decoder_free(&d);
+    free(f1);
+}
+END_TEST
+
+START_TEST(test_oversize_rejected_before_allocation)
+{
+    frame_decoder_t d;
+    sink_t s = {0};
+    frame_decoder_init(&d, 1024);
+    uint8_t h[FRAME_HEADER_SIZE];
+    frame_hdr_t fh = {.len = 0xFFFFFFFFu, .type = SHALE_MSG_PUT_REQ, .id = 1};
+    frame_hdr_write(h, &fh);
+    ck_assert_int_eq(frame_decoder_feed(&d, h, sizeof(h), collect, &s), SHALE_ETOOLARGE);
+    ck_assert_ptr_null(d.buf); /* nothing allocated */
+    /* Sticky: nothing more is accepted. */
+    ck_assert_int_eq(frame_decoder_feed(&d, h, 1, collect, &s), SHALE_ETOOLARGE);
+    ck_assert_int_eq(s.n, 0);
+    frame_decoder_free(&d);
+    /* The limit is inclusive. */
+    frame_decoder_init(&d, 1024);
+    uint8_t *f = calloc(1, 16 + 1024);
+    fh.len = 1024;
+    frame_hdr_write(f, &fh);
+    ck_assert_int_eq(frame_decoder_feed(&d, f, 16 + 1024, collect, &s), 0);
+    ck_assert_int_eq(s.n, 1);
+    sink_free(&s);
+    frame_decoder_free(&d);
+    free(f);
+}
+END_TEST
+
+START_TEST(test_garbage_and_truncation)
+{
+    srand(1234);
+    for (int round = 0; round < 2000; round++) {
+        uint8_t junk[200];
+        size_t n = (size_t)(rand() % (int)sizeof(junk));
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (uint8_t)rand();
+        if (round % 2)
+            junk[4] = FRAME_MAGIC, junk[5] = FRAME_VERSION; /* pass the magic */
+        frame_decoder_t d;
+        sink_t s = {0};
+        frame_decoder_init(&d, 4096);
+        int rv = frame_decoder_feed(&d, junk, n, collect, &s);
+        ck_assert(rv == 0 || rv == SHALE_EPROTO || rv == SHALE_ETOOLARGE);
+        /* Whatever frames came out must not crash the unpacker. */
+        for (int i = 0; i < s.n; i++) {
+            ProtobufCMessage *m = wire_unpack(s.hdrs[i].type, s.payloads[i], s.hdrs[i].len);
+            if (m)
+                protobuf_c_message_free_unpacked(m, NULL);
+        }
+        sink_free(&s);
+        frame_decoder_free(&d);
+    }
+    /* A truncated frame yields nothing and keeps waiting. */
+    size_t l;
+    uint8_t *f = put_frame(5, "key", "value", &l);
+    frame_decoder_t d;
+    sink_t s = {0};
+    frame_decoder_init(&d, 4096);
+    ck_assert_int_eq(frame_decoder_feed(&d, f, l - 1, collect, &s), 0);
+    ck_assert_int_eq(s.n, 0);
+    /* Truncated protobuf payloads are rejected by the unpacker. */
+    for (size_t cut = 1; cut < l - 16; cut++) {
+        ProtobufCMessage *m = wire_unpack(SHALE_MSG_PUT_REQ, f + 16, cut);
+        if (m) /* a prefix may still be a valid message; never a crash */
+            protobuf_c_message_free_unpacked(m, NULL);
+    }
+    ck_assert_ptr_null(wire_unpack(SHALE_MSG_PUT_REQ, (const uint8_t *)"\xff\xff", 2));
+    ck_assert_ptr_null(wire_unpack(200, f + 16, l - 16));
+    frame_decoder_free(&d);
+    free(f);
+}
+END_TEST
+
+/* The partitioning hash must never change: fixed vectors (XXH64, seed 0). */
+START_TEST(test_hash_vectors)
+{
+    ck_assert_uint_eq(shale_hash64("", 0, 0), 0xEF46DB3751D8E999ull);
+    ck_assert_uint_eq(shale_hash64("a", 1, 0), 0xD24EC4F1A98C6E5Bull);
+    ck_assert_uint_eq(shale_hash64("abc", 3, 0), 0x44BC2CF5AD770999ull);
+    const char *s1 = "Nobody inspects the spammish repetition";
+    ck_assert_uint_eq(shale_hash64(s1, strlen(s1), 0), 0xFBCEA83C8A378BF1ull);
+    const char *s2 = "0123456789abcdef0123456789abcdef0123456789";
+    ck_assert_uint_eq(shale_hash64(s2, strlen(s2), 0), 0xA76190C3ACF08A1Cull);
+    ck_assert_uint_eq(shale_key_slot("user:1000", 9, 4096),
+                      (uint32_t)(shale_hash64("user:1000", 9, 0) % 4096));
+    /* Slots spread: 40,000 keys over 16 slots, each within 10% of even. */
+    int count[16] = {0};
+    char k[32];
+    for (int i = 0; i < 40000; i++) {
+        int n = snprintf(k, sizeof(k), "key-%d", i);
+        count[shale_key_slot(k, (size_t)n, 16)]++;
+    }
+    for (int i = 0; i < 16; i++)
+        ck_assert(count[i] > 2250 && count[i] < 2750);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("frame");
+    TCase *tc = tcase_create("codec");
+    tcase_add_test(tc, test_header_round_trip);
+    tcase_add_test(tc, test_message_round_trip);
+    tcase_add_test(tc, test_split_at_every_boundary);
+    tcase_add_test(tc, test_callback_stops_feed);
+    tcase_add_test(tc, test_oversize_rejected_before_allocation);
+    tcase_add_test(tc, test_garbage_and_truncation);
+    tcase_add_test(tc, test_hash_vectors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
