@@ -1,0 +1,1406 @@
+/* Storage engine: store.h on top of the RocksDB C API.
+ *
+ * Owns the rocksdb_t handle of one node with its options and block cache,
+ * and the in-memory copy of the applied index (always equal to the one on
+ * disk after a successful write). It never exits or aborts on a RocksDB or
+ * file-system error, never writes a mutation outside the batch that records
+ * its Raft index, and never moves the cached applied index unless that batch
+ * was written.
+ *
+ * Session result record ([slot]['s'][client_id][seq] -> value), big-endian:
+ *   [nops:4] then per op [-code:1][existed:1][version:8]
+ * -code is the negated SHALE_* code of the op (0 = ok, 8 = CAS failed), so a
+ * record is 4 + 10 * nops bytes. Session header ([slot]['c'][client_id]):
+ *   [max_seq:8][last_ms:8]
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <rocksdb/c.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define TAG_DATA 'd'
+#define TAG_RESULT 's'
+#define TAG_HEADER 'c'
+#define TAG_META 'm'
+#define META_SLOT 0xFFFFu
+
+#define HEADER_KEY_LEN 11 /* [slot:2]['c'][client:8] */
+#define RESULT_KEY_LEN 19 /* [slot:2]['s'][client:8][seq:8] */
+#define HEADER_VAL_LEN 16 /* [max_seq:8][last_ms:8] */
+#define RESULT_OP_LEN 10  /* [-code:1][existed:1][version:8] */
+#define VERSION_LEN 8
+
+/* Pruning of old session results runs when a client's max_seq crosses a
+ * multiple of this: it bounds both the work per apply (one short scan every
+ * PRUNE_EVERY seqs) and the records kept (WINDOW + PRUNE_EVERY per client
+ * whose acks keep up). */
+#define PRUNE_EVERY 256u
+
+static const char APPLIED_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'a', 'p',
+                                   'p',        'l',        'i',      'e', 'd'};
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    uint64_t applied;
+    /* Scratch buffer for data keys ([slot]['d'][key]); grows, never shrinks. */
+    uint8_t *kbuf;
+    size_t kcap;
+};
+
+struct store_iter {
+    rocksdb_t *db;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_iterator_t *it;
+    uint8_t upper[3]; /* iterate_upper_bound points here: must outlive it */
+    int started;
+    int done; /* RocksDB asserts on Next() past the end: remember the end */
+};
+
+/* ---- Small helpers --------------------------------------------------------*/
+
+__attribute__((format(printf, 2, 3))) static void set_err(char *err,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, STORE_ERRLEN, fmt, ap);
+    va_end(ap);
+}
+
+/* Turn a RocksDB errptr into SHALE_ESTORAGE + message; frees the errptr. */
+static int rdb_fail(char *err, char *rerr, const char *what)
+{
+    set_err(err, "%s: %s", what, rerr);
+    rocksdb_free(rerr);
+    return SHALE_ESTORAGE;
+}
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_be64(const void *q)
+{
+    const uint8_t *p = q;
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static uint16_t get_be16(const void *q)
+{
+    const uint8_t *p = q;
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static void header_key(uint8_t *k, uint16_t slot, uint64_t client)
+{
+    put_be16(k, slot);
+    k[2] = TAG_HEADER;
+    put_be64(k + 3, client);
+}
+
+static void result_key(uint8_t *k, uint16_t slot, uint64_t client, uint64_t seq)
+{
+    put_be16(k, slot);
+    k[2] = TAG_RESULT;
+    put_be64(k + 3, client);
+    put_be64(k + 11, seq);
+}
+
+/* Build [slot]['d'][key] in s->kbuf. */
+static int data_key(store_t *s, uint16_t slot, const uint8_t *key, size_t klen,
+                    size_t *len, char *err)
+{
+    if (klen > SIZE_MAX - 3) {
+        set_err(err, "key too long");
+        return SHALE_EINVAL;
+    }
+    if (s->kcap < klen + 3) {
+        size_t cap = klen + 3 < 256 ? 256 : klen + 3;
+        uint8_t *p = realloc(s->kbuf, cap);
+        if (p == NULL) {
+            set_err(err, "out of memory for a %zu-byte key", klen);
+            return SHALE_ENOMEM;
+        }
+        s->kbuf = p;
+        s->kcap = cap;
+    }
+    put_be16(s->kbuf, slot);
+    s->kbuf[2] = TAG_DATA;
+    if (klen > 0) {
+        memcpy(s->kbuf + 3, key, klen);
+    }
+    *len = klen + 3;
+    return SHALE_OK;
+}
+
+/* ---- Open / close ---------------------------------------------------------*/
+
+void store_options_default(store_options_t *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->create_if_missing = 1;
+}
+
+static void store_free(store_t *s)
+{
+    if (s->db != NULL) {
+        rocksdb_close(s->db);
+    }
+    if (s->ropts != NULL) {
+        rocksdb_readoptions_destroy(s->ropts);
+    }
+    if (s->wopts != NULL) {
+        rocksdb_writeoptions_destroy(s->wopts);
+    }
+    if (s->opts != NULL) {
+        rocksdb_options_destroy(s->opts);
+    }
+    if (s->cache != NULL) {
+        rocksdb_cache_destroy(s->cache);
+    }
+    free(s->kbuf);
+    free(s);
+}
+
+/* Build the RocksDB options: zstd (unless disabled), a bloom filter so point
+ * reads of absent keys (every first PUT, every session check) skip files, and
+ * an LRU block cache of the configured size. */
+static int make_options(store_t *s, const store_options_t *o)
+{
+    size_t cache = o->block_cache_bytes ? o->block_cache_bytes : 64u << 20;
+    size_t wbuf = o->write_buffer_bytes ? o->write_buffer_bytes : 64u << 20;
+    rocksdb_block_based_table_options_t *t;
+
+    s->opts = rocksdb_options_create();
+    s->cache = rocksdb_cache_create_lru(cache);
+    t = rocksdb_block_based_options_create();
+    if (s->opts == NULL || s->cache == NULL || t == NULL) {
+        if (t != NULL) {
+            rocksdb_block_based_options_destroy(t);
+        }
+        return SHALE_ENOMEM;
+    }
+    /* The table options take ownership of the filter policy. */
+    rocksdb_block_based_options_set_filter_policy(
+        t, rocksdb_filterpolicy_create_bloom(10));
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_options_set_block_based_table_factory(s->opts, t);
+    rocksdb_block_based_options_destroy(t);
+
+    rocksdb_options_set_create_if_missing(s->opts,
+                                          o->create_if_missing ? 1 : 0);
+    rocksdb_options_set_compression(s->opts,
+                                    o->disable_compression
+                                        ? rocksdb_no_compression
+                                        : rocksdb_zstd_compression);
+    rocksdb_options_set_write_buffer_size(s->opts, wbuf);
+    return SHALE_OK;
+}
+
+int store_open(const char *dir, const store_options_t *opts, store_t **out,
+               char *err)
+{
+    store_options_t defaults;
+    store_t *s;
+    char *rerr = NULL;
+    char *val;
+    size_t vlen = 0;
+    int rc;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (dir == NULL || out == NULL) {
+        set_err(err, "store_open: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (opts == NULL) {
+        store_options_default(&defaults);
+        opts = &defaults;
+    }
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        set_err(err, "store_open: out of memory");
+        return SHALE_ENOMEM;
+    }
+    rc = make_options(s, opts);
+    s->ropts = rocksdb_readoptions_create();
+    s->wopts = rocksdb_writeoptions_create();
+    if (rc != SHALE_OK || s->ropts == NULL || s->wopts == NULL) {
+        store_free(s);
+        set_err(err, "store_open: out of memory");
+        return SHALE_ENOMEM;
+    }
+    rocksdb_writeoptions_set_sync(s->wopts, opts->sync_writes ? 1 : 0);
+
+    s->db = rocksdb_open(s->opts, dir, &rerr);
+    if (rerr != NULL) {
+        s->db = NULL;
+        store_free(s);
+        return rdb_fail(err, rerr, "open");
+    }
+
+    val = rocksdb_get(s->db, s->ropts, APPLIED_KEY, sizeof(APPLIED_KEY), &vlen,
+                      &rerr);
+    if (rerr != NULL) {
+        store_free(s);
+        return rdb_fail(err, rerr, "read applied index");
+    }
+    if (val != NULL) {
+        if (vlen != 8) {
+            rocksdb_free(val);
+            store_free(s);
+            set_err(err, "applied index record has %zu bytes, expected 8",
+                    vlen);
+            return SHALE_ECORRUPT;
+        }
+        s->applied = get_be64(val);
+        rocksdb_free(val);
+    }
+    *out = s;
+    return SHALE_OK;
+}
+
+void store_close(store_t *s)
+{
+    if (s != NULL) {
+        store_free(s);
+    }
+}
+
+uint64_t store_applied_index(const store_t *s)
+{
+    return s != NULL ? s->applied : 0;
+}
+
+/* ---- Reads ----------------------------------------------------------------*/
+
+int store_get(store_t *s, uint16_t slot, const uint8_t *key, size_t klen,
+              store_value_t *out, char *err)
+{
+    char *rerr = NULL;
+    char *val;
+    size_t vlen = 0, dlen = 0;
+    int rc;
+
+    if (out != NULL) {
+        memset(out, 0, sizeof(*out));
+    }
+    if (s == NULL || out == NULL || (key == NULL && klen > 0)) {
+        set_err(err, "store_get: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (slot >= STORE_MAX_SLOTS) {
+        set_err(err, "store_get: slot %u out of range", (unsigned)slot);
+        return SHALE_EINVAL;
+    }
+    rc = data_key(s, slot, key, klen, &dlen, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    val = rocksdb_get(s->db, s->ropts, (const char *)s->kbuf, dlen, &vlen,
+                      &rerr);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "get");
+    }
+    if (val == NULL) {
+        return SHALE_OK;
+    }
+    if (vlen < VERSION_LEN) {
+        rocksdb_free(val);
+        set_err(err, "get: stored value has %zu bytes, shorter than its version",
+                vlen);
+        return SHALE_ECORRUPT;
+    }
+    /* Copy into plain malloc memory: the caller frees with free(), and an
+     * empty value still gets a non-NULL pointer so found <=> value != NULL. */
+    out->value = malloc(vlen - VERSION_LEN > 0 ? vlen - VERSION_LEN : 1);
+    if (out->value == NULL) {
+        rocksdb_free(val);
+        set_err(err, "get: out of memory for a %zu-byte value", vlen);
+        return SHALE_ENOMEM;
+    }
+    memcpy(out->value, val + VERSION_LEN, vlen - VERSION_LEN);
+    out->len = vlen - VERSION_LEN;
+    out->version = get_be64(val);
+    out->found = 1;
+    rocksdb_free(val);
+    return SHALE_OK;
+}
+
+/* ---- Apply ----------------------------------------------------------------*/
+
+typedef struct apply_ctx {
+    store_t *s;
+    rocksdb_writebatch_wi_t *wb;
+    uint64_t index;
+    uint64_t now_ms;
+    uint64_t nop; /* ops executed so far in this entry (the n of versions) */
+    char *err;
+} apply_ctx_t;
+
+/* Read key as the batch would leave it on top of the DB. *val is NULL when
+ * absent, else freed by the caller with rocksdb_free. */
+static int batch_get(apply_ctx_t *c, const void *key, size_t klen, char **val,
+                     size_t *vlen)
+{
+    char *rerr = NULL;
+
+    *val = rocksdb_writebatch_wi_get_from_batch_and_db(
+        c->wb, c->s->db, c->s->ropts, key, klen, vlen, &rerr);
+    if (rerr != NULL) {
+        *val = NULL;
+        return rdb_fail(c->err, rerr, "apply: read");
+    }
+    return SHALE_OK;
+}
+
+/* The version rule: max(old + 1, index << 16 | n). n is capped at 0xFFFF so it
+ * never spills into the index bits; past that the old + 1 term still keeps
+ * each key's versions growing. */
+static uint64_t next_version(const apply_ctx_t *c, uint64_t old)
+{
+    uint64_t n = c->nop < 0xFFFFu ? c->nop : 0xFFFFu;
+    uint64_t floor = (c->index << 16) | n;
+
+    return old + 1 > floor ? old + 1 : floor;
+}
+
+static int op_valid(const store_op_t *op)
+{
+    if (op->slot >= STORE_MAX_SLOTS || (op->key == NULL && op->klen > 0)) {
+        return 0;
+    }
+    switch (op->type) {
+    case STORE_OP_PUT:
+        return op->value != NULL || op->vlen == 0;
+    case STORE_OP_DEL:
+        return 1;
+    case STORE_OP_CAS:
+        if (!op->cas_delete && op->value == NULL && op->vlen > 0) {
+            return 0;
+        }
+        switch (op->cas_kind) {
+        case STORE_CAS_ABSENT:
+        case STORE_CAS_VERSION:
+            return 1;
+        case STORE_CAS_VALUE:
+            return op->expect != NULL || op->expect_len == 0;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+static int request_valid(const store_request_t *r)
+{
+    if (r->nops == 0 || r->nops > UINT32_MAX || r->ops == NULL ||
+        r->results == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < r->nops; i++) {
+        if (!op_valid(&r->ops[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Execute one op against the batch (reads see earlier ops of the entry). */
+static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
+{
+    store_t *s = c->s;
+    char *cur = NULL;
+    size_t curlen = 0, dlen = 0;
+    uint64_t oldver = 0, newver;
+    uint8_t verbuf[VERSION_LEN];
+    int found, do_put = 0, do_del = 0;
+    int rc;
+
+    c->nop++;
+    rc = data_key(s, op->slot, op->key, op->klen, &dlen, c->err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = batch_get(c, s->kbuf, dlen, &cur, &curlen);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    found = cur != NULL;
+    if (found) {
+        if (curlen < VERSION_LEN) {
+            rocksdb_free(cur);
+            set_err(c->err, "apply: stored value has %zu bytes, shorter than "
+                            "its version",
+                    curlen);
+            return SHALE_ECORRUPT;
+        }
+        oldver = get_be64(cur);
+    }
+    newver = next_version(c, oldver);
+    res->code = SHALE_OK;
+    res->existed = found;
+    res->version = 0;
+
+    switch (op->type) {
+    case STORE_OP_PUT:
+        do_put = 1;
+        break;
+    case STORE_OP_DEL:
+        do_del = 1;
+        break;
+    case STORE_OP_CAS: {
+        int match = 0;
+        switch (op->cas_kind) {
+        case STORE_CAS_ABSENT:
+            match = !found;
+            break;
+        case STORE_CAS_VERSION:
+            match = found && oldver == op->expect_version;
+            break;
+        case STORE_CAS_VALUE:
+            match = found && curlen - VERSION_LEN == op->expect_len &&
+                    (op->expect_len == 0 ||
+                     memcmp(cur + VERSION_LEN, op->expect, op->expect_len) ==
+                         0);
+            break;
+        }
+        if (!match) {
+            res->code = SHALE_ECASFAILED;
+            res->version = oldver;
+        } else if (op->cas_delete) {
+            do_del = 1;
+        } else {
+            do_put = 1;
+        }
+        break;
+    }
+    }
+    rocksdb_free(cur);
+
+    if (do_put) {
+        const char *parts[2];
+        size_t sizes[2];
+        const char *kp = (const char *)s->kbuf;
+
+        put_be64(verbuf, newver);
+        parts[0] = (const char *)verbuf;
+        sizes[0] = VERSION_LEN;
+        parts[1] = op->vlen > 0 ? (const char *)op->value : "";
+        sizes[1] = op->vlen;
+        /* putv: the value goes into the batch once, without a joined copy. */
+        rocksdb_writebatch_wi_putv(c->wb, 1, &kp, &dlen, 2, parts, sizes);
+        res->version = newver;
+    } else if (do_del) {
+        if (found) {
+            rocksdb_writebatch_wi_delete(c->wb, (const char *)s->kbuf, dlen);
+        }
+        res->version = oldver;
+    }
+    return SHALE_OK;
+}
+
+/* Fill r->results from a stored session record. */
+static int decode_results(apply_ctx_t *c, store_request_t *r, const char *val,
+                          size_t vlen)
+{
+    const uint8_t *p = (const uint8_t *)val;
+    uint32_t n;
+
+    if (vlen < 4) {
+        goto corrupt;
+    }
+    n = ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+        ((uint32_t)p[2] << 8) | p[3];
+    if (vlen != 4 + (size_t)n * RESULT_OP_LEN) {
+        goto corrupt;
+    }
+    r->duplicate = 1;
+    if (n != r->nops) {
+        /* Same (client, seq) but a different request: not a retry. */
+        r->code = SHALE_EINVAL;
+        return SHALE_OK;
+    }
+    p += 4;
+    for (uint32_t i = 0; i < n; i++, p += RESULT_OP_LEN) {
+        r->results[i].code = -(int)p[0];
+        r->results[i].existed = p[1];
+        r->results[i].version = get_be64(p + 2);
+    }
+    return SHALE_OK;
+corrupt:
+    set_err(c->err, "apply: session record of client %llu seq %llu has a bad "
+                    "length (%zu bytes)",
+            (unsigned long long)r->client_id, (unsigned long long)r->seq, vlen);
+    return SHALE_ECORRUPT;
+}
+
+static int encode_results(apply_ctx_t *c, const store_request_t *r,
+                          const uint8_t *rkey)
+{
+    size_t len = 4 + r->nops * RESULT_OP_LEN;
+    uint8_t *buf = malloc(len), *p;
+
+    if (buf == NULL) {
+        set_err(c->err, "apply: out of memory for a session record");
+        return SHALE_ENOMEM;
+    }
+    buf[0] = (uint8_t)(r->nops >> 24);
+    buf[1] = (uint8_t)(r->nops >> 16);
+    buf[2] = (uint8_t)(r->nops >> 8);
+    buf[3] = (uint8_t)r->nops;
+    p = buf + 4;
+    for (size_t i = 0; i < r->nops; i++, p += RESULT_OP_LEN) {
+        p[0] = (uint8_t)(-r->results[i].code);
+        p[1] = r->results[i].existed ? 1 : 0;
+        put_be64(p + 2, r->results[i].version);
+    }
+    rocksdb_writebatch_wi_put(c->wb, (const char *)rkey, RESULT_KEY_LEN,
+                              (const char *)buf, len);
+    free(buf);
+    return SHALE_OK;
+}
+
+/* Delete the client's result records with seq < bound, in the batch.
+ * Rules:
+ *  - the scan sees the batch on top of the DB, so a record written earlier in
+ *    this same entry is pruned too;
+ *  - keys are collected first and deleted after the iterator is gone (the
+ *    batch index must not change under a live iterator). */
+static int prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
+                         uint64_t bound)
+{
+    uint8_t lo[RESULT_KEY_LEN], hi[RESULT_KEY_LEN], k[RESULT_KEY_LEN];
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    uint64_t *seqs = NULL;
+    size_t n = 0, cap = 0;
+    char *rerr = NULL;
+    int rc = SHALE_OK;
+
+    result_key(lo, slot, client, 0);
+    result_key(hi, slot, client, bound);
+    ro = rocksdb_readoptions_create();
+    if (ro == NULL) {
+        set_err(c->err, "apply: out of memory");
+        return SHALE_ENOMEM;
+    }
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi,
+                                                RESULT_KEY_LEN);
+    /* The base-delta iterator owns the base iterator. */
+    it = rocksdb_writebatch_wi_create_iterator_with_base(
+        c->wb, rocksdb_create_iterator(c->s->db, ro));
+    for (rocksdb_iter_seek(it, (const char *)lo, RESULT_KEY_LEN);
+         rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t klen;
+        const char *key = rocksdb_iter_key(it, &klen);
+
+        /* The upper bound only limits the base; the batch part is checked
+         * here. */
+        if (klen != RESULT_KEY_LEN || memcmp(key, hi, RESULT_KEY_LEN) >= 0) {
+            break;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            uint64_t *p = realloc(seqs, ncap * sizeof(*p));
+            if (p == NULL) {
+                set_err(c->err, "apply: out of memory while pruning");
+                rc = SHALE_ENOMEM;
+                break;
+            }
+            seqs = p;
+            cap = ncap;
+        }
+        seqs[n++] = get_be64(key + 11);
+    }
+    if (rc == SHALE_OK) {
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL) {
+            rc = rdb_fail(c->err, rerr, "apply: prune sessions");
+        }
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
+        result_key(k, slot, client, seqs[i]);
+        rocksdb_writebatch_wi_delete(c->wb, (const char *)k, RESULT_KEY_LEN);
+    }
+    free(seqs);
+    return rc;
+}
+
+/* Apply one client request. Rules:
+ *  - a malformed request gets code SHALE_EINVAL and changes nothing, so one
+ *    bad request cannot wedge the log for the others (every replica decides
+ *    the same);
+ *  - client_id 0: ops run, no session state;
+ *  - a stored result for (client, seq), in the DB or earlier in this batch,
+ *    makes it a duplicate: results come from the record, nothing is written;
+ *  - seq at least WINDOW behind the client's max_seq with no record: the
+ *    outcome is unknowable, SHALE_ESESSION, nothing is written;
+ *  - otherwise ops run, the result record is written, the header gets
+ *    max_seq = max(max_seq, seq) and last_ms = max(last_ms, now_ms) (a new
+ *    leader's clock may be behind; activity time must not go back);
+ *  - when max_seq crosses a multiple of PRUNE_EVERY, records with
+ *    seq < min(ack_floor, max_seq - WINDOW) are deleted: a retry of such a seq
+ *    is then too old and gets SHALE_ESESSION, never a second apply. */
+static int apply_request(apply_ctx_t *c, store_request_t *r)
+{
+    uint8_t hkey[HEADER_KEY_LEN], rkey[RESULT_KEY_LEN], hval[HEADER_VAL_LEN];
+    uint64_t max_seq = 0, last_ms = 0, new_max, new_last;
+    uint16_t slot;
+    char *val = NULL;
+    size_t vlen = 0;
+    int rc;
+
+    r->duplicate = 0;
+    r->code = SHALE_OK;
+    if (!request_valid(r)) {
+        r->code = SHALE_EINVAL;
+        return SHALE_OK;
+    }
+    if (r->client_id == 0) {
+        for (size_t i = 0; i < r->nops; i++) {
+            rc = apply_op(c, &r->ops[i], &r->results[i]);
+            if (rc != SHALE_OK) {
+                return rc;
+            }
+        }
+        return SHALE_OK;
+    }
+
+    slot = r->ops[0].slot;
+    result_key(rkey, slot, r->client_id, r->seq);
+    rc = batch_get(c, rkey, RESULT_KEY_LEN, &val, &vlen);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (val != NULL) {
+        rc = decode_results(c, r, val, vlen);
+        rocksdb_free(val);
+        return rc;
+    }
+
+    header_key(hkey, slot, r->client_id);
+    rc = batch_get(c, hkey, HEADER_KEY_LEN, &val, &vlen);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (val != NULL) {
+        if (vlen != HEADER_VAL_LEN) {
+            rocksdb_free(val);
+            set_err(c->err, "apply: session header of client %llu has %zu "
+                            "bytes",
+                    (unsigned long long)r->client_id, vlen);
+            return SHALE_ECORRUPT;
+        }
+        max_seq = get_be64(val);
+        last_ms = get_be64(val + 8);
+        rocksdb_free(val);
+    }
+    if (max_seq >= STORE_SESSION_WINDOW &&
+        r->seq <= max_seq - STORE_SESSION_WINDOW) {
+        r->code = SHALE_ESESSION;
+        return SHALE_OK;
+    }
+
+    for (size_t i = 0; i < r->nops; i++) {
+        rc = apply_op(c, &r->ops[i], &r->results[i]);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
+    rc = encode_results(c, r, rkey);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    new_max = r->seq > max_seq ? r->seq : max_seq;
+    new_last = c->now_ms > last_ms ? c->now_ms : last_ms;
+    put_be64(hval, new_max);
+    put_be64(hval + 8, new_last);
+    rocksdb_writebatch_wi_put(c->wb, (const char *)hkey, HEADER_KEY_LEN,
+                              (const char *)hval, HEADER_VAL_LEN);
+
+    if (new_max / PRUNE_EVERY != max_seq / PRUNE_EVERY &&
+        new_max > STORE_SESSION_WINDOW) {
+        uint64_t bound = new_max - STORE_SESSION_WINDOW;
+        if (r->ack_floor < bound) {
+            bound = r->ack_floor;
+        }
+        if (bound > 0) {
+            rc = prune_results(c, slot, r->client_id, bound);
+        }
+    }
+    return rc;
+}
+
+static void applied_value(uint8_t *v, uint64_t index)
+{
+    put_be64(v, index);
+}
+
+int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
+                store_request_t *reqs, size_t nreqs, int *skipped, char *err)
+{
+    apply_ctx_t c;
+    uint8_t av[8];
+    char *rerr = NULL;
+    int rc = SHALE_OK;
+
+    if (skipped != NULL) {
+        *skipped = 0;
+    }
+    if (s == NULL || (reqs == NULL && nreqs > 0)) {
+        set_err(err, "store_apply: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (index <= s->applied) {
+        if (skipped != NULL) {
+            *skipped = 1;
+        }
+        return SHALE_OK;
+    }
+    c.s = s;
+    c.index = index;
+    c.now_ms = now_ms;
+    c.nop = 0;
+    c.err = err;
+    /* overwrite_keys = 1: reads of a key written twice in the batch see the
+     * last write. */
+    c.wb = rocksdb_writebatch_wi_create(0, 1);
+    if (c.wb == NULL) {
+        set_err(err, "store_apply: out of memory");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < nreqs && rc == SHALE_OK; i++) {
+        rc = apply_request(&c, &reqs[i]);
+    }
+    if (rc == SHALE_OK) {
+        applied_value(av, index);
+        rocksdb_writebatch_wi_put(c.wb, APPLIED_KEY, sizeof(APPLIED_KEY),
+                                  (const char *)av, sizeof(av));
+        rocksdb_write_writebatch_wi(s->db, s->wopts, c.wb, &rerr);
+        if (rerr != NULL) {
+            rc = rdb_fail(err, rerr, "apply: write batch");
+        }
+    }
+    rocksdb_writebatch_wi_destroy(c.wb);
+    if (rc == SHALE_OK) {
+        s->applied = index;
+    }
+    return rc;
+}
+
+/* Write a plain batch (plus the applied index when index != 0) and move the
+ * cached index only on success. Takes ownership of wb. */
+static int write_plain(store_t *s, rocksdb_writebatch_t *wb, uint64_t index,
+                       const char *what, char *err)
+{
+    uint8_t av[8];
+    char *rerr = NULL;
+
+    if (index != 0) {
+        applied_value(av, index);
+        rocksdb_writebatch_put(wb, APPLIED_KEY, sizeof(APPLIED_KEY),
+                               (const char *)av, sizeof(av));
+    }
+    rocksdb_write(s->db, s->wopts, wb, &rerr);
+    rocksdb_writebatch_destroy(wb);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, what);
+    }
+    if (index != 0) {
+        s->applied = index;
+    }
+    return SHALE_OK;
+}
+
+int store_apply_noop(store_t *s, uint64_t index, char *err)
+{
+    rocksdb_writebatch_t *wb;
+
+    if (s == NULL) {
+        set_err(err, "store_apply_noop: NULL store");
+        return SHALE_EINVAL;
+    }
+    if (index <= s->applied) {
+        return SHALE_OK;
+    }
+    wb = rocksdb_writebatch_create();
+    if (wb == NULL) {
+        set_err(err, "store_apply_noop: out of memory");
+        return SHALE_ENOMEM;
+    }
+    return write_plain(s, wb, index, "apply noop", err);
+}
+
+/* Seek position [slot]['c'], the first header of a slot. */
+static void seek_headers(rocksdb_iterator_t *it, uint16_t slot)
+{
+    uint8_t k[3];
+
+    put_be16(k, slot);
+    k[2] = TAG_HEADER;
+    rocksdb_iter_seek(it, (const char *)k, sizeof(k));
+}
+
+/* Rules:
+ *  - headers are visited slot by slot with seeks: within a slot the tags sort
+ *    'c' < 'd' < 's', so after the headers the scan jumps to the next slot's
+ *    headers and never walks user data;
+ *  - an expired client's results go with one range delete per client: the
+ *    batch stays small however many records a client had. */
+int store_expire_sessions(store_t *s, uint64_t index, uint64_t cutoff_ms,
+                          uint64_t *expired, char *err)
+{
+    rocksdb_writebatch_t *wb;
+    rocksdb_iterator_t *it;
+    uint64_t count = 0;
+    char *rerr = NULL;
+    int rc = SHALE_OK;
+
+    if (expired != NULL) {
+        *expired = 0;
+    }
+    if (s == NULL) {
+        set_err(err, "store_expire_sessions: NULL store");
+        return SHALE_EINVAL;
+    }
+    if (index <= s->applied) {
+        return SHALE_OK;
+    }
+    wb = rocksdb_writebatch_create();
+    it = rocksdb_create_iterator(s->db, s->ropts);
+    if (wb == NULL || it == NULL) {
+        if (wb != NULL) {
+            rocksdb_writebatch_destroy(wb);
+        }
+        if (it != NULL) {
+            rocksdb_iter_destroy(it);
+        }
+        set_err(err, "store_expire_sessions: out of memory");
+        return SHALE_ENOMEM;
+    }
+    seek_headers(it, 0);
+    while (rocksdb_iter_valid(it)) {
+        size_t klen, vlen;
+        const char *key = rocksdb_iter_key(it, &klen);
+        uint16_t slot;
+
+        if (klen < 3) {
+            rocksdb_iter_next(it);
+            continue;
+        }
+        slot = get_be16(key);
+        if (slot >= STORE_MAX_SLOTS) {
+            break; /* metadata */
+        }
+        if ((uint8_t)key[2] < TAG_HEADER) {
+            seek_headers(it, slot);
+            continue;
+        }
+        if ((uint8_t)key[2] > TAG_HEADER) {
+            if (slot + 1u >= STORE_MAX_SLOTS) {
+                break;
+            }
+            seek_headers(it, (uint16_t)(slot + 1));
+            continue;
+        }
+        if (klen == HEADER_KEY_LEN) {
+            const char *val = rocksdb_iter_value(it, &vlen);
+            uint64_t client = get_be64(key + 3);
+            uint8_t lo[RESULT_KEY_LEN], hi[RESULT_KEY_LEN];
+
+            if (vlen != HEADER_VAL_LEN) {
+                set_err(err, "expire sessions: header of client %llu has %zu "
+                             "bytes",
+                        (unsigned long long)client, vlen);
+                rc = SHALE_ECORRUPT;
+                break;
+            }
+            if (get_be64(val + 8) < cutoff_ms) {
+                rocksdb_writebatch_delete(wb, key, klen);
+                result_key(lo, slot, client, 0);
+                if (client == UINT64_MAX) {
+                    /* [slot]['s'+1] ends every record of the last client. */
+                    memcpy(hi, lo, 3);
+                    hi[2] = TAG_RESULT + 1;
+                    rocksdb_writebatch_delete_range(
+                        wb, (const char *)lo, RESULT_KEY_LEN,
+                        (const char *)hi, 3);
+                } else {
+                    result_key(hi, slot, client + 1, 0);
+                    rocksdb_writebatch_delete_range(
+                        wb, (const char *)lo, RESULT_KEY_LEN,
+                        (const char *)hi, RESULT_KEY_LEN);
+                }
+                count++;
+            }
+        }
+        rocksdb_iter_next(it);
+    }
+    if (rc == SHALE_OK) {
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL) {
+            rc = rdb_fail(err, rerr, "expire sessions: scan");
+        }
+    }
+    rocksdb_iter_destroy(it);
+    if (rc != SHALE_OK) {
+        rocksdb_writebatch_destroy(wb);
+        return rc;
+    }
+    rc = write_plain(s, wb, index, "expire sessions: write batch", err);
+    if (rc == SHALE_OK && expired != NULL) {
+        *expired = count;
+    }
+    return rc;
+}
+
+/* ---- Slots ----------------------------------------------------------------*/
+
+int store_iter_slot(store_t *s, uint16_t slot, store_iter_t **out, char *err)
+{
+    store_iter_t *it;
+    uint8_t lo[3];
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (s == NULL || out == NULL) {
+        set_err(err, "store_iter_slot: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (slot >= STORE_MAX_SLOTS) {
+        set_err(err, "store_iter_slot: slot %u out of range", (unsigned)slot);
+        return SHALE_EINVAL;
+    }
+    it = calloc(1, sizeof(*it));
+    if (it == NULL) {
+        set_err(err, "store_iter_slot: out of memory");
+        return SHALE_ENOMEM;
+    }
+    it->db = s->db;
+    it->ropts = rocksdb_readoptions_create();
+    if (it->ropts == NULL) {
+        free(it);
+        set_err(err, "store_iter_slot: out of memory");
+        return SHALE_ENOMEM;
+    }
+    put_be16(it->upper, slot);
+    it->upper[2] = TAG_DATA + 1;
+    put_be16(lo, slot);
+    lo[2] = TAG_DATA;
+    it->snap = rocksdb_create_snapshot(s->db);
+    rocksdb_readoptions_set_snapshot(it->ropts, it->snap);
+    rocksdb_readoptions_set_iterate_upper_bound(
+        it->ropts, (const char *)it->upper, sizeof(it->upper));
+    /* A migration scan reads each block once: keep it out of the cache. */
+    rocksdb_readoptions_set_fill_cache(it->ropts, 0);
+    it->it = rocksdb_create_iterator(s->db, it->ropts);
+    rocksdb_iter_seek(it->it, (const char *)lo, sizeof(lo));
+    *out = it;
+    return SHALE_OK;
+}
+
+int store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen,
+                    const uint8_t **value, size_t *vlen, uint64_t *version)
+{
+    const char *k, *v;
+    size_t kl, vl;
+    char *rerr = NULL;
+
+    if (it == NULL || key == NULL || klen == NULL || value == NULL ||
+        vlen == NULL) {
+        return SHALE_EINVAL;
+    }
+    if (it->done) {
+        return 0;
+    }
+    if (it->started) {
+        rocksdb_iter_next(it->it);
+    }
+    it->started = 1;
+    if (!rocksdb_iter_valid(it->it)) {
+        it->done = 1;
+        rocksdb_iter_get_error(it->it, &rerr);
+        if (rerr != NULL) {
+            rocksdb_free(rerr);
+            return SHALE_ESTORAGE;
+        }
+        return 0;
+    }
+    k = rocksdb_iter_key(it->it, &kl);
+    v = rocksdb_iter_value(it->it, &vl);
+    if (kl < 3 || vl < VERSION_LEN) {
+        return SHALE_ECORRUPT;
+    }
+    *key = (const uint8_t *)k + 3;
+    *klen = kl - 3;
+    *value = (const uint8_t *)v + VERSION_LEN;
+    *vlen = vl - VERSION_LEN;
+    if (version != NULL) {
+        *version = get_be64(v);
+    }
+    return 1;
+}
+
+void store_iter_close(store_iter_t *it)
+{
+    if (it == NULL) {
+        return;
+    }
+    if (it->it != NULL) {
+        rocksdb_iter_destroy(it->it);
+    }
+    if (it->snap != NULL) {
+        rocksdb_release_snapshot(it->db, it->snap);
+    }
+    rocksdb_readoptions_destroy(it->ropts);
+    free(it);
+}
+
+int store_delete_slot(store_t *s, uint16_t slot, uint64_t index, char *err)
+{
+    rocksdb_writebatch_t *wb;
+    uint8_t lo[2], hi[2];
+
+    if (s == NULL) {
+        set_err(err, "store_delete_slot: NULL store");
+        return SHALE_EINVAL;
+    }
+    if (slot >= STORE_MAX_SLOTS) {
+        set_err(err, "store_delete_slot: slot %u out of range",
+                (unsigned)slot);
+        return SHALE_EINVAL;
+    }
+    if (index != 0 && index <= s->applied) {
+        return SHALE_OK;
+    }
+    wb = rocksdb_writebatch_create();
+    if (wb == NULL) {
+        set_err(err, "store_delete_slot: out of memory");
+        return SHALE_ENOMEM;
+    }
+    /* [slot] .. [slot+1): slot + 1 is at most 0xFFFF, whose range starts with
+     * the metadata keys, which the exclusive end leaves alone. */
+    put_be16(lo, slot);
+    put_be16(hi, (uint16_t)(slot + 1));
+    rocksdb_writebatch_delete_range(wb, (const char *)lo, 2, (const char *)hi,
+                                    2);
+    return write_plain(s, wb, index, "delete slot: write batch", err);
+}
+
+uint64_t store_estimate_keys(store_t *s)
+{
+    uint64_t n = 0;
+
+    if (s == NULL ||
+        rocksdb_property_int(s->db, "rocksdb.estimate-num-keys", &n) != 0) {
+        return 0;
+    }
+    return n;
+}
+
+/* ---- Durability, checkpoints ----------------------------------------------*/
+
+int store_sync(store_t *s, char *err)
+{
+    char *rerr = NULL;
+
+    if (s == NULL) {
+        set_err(err, "store_sync: NULL store");
+        return SHALE_EINVAL;
+    }
+    rocksdb_flush_wal(s->db, 1, &rerr);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "sync WAL");
+    }
+    return SHALE_OK;
+}
+
+int store_checkpoint(store_t *s, const char *dir, char *err)
+{
+    rocksdb_checkpoint_t *cp;
+    char *rerr = NULL;
+
+    if (s == NULL || dir == NULL) {
+        set_err(err, "store_checkpoint: NULL argument");
+        return SHALE_EINVAL;
+    }
+    cp = rocksdb_checkpoint_object_create(s->db, &rerr);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "checkpoint");
+    }
+    /* log_size_for_flush 0: always flush the memtable first, so the
+     * checkpoint is SST files only and needs no WAL replay. */
+    rocksdb_checkpoint_create(cp, dir, 0, &rerr);
+    rocksdb_checkpoint_object_destroy(cp);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "checkpoint");
+    }
+    return SHALE_OK;
+}
+
+static int sys_fail(char *err, const char *what, const char *path)
+{
+    set_err(err, "%s %s: %s", what, path, strerror(errno));
+    return SHALE_ESTORAGE;
+}
+
+static int fsync_path(const char *path, char *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        return sys_fail(err, "open", path);
+    }
+    if (fsync(fd) != 0) {
+        int rc = sys_fail(err, "fsync", path);
+        close(fd);
+        return rc;
+    }
+    close(fd);
+    return SHALE_OK;
+}
+
+/* Remove everything inside dir (not dir itself). */
+static int remove_contents(const char *dir, char *err)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+    int rc = SHALE_OK;
+
+    if (d == NULL) {
+        return sys_fail(err, "opendir", dir);
+    }
+    while (rc == SHALE_OK && (errno = 0, e = readdir(d)) != NULL) {
+        struct stat st;
+
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >=
+            sizeof(path)) {
+            set_err(err, "restore: path too long under %s", dir);
+            rc = SHALE_EINVAL;
+            break;
+        }
+        if (lstat(path, &st) != 0) {
+            rc = sys_fail(err, "lstat", path);
+        } else if (S_ISDIR(st.st_mode)) {
+            rc = remove_contents(path, err);
+            if (rc == SHALE_OK && rmdir(path) != 0) {
+                rc = sys_fail(err, "rmdir", path);
+            }
+        } else if (unlink(path) != 0) {
+            rc = sys_fail(err, "unlink", path);
+        }
+    }
+    if (rc == SHALE_OK && errno != 0) {
+        rc = sys_fail(err, "readdir", dir);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int copy_file(const char *src, const char *dst, char *err)
+{
+    char buf[64 * 1024];
+    int in, out, rc = SHALE_OK;
+
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        return sys_fail(err, "open", src);
+    }
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        rc = sys_fail(err, "create", dst);
+        close(in);
+        return rc;
+    }
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof(buf));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = sys_fail(err, "read", src);
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) {
+                if (errno == EINTR) {
+                    continue;
+                }
+                rc = sys_fail(err, "write", dst);
+                break;
+            }
+            off += w;
+        }
+        if (rc != SHALE_OK) {
+            break;
+        }
+    }
+    if (rc == SHALE_OK && fsync(out) != 0) {
+        rc = sys_fail(err, "fsync", dst);
+    }
+    if (close(out) != 0 && rc == SHALE_OK) {
+        rc = sys_fail(err, "close", dst);
+    }
+    close(in);
+    return rc;
+}
+
+/* Is `inner` equal to or inside `outer` (both existing paths)? */
+static int path_within(const char *inner, const char *outer)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    size_t n;
+
+    if (realpath(inner, a) == NULL || realpath(outer, b) == NULL) {
+        return 0;
+    }
+    n = strlen(b);
+    return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/' || n == 1);
+}
+
+/* Rules:
+ *  - ckpt_dir is checked (a directory holding CURRENT, not inside db_dir)
+ *    before anything in db_dir is touched;
+ *  - db_dir's CURRENT goes first and the checkpoint's CURRENT is copied last,
+ *    after every other file is fsynced: a restore cut short by a crash leaves
+ *    a directory without CURRENT, which never opens as a half-restored DB
+ *    (it fails to open, or opens empty with applied index 0 when created);
+ *  - only regular files are copied (a RocksDB checkpoint is flat). */
+int store_restore(const char *ckpt_dir, const char *db_dir, char *err)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    int rc = SHALE_OK, created = 0;
+
+    if (ckpt_dir == NULL || db_dir == NULL) {
+        set_err(err, "store_restore: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (snprintf(src, sizeof(src), "%s/CURRENT", ckpt_dir) >= (int)sizeof(src)) {
+        set_err(err, "restore: path too long");
+        return SHALE_EINVAL;
+    }
+    if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) {
+        set_err(err, "restore: %s is not a checkpoint (no CURRENT file)",
+                ckpt_dir);
+        return SHALE_EINVAL;
+    }
+    if (mkdir(db_dir, 0755) == 0) {
+        created = 1;
+    } else if (errno != EEXIST) {
+        return sys_fail(err, "mkdir", db_dir);
+    }
+    if (path_within(ckpt_dir, db_dir) || path_within(db_dir, ckpt_dir)) {
+        if (created) {
+            rmdir(db_dir);
+        }
+        set_err(err, "restore: %s and %s overlap", ckpt_dir, db_dir);
+        return SHALE_EINVAL;
+    }
+
+    if (snprintf(dst, sizeof(dst), "%s/CURRENT", db_dir) >= (int)sizeof(dst)) {
+        set_err(err, "restore: path too long");
+        return SHALE_EINVAL;
+    }
+    if (unlink(dst) != 0 && errno != ENOENT) {
+        return sys_fail(err, "unlink", dst);
+    }
+    rc = fsync_path(db_dir, err);
+    if (rc == SHALE_OK) {
+        rc = remove_contents(db_dir, err);
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+
+    d = opendir(ckpt_dir);
+    if (d == NULL) {
+        return sys_fail(err, "opendir", ckpt_dir);
+    }
+    while (rc == SHALE_OK && (errno = 0, e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            strcmp(e->d_name, "CURRENT") == 0) {
+            continue;
+        }
+        if ((size_t)snprintf(src, sizeof(src), "%s/%s", ckpt_dir, e->d_name) >=
+                sizeof(src) ||
+            (size_t)snprintf(dst, sizeof(dst), "%s/%s", db_dir, e->d_name) >=
+                sizeof(dst)) {
+            set_err(err, "restore: path too long");
+            rc = SHALE_EINVAL;
+            break;
+        }
+        if (lstat(src, &st) != 0) {
+            rc = sys_fail(err, "lstat", src);
+        } else if (!S_ISREG(st.st_mode)) {
+            set_err(err, "restore: %s is not a regular file", src);
+            rc = SHALE_EINVAL;
+        } else {
+            rc = copy_file(src, dst, err);
+        }
+    }
+    if (rc == SHALE_OK && errno != 0) {
+        rc = sys_fail(err, "readdir", ckpt_dir);
+    }
+    closedir(d);
+    if (rc == SHALE_OK) {
+        rc = fsync_path(db_dir, err);
+    }
+    if (rc == SHALE_OK) {
+        snprintf(src, sizeof(src), "%s/CURRENT", ckpt_dir);
+        snprintf(dst, sizeof(dst), "%s/CURRENT", db_dir);
+        rc = copy_file(src, dst, err);
+    }
+    if (rc == SHALE_OK) {
+        rc = fsync_path(db_dir, err);
+    }
+    return rc;
+}

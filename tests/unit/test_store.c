@@ -1,0 +1,1339 @@
+/* Unit tests of the storage engine (storage/store.h): versions, CAS, the
+ * applied-index no-op rule, the session table, slot scans and deletes,
+ * checkpoints, and storage faults (bad path, full disk). Each test gets its
+ * own temp dir under /tmp, removed afterwards. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* open_memstream, umount2 */
+#endif
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char g_dir[64];
+static char g_db[128];
+static store_t *g_s;
+static char g_err[STORE_ERRLEN];
+
+/* ---- Fixture and helpers ---------------------------------------------------*/
+
+static int rm_cb(const char *path, const struct stat *st, int flag,
+                 struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_rf(const char *dir)
+{
+    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void open_store(void)
+{
+    store_options_t o;
+
+    store_options_default(&o);
+    o.block_cache_bytes = 4u << 20;
+    o.write_buffer_bytes = 4u << 20;
+    g_err[0] = '\0';
+    ck_assert_msg(store_open(g_db, &o, &g_s, g_err) == SHALE_OK, "open: %s",
+                  g_err);
+}
+
+static void close_store(void)
+{
+    store_close(g_s);
+    g_s = NULL;
+}
+
+static void setup(void)
+{
+    strcpy(g_dir, "/tmp/shale_store_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    snprintf(g_db, sizeof(g_db), "%s/db", g_dir);
+    open_store();
+}
+
+static void teardown(void)
+{
+    close_store();
+    rm_rf(g_dir);
+}
+
+static store_op_t op_put(uint16_t slot, const char *k, const char *v)
+{
+    store_op_t op = {.type = STORE_OP_PUT,
+                     .slot = slot,
+                     .key = (const uint8_t *)k,
+                     .klen = strlen(k),
+                     .value = (const uint8_t *)v,
+                     .vlen = strlen(v)};
+    return op;
+}
+
+static store_op_t op_del(uint16_t slot, const char *k)
+{
+    store_op_t op = {.type = STORE_OP_DEL,
+                     .slot = slot,
+                     .key = (const uint8_t *)k,
+                     .klen = strlen(k)};
+    return op;
+}
+
+static store_op_t op_cas(uint16_t slot, const char *k, const char *v,
+                         store_cas_kind_t kind)
+{
+    store_op_t op = {.type = STORE_OP_CAS,
+                     .slot = slot,
+                     .key = (const uint8_t *)k,
+                     .klen = strlen(k),
+                     .value = (const uint8_t *)v,
+                     .vlen = strlen(v),
+                     .cas_kind = kind};
+    return op;
+}
+
+/* Apply one single-op request in its own entry; returns the result. */
+static store_result_t apply1(uint64_t index, uint64_t client, uint64_t seq,
+                             store_op_t op, int *dup, int *code)
+{
+    store_result_t res;
+    store_request_t r = {.client_id = client,
+                         .seq = seq,
+                         .nops = 1,
+                         .ops = &op,
+                         .results = &res};
+    int skipped = -1;
+
+    memset(&res, 0xAB, sizeof(res));
+    g_err[0] = '\0';
+    ck_assert_msg(store_apply(g_s, index, 1000 + index, &r, 1, &skipped,
+                              g_err) == SHALE_OK,
+                  "apply %llu: %s", (unsigned long long)index, g_err);
+    ck_assert_int_eq(skipped, 0);
+    if (dup != NULL) {
+        *dup = r.duplicate;
+    }
+    if (code != NULL) {
+        *code = r.code;
+    } else {
+        ck_assert_int_eq(r.code, SHALE_OK);
+    }
+    return res;
+}
+
+static store_result_t put(uint64_t index, uint16_t slot, const char *k,
+                          const char *v)
+{
+    store_result_t res = apply1(index, 0, 0, op_put(slot, k, v), NULL, NULL);
+    ck_assert_int_eq(res.code, SHALE_OK);
+    return res;
+}
+
+/* Assert k's value (NULL: absent); returns its version. */
+static uint64_t expect_val(uint16_t slot, const char *k, const char *v)
+{
+    store_value_t got;
+    uint64_t ver;
+
+    ck_assert_int_eq(store_get(g_s, slot, (const uint8_t *)k, strlen(k), &got,
+                               g_err),
+                     SHALE_OK);
+    if (v == NULL) {
+        ck_assert_int_eq(got.found, 0);
+        ck_assert_ptr_null(got.value);
+        return 0;
+    }
+    ck_assert_msg(got.found, "slot %u key %s missing", slot, k);
+    ck_assert_uint_eq(got.len, strlen(v));
+    ck_assert(memcmp(got.value, v, got.len) == 0);
+    ver = got.version;
+    free(got.value);
+    return ver;
+}
+
+/* Count the raw RocksDB keys starting with prefix (the store must be
+ * closed: the DB lock allows one opener). */
+static size_t raw_count(const uint8_t *prefix, size_t plen)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_t *db;
+    rocksdb_iterator_t *it;
+    char *err = NULL;
+    size_t n = 0;
+
+    db = rocksdb_open_for_read_only(o, g_db, 0, &err);
+    ck_assert_msg(err == NULL, "raw open: %s", err);
+    it = rocksdb_create_iterator(db, ro);
+    for (rocksdb_iter_seek(it, (const char *)prefix, plen);
+         rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0) {
+            break;
+        }
+        n++;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_close(db);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_options_destroy(o);
+    return n;
+}
+
+static size_t count_results(uint16_t slot, uint64_t client)
+{
+    uint8_t p[11] = {(uint8_t)(slot >> 8), (uint8_t)slot, 's'};
+
+    for (int i = 0; i < 8; i++) {
+        p[3 + i] = (uint8_t)(client >> (56 - 8 * i));
+    }
+    return raw_count(p, sizeof(p));
+}
+
+static size_t count_headers(uint16_t slot)
+{
+    uint8_t p[3] = {(uint8_t)(slot >> 8), (uint8_t)slot, 'c'};
+    return raw_count(p, sizeof(p));
+}
+
+/* ---- Basic ops, versions ---------------------------------------------------*/
+
+START_TEST(test_put_get_versions)
+{
+    store_result_t r1, r2, r3, r4;
+    store_op_t ops[2] = {op_put(1, "k", "x"), op_put(1, "k", "y")};
+    store_result_t res[2];
+    store_request_t req = {.nops = 2, .ops = ops, .results = res};
+    int skipped;
+
+    ck_assert_uint_eq(store_applied_index(g_s), 0);
+    expect_val(1, "k", NULL);
+    r1 = put(1, 1, "k", "v1");
+    ck_assert_uint_eq(r1.version, (1ull << 16) | 1);
+    ck_assert_int_eq(r1.existed, 0);
+    ck_assert_uint_eq(expect_val(1, "k", "v1"), r1.version);
+    r2 = put(2, 1, "k", "v2");
+    ck_assert_uint_eq(r2.version, (2ull << 16) | 1);
+    ck_assert_int_eq(r2.existed, 1);
+    ck_assert_uint_eq(expect_val(1, "k", "v2"), r2.version);
+
+    /* Two writes of one key in one entry: n counts ops, later sees earlier. */
+    ck_assert_int_eq(store_apply(g_s, 3, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(res[0].version, (3ull << 16) | 1);
+    ck_assert_uint_eq(res[1].version, (3ull << 16) | 2);
+    ck_assert_int_eq(res[1].existed, 1);
+    ck_assert_uint_eq(expect_val(1, "k", "y"), res[1].version);
+    ck_assert_uint_eq(store_applied_index(g_s), 3);
+
+    /* Same key in another slot is another key. */
+    r3 = put(4, 2, "k", "other");
+    ck_assert_int_eq(r3.existed, 0);
+    expect_val(1, "k", "y");
+    r4 = put(5, 1, "k", "z");
+    ck_assert(r4.version > res[1].version);
+    ck_assert(store_estimate_keys(g_s) >= 1);
+    ck_assert_int_eq(store_sync(g_s, g_err), SHALE_OK);
+}
+END_TEST
+
+/* max(old + 1, index << 16 | n): the old + 1 term wins once an entry has more
+ * than 0xFFFF ops on a key, and keeps winning in the next entry. */
+START_TEST(test_version_max_rule)
+{
+    const size_t n = 0x10001; /* 65537 ops */
+    store_op_t *ops = calloc(n, sizeof(*ops));
+    store_result_t *res = calloc(n, sizeof(*res));
+    store_request_t req = {.nops = n};
+    store_result_t r;
+    uint64_t last;
+    int skipped;
+
+    ck_assert_ptr_nonnull(ops);
+    ck_assert_ptr_nonnull(res);
+    for (size_t i = 0; i < n; i++) {
+        ops[i] = op_put(3, "hot", "v");
+    }
+    req.ops = ops;
+    req.results = res;
+    ck_assert_int_eq(store_apply(g_s, 10, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    for (size_t i = 1; i < n; i++) {
+        ck_assert_uint_eq(res[i].version, res[i - 1].version + 1);
+    }
+    ck_assert_uint_eq(res[0].version, (10ull << 16) | 1);
+    last = res[n - 1].version;
+    ck_assert_uint_eq(last, (10ull << 16) + n); /* past 10 << 16 | 0xFFFF */
+    r = put(11, 3, "hot", "w");
+    ck_assert_uint_eq(r.version, last + 1); /* > (11 << 16) | 1 */
+    ck_assert_uint_eq(expect_val(3, "hot", "w"), last + 1);
+
+    /* Different keys in one entry get the op counter; a key deleted and put
+     * again gets the floor of its new entry. */
+    r = apply1(12, 0, 0, op_del(3, "hot"), NULL, NULL);
+    ck_assert_uint_eq(r.version, last + 1);
+    r = put(13, 3, "hot", "again");
+    ck_assert_uint_eq(r.version, (13ull << 16) | 1);
+    free(ops);
+    free(res);
+}
+END_TEST
+
+START_TEST(test_cas)
+{
+    store_result_t r, first;
+    store_op_t op;
+    uint64_t v;
+
+    /* ABSENT: succeeds on a missing key, fails (existed, version) after. */
+    first = apply1(1, 0, 0, op_cas(0, "c", "a", STORE_CAS_ABSENT), NULL, NULL);
+    ck_assert_int_eq(first.code, SHALE_OK);
+    ck_assert_uint_eq(first.version, (1ull << 16) | 1);
+    r = apply1(2, 0, 0, op_cas(0, "c", "b", STORE_CAS_ABSENT), NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    ck_assert_int_eq(r.existed, 1);
+    ck_assert_uint_eq(r.version, first.version);
+    ck_assert_uint_eq(expect_val(0, "c", "a"), first.version);
+    ck_assert_uint_eq(store_applied_index(g_s), 2);
+
+    /* VERSION */
+    op = op_cas(0, "c", "b", STORE_CAS_VERSION);
+    op.expect_version = first.version + 5;
+    r = apply1(3, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    ck_assert_uint_eq(r.version, first.version);
+    ck_assert_uint_eq(expect_val(0, "c", "a"), first.version);
+    op.expect_version = first.version;
+    r = apply1(4, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    ck_assert_uint_eq(r.version, (4ull << 16) | 1);
+    v = expect_val(0, "c", "b");
+    ck_assert_uint_eq(v, r.version);
+
+    /* VALUE */
+    op = op_cas(0, "c", "c", STORE_CAS_VALUE);
+    op.expect = (const uint8_t *)"a";
+    op.expect_len = 1;
+    r = apply1(5, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    ck_assert_int_eq(r.existed, 1);
+    ck_assert_uint_eq(r.version, v);
+    ck_assert_uint_eq(expect_val(0, "c", "b"), v);
+    op.expect = (const uint8_t *)"bb"; /* prefix match is no match */
+    op.expect_len = 2;
+    r = apply1(6, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    op.expect = (const uint8_t *)"b";
+    op.expect_len = 1;
+    r = apply1(7, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    v = expect_val(0, "c", "c");
+
+    /* VALUE and VERSION on an absent key fail with existed = 0. */
+    op.key = (const uint8_t *)"none";
+    op.klen = 4;
+    r = apply1(8, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    ck_assert_int_eq(r.existed, 0);
+    ck_assert_uint_eq(r.version, 0);
+    op.cas_kind = STORE_CAS_VERSION;
+    op.expect_version = 0;
+    r = apply1(9, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    expect_val(0, "none", NULL);
+
+    /* cas_delete: fails on mismatch (value kept), deletes on match. */
+    op = op_cas(0, "c", "", STORE_CAS_VERSION);
+    op.cas_delete = 1;
+    op.expect_version = v - 1;
+    r = apply1(10, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_ECASFAILED);
+    expect_val(0, "c", "c");
+    op.expect_version = v;
+    r = apply1(11, 0, 0, op, NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    ck_assert_int_eq(r.existed, 1);
+    ck_assert_uint_eq(r.version, v);
+    expect_val(0, "c", NULL);
+}
+END_TEST
+
+/* PUT then CAS on the same key in one entry: the CAS sees the PUT. */
+START_TEST(test_batch_sees_earlier_ops)
+{
+    store_op_t ops[3] = {op_put(4, "k", "one"), op_cas(4, "k", "two",
+                                                       STORE_CAS_VALUE),
+                         op_del(4, "gone")};
+    store_result_t res[3];
+    store_request_t req = {.nops = 3, .ops = ops, .results = res};
+    int skipped;
+
+    put(1, 4, "gone", "x");
+    ops[1].expect = (const uint8_t *)"one";
+    ops[1].expect_len = 3;
+    ck_assert_int_eq(store_apply(g_s, 2, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(res[1].code, SHALE_OK);
+    ck_assert_uint_eq(res[1].version, (2ull << 16) | 2);
+    ck_assert_int_eq(res[2].existed, 1);
+    expect_val(4, "k", "two");
+    expect_val(4, "gone", NULL);
+}
+END_TEST
+
+START_TEST(test_delete)
+{
+    store_result_t p, r;
+
+    p = put(1, 7, "d", "v");
+    r = apply1(2, 0, 0, op_del(7, "d"), NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    ck_assert_int_eq(r.existed, 1);
+    ck_assert_uint_eq(r.version, p.version);
+    expect_val(7, "d", NULL);
+    r = apply1(3, 0, 0, op_del(7, "d"), NULL, NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    ck_assert_int_eq(r.existed, 0);
+    ck_assert_uint_eq(r.version, 0);
+    ck_assert_uint_eq(store_applied_index(g_s), 3);
+}
+END_TEST
+
+/* ---- Applied index ---------------------------------------------------------*/
+
+START_TEST(test_reapply_is_noop)
+{
+    store_op_t op = op_put(1, "k", "late");
+    store_result_t res;
+    store_request_t req = {.nops = 1, .ops = &op, .results = &res};
+    int skipped = 0;
+    uint64_t v;
+
+    put(5, 1, "k", "first");
+    v = expect_val(1, "k", "first");
+    for (uint64_t idx = 0; idx <= 5; idx++) {
+        skipped = 0;
+        ck_assert_int_eq(store_apply(g_s, idx, 0, &req, 1, &skipped, g_err),
+                         SHALE_OK);
+        ck_assert_int_eq(skipped, 1);
+    }
+    ck_assert_int_eq(store_apply_noop(g_s, 4, g_err), SHALE_OK);
+    ck_assert_uint_eq(store_applied_index(g_s), 5);
+    ck_assert_uint_eq(expect_val(1, "k", "first"), v);
+
+    /* Persisted: survives close/reopen, and the no-op rule still holds. */
+    close_store();
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), 5);
+    skipped = 0;
+    ck_assert_int_eq(store_apply(g_s, 5, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(skipped, 1);
+    ck_assert_uint_eq(expect_val(1, "k", "first"), v);
+
+    /* store_apply_noop moves the index with no data change. */
+    ck_assert_int_eq(store_apply_noop(g_s, 9, g_err), SHALE_OK);
+    ck_assert_uint_eq(store_applied_index(g_s), 9);
+    ck_assert_int_eq(store_apply(g_s, 9, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(skipped, 1);
+    close_store();
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), 9);
+    ck_assert_int_eq(store_apply(g_s, 10, 0, NULL, 0, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(skipped, 0);
+    ck_assert_uint_eq(store_applied_index(g_s), 10);
+}
+END_TEST
+
+/* ---- Sessions --------------------------------------------------------------*/
+
+START_TEST(test_session_duplicate_later_entry)
+{
+    store_result_t first, again;
+    store_op_t cas;
+    int dup = -1, code;
+
+    first = apply1(1, 7, 1, op_put(2, "k", "a"), &dup, &code);
+    ck_assert_int_eq(code, SHALE_OK);
+    ck_assert_int_eq(dup, 0);
+    again = apply1(2, 7, 1, op_put(2, "k", "b"), &dup, &code);
+    ck_assert_int_eq(code, SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(again.code, first.code);
+    ck_assert_uint_eq(again.version, first.version);
+    ck_assert_int_eq(again.existed, first.existed);
+    ck_assert_uint_eq(expect_val(2, "k", "a"), first.version);
+    ck_assert_uint_eq(store_applied_index(g_s), 2);
+
+    /* A failed CAS is remembered as failed, even once it would match. */
+    cas = op_cas(2, "k", "c", STORE_CAS_ABSENT);
+    first = apply1(3, 7, 2, cas, &dup, &code);
+    ck_assert_int_eq(first.code, SHALE_ECASFAILED);
+    apply1(4, 0, 0, op_del(2, "k"), NULL, NULL);
+    again = apply1(5, 7, 2, cas, &dup, &code);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(again.code, SHALE_ECASFAILED);
+    ck_assert_int_eq(again.existed, 1);
+    ck_assert_uint_eq(again.version, first.version);
+    expect_val(2, "k", NULL);
+
+    /* Survives restart; another client's seq 1 is its own. */
+    close_store();
+    open_store();
+    again = apply1(6, 7, 1, op_put(2, "k", "b"), &dup, &code);
+    ck_assert_int_eq(dup, 1);
+    expect_val(2, "k", NULL);
+    apply1(7, 8, 1, op_put(2, "k", "b"), &dup, &code);
+    ck_assert_int_eq(dup, 0);
+    expect_val(2, "k", "b");
+}
+END_TEST
+
+START_TEST(test_session_duplicate_same_entry)
+{
+    store_op_t op1[2] = {op_put(9, "a", "1"), op_put(9, "b", "1")};
+    store_op_t op2[2] = {op_put(9, "a", "2"), op_put(9, "b", "2")};
+    store_op_t op3 = op_put(9, "c", "3");
+    store_result_t r1[2], r2[2], r3;
+    store_request_t reqs[3] = {
+        {.client_id = 42, .seq = 10, .nops = 2, .ops = op1, .results = r1},
+        {.client_id = 42, .seq = 10, .nops = 2, .ops = op2, .results = r2},
+        {.client_id = 42, .seq = 11, .nops = 1, .ops = &op3, .results = &r3},
+    };
+    int skipped;
+
+    ck_assert_int_eq(store_apply(g_s, 3, 100, reqs, 3, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].duplicate, 0);
+    ck_assert_int_eq(reqs[1].duplicate, 1);
+    ck_assert_int_eq(reqs[1].code, SHALE_OK);
+    ck_assert_int_eq(reqs[2].duplicate, 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(r2[i].version, r1[i].version);
+        ck_assert_int_eq(r2[i].code, r1[i].code);
+    }
+    ck_assert_uint_eq(expect_val(9, "a", "1"), r1[0].version);
+    ck_assert_uint_eq(expect_val(9, "b", "1"), r1[1].version);
+    expect_val(9, "c", "3");
+
+    /* A "retry" with another op count is not a retry. */
+    reqs[0].nops = 1;
+    ck_assert_int_eq(store_apply(g_s, 4, 100, reqs, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_EINVAL);
+    expect_val(9, "a", "1");
+}
+END_TEST
+
+/* Pipelined seqs may arrive out of order within the window; a seq a whole
+ * window behind the highest one is unknowable: ESESSION, nothing applied. */
+START_TEST(test_session_window)
+{
+    int dup, code;
+    store_result_t r;
+
+    apply1(1, 5, 5000, op_put(1, "w", "5000"), &dup, &code);
+    ck_assert_int_eq(code, SHALE_OK);
+    apply1(2, 5, 4999, op_put(1, "x", "4999"), &dup, &code);
+    ck_assert_int_eq(code, SHALE_OK);
+    ck_assert_int_eq(dup, 0);
+    expect_val(1, "x", "4999");
+
+    r = apply1(3, 5, 5000 - STORE_SESSION_WINDOW, op_put(1, "w", "old"), &dup,
+               &code);
+    ck_assert_int_eq(code, SHALE_ESESSION);
+    ck_assert_int_eq(dup, 0);
+    expect_val(1, "w", "5000");
+    ck_assert_uint_eq(store_applied_index(g_s), 3);
+
+    r = apply1(4, 5, 5000 - STORE_SESSION_WINDOW + 1, op_put(1, "y", "ok"),
+               &dup, &code);
+    ck_assert_int_eq(code, SHALE_OK);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    expect_val(1, "y", "ok");
+
+    /* The sessions of slot 1 hold one header for client 5. */
+    close_store();
+    ck_assert_uint_eq(count_headers(1), 1);
+    ck_assert_uint_eq(count_results(1, 5), 3);
+    open_store();
+}
+END_TEST
+
+/* Apply seqs [from, to] of client in entries of 64 requests. */
+static void apply_seqs(uint64_t *index, uint64_t client, uint64_t from,
+                       uint64_t to, int acks)
+{
+    enum { PER = 64 };
+    store_op_t ops[PER];
+    store_result_t res[PER];
+    store_request_t reqs[PER];
+    int skipped;
+
+    for (uint64_t s = from; s <= to;) {
+        size_t n = 0;
+        for (; n < PER && s <= to; n++, s++) {
+            ops[n] = op_put(6, "p", "v");
+            reqs[n] = (store_request_t){.client_id = client,
+                                        .seq = s,
+                                        .ack_floor = acks ? s : 0,
+                                        .nops = 1,
+                                        .ops = &ops[n],
+                                        .results = &res[n]};
+        }
+        (*index)++;
+        ck_assert_int_eq(store_apply(g_s, *index, 1000, reqs, n, &skipped,
+                                     g_err),
+                         SHALE_OK);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_int_eq(reqs[i].code, SHALE_OK);
+            ck_assert_int_eq(reqs[i].duplicate, 0);
+        }
+    }
+}
+
+static int retry_code(uint64_t *index, uint64_t client, uint64_t seq, int *dup)
+{
+    int code;
+
+    (*index)++;
+    apply1(*index, client, seq, op_put(6, "p", "retry"), dup, &code);
+    return code;
+}
+
+/* Records with seq < min(ack_floor, max_seq - WINDOW) are pruned when max_seq
+ * crosses a multiple of 256; a pruned seq's retry is then too old
+ * (ESESSION), never applied a second time. */
+START_TEST(test_session_prune)
+{
+    const uint64_t cross = 17 * 256; /* first multiple of 256 past WINDOW */
+    uint64_t idx = 0;
+    int dup;
+
+    /* Client 1 acks everything; client 2 never acks (ack_floor 0). */
+    apply_seqs(&idx, 1, 1, cross - 1, 1);
+    apply_seqs(&idx, 2, 1, cross - 1, 0);
+    /* Too old, but the record is still there: a duplicate. */
+    ck_assert_int_eq(retry_code(&idx, 1, 1, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    close_store();
+    ck_assert_uint_eq(count_results(6, 1), cross - 1);
+    open_store();
+
+    apply_seqs(&idx, 1, cross, cross, 1);
+    apply_seqs(&idx, 2, cross, cross, 0);
+    ck_assert_int_eq(retry_code(&idx, 1, 1, &dup), SHALE_ESESSION);
+    ck_assert_int_eq(retry_code(&idx, 1, 255, &dup), SHALE_ESESSION);
+    ck_assert_int_eq(retry_code(&idx, 1, 256, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(retry_code(&idx, 2, 1, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    expect_val(6, "p", "v");
+
+    close_store();
+    ck_assert_uint_eq(count_results(6, 1), cross - 255);
+    ck_assert_uint_eq(count_results(6, 2), cross);
+    open_store();
+}
+END_TEST
+
+/* Pruning also sees records written earlier in the same entry: seq 1 and 2
+ * are applied, then seq 5000 (acking all) prunes both within the batch, and
+ * a retry of seq 2 later in that same entry is already too old. */
+START_TEST(test_session_prune_in_batch)
+{
+    store_op_t ops[4] = {op_put(6, "a", "1"), op_put(6, "b", "2"),
+                         op_put(6, "c", "5000"), op_put(6, "b", "again")};
+    store_result_t res[4];
+    store_request_t reqs[4];
+    const uint64_t seqs[4] = {1, 2, 5000, 2};
+    int skipped;
+
+    for (int i = 0; i < 4; i++) {
+        reqs[i] = (store_request_t){.client_id = 3, .seq = seqs[i],
+                                    .ack_floor = seqs[i], .nops = 1,
+                                    .ops = &ops[i], .results = &res[i]};
+    }
+    ck_assert_int_eq(store_apply(g_s, 1, 0, reqs, 4, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_OK);
+    ck_assert_int_eq(reqs[1].code, SHALE_OK);
+    ck_assert_int_eq(reqs[2].code, SHALE_OK);
+    ck_assert_int_eq(reqs[3].code, SHALE_ESESSION);
+    expect_val(6, "b", "2");
+    close_store();
+    ck_assert_uint_eq(count_results(6, 3), 1);
+    open_store();
+}
+END_TEST
+
+START_TEST(test_session_expiry)
+{
+    const uint16_t last = STORE_MAX_SLOTS - 1;
+    uint64_t expired = 99;
+    int dup, code;
+
+    /* apply1 stamps now_ms = 1000 + index. */
+    apply1(1, 100, 1, op_put(0, "a", "1"), &dup, &code); /* last_ms 1001 */
+    apply1(2, 100, 2, op_put(0, "a", "2"), &dup, &code); /* 1002 */
+    apply1(3, 200, 1, op_put(3, "b", "1"), &dup, &code); /* 1003 */
+    apply1(4, 300, 1, op_put(last, "c", "1"), &dup, &code); /* 1004 */
+    apply1(50, 200, 2, op_put(3, "b", "2"), &dup, &code); /* 1050 */
+    put(51, 0, "zz", "data");
+    put(52, 3, "0", "data");
+
+    /* An old index is a no-op. */
+    ck_assert_int_eq(store_expire_sessions(g_s, 52, 5000, &expired, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(expired, 0);
+
+    ck_assert_int_eq(store_expire_sessions(g_s, 60, 1040, &expired, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(expired, 2);
+    ck_assert_uint_eq(store_applied_index(g_s), 60);
+    expect_val(0, "a", "2");
+    expect_val(0, "zz", "data");
+    expect_val(3, "0", "data");
+    expect_val(last, "c", "1");
+
+    close_store();
+    ck_assert_uint_eq(count_headers(0), 0);
+    ck_assert_uint_eq(count_results(0, 100), 0);
+    ck_assert_uint_eq(count_headers(last), 0);
+    ck_assert_uint_eq(count_results(last, 300), 0);
+    ck_assert_uint_eq(count_headers(3), 1);
+    ck_assert_uint_eq(count_results(3, 200), 2);
+    open_store();
+
+    /* Client 200 is still known; client 100 was forgotten. */
+    apply1(61, 200, 1, op_put(3, "b", "x"), &dup, &code);
+    ck_assert_int_eq(dup, 1);
+    expect_val(3, "b", "2");
+    apply1(62, 100, 1, op_put(0, "a", "x"), &dup, &code);
+    ck_assert_int_eq(dup, 0);
+    expect_val(0, "a", "x");
+}
+END_TEST
+
+/* ---- Slots -----------------------------------------------------------------*/
+
+START_TEST(test_iter_snapshot)
+{
+    store_iter_t *it, *empty;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+    uint64_t ver, va;
+    int dup, code;
+
+    put(1, 4, "x", "other");
+    put(2, 6, "x", "other");
+    put(3, 5, "b", "vb");
+    put(4, 5, "a", "va");
+    put(5, 5, "c", "");
+    apply1(6, 9, 1, op_put(5, "s", "session"), &dup, &code);
+    va = expect_val(5, "a", "va");
+
+    ck_assert_int_eq(store_iter_slot(g_s, 5, &it, g_err), SHALE_OK);
+    put(7, 5, "a", "new");
+    put(8, 5, "aa", "new");
+    apply1(9, 0, 0, op_del(5, "b"), NULL, NULL);
+
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 'a' && vl == 2 && memcmp(v, "va", 2) == 0);
+    ck_assert_uint_eq(ver, va);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 'b' && vl == 2 && memcmp(v, "vb", 2) == 0);
+    ck_assert_uint_eq(ver, (3ull << 16) | 1);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 'c' && vl == 0);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 's' && vl == 7);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 0);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 0);
+
+    ck_assert_int_eq(store_iter_slot(g_s, 7, &empty, g_err), SHALE_OK);
+    ck_assert_int_eq(store_iter_next(empty, &k, &kl, &v, &vl, NULL), 0);
+    store_iter_close(empty);
+    store_iter_close(it);
+
+    /* A fresh iterator sees the new state. */
+    ck_assert_int_eq(store_iter_slot(g_s, 5, &it, g_err), SHALE_OK);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 'a' && vl == 3);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 2 && memcmp(k, "aa", 2) == 0);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, &ver), 1);
+    ck_assert(kl == 1 && k[0] == 'c');
+    store_iter_close(it);
+
+    ck_assert_int_eq(store_iter_slot(g_s, STORE_MAX_SLOTS, &it, g_err),
+                     SHALE_EINVAL);
+    ck_assert_ptr_null(it);
+}
+END_TEST
+
+static void fill_slot(uint64_t *idx, uint16_t slot)
+{
+    int dup, code;
+
+    put(++*idx, slot, "k1", "v");
+    put(++*idx, slot, "k2", "v");
+    ++*idx;
+    apply1(*idx, 1000 + slot, 1, op_put(slot, "k3", "v"), &dup, &code);
+}
+
+static void expect_slot_full(uint16_t slot)
+{
+    int dup, code;
+    uint64_t idx = store_applied_index(g_s) + 1;
+
+    expect_val(slot, "k1", "v");
+    expect_val(slot, "k2", "v");
+    expect_val(slot, "k3", "v");
+    apply1(idx, 1000 + slot, 1, op_put(slot, "k3", "again"), &dup, &code);
+    ck_assert_int_eq(dup, 1);
+}
+
+static void expect_slot_empty(uint16_t slot)
+{
+    store_iter_t *it;
+    const uint8_t *k, *v;
+    size_t kl, vl;
+
+    ck_assert_int_eq(store_iter_slot(g_s, slot, &it, g_err), SHALE_OK);
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &v, &vl, NULL), 0);
+    store_iter_close(it);
+}
+
+START_TEST(test_delete_slot_edges)
+{
+    const uint16_t top = STORE_MAX_SLOTS - 1;
+    const uint16_t slots[] = {0, 1, 2, 3, 4, top - 2, top - 1, top};
+    uint64_t idx = 0;
+
+    for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+        fill_slot(&idx, slots[i]);
+    }
+    ck_assert_int_eq(store_delete_slot(g_s, 2, idx + 1, g_err), SHALE_OK);
+    idx++;
+    ck_assert_uint_eq(store_applied_index(g_s), idx);
+    expect_slot_empty(2);
+    expect_slot_full(1);
+    expect_slot_full(3);
+
+    idx = store_applied_index(g_s);
+    ck_assert_int_eq(store_delete_slot(g_s, 0, 0, g_err), SHALE_OK);
+    ck_assert_uint_eq(store_applied_index(g_s), idx);
+    expect_slot_empty(0);
+    expect_slot_full(1);
+
+    idx = store_applied_index(g_s);
+    ck_assert_int_eq(store_delete_slot(g_s, top, idx + 1, g_err), SHALE_OK);
+    expect_slot_empty(top);
+    expect_slot_full(top - 1);
+
+    /* An old index is a no-op. */
+    idx = store_applied_index(g_s);
+    ck_assert_int_eq(store_delete_slot(g_s, 4, idx, g_err), SHALE_OK);
+    expect_slot_full(4);
+    ck_assert_int_eq(store_delete_slot(g_s, STORE_MAX_SLOTS, 0, g_err),
+                     SHALE_EINVAL);
+
+    /* Deleted sessions are gone too; the applied index record survives. */
+    idx = store_applied_index(g_s);
+    close_store();
+    ck_assert_uint_eq(count_results(2, 1002), 0);
+    ck_assert_uint_eq(count_headers(top), 0);
+    ck_assert_uint_eq(count_headers(top - 1), 1);
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), idx);
+    expect_slot_full(top - 2);
+    expect_slot_empty(0);
+    expect_slot_empty(2);
+}
+END_TEST
+
+/* ---- Checkpoint / restore --------------------------------------------------*/
+
+/* Every raw key/value of the DB at dir, concatenated (length-prefixed). */
+static char *raw_dump(const char *dir, size_t *len)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_iterator_t *it;
+    rocksdb_t *db;
+    char *err = NULL, *buf;
+    FILE *f;
+
+    db = rocksdb_open_for_read_only(o, dir, 0, &err);
+    ck_assert_msg(err == NULL, "raw open %s: %s", dir, err);
+    f = open_memstream(&buf, len);
+    it = rocksdb_create_iterator(db, ro);
+    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        fprintf(f, "%zu:", kl);
+        fwrite(k, 1, kl, f);
+        fprintf(f, "%zu:", vl);
+        fwrite(v, 1, vl, f);
+    }
+    fclose(f);
+    rocksdb_iter_destroy(it);
+    rocksdb_close(db);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_options_destroy(o);
+    return buf;
+}
+
+START_TEST(test_checkpoint_restore)
+{
+    char ckpt[160], other[160], bad[200];
+    char *a, *b;
+    size_t alen, blen;
+    uint64_t idx = 0;
+
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", g_dir);
+    snprintf(other, sizeof(other), "%s/other", g_dir);
+    snprintf(bad, sizeof(bad), "%s/bad", g_dir);
+    fill_slot(&idx, 0);
+    fill_slot(&idx, 77);
+    /* Still in the memtable: the checkpoint must flush it. */
+    put(++idx, 77, "mem", "table");
+    ck_assert_int_eq(store_checkpoint(g_s, ckpt, g_err), SHALE_OK);
+    ck_assert_int_eq(store_checkpoint(g_s, ckpt, g_err), SHALE_ESTORAGE);
+    ck_assert(strlen(g_err) > 0);
+    put(++idx, 77, "after", "ckpt");
+    expect_slot_full(0);
+    close_store();
+
+    /* Restore over an existing, different DB. */
+    a = raw_dump(ckpt, &alen);
+    ck_assert_int_eq(store_restore(ckpt, g_db, g_err), SHALE_OK);
+    b = raw_dump(g_db, &blen);
+    ck_assert_uint_eq(alen, blen);
+    ck_assert(memcmp(a, b, alen) == 0);
+    free(b);
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), 7);
+    expect_val(77, "mem", "table");
+    expect_val(77, "after", NULL);
+    expect_slot_full(0);
+    expect_slot_full(77);
+    close_store();
+
+    /* Restore into a directory that does not exist yet. */
+    ck_assert_int_eq(store_restore(ckpt, other, g_err), SHALE_OK);
+    b = raw_dump(other, &blen);
+    ck_assert_uint_eq(alen, blen);
+    ck_assert(memcmp(a, b, alen) == 0);
+    free(a);
+    free(b);
+
+    /* Not a checkpoint / overlapping paths: refused, target untouched. */
+    ck_assert_int_eq(mkdir(bad, 0755), 0);
+    ck_assert_int_eq(store_restore(bad, g_db, g_err), SHALE_EINVAL);
+    ck_assert_int_eq(store_restore(g_db, g_db, g_err), SHALE_EINVAL);
+    ck_assert_int_eq(store_restore(NULL, g_db, g_err), SHALE_EINVAL);
+    open_store();
+    snprintf(bad, sizeof(bad), "%s/inner", g_db);
+    ck_assert_int_eq(store_checkpoint(g_s, bad, g_err), SHALE_OK);
+    close_store();
+    ck_assert_int_eq(store_restore(bad, g_db, g_err), SHALE_EINVAL);
+    ck_assert_int_eq(access(bad, F_OK), 0);
+    snprintf(bad, sizeof(bad), "%s/db", other);
+    ck_assert_int_eq(store_restore(other, bad, g_err), SHALE_EINVAL);
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), 9);
+    expect_val(77, "mem", "table");
+}
+END_TEST
+
+/* ---- Values, keys, inputs --------------------------------------------------*/
+
+START_TEST(test_large_empty_binary)
+{
+    const size_t big = 1u << 20;
+    uint8_t *v = malloc(big);
+    const uint8_t keys[][4] = {{0x00, 0x00, 0x00, 0x00},
+                               {0x00, 0xFF, 0x00, 0xFF},
+                               {0xFF, 0xFF, 'm', 'a'},
+                               {0xFF, 0xFF, 0xFF, 0xFF}};
+    store_op_t ops[6];
+    store_result_t res[6];
+    store_request_t req = {.nops = 6, .ops = ops, .results = res};
+    store_value_t got;
+    store_iter_t *it;
+    const uint8_t *k, *iv;
+    size_t kl, vl;
+    int skipped;
+
+    ck_assert_ptr_nonnull(v);
+    for (size_t i = 0; i < big; i++) {
+        v[i] = (uint8_t)(i * 31 + 7);
+    }
+    ops[0] = (store_op_t){.type = STORE_OP_PUT, .slot = 8,
+                          .key = (const uint8_t *)"big", .klen = 3,
+                          .value = v, .vlen = big};
+    ops[1] = (store_op_t){.type = STORE_OP_PUT, .slot = 8,
+                          .key = (const uint8_t *)"empty", .klen = 5};
+    for (int i = 0; i < 4; i++) {
+        ops[2 + i] = (store_op_t){.type = STORE_OP_PUT,
+                                  .slot = STORE_MAX_SLOTS - 1,
+                                  .key = keys[i], .klen = 4,
+                                  .value = keys[i], .vlen = 4};
+    }
+    ck_assert_int_eq(store_apply(g_s, 1, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+
+    ck_assert_int_eq(store_get(g_s, 8, (const uint8_t *)"big", 3, &got,
+                               g_err),
+                     SHALE_OK);
+    ck_assert(got.found && got.len == big && memcmp(got.value, v, big) == 0);
+    free(got.value);
+    ck_assert_int_eq(store_get(g_s, 8, (const uint8_t *)"empty", 5, &got,
+                               g_err),
+                     SHALE_OK);
+    ck_assert(got.found && got.len == 0 && got.value != NULL);
+    free(got.value);
+
+    /* Empty value CAS by value. */
+    ops[0] = (store_op_t){.type = STORE_OP_CAS, .slot = 8,
+                          .key = (const uint8_t *)"empty", .klen = 5,
+                          .value = (const uint8_t *)"full", .vlen = 4,
+                          .cas_kind = STORE_CAS_VALUE};
+    req.nops = 1;
+    ck_assert_int_eq(store_apply(g_s, 2, 0, &req, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(res[0].code, SHALE_OK);
+
+    /* Binary keys: in order, and 0xFF 0xFF... in the top slot is data, not
+     * metadata (the applied index is intact). */
+    ck_assert_int_eq(store_iter_slot(g_s, STORE_MAX_SLOTS - 1, &it, g_err),
+                     SHALE_OK);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(store_iter_next(it, &k, &kl, &iv, &vl, NULL), 1);
+        ck_assert(kl == 4 && memcmp(k, keys[i], 4) == 0);
+        ck_assert(vl == 4 && memcmp(iv, keys[i], 4) == 0);
+    }
+    ck_assert_int_eq(store_iter_next(it, &k, &kl, &iv, &vl, NULL), 0);
+    store_iter_close(it);
+    ck_assert_int_eq(store_get(g_s, 7, keys[0], 4, &got, g_err), SHALE_OK);
+    ck_assert_int_eq(got.found, 0);
+    close_store();
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), 2);
+    ck_assert_int_eq(store_get(g_s, STORE_MAX_SLOTS - 1, keys[2], 4, &got,
+                               g_err),
+                     SHALE_OK);
+    ck_assert(got.found && got.len == 4);
+    free(got.value);
+
+    /* The empty key is a key. */
+    put(3, 8, "", "nokey");
+    expect_val(8, "", "nokey");
+    free(v);
+}
+END_TEST
+
+START_TEST(test_invalid_input)
+{
+    store_op_t ops[2] = {op_put(1, "ok", "v"), op_put(STORE_MAX_SLOTS, "k",
+                                                      "v")};
+    store_op_t good = op_put(1, "fine", "v");
+    store_result_t res[2];
+    store_request_t reqs[2] = {
+        {.client_id = 3, .seq = 1, .nops = 2, .ops = ops, .results = res},
+        {.nops = 1, .ops = &good, .results = res},
+    };
+    store_value_t got;
+    int skipped;
+
+    ck_assert_int_eq(store_get(g_s, STORE_MAX_SLOTS, (const uint8_t *)"k", 1,
+                               &got, g_err),
+                     SHALE_EINVAL);
+    ck_assert(strlen(g_err) > 0);
+    ck_assert_int_eq(store_get(g_s, 1, NULL, 1, &got, g_err), SHALE_EINVAL);
+    ck_assert_int_eq(store_get(g_s, 1, (const uint8_t *)"k", 1, NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_get(NULL, 1, (const uint8_t *)"k", 1, &got, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply(NULL, 1, 0, reqs, 1, &skipped, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply(g_s, 1, 0, NULL, 1, &skipped, g_err),
+                     SHALE_EINVAL);
+
+    /* A malformed request changes nothing; the rest of the entry applies. */
+    ck_assert_int_eq(store_apply(g_s, 1, 0, reqs, 2, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_EINVAL);
+    ck_assert_int_eq(reqs[1].code, SHALE_OK);
+    expect_val(1, "ok", NULL);
+    expect_val(1, "fine", "v");
+    ck_assert_uint_eq(store_applied_index(g_s), 1);
+
+    ops[1] = op_put(1, "k", "v");
+    ops[1].type = (store_op_type_t)99;
+    ck_assert_int_eq(store_apply(g_s, 2, 0, reqs, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_EINVAL);
+    ops[1] = op_cas(1, "k", "v", (store_cas_kind_t)0);
+    ck_assert_int_eq(store_apply(g_s, 3, 0, reqs, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_EINVAL);
+    reqs[0].nops = 0;
+    ck_assert_int_eq(store_apply(g_s, 4, 0, reqs, 1, &skipped, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(reqs[0].code, SHALE_EINVAL);
+    expect_val(1, "ok", NULL);
+}
+END_TEST
+
+/* ---- Storage faults --------------------------------------------------------*/
+
+START_TEST(test_open_errors)
+{
+    char file[160], path[200];
+    store_options_t o;
+    store_t *s = (store_t *)g_err; /* any non-NULL: must come back NULL */
+    FILE *f;
+
+    close_store();
+    snprintf(file, sizeof(file), "%s/file", g_dir);
+    f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/db", file);
+    g_err[0] = '\0';
+    ck_assert_int_eq(store_open(path, NULL, &s, g_err), SHALE_ESTORAGE);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strlen(g_err) > 0, "no message");
+
+    store_options_default(&o);
+    o.create_if_missing = 0;
+    snprintf(path, sizeof(path), "%s/absent", g_dir);
+    g_err[0] = '\0';
+    ck_assert_int_eq(store_open(path, &o, &s, g_err), SHALE_ESTORAGE);
+    ck_assert(strlen(g_err) > 0);
+    ck_assert_int_eq(store_open(NULL, &o, &s, g_err), SHALE_EINVAL);
+    ck_assert_int_eq(store_open(path, &o, NULL, g_err), SHALE_EINVAL);
+
+    /* A DB already open elsewhere (its LOCK is held). */
+    open_store();
+    ck_assert_int_eq(store_open(g_db, NULL, &s, g_err), SHALE_ESTORAGE);
+    ck_assert(strlen(g_err) > 0);
+
+    /* Restore into a path under a regular file. */
+    snprintf(path, sizeof(path), "%s/ckpt", g_dir);
+    ck_assert_int_eq(store_checkpoint(g_s, path, g_err), SHALE_OK);
+    snprintf(file, sizeof(file), "%s/file/db", g_dir);
+    ck_assert_int_eq(store_restore(path, file, g_err), SHALE_ESTORAGE);
+    ck_assert(strlen(g_err) > 0);
+}
+END_TEST
+
+/* Disk full on a 4 MiB tmpfs: the failing apply returns ESTORAGE with a
+ * message, nothing of it is written, the applied index stays, earlier data
+ * is readable, and after freeing space a reopen finds exactly the data of
+ * the successful applies. */
+static char g_mnt[96];
+static int g_mounted;
+
+/* Unchecked fixture (runs in the parent): the mount is undone even when the
+ * test process dies on a failed assertion. */
+static void full_setup(void)
+{
+    g_mounted = 0;
+    strcpy(g_dir, "/tmp/shale_store_XXXXXX");
+    if (mkdtemp(g_dir) == NULL) {
+        fprintf(stderr, "test_disk_full: skipped, mkdtemp: %s\n",
+                strerror(errno));
+        g_dir[0] = '\0';
+        return;
+    }
+    snprintf(g_mnt, sizeof(g_mnt), "%s/mnt", g_dir);
+    snprintf(g_db, sizeof(g_db), "%s/db", g_mnt);
+    if (mkdir(g_mnt, 0755) != 0 ||
+        mount("tmpfs", g_mnt, "tmpfs", 0, "size=4m") != 0) {
+        fprintf(stderr, "test_disk_full: skipped, cannot mount tmpfs: %s\n",
+                strerror(errno));
+        return;
+    }
+    g_mounted = 1;
+}
+
+static void full_teardown(void)
+{
+    if (g_mounted) {
+        umount2(g_mnt, MNT_DETACH);
+    }
+    if (g_dir[0] != '\0') {
+        rm_rf(g_dir);
+    }
+}
+
+START_TEST(test_disk_full)
+{
+    enum { VLEN = 64 * 1024 };
+    char filler[160], key[32];
+    uint8_t *val = malloc(VLEN);
+    uint64_t last_ok = 0, last_data;
+    int rc = SHALE_OK, fd;
+    store_options_t o;
+
+    if (!g_mounted) {
+        free(val);
+        return;
+    }
+    memset(val, 'z', VLEN);
+    /* Room to free later, so the DB can be reopened. */
+    snprintf(filler, sizeof(filler), "%s/filler", g_mnt);
+    fd = open(filler, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_ge(fd, 0);
+    for (int i = 0; i < 16; i++) {
+        ck_assert_int_eq(write(fd, val, VLEN), VLEN);
+    }
+    close(fd);
+
+    store_options_default(&o);
+    o.write_buffer_bytes = 512 * 1024;
+    o.disable_compression = 1; /* 'z' * 64 KiB would compress to nothing */
+    o.block_cache_bytes = 1 << 20;
+    ck_assert_msg(store_open(g_db, &o, &g_s, g_err) == SHALE_OK, "open: %s",
+                  g_err);
+    for (uint64_t idx = 1; idx <= 200; idx++) {
+        store_op_t ops[2];
+        store_result_t res[2];
+        store_request_t req = {.client_id = 5, .seq = idx, .nops = 2,
+                               .ops = ops, .results = res};
+        int skipped;
+
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)idx);
+        ops[0] = (store_op_t){.type = STORE_OP_PUT, .slot = 1,
+                              .key = (const uint8_t *)key,
+                              .klen = strlen(key), .value = val, .vlen = VLEN};
+        ops[1] = (store_op_t){.type = STORE_OP_PUT, .slot = 2,
+                              .key = (const uint8_t *)key,
+                              .klen = strlen(key), .value = val, .vlen = VLEN};
+        g_err[0] = '\0';
+        rc = store_apply(g_s, idx, 0, &req, 1, &skipped, g_err);
+        if (rc != SHALE_OK) {
+            break;
+        }
+        last_ok = idx;
+    }
+    ck_assert_int_eq(rc, SHALE_ESTORAGE);
+    ck_assert_msg(strlen(g_err) > 0, "no message");
+    fprintf(stderr, "test_disk_full: apply %llu failed as expected: %s\n",
+            (unsigned long long)last_ok + 1, g_err);
+    ck_assert_uint_gt(last_ok, 0);
+    ck_assert_uint_eq(store_applied_index(g_s), last_ok);
+    /* Earlier data is still readable; the failed entry left nothing. */
+    snprintf(key, sizeof(key), "k%llu", 1ull);
+    {
+        store_value_t got;
+        ck_assert_int_eq(store_get(g_s, 1, (const uint8_t *)key, strlen(key),
+                                   &got, g_err),
+                         SHALE_OK);
+        ck_assert(got.found && got.len == VLEN);
+        free(got.value);
+    }
+    snprintf(key, sizeof(key), "k%llu", (unsigned long long)last_ok + 1);
+    expect_val(1, key, NULL);
+    expect_val(2, key, NULL);
+    /* Later writes fail cleanly too, or succeed: never half. */
+    last_data = last_ok;
+    rc = store_apply_noop(g_s, last_ok + 5, g_err);
+    if (rc != SHALE_OK) {
+        ck_assert_int_eq(rc, SHALE_ESTORAGE);
+        ck_assert_uint_eq(store_applied_index(g_s), last_ok);
+    } else {
+        last_ok += 5;
+    }
+    close_store();
+
+    /* With space again, a reopen finds exactly the successful applies. */
+    ck_assert_int_eq(unlink(filler), 0);
+    open_store();
+    ck_assert_uint_eq(store_applied_index(g_s), last_ok);
+    for (uint64_t idx = 1; idx <= last_data + 1; idx++) {
+        store_value_t got;
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)idx);
+        for (uint16_t slot = 1; slot <= 2; slot++) {
+            ck_assert_int_eq(store_get(g_s, slot, (const uint8_t *)key,
+                                       strlen(key), &got, g_err),
+                             SHALE_OK);
+            ck_assert_int_eq(got.found, idx <= last_data);
+            if (got.found) {
+                ck_assert_uint_eq(got.len, VLEN);
+                free(got.value);
+            }
+        }
+    }
+    close_store();
+    free(val);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("core");
+    TCase *full = tcase_create("disk_full");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_put_get_versions);
+    tcase_add_test(tc, test_version_max_rule);
+    tcase_add_test(tc, test_cas);
+    tcase_add_test(tc, test_batch_sees_earlier_ops);
+    tcase_add_test(tc, test_delete);
+    tcase_add_test(tc, test_reapply_is_noop);
+    tcase_add_test(tc, test_session_duplicate_later_entry);
+    tcase_add_test(tc, test_session_duplicate_same_entry);
+    tcase_add_test(tc, test_session_window);
+    tcase_add_test(tc, test_session_prune);
+    tcase_add_test(tc, test_session_prune_in_batch);
+    tcase_add_test(tc, test_session_expiry);
+    tcase_add_test(tc, test_iter_snapshot);
+    tcase_add_test(tc, test_delete_slot_edges);
+    tcase_add_test(tc, test_checkpoint_restore);
+    tcase_add_test(tc, test_large_empty_binary);
+    tcase_add_test(tc, test_invalid_input);
+    tcase_add_test(tc, test_open_errors);
+    suite_add_tcase(s, tc);
+
+    tcase_add_unchecked_fixture(full, full_setup, full_teardown);
+    tcase_set_timeout(full, 60);
+    tcase_add_test(full, test_disk_full);
+    suite_add_tcase(s, full);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
