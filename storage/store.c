@@ -228,6 +228,13 @@ static int make_options(store_t *s, const store_options_t *o)
                                         ? rocksdb_no_compression
                                         : rocksdb_zstd_compression);
     rocksdb_options_set_write_buffer_size(s->opts, wbuf);
+    /* RocksDB's own LOG file lives on the same disk as the data. Debian's
+     * librocksdb 7.8 is built with assertions on, and once a write to that
+     * file has failed (disk full) the next one aborts the process
+     * (WritableFileWriter::AssertFalseAndGetStatusForPrevError). Errors reach
+     * Shale as statuses anyway, so the LOG keeps only fatal lines. */
+    rocksdb_options_set_info_log_level(s->opts, 4 /* FATAL_LEVEL */);
+    rocksdb_options_set_keep_log_file_num(s->opts, 2);
     return SHALE_OK;
 }
 

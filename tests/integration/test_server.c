@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -353,6 +354,108 @@ START_TEST(test_retry_is_applied_once)
 }
 END_TEST
 
+/* A full disk under RocksDB: the node reports STORAGE / stops with exit
+ * code 2, loses no acknowledged write, and after space is freed a restart
+ * re-applies the Raft log and serves again. Needs tmpfs mounts (root). */
+START_TEST(test_full_disk_loses_nothing)
+{
+    char *base = th_tmpdir("fulldisk");
+    th_node_t n;
+    th_node_init(&n, 1, "127.0.0.5", base);
+    char db[700], cmd[1600];
+    snprintf(db, sizeof(db), "%s/db", n.dir);
+    ck_assert_int_eq(mkdir(n.dir, 0755), 0);
+    ck_assert_int_eq(mkdir(db, 0755), 0);
+    snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=3m tmpfs '%s' 2>/dev/null", db);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "test_full_disk_loses_nothing: SKIPPED (cannot mount tmpfs here)\n");
+        th_rmrf(base);
+        free(base);
+        return;
+    }
+    ck_assert_int_eq(th_node_start(&n, NULL), 0);
+    ck_assert_int_eq(th_node_wait_ready(&n, 20000), 0);
+    int fd = th_raw_connect_hello(n.host, n.port, NULL);
+    ck_assert_int_ge(fd, 0);
+    /* 32 KiB values, one at a time, until the node refuses. */
+    size_t vlen = 32 * 1024;
+    uint8_t *val = malloc(vlen);
+    int acked = 0, storage_err = 0;
+    for (int i = 0; i < 1000; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "big-%04d", i);
+        memset(val, 'a' + i % 26, vlen);
+        Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;
+        p.key.data = (uint8_t *)key;
+        p.key.len = strlen(key);
+        p.value.data = val;
+        p.value.len = vlen;
+        th_frame_t f;
+        if (th_raw_send_msg(fd, SHALE_MSG_PUT_REQ, (uint64_t)i + 1, &p) != 0 ||
+            th_raw_recv(fd, &f) != 0)
+            break; /* the node shut down */
+        if (f.type == SHALE_MSG_PUT_RESP) {
+            acked = i + 1;
+            th_frame_free(&f);
+            continue;
+        }
+        int code = th_frame_error_code(&f);
+        th_frame_free(&f);
+        ck_assert_msg(code == SHALE__ERROR_CODE__STORAGE ||
+                          code == SHALE__ERROR_CODE__UNAVAILABLE,
+                      "unexpected error %d on a full disk", code);
+        storage_err = 1;
+        break;
+    }
+    close(fd);
+    ck_assert_int_gt(acked, 0);
+    ck_assert_int_lt(acked, 1000);
+    int st = th_node_stop(&n, SIGTERM); /* already exiting: reaps it */
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2,
+                  "expected exit code 2 after a storage failure, status %d", st);
+    FILE *lf = fopen(n.log, "r");
+    char logbuf[65536];
+    size_t lr = fread(logbuf, 1, sizeof(logbuf) - 1, lf);
+    logbuf[lr] = '\0';
+    fclose(lf);
+    ck_assert_ptr_nonnull(strstr(logbuf, "storage failed"));
+    (void)storage_err;
+
+    /* Free space (grow the tmpfs, contents kept) and restart. */
+    snprintf(cmd, sizeof(cmd), "mount -o remount,size=256m '%s'", db);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(th_node_start(&n, NULL), 0);
+    if (th_node_wait_ready(&n, 20000) != 0) {
+        th_node_dump_log(&n);
+        ck_abort_msg("node did not restart after space was freed");
+    }
+    fd = th_raw_connect_hello(n.host, n.port, NULL);
+    for (int i = 0; i < acked; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "big-%04d", i);
+        send_get(fd, (uint64_t)i + 1, key);
+        th_frame_t f;
+        ck_assert_int_eq(th_raw_recv(fd, &f), 0);
+        ck_assert_int_eq(f.type, SHALE_MSG_GET_RESP);
+        Shale__GetResponse *r = shale__get_response__unpack(NULL, f.len, f.payload);
+        ck_assert_msg(r->found, "acknowledged %s lost after the disk filled", key);
+        ck_assert_uint_eq(r->value.len, vlen);
+        ck_assert_int_eq(r->value.data[0], 'a' + i % 26);
+        shale__get_response__free_unpacked(r, NULL);
+        th_frame_free(&f);
+    }
+    put_range(fd, 0, 5, 9000, 0);
+    close(fd);
+    st = th_node_stop(&n, SIGTERM);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    snprintf(cmd, sizeof(cmd), "umount '%s'", db);
+    ck_assert_int_eq(system(cmd), 0);
+    free(val);
+    th_rmrf(base);
+    free(base);
+}
+END_TEST
+
 static int run_shaled(const char *const *args, char *out, size_t outlen)
 {
     char bin[600], cmd[2048];
@@ -419,6 +522,7 @@ int main(void)
     tcase_add_test(tc, test_bad_input_leaves_server_serving);
     tcase_add_test(tc, test_retry_is_applied_once);
     tcase_add_test(tc, test_startup_errors_are_clear);
+    tcase_add_test(tc, test_full_disk_loses_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
