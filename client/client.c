@@ -1,0 +1,593 @@
+/* The libshale client handle and the life of a request.
+ *
+ * Owns: options, the session identity (client_id, seq, ack_floor), the
+ * request table, the pending/send/mutation queues, deadlines, completion and
+ * cancel-on-close, and the asynchronous entry points of shale.h.
+ *
+ * Rules of a request's life:
+ *  - a request is checked and packed once, at submit; its frame (id and
+ *    session seq included) is what every (re-)send writes, so a retry after
+ *    a reconnect is the same request to the server;
+ *  - it completes exactly once: by its answer, by its deadline, by a fatal
+ *    connection verdict (cluster mismatch, garbage peer) or by close; its
+ *    callback never runs inside the submit call;
+ *  - a deadline that passes after the request was written completes it with
+ *    SHALE_ETIMEOUT: for a mutation the outcome is then unknown. A request
+ *    that never left the process gets SHALE_EIO (with the connection error)
+ *    or SHALE_ETIMEOUT (still connecting / queued), and was not applied;
+ *  - an answer for an id no longer pending (completed by timeout) is ignored;
+ *  - a server's error answer (NOT_LEADER + hint, UNAVAILABLE, OVERLOADED,
+ *    ...) completes the request with that error: redirects and retries on
+ *    answers are the router's job (DESIGN §1); only lost connections are
+ *    retried here. A mutation refused after it was re-sent says in its
+ *    message that an earlier attempt may have applied.
+ *
+ * Never touches sockets: conn.c does. Never blocks: sync.c does. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DEFAULT_TIMEOUT_MS 5000
+#define DEFAULT_CONNECT_TIMEOUT_MS 2000
+#define DEFAULT_MAX_INFLIGHT 1024
+#define DEFAULT_MAX_KEY 4096
+#define DEFAULT_MAX_VALUE (1024 * 1024)
+
+void shale_options_init(shale_options_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    o->max_frame = FRAME_DEFAULT_MAX;
+    o->max_inflight = DEFAULT_MAX_INFLIGHT;
+}
+
+uint64_t client_now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+uint64_t shale_client_id(const shale_client_t *c)
+{
+    return c ? c->client_id : 0;
+}
+
+void creq_unref(creq_t *cr)
+{
+    if (--cr->refs == 0)
+        free(cr);
+}
+
+/* ---- Creation ------------------------------------------------------------*/
+
+/* "host:port" or "[v6addr]:port". */
+static int split_addr(const char *addr, char *host, size_t hlen, char *port, size_t plen)
+{
+    const char *h = addr, *hend, *p;
+    if (addr == NULL || addr[0] == '\0')
+        return -1;
+    if (addr[0] == '[') {
+        h = addr + 1;
+        hend = strchr(h, ']');
+        if (hend == NULL || hend[1] != ':')
+            return -1;
+        p = hend + 2;
+    } else {
+        hend = strrchr(addr, ':');
+        if (hend == NULL || memchr(addr, ':', (size_t)(hend - addr)) != NULL)
+            return -1; /* no port, or a bare IPv6 address */
+        p = hend + 1;
+    }
+    size_t n = (size_t)(hend - h);
+    if (n == 0 || n >= hlen || strlen(p) == 0 || strlen(p) >= plen)
+        return -1;
+    char *end;
+    unsigned long v = strtoul(p, &end, 10);
+    if (*end != '\0' || v == 0 || v > 65535 || p[0] < '0' || p[0] > '9')
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    snprintf(port, plen, "%lu", v);
+    return 0;
+}
+
+static uint64_t random_id(void)
+{
+    uint64_t id = 0;
+    if (uv_random(NULL, NULL, &id, sizeof(id), 0, NULL) != 0 || id == 0)
+        id = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&id;
+    return id ? id : 1;
+}
+
+static void on_handle_close(uv_handle_t *h)
+{
+    client_handle_closed(h->data);
+}
+
+int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
+                  shale_client_t **out, char *err)
+{
+    *out = NULL;
+    if (loop == NULL) {
+        snprintf(err, SHALE_ERRMSG_LEN, "no loop given");
+        return SHALE_EINVAL;
+    }
+    shale_client_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
+        return SHALE_ENOMEM;
+    }
+    if (split_addr(addr, c->host, sizeof(c->host), c->port, sizeof(c->port)) != 0) {
+        snprintf(err, SHALE_ERRMSG_LEN, "bad address '%.200s' (want host:port or [v6]:port)",
+                 addr ? addr : "(null)");
+        free(c);
+        return SHALE_EINVAL;
+    }
+    if (strlen(addr) >= sizeof(c->addr)) {
+        snprintf(err, SHALE_ERRMSG_LEN, "address too long (%zu bytes)", strlen(addr));
+        free(c);
+        return SHALE_EINVAL;
+    }
+    memcpy(c->addr, addr, strlen(addr) + 1);
+    if (opts != NULL)
+        c->opts = *opts;
+    else
+        shale_options_init(&c->opts);
+    /* Zero means "the default" for every numeric option. */
+    if (c->opts.timeout_ms == 0)
+        c->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (c->opts.connect_timeout_ms == 0)
+        c->opts.connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    if (c->opts.max_frame == 0)
+        c->opts.max_frame = FRAME_DEFAULT_MAX;
+    if (c->opts.max_inflight == 0)
+        c->opts.max_inflight = DEFAULT_MAX_INFLIGHT;
+    if (c->opts.cluster_id != NULL && c->opts.cluster_id[0] != '\0') {
+        c->cluster_id = strdup(c->opts.cluster_id);
+        if (c->cluster_id == NULL) {
+            free(c);
+            snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
+            return SHALE_ENOMEM;
+        }
+    }
+    c->opts.cluster_id = NULL; /* the caller's string is not kept */
+    c->client_id = c->opts.client_id ? c->opts.client_id : random_id();
+    c->next_id = 1;
+    c->next_seq = 1;
+    c->lim.max_key = DEFAULT_MAX_KEY;
+    c->lim.max_value = DEFAULT_MAX_VALUE;
+    c->lim.max_frame = FRAME_DEFAULT_MAX;
+    c->loop = loop;
+    c->state = CS_IDLE;
+    reqtable_init(&c->table);
+    cq_init(&c->pending);
+    cq_init(&c->sendq);
+    cq_init(&c->mutations);
+    cq_init(&c->canceled);
+    uv_timer_init(loop, &c->deadline_timer);
+    uv_timer_init(loop, &c->conn_timer);
+    uv_prepare_init(loop, &c->flush_prep);
+    c->deadline_timer.data = c;
+    c->conn_timer.data = c;
+    c->flush_prep.data = c;
+    c->nhandles = 3;
+    *out = c;
+    return SHALE_OK;
+}
+
+int shale_client_open(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
+                      shale_client_t **out)
+{
+    char err[SHALE_ERRMSG_LEN];
+    if (out == NULL)
+        return SHALE_EINVAL;
+    return client_create(loop, addr, opts, out, err);
+}
+
+/* ---- Completion ----------------------------------------------------------*/
+
+static void on_deadline(uv_timer_t *t);
+
+static void arm_deadline(shale_client_t *c)
+{
+    if (c->closing)
+        return;
+    if (cq_empty(&c->pending)) {
+        uv_timer_stop(&c->deadline_timer);
+        return;
+    }
+    creq_t *head = cq_data(c->pending.next, creq_t, all_link);
+    uint64_t now = client_now_ms();
+    uint64_t wait = head->deadline > now ? head->deadline - now : 0;
+    /* The loop clock may lag real time: an early wake-up re-arms. */
+    uv_timer_start(&c->deadline_timer, on_deadline, wait, 0);
+}
+
+void client_update_ref(shale_client_t *c)
+{
+    int want = c->npending > 0;
+    if (c->conn != NULL && want != c->referenced)
+        conn_ref(c->conn, want);
+    c->referenced = want;
+}
+
+/* Unlink a request from every client structure; it stays allocated. */
+static void detach(shale_client_t *c, creq_t *cr)
+{
+    reqtable_del(&c->table, cr->id);
+    cq_remove(&cr->all_link);
+    if (cq_linked(&cr->send_link))
+        cq_remove(&cr->send_link);
+    if (cq_linked(&cr->mut_link))
+        cq_remove(&cr->mut_link);
+    c->npending--;
+    if (cr->on_wire) {
+        cr->on_wire = 0;
+        c->inflight--;
+    }
+}
+
+static void after_detach(shale_client_t *c)
+{
+    if (c->closing)
+        return;
+    if (c->npending == 0) {
+        uv_timer_stop(&c->deadline_timer);
+        client_update_ref(c);
+    }
+    if (!cq_empty(&c->sendq) && c->inflight < c->opts.max_inflight)
+        conn_kick(c);
+}
+
+/* Hand a detached request back to its owner: last touch of cr and req. */
+static void finish(creq_t *cr, int status)
+{
+    shale_req_t *req = cr->req;
+    shale_cb cb = cr->cb;
+    cr->req = NULL;
+    req->priv_ = NULL;
+    req->status = status;
+    creq_unref(cr);
+    cb(req, status);
+}
+
+static void complete(shale_client_t *c, creq_t *cr, int status)
+{
+    detach(c, cr);
+    after_detach(c);
+    finish(cr, status);
+}
+
+void client_take(shale_client_t *c, int written_only, cq_t *out)
+{
+    cq_t *n = c->pending.next;
+    while (n != &c->pending) {
+        creq_t *cr = cq_data(n, creq_t, all_link);
+        n = n->next;
+        if (written_only && !cr->on_wire)
+            continue;
+        detach(c, cr);
+        cq_push(out, &cr->all_link);
+    }
+    after_detach(c);
+}
+
+void client_finish_list(shale_client_t *c, cq_t *list, int code, const char *msg)
+{
+    (void)c;
+    while (!cq_empty(list)) {
+        creq_t *cr = cq_data(list->next, creq_t, all_link);
+        cq_remove(&cr->all_link);
+        if (msg != NULL)
+            snprintf(cr->req->errmsg, SHALE_ERRMSG_LEN, "%s", msg);
+        finish(cr, code);
+    }
+}
+
+void client_fail_all(shale_client_t *c, int code, const char *msg)
+{
+    cq_t list;
+    cq_init(&list);
+    client_take(c, 0, &list);
+    client_finish_list(c, &list, code, msg);
+}
+
+void client_fail_id(shale_client_t *c, uint64_t id, int code, const char *msg)
+{
+    creq_t *cr = reqtable_get(&c->table, id);
+    if (cr == NULL)
+        return;
+    snprintf(cr->req->errmsg, SHALE_ERRMSG_LEN, "%s", msg);
+    complete(c, cr, code);
+}
+
+void client_requeue_all(shale_client_t *c)
+{
+    while (!cq_empty(&c->sendq))
+        cq_remove(c->sendq.next);
+    for (cq_t *n = c->pending.next; n != &c->pending; n = n->next) {
+        creq_t *cr = cq_data(n, creq_t, all_link);
+        cr->on_wire = 0;
+        cq_push(&c->sendq, &cr->send_link);
+    }
+    c->inflight = 0;
+}
+
+void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *payload)
+{
+    creq_t *cr = reqtable_get(&c->table, h->id);
+    if (cr == NULL)
+        return; /* completed already (deadline): the late answer is dropped */
+    int status = codec_decode(cr->req, cr->resp_type, cr->nkeys, h->type, payload, h->len);
+    if (status != SHALE_OK && status != SHALE_ECASFAILED && cr->seq != 0 && cr->sends > 1) {
+        /* This attempt was refused, but an earlier one (on a lost
+         * connection) may have been applied: say so. */
+        size_t n = strlen(cr->req->errmsg);
+        snprintf(cr->req->errmsg + n, SHALE_ERRMSG_LEN - n,
+                 " (re-sent after a reconnect: an earlier attempt may have applied)");
+    }
+    complete(c, cr, status);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    shale_client_t *c = t->data;
+    uint64_t now = client_now_ms();
+    while (!c->closing && !cq_empty(&c->pending)) {
+        creq_t *cr = cq_data(c->pending.next, creq_t, all_link);
+        if (cr->deadline > now)
+            break;
+        int status = SHALE_ETIMEOUT;
+        char *msg = cr->req->errmsg;
+        if (cr->ever_sent) {
+            snprintf(msg, SHALE_ERRMSG_LEN, "no answer from %s within %u ms%s", c->addr,
+                     c->opts.timeout_ms,
+                     cr->seq ? " (outcome unknown: the write may have applied)" : "");
+        } else if (c->state != CS_READY && c->last_err_code != 0) {
+            status = SHALE_EIO;
+            snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms: %.200s", c->opts.timeout_ms,
+                     c->last_err);
+        } else {
+            snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms (%s)", c->opts.timeout_ms,
+                     c->state == CS_READY ? "queued behind max_inflight" : "still connecting");
+        }
+        complete(c, cr, status);
+    }
+    arm_deadline(c);
+}
+
+/* ---- Submit --------------------------------------------------------------*/
+
+/* Common checks; resets the public fields of req (req->data is kept). */
+static int precheck(shale_client_t *c, shale_req_t *req, shale_cb cb, shale_req_type_t type)
+{
+    if (req == NULL)
+        return SHALE_EINVAL;
+    void *data = req->data;
+    memset(req, 0, sizeof(*req));
+    req->data = data;
+    req->type = type;
+    if (c == NULL || cb == NULL) {
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "%s is NULL", c == NULL ? "client" : "callback");
+        req->status = SHALE_EINVAL;
+        return SHALE_EINVAL;
+    }
+    if (c->closing) {
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "client is closing");
+        req->status = SHALE_ECLOSED;
+        return SHALE_ECLOSED;
+    }
+    return SHALE_OK;
+}
+
+/* Pack m into a new pending request and queue it. Takes m's allocations. */
+static int submit(shale_client_t *c, shale_req_t *req, shale_cb cb, codec_msg_t *m, int rv)
+{
+    if (rv != SHALE_OK) {
+        req->status = rv;
+        return rv;
+    }
+    uint64_t seq = 0;
+    if (m->mutation) {
+        seq = c->next_seq;
+        uint64_t floor =
+            cq_empty(&c->mutations) ? seq : cq_data(c->mutations.next, creq_t, mut_link)->seq;
+        codec_set_session(m, c->client_id, seq, floor);
+    }
+    size_t plen = codec_payload_size(m);
+    if (plen > c->lim.max_frame) {
+        codec_msg_free(m);
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN,
+                 "request of %zu bytes exceeds the frame limit of %u", plen, c->lim.max_frame);
+        req->status = SHALE_ETOOLARGE;
+        return SHALE_ETOOLARGE;
+    }
+    creq_t *cr = malloc(sizeof(*cr) + FRAME_HEADER_SIZE + plen);
+    if (cr == NULL) {
+        codec_msg_free(m);
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "out of memory");
+        req->status = SHALE_ENOMEM;
+        return SHALE_ENOMEM;
+    }
+    memset(cr, 0, sizeof(*cr));
+    cq_init(&cr->all_link);
+    cq_init(&cr->send_link);
+    cq_init(&cr->mut_link);
+    cr->id = c->next_id;
+    cr->seq = seq;
+    cr->req = req;
+    cr->cb = cb;
+    cr->resp_type = m->resp_type;
+    cr->nkeys = m->nkeys;
+    cr->refs = 1;
+    cr->flen = FRAME_HEADER_SIZE + plen;
+    codec_pack(m, cr->id, cr->frame);
+    codec_msg_free(m);
+    if (reqtable_put(&c->table, cr) != SHALE_OK) {
+        free(cr);
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "out of memory");
+        req->status = SHALE_ENOMEM;
+        return SHALE_ENOMEM;
+    }
+    c->next_id++;
+    if (seq != 0) {
+        c->next_seq++;
+        cq_push(&c->mutations, &cr->mut_link);
+    }
+    cr->deadline = client_now_ms() + c->opts.timeout_ms;
+    cq_push(&c->pending, &cr->all_link);
+    cq_push(&c->sendq, &cr->send_link);
+    req->priv_ = cr;
+    if (++c->npending == 1) {
+        arm_deadline(c);
+        client_update_ref(c);
+    }
+    conn_kick(c);
+    return SHALE_OK;
+}
+
+int shale_get_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
+                    const shale_read_opts_t *ro, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_GET);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_get(&m, &c->lim, key, klen, ro, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_put_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
+                    const void *value, size_t vlen, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_PUT);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_put(&m, &c->lim, key, klen, value, vlen, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_del_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_DEL);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_del(&m, &c->lim, key, klen, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_cas_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
+                    const shale_cas_expect_t *expect, const void *value, size_t vlen, int del,
+                    shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_CAS);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_cas(&m, &c->lim, key, klen, expect, value, vlen, del, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_mget_async(shale_client_t *c, shale_req_t *req, const shale_item_t *keys, size_t n,
+                     const shale_read_opts_t *ro, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_MGET);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_mget(&m, &c->lim, keys, n, ro, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_mput_async(shale_client_t *c, shale_req_t *req, const shale_item_t *items, size_t n,
+                     shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_MPUT);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_mput(&m, &c->lim, items, n, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+/* ---- Results -------------------------------------------------------------*/
+
+void shale_value_free(shale_value_t *v)
+{
+    if (v == NULL)
+        return;
+    free(v->data);
+    memset(v, 0, sizeof(*v));
+}
+
+void shale_item_results_free(shale_item_result_t *results, size_t n)
+{
+    if (results == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(results[i].data);
+        results[i].data = NULL;
+        results[i].len = 0;
+    }
+}
+
+void shale_req_cleanup(shale_req_t *req)
+{
+    if (req == NULL)
+        return;
+    shale_value_free(&req->value);
+    shale_item_results_free(req->items, req->nitems);
+    free(req->items);
+    req->items = NULL;
+    req->nitems = 0;
+}
+
+/* ---- Close ---------------------------------------------------------------*/
+
+static void client_free(shale_client_t *c)
+{
+    /* Requests pending at close get their callbacks now, after every handle
+     * is closed: never from inside shale_client_close. */
+    while (!cq_empty(&c->canceled)) {
+        creq_t *cr = cq_data(c->canceled.next, creq_t, all_link);
+        cq_remove(&cr->all_link);
+        snprintf(cr->req->errmsg, SHALE_ERRMSG_LEN, "client closed before the answer arrived");
+        finish(cr, SHALE_ECANCELED);
+    }
+    shale_close_cb cb = c->close_cb;
+    if (cb != NULL)
+        cb(c);
+    reqtable_free(&c->table);
+    free(c->cluster_id);
+    free(c);
+}
+
+void client_handle_closed(shale_client_t *c)
+{
+    if (--c->nhandles == 0 && c->closing)
+        client_free(c);
+}
+
+void shale_client_close(shale_client_t *c, shale_close_cb cb)
+{
+    if (c == NULL || c->closing)
+        return;
+    c->closing = 1;
+    c->close_cb = cb;
+    while (!cq_empty(&c->pending)) {
+        creq_t *cr = cq_data(c->pending.next, creq_t, all_link);
+        detach(c, cr);
+        cq_push(&c->canceled, &cr->all_link);
+    }
+    conn_shutdown(c);
+    uv_timer_stop(&c->deadline_timer);
+    uv_prepare_stop(&c->flush_prep);
+    uv_close((uv_handle_t *)&c->deadline_timer, on_handle_close);
+    uv_close((uv_handle_t *)&c->conn_timer, on_handle_close);
+    uv_close((uv_handle_t *)&c->flush_prep, on_handle_close);
+}

@@ -1,0 +1,453 @@
+/* Request encoding and answer decoding for libshale.
+ *
+ * Owns the rules that can be checked without a server: empty keys are
+ * SHALE_EINVAL, keys/values over the limits and frames over the server's
+ * maximum are SHALE_ETOOLARGE, a CAS names exactly one expectation. It turns
+ * an answer frame into the public fields of a shale_req_t (every byte the
+ * caller gets is a malloc'd copy).
+ *
+ * Pure functions: never does I/O, never touches client state, never keeps a
+ * pointer to the caller's buffers beyond the codec_msg_t it fills. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define ERR(err, ...) snprintf((err), SHALE_ERRMSG_LEN, __VA_ARGS__)
+
+static ProtobufCBinaryData bin(const void *p, size_t n)
+{
+    ProtobufCBinaryData b;
+    b.data = (uint8_t *)(uintptr_t)p;
+    b.len = n;
+    return b;
+}
+
+static int check_key(const codec_limits_t *lim, const void *key, size_t klen, const char *what,
+                     char *err)
+{
+    if (klen == 0) {
+        ERR(err, "%s: empty key", what);
+        return SHALE_EINVAL;
+    }
+    if (key == NULL) {
+        ERR(err, "%s: key is NULL", what);
+        return SHALE_EINVAL;
+    }
+    if (klen > lim->max_key) {
+        ERR(err, "%s: key of %zu bytes exceeds the limit of %u", what, klen, lim->max_key);
+        return SHALE_ETOOLARGE;
+    }
+    return SHALE_OK;
+}
+
+static int check_value(const codec_limits_t *lim, const void *value, size_t vlen, const char *what,
+                       char *err)
+{
+    if (value == NULL && vlen > 0) {
+        ERR(err, "%s: value is NULL but its length is %zu", what, vlen);
+        return SHALE_EINVAL;
+    }
+    if (vlen > lim->max_value) {
+        ERR(err, "%s: value of %zu bytes exceeds the limit of %u", what, vlen, lim->max_value);
+        return SHALE_ETOOLARGE;
+    }
+    return SHALE_OK;
+}
+
+static int set_read(codec_msg_t *m, const shale_read_opts_t *ro, Shale__ReadOptions **slot,
+                    char *err)
+{
+    *slot = NULL;
+    if (ro == NULL)
+        return SHALE_OK;
+    Shale__ReadOptions r = SHALE__READ_OPTIONS__INIT;
+    switch (ro->consistency) {
+    case SHALE_LINEARIZABLE:
+        break;
+    case SHALE_STALE:
+        r.has_consistency = 1;
+        r.consistency = SHALE__CONSISTENCY__STALE;
+        r.has_max_staleness_ms = 1;
+        r.max_staleness_ms = ro->max_staleness_ms;
+        break;
+    default:
+        ERR(err, "unknown consistency level %d", (int)ro->consistency);
+        return SHALE_EINVAL;
+    }
+    m->read = r;
+    *slot = &m->read;
+    return SHALE_OK;
+}
+
+static void msg_init(codec_msg_t *m, uint16_t type, uint16_t resp, int mutation)
+{
+    memset(m, 0, sizeof(*m));
+    m->type = type;
+    m->resp_type = resp;
+    m->mutation = mutation;
+    m->nkeys = 1;
+}
+
+int codec_get(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const shale_read_opts_t *ro, char *err)
+{
+    msg_init(m, SHALE_MSG_GET_REQ, SHALE_MSG_GET_RESP, 0);
+    Shale__GetRequest g = SHALE__GET_REQUEST__INIT;
+    int rv = check_key(lim, key, klen, "get", err);
+    if (rv == SHALE_OK)
+        rv = set_read(m, ro, &g.read, err);
+    g.key = bin(key, klen);
+    m->u.get = g;
+    return rv;
+}
+
+int codec_put(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const void *value, size_t vlen, char *err)
+{
+    msg_init(m, SHALE_MSG_PUT_REQ, SHALE_MSG_PUT_RESP, 1);
+    Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;
+    int rv = check_key(lim, key, klen, "put", err);
+    if (rv == SHALE_OK)
+        rv = check_value(lim, value, vlen, "put", err);
+    p.key = bin(key, klen);
+    p.value = bin(value, vlen);
+    m->u.put = p;
+    return rv;
+}
+
+int codec_del(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen, char *err)
+{
+    msg_init(m, SHALE_MSG_DEL_REQ, SHALE_MSG_DEL_RESP, 1);
+    Shale__DeleteRequest d = SHALE__DELETE_REQUEST__INIT;
+    int rv = check_key(lim, key, klen, "del", err);
+    d.key = bin(key, klen);
+    m->u.del = d;
+    return rv;
+}
+
+int codec_cas(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const shale_cas_expect_t *expect, const void *value, size_t vlen, int del, char *err)
+{
+    msg_init(m, SHALE_MSG_CAS_REQ, SHALE_MSG_CAS_RESP, 1);
+    Shale__CasRequest c = SHALE__CAS_REQUEST__INIT;
+    int rv = check_key(lim, key, klen, "cas", err);
+    if (rv != SHALE_OK)
+        return rv;
+    if (expect == NULL) {
+        ERR(err, "cas: no expectation given");
+        return SHALE_EINVAL;
+    }
+    switch (expect->kind) {
+    case SHALE_CAS_ABSENT:
+        c.has_expect_absent = 1;
+        c.expect_absent = 1;
+        break;
+    case SHALE_CAS_VERSION:
+        c.has_expect_version = 1;
+        c.expect_version = expect->version;
+        break;
+    case SHALE_CAS_VALUE:
+        rv = check_value(lim, expect->value, expect->len, "cas expected value", err);
+        if (rv != SHALE_OK)
+            return rv;
+        c.has_expect_value = 1;
+        c.expect_value = bin(expect->value, expect->len);
+        break;
+    default:
+        ERR(err, "cas: unknown expectation kind %d", (int)expect->kind);
+        return SHALE_EINVAL;
+    }
+    if (del) {
+        if (value != NULL || vlen > 0) {
+            ERR(err, "cas: a new value and delete-on-match are exclusive");
+            return SHALE_EINVAL;
+        }
+        c.has_delete_on_match = 1;
+        c.delete_on_match = 1;
+    } else {
+        rv = check_value(lim, value, vlen, "cas", err);
+        if (rv != SHALE_OK)
+            return rv;
+        c.has_new_value = 1;
+        c.new_value = bin(value, vlen);
+    }
+    c.key = bin(key, klen);
+    m->u.cas = c;
+    return SHALE_OK;
+}
+
+int codec_mget(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *keys, size_t n,
+               const shale_read_opts_t *ro, char *err)
+{
+    msg_init(m, SHALE_MSG_MGET_REQ, SHALE_MSG_MGET_RESP, 0);
+    Shale__MGetRequest g = SHALE__MGET_REQUEST__INIT;
+    if (n == 0 || keys == NULL) {
+        ERR(err, "mget: no keys");
+        return SHALE_EINVAL;
+    }
+    int rv = set_read(m, ro, &g.read, err);
+    for (size_t i = 0; i < n && rv == SHALE_OK; i++)
+        rv = check_key(lim, keys[i].key, keys[i].klen, "mget", err);
+    if (rv != SHALE_OK)
+        return rv;
+    m->keys = malloc(n * sizeof(*m->keys));
+    if (m->keys == NULL) {
+        ERR(err, "mget: out of memory");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        m->keys[i] = bin(keys[i].key, keys[i].klen);
+    g.n_keys = n;
+    g.keys = m->keys;
+    m->u.mget = g;
+    m->nkeys = n;
+    return SHALE_OK;
+}
+
+int codec_mput(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *items, size_t n,
+               char *err)
+{
+    msg_init(m, SHALE_MSG_MPUT_REQ, SHALE_MSG_MPUT_RESP, 1);
+    Shale__MPutRequest p = SHALE__MPUT_REQUEST__INIT;
+    if (n == 0 || items == NULL) {
+        ERR(err, "mput: no items");
+        return SHALE_EINVAL;
+    }
+    int rv = SHALE_OK;
+    for (size_t i = 0; i < n && rv == SHALE_OK; i++) {
+        rv = check_key(lim, items[i].key, items[i].klen, "mput", err);
+        if (rv == SHALE_OK)
+            rv = check_value(lim, items[i].value, items[i].vlen, "mput", err);
+    }
+    if (rv != SHALE_OK)
+        return rv;
+    m->kv = malloc(n * sizeof(*m->kv));
+    m->kvp = malloc(n * sizeof(*m->kvp));
+    if (m->kv == NULL || m->kvp == NULL) {
+        codec_msg_free(m);
+        ERR(err, "mput: out of memory");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        Shale__KeyValue kv = SHALE__KEY_VALUE__INIT;
+        kv.key = bin(items[i].key, items[i].klen);
+        kv.has_value = 1;
+        kv.value = bin(items[i].value, items[i].vlen);
+        m->kv[i] = kv;
+        m->kvp[i] = &m->kv[i];
+    }
+    p.n_items = n;
+    p.items = m->kvp;
+    m->u.mput = p;
+    m->nkeys = n;
+    return SHALE_OK;
+}
+
+void codec_msg_free(codec_msg_t *m)
+{
+    free(m->kv);
+    free(m->kvp);
+    free(m->keys);
+    m->kv = NULL;
+    m->kvp = NULL;
+    m->keys = NULL;
+}
+
+void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_t ack_floor)
+{
+    if (!m->mutation)
+        return;
+    Shale__Session s = SHALE__SESSION__INIT;
+    s.client_id = client_id;
+    s.seq = seq;
+    s.has_ack_floor = 1;
+    s.ack_floor = ack_floor;
+    m->session = s;
+    switch (m->type) {
+    case SHALE_MSG_PUT_REQ:
+        m->u.put.session = &m->session;
+        break;
+    case SHALE_MSG_DEL_REQ:
+        m->u.del.session = &m->session;
+        break;
+    case SHALE_MSG_CAS_REQ:
+        m->u.cas.session = &m->session;
+        break;
+    case SHALE_MSG_MPUT_REQ:
+        m->u.mput.session = &m->session;
+        break;
+    default:
+        break;
+    }
+}
+
+static const ProtobufCMessage *msg_base(const codec_msg_t *m)
+{
+    /* Every member of the union starts with its ProtobufCMessage base. */
+    return (const ProtobufCMessage *)&m->u;
+}
+
+size_t codec_payload_size(const codec_msg_t *m)
+{
+    return protobuf_c_message_get_packed_size(msg_base(m));
+}
+
+void codec_pack(const codec_msg_t *m, uint64_t id, uint8_t *out)
+{
+    size_t plen = codec_payload_size(m);
+    frame_hdr_t h = {.len = (uint32_t)plen, .type = m->type, .id = id};
+    frame_hdr_write(out, &h);
+    protobuf_c_message_pack(msg_base(m), out + FRAME_HEADER_SIZE);
+}
+
+/* ---- Answers -------------------------------------------------------------*/
+
+int codec_error_code(const Shale__Error *e)
+{
+    int code = (int)e->code;
+    if (code <= 0 || code >= 100)
+        return SHALE_EPROTO;
+    return -code;
+}
+
+/* Copy n bytes into a fresh buffer; NULL data for n == 0. */
+static int dup_bytes(const ProtobufCBinaryData *b, uint8_t **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    if (b->len == 0)
+        return SHALE_OK;
+    *out = malloc(b->len);
+    if (*out == NULL)
+        return SHALE_ENOMEM;
+    memcpy(*out, b->data, b->len);
+    *len = b->len;
+    return SHALE_OK;
+}
+
+static int decode_error(shale_req_t *req, uint16_t resp_type, const uint8_t *payload, size_t len)
+{
+    Shale__Error *e = (Shale__Error *)wire_unpack(SHALE_MSG_ERROR, payload, len);
+    if (e == NULL) {
+        ERR(req->errmsg, "malformed ERROR answer");
+        return SHALE_EPROTO;
+    }
+    int code = codec_error_code(e);
+    const char *msg =
+        e->message != NULL && e->message[0] != '\0' ? e->message : shale_strerror(code);
+    ERR(req->errmsg, "%s", msg);
+    if (e->leader_hint != NULL)
+        snprintf(req->leader_hint, sizeof(req->leader_hint), "%s", e->leader_hint);
+    if (code == SHALE_ECASFAILED && resp_type == SHALE_MSG_CAS_RESP) {
+        req->value.found = e->has_current_exists && e->current_exists;
+        req->value.version = e->has_current_version ? e->current_version : 0;
+        if (req->value.found && e->has_current_value &&
+            dup_bytes(&e->current_value, &req->value.data, &req->value.len) != 0) {
+            ERR(req->errmsg, "out of memory copying the current value");
+            code = SHALE_ENOMEM;
+        }
+    }
+    protobuf_c_message_free_unpacked(&e->base, NULL);
+    return code;
+}
+
+static int decode_items(shale_req_t *req, Shale__KeyValue **kvs, size_t n, size_t nkeys, int reads)
+{
+    if (n != nkeys) {
+        ERR(req->errmsg, "answer carries %zu items for %zu keys", n, nkeys);
+        return SHALE_EPROTO;
+    }
+    req->items = calloc(n, sizeof(*req->items));
+    if (req->items == NULL) {
+        ERR(req->errmsg, "out of memory");
+        return SHALE_ENOMEM;
+    }
+    req->nitems = n;
+    for (size_t i = 0; i < n; i++) {
+        const Shale__KeyValue *kv = kvs[i];
+        shale_item_result_t *r = &req->items[i];
+        if (kv->error != NULL) {
+            r->status = codec_error_code(kv->error);
+            continue;
+        }
+        r->status = SHALE_OK;
+        r->version = kv->has_version ? kv->version : 0;
+        if (reads) {
+            r->found = kv->has_found && kv->found;
+            if (r->found && kv->has_value && dup_bytes(&kv->value, &r->data, &r->len) != 0) {
+                ERR(req->errmsg, "out of memory");
+                return SHALE_ENOMEM;
+            }
+        }
+    }
+    return SHALE_OK;
+}
+
+int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t type,
+                 const uint8_t *payload, size_t len)
+{
+    if (type == SHALE_MSG_ERROR)
+        return decode_error(req, resp_type, payload, len);
+    if (type != resp_type) {
+        ERR(req->errmsg, "answer of type %s to a request expecting %s", frame_type_name(type),
+            frame_type_name(resp_type));
+        return SHALE_EPROTO;
+    }
+    ProtobufCMessage *msg = wire_unpack(type, payload, len);
+    if (msg == NULL) {
+        ERR(req->errmsg, "malformed %s answer", frame_type_name(type));
+        return SHALE_EPROTO;
+    }
+    int rv = SHALE_OK;
+    switch (type) {
+    case SHALE_MSG_GET_RESP: {
+        Shale__GetResponse *g = (Shale__GetResponse *)msg;
+        req->value.found = g->found;
+        req->value.version = g->has_version ? g->version : 0;
+        if (g->found && g->has_value &&
+            dup_bytes(&g->value, &req->value.data, &req->value.len) != 0) {
+            ERR(req->errmsg, "out of memory copying a value of %zu bytes", g->value.len);
+            rv = SHALE_ENOMEM;
+        }
+        break;
+    }
+    case SHALE_MSG_PUT_RESP: {
+        Shale__PutResponse *p = (Shale__PutResponse *)msg;
+        req->version = p->version;
+        req->duplicate = p->has_duplicate && p->duplicate;
+        break;
+    }
+    case SHALE_MSG_DEL_RESP: {
+        Shale__DeleteResponse *d = (Shale__DeleteResponse *)msg;
+        req->existed = d->existed;
+        req->version = d->has_version ? d->version : 0;
+        req->duplicate = d->has_duplicate && d->duplicate;
+        break;
+    }
+    case SHALE_MSG_CAS_RESP: {
+        Shale__CasResponse *c = (Shale__CasResponse *)msg;
+        req->version = c->version;
+        req->duplicate = c->has_duplicate && c->duplicate;
+        break;
+    }
+    case SHALE_MSG_MGET_RESP: {
+        Shale__MGetResponse *g = (Shale__MGetResponse *)msg;
+        rv = decode_items(req, g->items, g->n_items, nkeys, 1);
+        break;
+    }
+    case SHALE_MSG_MPUT_RESP: {
+        Shale__MPutResponse *p = (Shale__MPutResponse *)msg;
+        req->duplicate = p->has_duplicate && p->duplicate;
+        rv = decode_items(req, p->items, p->n_items, nkeys, 0);
+        break;
+    }
+    default:
+        ERR(req->errmsg, "unexpected answer type %s", frame_type_name(type));
+        rv = SHALE_EPROTO;
+        break;
+    }
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return rv;
+}

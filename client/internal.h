@@ -1,0 +1,255 @@
+/* libshale internals shared by client.c, conn.c, codec.c, reqtable.c, sync.c.
+ *
+ * Nothing here is installed or visible to applications. The split:
+ *   client.c    the handle, options, request lifecycle (submit, complete,
+ *               deadlines, cancel on close) and the async entry points;
+ *   conn.c      the transport: resolve, connect, HELLO, coalesced writes,
+ *               reads, reconnect with capped exponential backoff;
+ *   codec.c     arguments -> protobuf request, response frame -> shale_req_t
+ *               (pure: no I/O, no client state);
+ *   reqtable.c  request id -> pending request map;
+ *   sync.c      the blocking API on a private loop. */
+#ifndef SHALE_CLIENT_INTERNAL_H
+#define SHALE_CLIENT_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "shale.h"
+#include "wire.h"
+
+/* ---- Intrusive doubly linked queue ---------------------------------------*/
+
+typedef struct cq {
+    struct cq *next, *prev;
+} cq_t;
+
+static inline void cq_init(cq_t *q)
+{
+    q->next = q->prev = q;
+}
+static inline int cq_empty(const cq_t *q)
+{
+    return q->next == q;
+}
+static inline int cq_linked(const cq_t *n)
+{
+    return n->next != n;
+}
+static inline void cq_push(cq_t *q, cq_t *n)
+{
+    n->prev = q->prev;
+    n->next = q;
+    q->prev->next = n;
+    q->prev = n;
+}
+static inline void cq_remove(cq_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    cq_init(n);
+}
+#define cq_data(n, type, field) ((type *)((char *)(n)-offsetof(type, field)))
+
+/* ---- Requests ------------------------------------------------------------*/
+
+/* One pending request. Allocated at submit together with its packed frame,
+ * which is re-sent byte for byte after a reconnect (same id, same session
+ * seq). Reference counted: one reference while the request is pending, one
+ * per uv_write that still points at the frame; a request can complete (by
+ * answer, deadline or close) while a write holding its frame is in flight. */
+typedef struct creq {
+    cq_t all_link;    /* client->pending (submit = deadline order) */
+    cq_t send_link;   /* client->sendq while waiting to be written */
+    cq_t mut_link;    /* client->mutations (seq order), mutations only */
+    shale_req_t *req; /* NULL once completed */
+    shale_cb cb;
+    uint64_t id;
+    uint64_t seq;      /* session seq, 0 for reads */
+    uint64_t deadline; /* client_now_ms() clock */
+    uint16_t resp_type;
+    uint8_t on_wire;   /* written on the current connection */
+    uint8_t ever_sent; /* written on some connection: outcome may be unknown */
+    uint8_t sends;     /* connections it was written on (saturates at 255) */
+    int refs;
+    size_t nkeys; /* MGET/MPUT: number of items the answer must carry */
+    size_t flen;
+    uint8_t frame[]; /* FRAME_HEADER_SIZE + payload */
+} creq_t;
+
+void creq_unref(creq_t *cr);
+
+/* ---- Request table: id -> creq (open addressing, backward-shift delete) --*/
+
+typedef struct reqtable {
+    creq_t **slots;
+    size_t cap; /* power of two, 0 before the first insert */
+    size_t n;
+} reqtable_t;
+
+void reqtable_init(reqtable_t *t);
+void reqtable_free(reqtable_t *t);
+/* SHALE_OK or SHALE_ENOMEM. The id must not be present. */
+int reqtable_put(reqtable_t *t, creq_t *cr);
+creq_t *reqtable_get(const reqtable_t *t, uint64_t id);
+/* Removes and returns the entry, NULL when absent. */
+creq_t *reqtable_del(reqtable_t *t, uint64_t id);
+
+/* ---- Codec ---------------------------------------------------------------*/
+
+typedef struct codec_limits {
+    uint32_t max_key;
+    uint32_t max_value;
+    uint32_t max_frame; /* largest frame the server accepts */
+} codec_limits_t;
+
+/* A request message built from caller arguments. Byte fields point at the
+ * caller's buffers (nothing is copied until it is packed); arrays for
+ * MGET/MPUT are malloc'd and released by codec_msg_free. */
+typedef struct codec_msg {
+    uint16_t type;      /* SHALE_MSG_*_REQ */
+    uint16_t resp_type; /* the matching *_RESP */
+    int mutation;       /* carries a Session */
+    size_t nkeys;
+    union {
+        Shale__GetRequest get;
+        Shale__PutRequest put;
+        Shale__DeleteRequest del;
+        Shale__CasRequest cas;
+        Shale__MGetRequest mget;
+        Shale__MPutRequest mput;
+    } u;
+    Shale__ReadOptions read;
+    Shale__Session session;
+    Shale__KeyValue *kv;       /* MPUT items (malloc) */
+    Shale__KeyValue **kvp;     /* MPUT item pointers (malloc) */
+    ProtobufCBinaryData *keys; /* MGET keys (malloc) */
+} codec_msg_t;
+
+/* Each builder validates its arguments against lim and fills m. Returns
+ * SHALE_OK, SHALE_EINVAL, SHALE_ETOOLARGE or SHALE_ENOMEM with a message in
+ * err (SHALE_ERRMSG_LEN). On failure m holds nothing to free. */
+int codec_get(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const shale_read_opts_t *ro, char *err);
+int codec_put(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const void *value, size_t vlen, char *err);
+int codec_del(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen, char *err);
+int codec_cas(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
+              const shale_cas_expect_t *expect, const void *value, size_t vlen, int del, char *err);
+int codec_mget(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *keys, size_t n,
+               const shale_read_opts_t *ro, char *err);
+int codec_mput(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *items, size_t n,
+               char *err);
+void codec_msg_free(codec_msg_t *m);
+
+/* Stamp the session of a mutation (no-op for reads). */
+void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_t ack_floor);
+/* Payload size of the packed message. */
+size_t codec_payload_size(const codec_msg_t *m);
+/* Write header + payload into out (FRAME_HEADER_SIZE + payload size). */
+void codec_pack(const codec_msg_t *m, uint64_t id, uint8_t *out);
+
+/* Decode the answer (frame type h->type) to a request that expects
+ * resp_type and nkeys items into req's public fields. Returns the request's
+ * status: SHALE_OK, the server's error (-wire code), SHALE_EPROTO for an
+ * answer that does not fit the request, or SHALE_ENOMEM. req->errmsg and
+ * req->leader_hint are set for errors. */
+int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t type,
+                 const uint8_t *payload, size_t len);
+
+/* Local code of a wire Error (unknown or OK codes become SHALE_EPROTO). */
+int codec_error_code(const Shale__Error *e);
+
+/* ---- Client --------------------------------------------------------------*/
+
+typedef struct conn conn_t;
+
+enum client_state {
+    CS_IDLE,       /* no connection, nothing to send */
+    CS_RESOLVING,  /* getaddrinfo in flight */
+    CS_CONNECTING, /* TCP connect in flight */
+    CS_HELLO,      /* HELLO sent, requests pipelined behind it */
+    CS_READY,      /* HELLO_REPLY received */
+    CS_BACKOFF,    /* waiting before the next attempt */
+};
+
+struct shale_client {
+    uv_loop_t *loop;
+    uv_loop_t *own_loop; /* sync clients: the private loop (owned) */
+    shale_options_t opts;
+    char addr[128]; /* as given, for messages */
+    char host[128];
+    char port[8];
+    char *cluster_id; /* configured or learned on the first HELLO (malloc) */
+    uint64_t client_id;
+    uint64_t next_id;
+    uint64_t next_seq;
+    codec_limits_t lim;
+
+    reqtable_t table;
+    cq_t pending;   /* every pending creq, submit order */
+    cq_t sendq;     /* pending creqs not yet written on this connection */
+    cq_t mutations; /* pending mutations, seq order (ack_floor = head) */
+    size_t npending;
+    size_t inflight; /* written on the current connection, unanswered */
+
+    enum client_state state;
+    conn_t *conn;           /* current connection, NULL when none */
+    unsigned attempt;       /* consecutive failed attempts (backoff exponent) */
+    uint64_t conn_failures; /* attempts or connections that ended badly */
+    int last_err_code;
+    char last_err[SHALE_ERRMSG_LEN];
+    uv_getaddrinfo_t *gai; /* in flight, or NULL */
+
+    uv_timer_t deadline_timer; /* earliest request deadline */
+    uv_timer_t conn_timer;     /* connect timeout or backoff delay */
+    uv_prepare_t flush_prep;   /* coalesces the writes of one loop turn */
+    int flush_scheduled;
+    int referenced; /* the connection handle keeps the loop alive */
+
+    int closing;
+    int nhandles; /* handles/requests whose close or callback is awaited */
+    cq_t canceled;
+    shale_close_cb close_cb;
+
+    char errmsg[SHALE_ERRMSG_LEN]; /* sync API: last failure */
+};
+
+/* Monotonic milliseconds. */
+uint64_t client_now_ms(void);
+
+/* client.c, for conn.c and sync.c */
+/* Allocate and initialise a client on loop (no connection yet). Returns
+ * SHALE_OK or SHALE_EINVAL/SHALE_ENOMEM with a message in err. */
+int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
+                  shale_client_t **out, char *err);
+void client_handle_closed(shale_client_t *c); /* one awaited close done */
+/* Move every pending request back to the send queue (new connection). */
+void client_requeue_all(shale_client_t *c);
+/* Detach pending requests (all, or only those written on the current
+ * connection) into *out, linked by all_link, without running callbacks. */
+void client_take(shale_client_t *c, int written_only, cq_t *out);
+/* Complete every request of a taken list with code/msg, running callbacks.
+ * A callback may close the client; the list is finished regardless. */
+void client_finish_list(shale_client_t *c, cq_t *list, int code, const char *msg);
+void client_fail_all(shale_client_t *c, int code, const char *msg);
+void client_fail_id(shale_client_t *c, uint64_t id, int code, const char *msg);
+/* Handle the answer frame of a request (unknown ids are ignored). */
+void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *payload);
+/* The client's loop alive-ness follows whether requests are pending. */
+void client_update_ref(shale_client_t *c);
+
+/* conn.c */
+/* Start a connection attempt now (state IDLE or BACKOFF). */
+void conn_start(shale_client_t *c);
+/* Requests were queued: connect if idle, else write them this loop turn. */
+void conn_kick(shale_client_t *c);
+/* The connection (or attempt) ended: record the error, close it, requeue
+ * what was written, and back off before reconnecting if requests wait. */
+void conn_failed(shale_client_t *c, int code, const char *msg);
+/* Tear down for close: stop timers, close the connection, cancel resolve. */
+void conn_shutdown(shale_client_t *c);
+void conn_ref(conn_t *conn, int ref);
+
+#endif
