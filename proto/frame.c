@@ -92,13 +92,38 @@ void frame_decoder_free(frame_decoder_t *d)
     free(d->buf);
     d->buf = NULL;
     d->buf_cap = 0;
+    free(d->backlog);
+    d->backlog = NULL;
+    d->backlog_len = 0;
 }
 
-int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
-                       frame_cb cb, void *ud)
+size_t frame_decoder_backlog(const frame_decoder_t *d)
 {
-    if (d->error)
-        return d->error;
+    return d->backlog_len;
+}
+
+/* After cb asked to pause: keep the n bytes not yet decoded. data may point
+ * into the current backlog, so copy before releasing it. */
+static int keep_backlog(frame_decoder_t *d, const uint8_t *data, size_t n)
+{
+    uint8_t *nb = NULL;
+    if (n > 0) {
+        nb = malloc(n);
+        if (nb == NULL) {
+            d->error = SHALE_ENOMEM;
+            return SHALE_ENOMEM;
+        }
+        memcpy(nb, data, n);
+    }
+    free(d->backlog);
+    d->backlog = nb;
+    d->backlog_len = n;
+    return FRAME_PAUSE;
+}
+
+static int decode(frame_decoder_t *d, const uint8_t *data, size_t n,
+                  frame_cb cb, void *ud)
+{
     while (n > 0) {
         if (d->hdr_have < FRAME_HEADER_SIZE) {
             size_t take = FRAME_HEADER_SIZE - d->hdr_have;
@@ -122,6 +147,8 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
                 data += d->cur.len;
                 n -= d->cur.len;
                 d->hdr_have = 0;
+                if (rv == FRAME_PAUSE)
+                    return keep_backlog(d, data, n);
                 if (rv != 0)
                     return rv;
                 continue;
@@ -151,11 +178,39 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
                 d->buf = NULL;
                 d->buf_cap = 0;
             }
+            if (rv == FRAME_PAUSE)
+                return keep_backlog(d, data, n);
             if (rv != 0)
                 return rv;
         }
     }
     return 0;
+}
+
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
+                       frame_cb cb, void *ud)
+{
+    if (d->error)
+        return d->error;
+    if (d->backlog_len > 0)
+        return SHALE_EPROTO;
+    return decode(d, data, n, cb, ud);
+}
+
+int frame_decoder_resume(frame_decoder_t *d, frame_cb cb, void *ud)
+{
+    if (d->error)
+        return d->error;
+    uint8_t *bl = d->backlog;
+    size_t n = d->backlog_len;
+    if (bl == NULL)
+        return 0;
+    /* Decode from a detached copy: a new pause replaces the backlog. */
+    d->backlog = NULL;
+    d->backlog_len = 0;
+    int rv = decode(d, bl, n, cb, ud);
+    free(bl);
+    return rv;
 }
 
 uint8_t *frame_build(uint16_t type, uint64_t id, const uint8_t *payload,

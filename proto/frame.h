@@ -68,9 +68,12 @@ int frame_hdr_parse(const uint8_t in[FRAME_HEADER_SIZE], uint32_t max_frame,
                     frame_hdr_t *h);
 
 /* Called once per complete frame. payload is valid only during the call
- * (owned by the decoder). Return 0 to continue, non-zero to stop feeding:
- * frame_decoder_feed then returns that value. */
+ * (owned by the decoder). Return 0 to continue, FRAME_PAUSE to stop after
+ * this frame and keep the rest of the input for frame_decoder_resume (flow
+ * control), or any other non-zero value to stop feeding: frame_decoder_feed
+ * then returns that value. */
 typedef int (*frame_cb)(void *ud, const frame_hdr_t *h, const uint8_t *payload);
+#define FRAME_PAUSE 0x7fff0001
 
 typedef struct frame_decoder {
     uint32_t max_frame;
@@ -81,6 +84,8 @@ typedef struct frame_decoder {
     size_t buf_cap;
     size_t have;
     int error; /* sticky: after a bad header nothing else is accepted */
+    uint8_t *backlog; /* input kept after a FRAME_PAUSE (malloc, owned) */
+    size_t backlog_len;
 } frame_decoder_t;
 
 void frame_decoder_init(frame_decoder_t *d, uint32_t max_frame);
@@ -89,9 +94,17 @@ void frame_decoder_free(frame_decoder_t *d);
 /* Feed n bytes read from a stream: any split of frames across calls and any
  * number of frames per call. Calls cb for each complete frame in order.
  * Returns 0, a negative SHALE_E* for a bad header (then sticky), or the first
- * non-zero value cb returned. */
+ * non-zero value cb returned. Must not be called while a backlog is kept
+ * (resume it first): returns SHALE_EPROTO then. */
 int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t n,
                        frame_cb cb, void *ud);
+
+/* Bytes of input kept back by a FRAME_PAUSE, not yet decoded. */
+size_t frame_decoder_backlog(const frame_decoder_t *d);
+
+/* Decode the kept-back input, as frame_decoder_feed would have. Returns as
+ * frame_decoder_feed (FRAME_PAUSE again keeps what is still left). */
+int frame_decoder_resume(frame_decoder_t *d, frame_cb cb, void *ud);
 
 /* Encode one frame from an already-packed payload into a fresh buffer of
  * FRAME_HEADER_SIZE + len bytes (malloc; caller frees). NULL on ENOMEM. */

@@ -13,6 +13,9 @@
 #include "shale_errors.h"
 
 #define SHALE_PROTOCOL_VERSION 1
+/* Most keys one MGET or items one MPUT may carry. A bigger request gets
+ * TOO_LARGE: one request must not make a node read without bound. */
+#define SHALE_MAX_BATCH_KEYS 4096
 
 /* Descriptor for a frame type, NULL for an unknown type. */
 const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type);

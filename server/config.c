@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -298,6 +299,25 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->heartbeat_ms == 0 || c->election_timeout_ms < 2 * c->heartbeat_ms) {
         snprintf(err, errlen, "election-timeout-ms must be at least twice heartbeat-ms (> 0)");
+        return -1;
+    }
+    /* Values reach unsigned (32-bit) Raft settings and ms arithmetic. */
+    if (c->election_timeout_ms > 600000 || c->heartbeat_ms > 60000) {
+        snprintf(err, errlen, "election-timeout-ms must be <= 600000 and heartbeat-ms <= 60000");
+        return -1;
+    }
+    if (c->snapshot_threshold < 64 || c->snapshot_threshold > UINT32_MAX ||
+        c->snapshot_trailing > UINT32_MAX) {
+        snprintf(err, errlen, "snapshot-threshold must be in 64..4294967295 and "
+                              "snapshot-trailing <= 4294967295");
+        return -1;
+    }
+    if (c->session_ttl_s == 0 || c->session_ttl_s > 10u * 365 * 86400) {
+        snprintf(err, errlen, "session-ttl-s must be in 1..315360000 (10 years)");
+        return -1;
+    }
+    if (c->block_cache_mb > (1u << 20)) {
+        snprintf(err, errlen, "block-cache-mb must be <= 1048576");
         return -1;
     }
     if (c->segment_mb == 0 || c->segment_mb > 1024) {

@@ -6,8 +6,15 @@
  * peer went away finds a live (closed) connection and is dropped. Output
  * produced during a loop turn is written with one uv_write per connection
  * at the end of the turn (the uv_check in shaled.c), which is what makes
- * pipelined answers cheap. This file never interprets requests: it hands
- * each frame to dispatch_frame(). */
+ * pipelined answers cheap.
+ *
+ * Flow control: a connection stops being read while it has
+ * conn_max_inflight requests in flight or OUT_HIGH_WATER bytes of answers
+ * unsent. The limit holds inside one read too: the decoder pauses after the
+ * frame that reaches it and keeps the rest, which is decoded (from the
+ * loop's check phase) once answers drain. A peer that half-closes (EOF) gets
+ * every answer before the connection closes. This file never interprets
+ * requests: it hands each frame to dispatch_frame(). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +37,8 @@ struct conn {
     int close_after_flush;
     int hello_done;
     int reading;
+    int eof;              /* peer shut down its side: answer, then close */
+    qnode_t resume_link;  /* in s->resumable: backlog to decode */
     uint64_t inflight;
     uv_buf_t *out;
     size_t nout, capout;
@@ -81,6 +90,8 @@ static void conn_close(conn_t *c)
     q_remove(&c->link);
     if (c->dirty_link.next != &c->dirty_link)
         q_remove(&c->dirty_link);
+    if (c->resume_link.next != &c->resume_link)
+        q_remove(&c->resume_link);
     c->s->nconns--;
     log_debug("connection closed", " peer=%s", c->peer);
     uv_close((uv_handle_t *)&c->tcp, on_close);
@@ -94,13 +105,42 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = READ_BUF;
 }
 
+/* May this connection take another request now? */
+static int can_take(const conn_t *c)
+{
+    return !c->closing && c->inflight < c->s->cfg.conn_max_inflight &&
+           c->out_bytes < OUT_HIGH_WATER && !c->close_after_flush &&
+           !c->s->stopping;
+}
+
+/* After EOF: close once every request is answered and written. */
+static void maybe_finish(conn_t *c)
+{
+    if (c->eof && !c->closing && c->inflight == 0 && c->out_bytes == 0 &&
+        frame_decoder_backlog(&c->dec) == 0)
+        conn_close(c);
+}
+
+static void on_resume_idle(uv_idle_t *h)
+{
+    (void)h; /* the work happens in conn_resume_all (check phase) */
+}
+
 static void update_reading(conn_t *c)
 {
     if (c->closing)
         return;
-    uint64_t lim = c->s->cfg.conn_max_inflight;
-    int want = c->inflight < lim && c->out_bytes < OUT_HIGH_WATER &&
-               !c->close_after_flush && !c->s->stopping;
+    int want = can_take(c) && !c->eof;
+    if (frame_decoder_backlog(&c->dec) > 0) {
+        /* Decode what was kept back first, outside any callback chain. */
+        if (can_take(c) && c->resume_link.next == &c->resume_link) {
+            q_push(&c->s->resumable, &c->resume_link);
+            /* An active idle handle keeps the loop from blocking in poll,
+             * so the next check phase runs even with no other event. */
+            uv_idle_start(&c->s->resume_idle, on_resume_idle);
+        }
+        want = 0;
+    }
     if (want && !c->reading) {
         c->reading = 1;
         uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, conn_read_cb);
@@ -115,6 +155,7 @@ void conn_request_done(conn_t *c)
     if (c->inflight > 0)
         c->inflight--;
     update_reading(c);
+    maybe_finish(c);
     conn_unref(c);
 }
 
@@ -158,6 +199,7 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
     } else {
         update_reading(c);
+        maybe_finish(c);
     }
     conn_unref(c);
 }
@@ -281,20 +323,14 @@ static int on_frame(void *ud, const frame_hdr_t *h, const uint8_t *payload)
     c->inflight++;
     conn_ref(c);
     dispatch_frame(c->s, c, h->type, h->id, payload, h->len);
-    return c->close_after_flush ? 1 : 0;
+    if (c->close_after_flush)
+        return 1;
+    return can_take(c) ? 0 : FRAME_PAUSE;
 }
 
-static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* What the decoder returned after a feed or resume. */
+static void after_decode(conn_t *c, int rv)
 {
-    conn_t *c = st->data;
-    if (nread < 0) {
-        conn_close(c);
-        return;
-    }
-    if (nread == 0)
-        return;
-    int rv = frame_decoder_feed(&c->dec, (const uint8_t *)buf->base,
-                                (size_t)nread, on_frame, c);
     if (rv < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "bad frame (%s): closing connection",
@@ -302,8 +338,43 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         log_warn("bad frame from client", " peer=%s err=\"%s\"", c->peer,
                  shale_strerror(rv));
         conn_fail(c, rv == SHALE_ETOOLARGE ? SHALE_ETOOLARGE : SHALE_EPROTO, msg);
-    } else if (c->close_after_flush) {
-        update_reading(c);
+        return;
+    }
+    update_reading(c);
+    maybe_finish(c);
+}
+
+static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (nread == UV_EOF) {
+        /* Half-close: the peer sends nothing more but may still read. */
+        c->eof = 1;
+        c->reading = 0;
+        uv_read_stop(st);
+        maybe_finish(c);
+        return;
+    }
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    after_decode(c, frame_decoder_feed(&c->dec, (const uint8_t *)buf->base,
+                                       (size_t)nread, on_frame, c));
+}
+
+void conn_resume_all(shaled_t *s)
+{
+    uv_idle_stop(&s->resume_idle);
+    while (!q_empty(&s->resumable)) {
+        qnode_t *n = s->resumable.next;
+        q_remove(n);
+        conn_t *c = q_data(n, conn_t, resume_link);
+        if (c->closing || !can_take(c))
+            continue;
+        after_decode(c, frame_decoder_resume(&c->dec, on_frame, c));
     }
 }
 
@@ -322,6 +393,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->s = s;
     c->refs = 1;
     q_init(&c->dirty_link);
+    q_init(&c->resume_link);
     frame_decoder_init(&c->dec, (uint32_t)s->cfg.max_frame);
     uv_tcp_init(s->loop, &c->tcp);
     c->tcp.data = c;
@@ -357,6 +429,7 @@ int conn_listen(shaled_t *s, char *err, size_t errlen)
     }
     uv_tcp_init(s->loop, &s->listener);
     s->listener.data = s;
+    s->listener_inited = 1;
     int rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&sa, 0);
     if (rv == 0)
         rv = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
@@ -370,8 +443,10 @@ int conn_listen(shaled_t *s, char *err, size_t errlen)
 
 void conn_close_all(shaled_t *s)
 {
-    if (!uv_is_closing((uv_handle_t *)&s->listener))
+    if (s->listener_inited && !uv_is_closing((uv_handle_t *)&s->listener))
         uv_close((uv_handle_t *)&s->listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&s->resume_idle))
+        uv_close((uv_handle_t *)&s->resume_idle, NULL);
     while (!q_empty(&s->conns))
         conn_close(q_data(s->conns.next, conn_t, link));
 }

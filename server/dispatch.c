@@ -36,7 +36,17 @@ void sreq_fail(sreq_t *r, int code, const char *msg)
 void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp)
 {
     size_t len;
-    uint8_t *f = wire_pack(type, r->id, resp, UINT32_MAX, &len);
+    shaled_t *s = conn_server(r->conn);
+    size_t need = protobuf_c_message_get_packed_size(resp);
+    if (need > s->cfg.max_frame) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "answer of %zu bytes exceeds the %llu-byte frame limit; ask for less",
+                 need, (unsigned long long)s->cfg.max_frame);
+        sreq_fail(r, SHALE_ETOOLARGE, msg);
+        return;
+    }
+    uint8_t *f = wire_pack(type, r->id, resp, (uint32_t)s->cfg.max_frame, &len);
     if (f == NULL) {
         sreq_fail(r, SHALE_ENOMEM, "out of memory building the response");
         return;
@@ -148,6 +158,11 @@ static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
             snprintf(msg, mlen, "MGET with no keys");
             return SHALE_EINVAL;
         }
+        if (m->n_keys > SHALE_MAX_BATCH_KEYS) {
+            snprintf(msg, mlen, "MGET of %zu keys (at most %d per request)",
+                     m->n_keys, SHALE_MAX_BATCH_KEYS);
+            return SHALE_ETOOLARGE;
+        }
         for (size_t i = 0; i < m->n_keys && rv == 0; i++)
             rv = check_key(s, &m->keys[i], msg, mlen);
         break;
@@ -157,6 +172,11 @@ static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
         if (m->n_items == 0) {
             snprintf(msg, mlen, "MPUT with no items");
             return SHALE_EINVAL;
+        }
+        if (m->n_items > SHALE_MAX_BATCH_KEYS) {
+            snprintf(msg, mlen, "MPUT of %zu items (at most %d per request)",
+                     m->n_items, SHALE_MAX_BATCH_KEYS);
+            return SHALE_ETOOLARGE;
         }
         for (size_t i = 0; i < m->n_items && rv == 0; i++) {
             if (!m->items[i]->has_value) {

@@ -5,8 +5,8 @@
  *    into entries of at most batch_max, while fewer than inflight_entries
  *    entries are in flight. Mutations arriving while entries are in flight
  *    wait and so form bigger batches: the fsync cost is shared.
- *  - An entry names its proposer (node id) and a proposal_seq that never
- *    repeats across restarts. The FSM hands results to the batch with that
+ *  - An entry names its proposer (node id + a random nonce drawn at each
+ *    process start) and a proposal_seq unique within that boot. The FSM hands results to the batch with that
  *    seq (propose_deliver); an entry replayed after a restart or proposed by
  *    another leader matches no batch, so no request is answered twice.
  *  - A batch whose raft_apply callback fires before its entry was applied
@@ -17,6 +17,7 @@
  *    libraft 0.15); only from the flush in the loop's check phase. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "log.h"
@@ -122,11 +123,17 @@ static int propose_cmd(shaled_t *s, Shale__Command *cmd, sreq_t **reqs,
     cmd->proposer_id = s->cfg.id;
     cmd->has_proposal_seq = 1;
     cmd->proposal_seq = b->seq;
+    cmd->has_proposer_boot = 1;
+    cmd->proposer_boot = s->boot_nonce;
     if (raft_cmd_encode(cmd, &buf) != 0)
         goto fail;
     rv = raft_apply(&s->raft, &b->req, &buf, 1, apply_cb);
     if (rv != 0) {
-        raft_free(buf.base);
+        /* libraft 0.15 keeps the buffer only when it refuses up front
+         * (NOTLEADER); on a later failure it has already released it with
+         * the discarded log entry, so freeing here would be a double free. */
+        if (rv == RAFT_NOTLEADER)
+            raft_free(buf.base);
         log_debug("raft_apply refused", " err=%s", raft_strerror(rv));
         rv = (rv == RAFT_NOTLEADER) ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE;
         goto fail;
@@ -334,8 +341,11 @@ int propose_start(shaled_t *s)
 {
     q_init(&s->pending);
     q_init(&s->inflight);
-    /* Never reuse a proposal_seq across restarts: start from the clock. */
-    s->proposal_seq = shaled_now_us() << 8;
+    /* Entries of an earlier boot carry another nonce (and the same
+     * proposer id), so seqs may restart from zero. */
+    s->proposal_seq = 0;
+    if (uv_random(NULL, NULL, &s->boot_nonce, sizeof(s->boot_nonce), 0, NULL) != 0)
+        s->boot_nonce = shaled_now_us() ^ ((uint64_t)getpid() << 40);
     uv_timer_init(s->loop, &s->session_timer);
     s->session_timer.data = s;
     return uv_timer_start(&s->session_timer, session_sweep, SESSION_SWEEP_MS,

@@ -197,7 +197,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     s->applied_entries++;
     s->applied_mutations += nreq;
-    if (!skipped && cmd->has_proposer_id && cmd->proposer_id == s->cfg.id)
+    if (!skipped && cmd->has_proposer_id && cmd->proposer_id == s->cfg.id &&
+        cmd->has_proposer_boot && cmd->proposer_boot == s->boot_nonce)
         propose_deliver(s, cmd->proposal_seq, reqs, nreq, cmd);
 out:
     free(reqs);

@@ -44,7 +44,8 @@ int raft_node_start(shaled_t *s, char *err, size_t errlen)
     raft_fsm_init(s);
     rv = raft_init(&s->raft, &s->io, &s->fsm, s->cfg.id, s->cfg.raft);
     if (rv != 0) {
-        snprintf(err, errlen, "raft_init: %s", raft_strerror(rv));
+        snprintf(err, errlen, "raft storage in %s: %s (%s)", s->raft_dir,
+                 raft_strerror(rv), raft_errmsg(&s->raft));
         raft_uv_close(&s->io);
         raft_uv_tcp_close(&s->transport);
         return -1;
@@ -70,7 +71,7 @@ int raft_node_start(shaled_t *s, char *err, size_t errlen)
     rv = raft_start(&s->raft);
     if (rv != 0) {
         snprintf(err, errlen, "raft start: %s (%s)", raft_strerror(rv),
-                 raft_errmsg(&s->raft));
+                 s->io.errmsg[0] ? s->io.errmsg : raft_errmsg(&s->raft));
         return -1;
     }
     /* Storage can never be ahead of the log: entries up to the applied index

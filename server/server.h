@@ -78,8 +78,11 @@ struct shaled {
 
     /* network (conn.c) */
     uv_tcp_t listener;
+    int listener_inited;
     qnode_t conns;       /* all open connections */
     qnode_t dirty;       /* connections with output to flush */
+    qnode_t resumable;   /* connections with kept-back input to decode */
+    uv_idle_t resume_idle; /* active while resumable is not empty */
     uv_check_t flush;    /* end of each loop turn: propose, flush output */
     uint64_t nconns;
 
@@ -89,6 +92,7 @@ struct shaled {
     qnode_t inflight;    /* batches proposed, callback not yet fired */
     uint64_t ninflight;
     uint64_t proposal_seq;
+    uint64_t boot_nonce;  /* random per process start (Command.proposer_boot) */
     uv_timer_t session_timer;
 
     /* reads (read_index.c) */
@@ -98,6 +102,7 @@ struct shaled {
     /* lifecycle */
     uv_signal_t sigterm, sigint, sigusr1;
     uv_timer_t stop_timer;
+    uint64_t stop_waited_ms; /* draining raft appends before raft_close */
     int stopping;
     int exit_code;
     int storage_failed;
@@ -114,6 +119,9 @@ void conn_close_all(shaled_t *s);
 /* Queue a packed frame (malloc'd, ownership passes) for c. */
 void conn_send(conn_t *c, uint8_t *frame, size_t len);
 void conn_flush_all(shaled_t *s);
+/* Decode input kept back by flow control on connections that may take
+ * requests again (end of loop turn, never inside a callback chain). */
+void conn_resume_all(shaled_t *s);
 /* Queue an Error frame answering request id (0: the connection). */
 void conn_send_error(conn_t *c, uint64_t id, int code, const char *msg);
 void conn_unref(conn_t *c);

@@ -33,6 +33,7 @@ uint64_t shaled_now_us(void)
 static void on_flush(uv_check_t *h)
 {
     shaled_t *s = h->data;
+    conn_resume_all(s);
     propose_flush(s);
     reads_flush(s);
     conn_flush_all(s);
@@ -61,13 +62,33 @@ static void on_raft_closed(struct raft *r)
     log_info("raft closed", "%s", "");
 }
 
+#define STOP_DRAIN_POLL_MS 10
+#define STOP_DRAIN_MAX_MS 5000
+
 static void on_stop_timer(uv_timer_t *t)
 {
     shaled_t *s = t->data;
+    /* libraft 0.15 crashes in raft_close when appends are still queued in
+     * raft_uv (upstream #338: the cancelled requests' callbacks touch freed
+     * state). No new entries are proposed once stopping, so wait, bounded,
+     * until everything appended is on disk. */
+    if (s->raft_inited && !s->raft_closed &&
+        s->raft.last_stored < raft_last_index(&s->raft) &&
+        s->stop_waited_ms < STOP_DRAIN_MAX_MS) {
+        if (s->stop_waited_ms == 0)
+            log_info("waiting for queued raft appends before closing",
+                     " last_index=%llu last_stored=%llu",
+                     (unsigned long long)raft_last_index(&s->raft),
+                     (unsigned long long)s->raft.last_stored);
+        s->stop_waited_ms += STOP_DRAIN_POLL_MS;
+        uv_timer_start(&s->stop_timer, on_stop_timer, STOP_DRAIN_POLL_MS, 0);
+        return;
+    }
     if (s->raft_inited && !s->raft_closed) {
         s->raft.data = s;
         raft_node_close(s, on_raft_closed);
     } else {
+        s->raft.data = s;
         on_raft_closed(&s->raft);
     }
 }
@@ -168,6 +189,8 @@ int main(int argc, char **argv)
     s->loop = uv_default_loop();
     q_init(&s->conns);
     q_init(&s->dirty);
+    q_init(&s->resumable);
+    uv_idle_init(s->loop, &s->resume_idle);
     q_init(&s->reads_waiting);
     uv_timer_init(s->loop, &s->stop_timer);
     s->stop_timer.data = s;
@@ -193,8 +216,6 @@ int main(int argc, char **argv)
                  (unsigned long long)store_applied_index(s->store));
     }
     if (failed) {
-        if (!uv_is_closing((uv_handle_t *)&s->listener) && s->listener.loop != NULL)
-            uv_close((uv_handle_t *)&s->listener, NULL);
         shaled_stop(s, 1);
     }
 

@@ -2,7 +2,8 @@
  * arbitrary bytes, split into arbitrary reads.
  *
  * The first input byte picks the read size, so the fuzzer explores frames
- * split across reads as well as many frames per read. Must never crash,
+ * split across reads as well as many frames per read; frames with an odd
+ * request id pause the decoder (flow control) and the rest is resumed. Must never crash,
  * leak, read out of bounds or allocate past the frame limit. */
 #include <stddef.h>
 #include <stdint.h>
@@ -23,7 +24,7 @@ static int on_frame(void *ud, const frame_hdr_t *h, const uint8_t *payload)
         free(f);
         protobuf_c_message_free_unpacked(m, NULL);
     }
-    return 0;
+    return (h->id & 1) ? FRAME_PAUSE : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,7 +39,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t count = 0;
     for (size_t off = 0; off < size; off += step) {
         size_t n = size - off < step ? size - off : step;
-        if (frame_decoder_feed(&d, data + off, n, on_frame, &count) < 0)
+        int rv = frame_decoder_feed(&d, data + off, n, on_frame, &count);
+        while (rv == FRAME_PAUSE)
+            rv = frame_decoder_resume(&d, on_frame, &count);
+        if (rv < 0)
             break;
     }
     frame_decoder_free(&d);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,16 +20,21 @@
 static char *g_base;
 static th_node_t g_node;
 
-static void start_node(const char *host)
+static void start_node_with(const char *host, const char *const *extra)
 {
     g_base = th_tmpdir("server");
     ck_assert_ptr_nonnull(g_base);
     th_node_init(&g_node, 1, host, g_base);
-    ck_assert_int_eq(th_node_start(&g_node, NULL), 0);
+    ck_assert_int_eq(th_node_start(&g_node, extra), 0);
     if (th_node_wait_ready(&g_node, 20000) != 0) {
         th_node_dump_log(&g_node);
         ck_abort_msg("shaled did not become ready");
     }
+}
+
+static void start_node(const char *host)
+{
+    start_node_with(host, NULL);
 }
 
 static void stop_node(void)
@@ -471,6 +477,193 @@ static int run_shaled(const char *const *args, char *out, size_t outlen)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* Check that every key marked in acked[0..n) reads back with its value. */
+static void check_acked(int fd, const char *acked, int n)
+{
+    char key[32];
+    int want = 0;
+    for (int i = 0; i < n; i++) {
+        if (!acked[i])
+            continue;
+        snprintf(key, sizeof(key), "key-%05d", i);
+        send_get(fd, (uint64_t)i, key);
+        want++;
+    }
+    for (int j = 0; j < want; j++) {
+        th_frame_t f;
+        ck_assert_int_eq(th_raw_recv(fd, &f), 0);
+        ck_assert_int_eq(f.type, SHALE_MSG_GET_RESP);
+        int k = (int)f.id;
+        ck_assert(k >= 0 && k < n && acked[k]);
+        Shale__GetResponse *r = shale__get_response__unpack(NULL, f.len, f.payload);
+        ck_assert_ptr_nonnull(r);
+        ck_assert_msg(r->found, "acknowledged key-%05d lost", k);
+        char val[256];
+        size_t vlen;
+        value_for(k, val, &vlen);
+        ck_assert_uint_eq(r->value.len, vlen);
+        ck_assert(memcmp(r->value.data, val, vlen) == 0);
+        shale__get_response__free_unpacked(r, NULL);
+        th_frame_free(&f);
+    }
+}
+
+/* SIGTERM while thousands of writes are being appended: libraft 0.15
+ * crashes in raft_close with appends still queued (upstream #338) unless
+ * shaled drains them first. The process must exit 0, every write it
+ * acknowledged must survive the restart, and every other write must have
+ * been answered with an error or not at all (never a crash). */
+START_TEST(test_sigterm_under_write_load)
+{
+    start_node("127.0.0.7");
+    enum { NC = 8, PER = 1500, N = NC * PER };
+    int fds[NC];
+    for (int c = 0; c < NC; c++) {
+        fds[c] = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+        ck_assert_int_ge(fds[c], 0);
+    }
+    for (int i = 0; i < PER; i++)
+        for (int c = 0; c < NC; c++)
+            send_put(fds[c], (uint64_t)(c * PER + i) + 1, c * PER + i, 0, 0);
+    ck_assert_int_eq(kill(g_node.pid, SIGTERM), 0);
+    char *acked = calloc(N, 1);
+    int nacked = 0, nerr = 0;
+    for (int c = 0; c < NC; c++) {
+        th_frame_t f;
+        while (th_raw_recv(fds[c], &f) == 0) {
+            if (f.type == SHALE_MSG_PUT_RESP) {
+                ck_assert(f.id >= 1 && f.id <= N);
+                acked[f.id - 1] = 1;
+                nacked++;
+            } else {
+                int code = th_frame_error_code(&f);
+                ck_assert_msg(code == SHALE__ERROR_CODE__UNAVAILABLE ||
+                                  code == SHALE__ERROR_CODE__NOT_LEADER,
+                              "unexpected answer type %u code %d", f.type, code);
+                nerr++;
+            }
+            th_frame_free(&f);
+        }
+        close(fds[c]);
+    }
+    int st = th_node_stop(&g_node, SIGTERM);
+    if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+        th_node_dump_log(&g_node);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "shaled did not exit cleanly on SIGTERM under load (status %d)", st);
+    fprintf(stderr, "sigterm under load: %d acknowledged, %d refused\n", nacked, nerr);
+    ck_assert_int_eq(th_node_start(&g_node, NULL), 0);
+    ck_assert_int_eq(th_node_wait_ready(&g_node, 20000), 0);
+    int fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    check_acked(fd, acked, N);
+    close(fd);
+    free(acked);
+    stop_node();
+}
+END_TEST
+
+/* A client that sends its requests and then shuts down its sending side
+ * still gets every answer before the server closes the connection. */
+START_TEST(test_half_close_gets_every_answer)
+{
+    start_node("127.0.0.8");
+    int fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    ck_assert_int_ge(fd, 0);
+    for (int i = 0; i < 300; i++)
+        send_put(fd, (uint64_t)i + 1, i, 0, 0);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    for (int i = 0; i < 300; i++) {
+        th_frame_t f;
+        ck_assert_msg(th_raw_recv(fd, &f) == 0, "answer %d of 300 missing", i);
+        ck_assert_int_eq(f.type, SHALE_MSG_PUT_RESP);
+        th_frame_free(&f);
+    }
+    expect_closed(fd);
+    close(fd);
+    fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    check_all(fd, 300);
+    close(fd);
+    stop_node();
+}
+END_TEST
+
+/* With at most 2 requests in flight per connection, a pipeline of 3000
+ * requests arriving in large reads is still answered completely and in
+ * full: the server decodes only up to the limit and keeps the rest. */
+START_TEST(test_pipeline_deeper_than_inflight_limit)
+{
+    const char *extra[] = {"--conn-max-inflight", "2", NULL};
+    start_node_with("127.0.0.9", extra);
+    int fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    ck_assert_int_ge(fd, 0);
+    put_many(fd, 3000, 1, 0);
+    check_all(fd, 3000);
+    close(fd);
+    stop_node();
+}
+END_TEST
+
+/* One request cannot make the server build an answer beyond the frame
+ * limit: too many MGET keys, or values that would not fit, get TOO_LARGE
+ * and the connection keeps serving. */
+START_TEST(test_answers_bounded_by_frame_limit)
+{
+    const char *extra[] = {"--max-frame", "65536", "--max-value", "30000", NULL};
+    start_node_with("127.0.0.10", extra);
+    int fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    ck_assert_int_ge(fd, 0);
+    static uint8_t big[30000];
+    memset(big, 'v', sizeof(big));
+    const char *keys[3] = {"big-a", "big-b", "big-c"};
+    for (int i = 0; i < 3; i++) {
+        Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;
+        p.key.data = (uint8_t *)keys[i];
+        p.key.len = strlen(keys[i]);
+        p.value.data = big;
+        p.value.len = sizeof(big);
+        ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_PUT_REQ, (uint64_t)i + 1, &p), 0);
+        th_frame_t f;
+        ck_assert_int_eq(th_raw_recv(fd, &f), 0);
+        ck_assert_int_eq(f.type, SHALE_MSG_PUT_RESP);
+        th_frame_free(&f);
+    }
+    ProtobufCBinaryData kd[3];
+    for (int i = 0; i < 3; i++) {
+        kd[i].data = (uint8_t *)keys[i];
+        kd[i].len = strlen(keys[i]);
+    }
+    Shale__MGetRequest m = SHALE__MGET_REQUEST__INIT;
+    m.n_keys = 3;
+    m.keys = kd;
+    ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_MGET_REQ, 10, &m), 0);
+    ck_assert_int_eq(expect_error(fd, 10), SHALE__ERROR_CODE__TOO_LARGE);
+    m.n_keys = 2; /* 60 KB: fits */
+    ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_MGET_REQ, 11, &m), 0);
+    th_frame_t f;
+    ck_assert_int_eq(th_raw_recv(fd, &f), 0);
+    ck_assert_int_eq(f.type, SHALE_MSG_MGET_RESP);
+    th_frame_free(&f);
+    /* More keys than any one request may carry. */
+    enum { MANY = 4097 };
+    ProtobufCBinaryData *many = calloc(MANY, sizeof(*many));
+    for (int i = 0; i < MANY; i++) {
+        many[i].data = (uint8_t *)"k";
+        many[i].len = 1;
+    }
+    m.n_keys = MANY;
+    m.keys = many;
+    ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_MGET_REQ, 12, &m), 0);
+    ck_assert_int_eq(expect_error(fd, 12), SHALE__ERROR_CODE__TOO_LARGE);
+    free(many);
+    send_get(fd, 13, "big-a");
+    ck_assert_int_eq(th_raw_recv(fd, &f), 0);
+    ck_assert_int_eq(f.type, SHALE_MSG_GET_RESP);
+    th_frame_free(&f);
+    close(fd);
+    stop_node();
+}
+END_TEST
+
 START_TEST(test_startup_errors_are_clear)
 {
     char out[4096];
@@ -482,6 +675,12 @@ START_TEST(test_startup_errors_are_clear)
     ck_assert_ptr_nonnull(strstr(out, "unknown option"));
     const char *bad_num[] = {"--id", "one", NULL};
     ck_assert_int_eq(run_shaled(bad_num, out, sizeof(out)), 2);
+    const char *zero_ttl[] = {"--id", "1", "--data", "/tmp/x", "--session-ttl-s", "0", NULL};
+    ck_assert_int_eq(run_shaled(zero_ttl, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "session-ttl-s"));
+    const char *tiny_snap[] = {"--id", "1", "--data", "/tmp/x", "--snapshot-threshold", "1", NULL};
+    ck_assert_int_eq(run_shaled(tiny_snap, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "snapshot-threshold"));
     const char *help[] = {"--help", NULL};
     ck_assert_int_eq(run_shaled(help, out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--election-timeout-ms"));
@@ -507,6 +706,34 @@ START_TEST(test_startup_errors_are_clear)
     const char *bad_conf[] = {"--config", conf, NULL};
     ck_assert_int_eq(run_shaled(bad_conf, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, ":3: unknown setting"));
+
+    /* A corrupt Raft directory: a clear refusal naming the file, exit 1,
+     * no crash (a failed raft start used to abort in shutdown). */
+    char raftdir[800], bad[900];
+    const char *corrupt[][2] = {{"metadata1", "metadata1"},
+                                {"0000000000000001-0000000000000005",
+                                 "0000000000000001-0000000000000005"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(data, sizeof(data), "%s/corrupt%d", base, i);
+        mkdir(data, 0755);
+        snprintf(raftdir, sizeof(raftdir), "%s/raft", data);
+        mkdir(raftdir, 0755);
+        snprintf(bad, sizeof(bad), "%s/%s", raftdir, corrupt[i][0]);
+        fp = fopen(bad, "w");
+        for (int j = 0; j < 3000; j++)
+            fputc((j * 131 + 7) & 0xff, fp);
+        fclose(fp);
+        char port[16], rport[16];
+        snprintf(port, sizeof(port), "%d", th_free_port("127.0.0.1"));
+        snprintf(rport, sizeof(rport), "%d", th_free_port("127.0.0.1"));
+        char listen[64], raft[64];
+        snprintf(listen, sizeof(listen), "127.0.0.1:%s", port);
+        snprintf(raft, sizeof(raft), "127.0.0.1:%s", rport);
+        const char *args[] = {"--id", "1", "--data", data, "--listen", listen,
+                              "--raft", raft, NULL};
+        ck_assert_int_eq(run_shaled(args, out, sizeof(out)), 1);
+        ck_assert_msg(strstr(out, corrupt[i][1]) != NULL, "no file named in: %s", out);
+    }
     th_rmrf(base);
     free(base);
 }
@@ -523,6 +750,10 @@ int main(void)
     tcase_add_test(tc, test_retry_is_applied_once);
     tcase_add_test(tc, test_startup_errors_are_clear);
     tcase_add_test(tc, test_full_disk_loses_nothing);
+    tcase_add_test(tc, test_sigterm_under_write_load);
+    tcase_add_test(tc, test_half_close_gets_every_answer);
+    tcase_add_test(tc, test_pipeline_deeper_than_inflight_limit);
+    tcase_add_test(tc, test_answers_bounded_by_frame_limit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -13,6 +13,7 @@ typedef struct sink {
     frame_hdr_t hdrs[64];
     uint8_t *payloads[64];
     int stop_after;
+    int pause; /* answer FRAME_PAUSE after every frame */
 } sink_t;
 
 static int collect(void *ud, const frame_hdr_t *h, const uint8_t *p)
@@ -25,7 +26,7 @@ static int collect(void *ud, const frame_hdr_t *h, const uint8_t *p)
     s->n++;
     if (s->stop_after && s->n == s->stop_after)
         return 7;
-    return 0;
+    return s->pause ? FRAME_PAUSE : 0;
 }
 
 static void sink_free(sink_t *s)
@@ -171,6 +172,50 @@ START_TEST(test_callback_stops_feed)
 }
 END_TEST
 
+START_TEST(test_pause_keeps_the_rest)
+{
+    /* Three frames, the last split across two reads: pausing after every
+     * frame delivers each exactly once, in order, and a feed while input is
+     * kept back is refused rather than reordered. */
+    size_t l1, l2, l3;
+    uint8_t *f1 = put_frame(1, "a", "first", &l1);
+    uint8_t *f2 = put_frame(2, "bb", "", &l2);
+    uint8_t *f3 = put_frame(3, "ccc", "third", &l3);
+    size_t total = l1 + l2 + l3;
+    uint8_t *all = malloc(total);
+    memcpy(all, f1, l1);
+    memcpy(all + l1, f2, l2);
+    memcpy(all + l1 + l2, f3, l3);
+    size_t cut = l1 + l2 + 5; /* inside frame 3's header */
+    frame_decoder_t d;
+    sink_t s = {.pause = 1};
+    frame_decoder_init(&d, FRAME_DEFAULT_MAX);
+    ck_assert_int_eq(frame_decoder_feed(&d, all, cut, collect, &s), FRAME_PAUSE);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_uint_eq(frame_decoder_backlog(&d), cut - l1);
+    ck_assert_int_eq(frame_decoder_feed(&d, all + cut, total - cut, collect, &s),
+                     SHALE_EPROTO);
+    ck_assert_int_eq(frame_decoder_resume(&d, collect, &s), FRAME_PAUSE);
+    ck_assert_int_eq(s.n, 2);
+    /* Frame 3's first 5 bytes are consumed into the header buffer. */
+    ck_assert_int_eq(frame_decoder_resume(&d, collect, &s), 0);
+    ck_assert_uint_eq(frame_decoder_backlog(&d), 0);
+    ck_assert_int_eq(frame_decoder_feed(&d, all + cut, total - cut, collect, &s),
+                     FRAME_PAUSE);
+    ck_assert_int_eq(s.n, 3);
+    ck_assert_uint_eq(frame_decoder_backlog(&d), 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(s.hdrs[i].id, (uint64_t)i + 1);
+    ck_assert(memcmp(s.payloads[2], f3 + 16, l3 - 16) == 0);
+    sink_free(&s);
+    frame_decoder_free(&d);
+    free(all);
+    free(f1);
+    free(f2);
+    free(f3);
+}
+END_TEST
+
 START_TEST(test_oversize_rejected_before_allocation)
 {
     frame_decoder_t d;
@@ -275,6 +320,7 @@ int main(void)
     tcase_add_test(tc, test_message_round_trip);
     tcase_add_test(tc, test_split_at_every_boundary);
     tcase_add_test(tc, test_callback_stops_feed);
+    tcase_add_test(tc, test_pause_keeps_the_rest);
     tcase_add_test(tc, test_oversize_rejected_before_allocation);
     tcase_add_test(tc, test_garbage_and_truncation);
     tcase_add_test(tc, test_hash_vectors);
