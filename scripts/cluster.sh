@@ -25,7 +25,9 @@ mkdir -p "$RUN"
 if [ -f "$RUN/node1.pid" ] && kill -0 "$(cat "$RUN/node1.pid")" 2>/dev/null; then
   echo "a node started by this script is already running (pid $(cat "$RUN/node1.pid"))"
 else
-  ./build/server/shaled --id 1 --listen "$ADDR" --raft "127.0.0.1:$RAFT_PORT" \
+  # Own session: the node outlives this script (--detach) and a Ctrl-C
+  # reaches it only through stop(), which waits for a clean shutdown.
+  setsid ./build/server/shaled --id 1 --listen "$ADDR" --raft "127.0.0.1:$RAFT_PORT" \
       --data "$RUN/node1" >>"$RUN/node1.log" 2>&1 &
   echo $! >"$RUN/node1.pid"
   echo "started shaled pid $(cat "$RUN/node1.pid") on $ADDR (log: $RUN/node1.log)"
