@@ -40,6 +40,8 @@ struct conn {
     int eof;              /* peer shut down its side: answer, then close */
     qnode_t resume_link;  /* in s->resumable: backlog to decode */
     uint64_t inflight;
+    conn_drain_cb drain_cb; /* called when unsent output falls low */
+    void *drain_arg;
     uv_buf_t *out;
     size_t nout, capout;
     size_t out_bytes;     /* queued + being written */
@@ -58,6 +60,14 @@ typedef struct wreq {
 } wreq_t;
 
 shaled_t *conn_server(const conn_t *c) { return c->s; }
+size_t conn_out_bytes(const conn_t *c) { return c->out_bytes; }
+const char *conn_peer(const conn_t *c) { return c->peer; }
+
+void conn_set_drain_cb(conn_t *c, conn_drain_cb cb, void *arg)
+{
+    c->drain_cb = cb;
+    c->drain_arg = arg;
+}
 int conn_is_open(const conn_t *c) { return !c->closing; }
 void conn_ref(conn_t *c) { c->refs++; }
 
@@ -87,6 +97,12 @@ static void conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    /* A streamer attached to this connection learns it is gone. */
+    if (c->drain_cb != NULL) {
+        conn_drain_cb cb = c->drain_cb;
+        c->drain_cb = NULL;
+        cb(c, c->drain_arg);
+    }
     q_remove(&c->link);
     if (c->dirty_link.next != &c->dirty_link)
         q_remove(&c->dirty_link);
@@ -198,6 +214,8 @@ static void on_write(uv_write_t *w, int status)
     } else if (c->close_after_flush && c->nout == 0 && !c->closing) {
         conn_close(c);
     } else {
+        if (c->drain_cb != NULL && c->out_bytes < CONN_DRAIN_LOW_WATER)
+            c->drain_cb(c, c->drain_arg);
         update_reading(c);
         maybe_finish(c);
     }

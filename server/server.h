@@ -125,6 +125,16 @@ void conn_resume_all(shaled_t *s);
 /* Queue an Error frame answering request id (0: the connection). */
 void conn_send_error(conn_t *c, uint64_t id, int code, const char *msg);
 void conn_unref(conn_t *c);
+/* Bytes of answers queued or being written on c. */
+size_t conn_out_bytes(const conn_t *c);
+const char *conn_peer(const conn_t *c);
+/* Long answers (a snapshot stream) produce more output only when the
+ * connection drains: cb runs after a write completes with fewer than
+ * CONN_DRAIN_LOW_WATER bytes unsent, and once when the connection closes
+ * (conn_is_open() is then false; the callback is cleared after that). */
+#define CONN_DRAIN_LOW_WATER (1u << 20)
+typedef void (*conn_drain_cb)(conn_t *c, void *arg);
+void conn_set_drain_cb(conn_t *c, conn_drain_cb cb, void *arg);
 void conn_ref(conn_t *c);
 int conn_is_open(const conn_t *c);
 void conn_request_done(conn_t *c);
