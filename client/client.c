@@ -94,6 +94,27 @@ static int split_addr(const char *addr, char *host, size_t hlen, char *port, siz
     return 0;
 }
 
+void client_use_addr(shale_client_t *c, unsigned i)
+{
+    c->cur = i;
+    snprintf(c->addr, sizeof(c->addr), "%s", c->addrs[i]);
+    /* Validated when it entered the list. */
+    split_addr(c->addrs[i], c->host, sizeof(c->host), c->port, sizeof(c->port));
+}
+
+int client_find_addr(shale_client_t *c, const char *addr)
+{
+    char h[128], pt[8];
+    for (unsigned i = 0; i < c->naddrs; i++)
+        if (strcmp(c->addrs[i], addr) == 0)
+            return (int)i;
+    if (c->naddrs == CLIENT_MAX_ADDRS || strlen(addr) >= sizeof(c->addrs[0]) ||
+        split_addr(addr, h, sizeof(h), pt, sizeof(pt)) != 0)
+        return -1;
+    snprintf(c->addrs[c->naddrs], sizeof(c->addrs[0]), "%s", addr);
+    return (int)c->naddrs++;
+}
+
 static uint64_t random_id(void)
 {
     uint64_t id = 0;
@@ -120,18 +141,30 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
         snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
         return SHALE_ENOMEM;
     }
-    if (split_addr(addr, c->host, sizeof(c->host), c->port, sizeof(c->port)) != 0) {
-        snprintf(err, SHALE_ERRMSG_LEN, "bad address '%.200s' (want host:port or [v6]:port)",
-                 addr ? addr : "(null)");
-        free(c);
-        return SHALE_EINVAL;
-    }
-    if (strlen(addr) >= sizeof(c->addr)) {
-        snprintf(err, SHALE_ERRMSG_LEN, "address too long (%zu bytes)", strlen(addr));
-        free(c);
-        return SHALE_EINVAL;
-    }
-    memcpy(c->addr, addr, strlen(addr) + 1);
+    /* "host:port[,host:port...]": the nodes of one group, any order. */
+    const char *p = addr ? addr : "";
+    do {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char one[128], h[128], pt[8];
+        if (n == 0 || n >= sizeof(one) || c->naddrs == CLIENT_MAX_ADDRS) {
+            snprintf(err, SHALE_ERRMSG_LEN, "bad address list '%.120s' (want host:port[,host:port...], "
+                     "at most %d)", addr ? addr : "(null)", CLIENT_MAX_ADDRS);
+            free(c);
+            return SHALE_EINVAL;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (split_addr(one, h, sizeof(h), pt, sizeof(pt)) != 0) {
+            snprintf(err, SHALE_ERRMSG_LEN, "bad address '%.200s' (want host:port or [v6]:port)",
+                     one);
+            free(c);
+            return SHALE_EINVAL;
+        }
+        memcpy(c->addrs[c->naddrs++], one, n + 1);
+        p = end ? end + 1 : p + n;
+    } while (*p != '\0' || p[-1] == ',');
+    client_use_addr(c, 0);
     if (opts != NULL)
         c->opts = *opts;
     else
@@ -322,6 +355,27 @@ void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *pa
     if (cr == NULL)
         return; /* completed already (deadline): the late answer is dropped */
     int status = codec_decode(cr->req, cr->resp_type, cr->nkeys, h->type, payload, h->len);
+    if ((status == SHALE_ENOTLEADER || status == SHALE_EUNAVAILABLE) &&
+        client_now_ms() < cr->deadline && cr->retries < CLIENT_MAX_RETRIES) {
+        /* Another node leads (or none does yet): follow the hint, else try
+         * the next address after a backoff. Everything pending is re-sent
+         * byte for byte on the new connection: mutations keep their seq,
+         * so the session table applies each at most once. */
+        cr->retries++;
+        const char *hint = cr->req->leader_hint;
+        if (status == SHALE_ENOTLEADER && hint[0] != '\0' && strcmp(hint, c->addr) != 0) {
+            int i = client_find_addr(c, hint);
+            if (i >= 0) {
+                client_use_addr(c, (unsigned)i);
+                c->redirect = 1;
+            }
+        }
+        char msg[SHALE_ERRMSG_LEN];
+        snprintf(msg, sizeof(msg), "%s", cr->req->errmsg);
+        conn_failed(c, status, msg);
+        return;
+    }
+    c->attempt = 0; /* a node that serves us: backoff starts over */
     if (status != SHALE_OK && status != SHALE_ECASFAILED && cr->seq != 0 && cr->sends > 1) {
         /* This attempt was refused, but an earlier one (on a lost
          * connection) may have been applied: say so. */
@@ -447,6 +501,20 @@ static int submit(shale_client_t *c, shale_req_t *req, shale_cb cb, codec_msg_t 
     }
     conn_kick(c);
     return SHALE_OK;
+}
+
+int client_admin_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint64_t id,
+                       const char *raft_addr, const char *client_addr, int replica,
+                       shale_cb cb)
+{
+    codec_msg_t m;
+    shale_node_status_t *st = req != NULL ? req->node_status : NULL;
+    int rv = precheck(c, req, cb, SHALE_REQ_ADMIN);
+    if (rv != SHALE_OK)
+        return rv;
+    req->node_status = st;
+    rv = codec_admin(&m, type, id, raft_addr, client_addr, replica, req->errmsg);
+    return submit(c, req, cb, &m, rv);
 }
 
 int shale_get_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,

@@ -245,6 +245,59 @@ int codec_mput(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *it
     return SHALE_OK;
 }
 
+int codec_admin(codec_msg_t *m, uint16_t type, uint64_t id, const char *raft_addr,
+                const char *client_addr, int replica, char *err)
+{
+    msg_init(m, type, type == SHALE_MSG_STATUS_REQ ? SHALE_MSG_STATUS_RESP : SHALE_MSG_ADMIN_RESP,
+             0);
+    m->nkeys = 0;
+    switch (type) {
+    case SHALE_MSG_STATUS_REQ: {
+        Shale__StatusRequest r = SHALE__STATUS_REQUEST__INIT;
+        m->u.status = r;
+        return SHALE_OK;
+    }
+    case SHALE_MSG_MEMBER_ADD_REQ: {
+        if (id == 0 || raft_addr == NULL || client_addr == NULL || raft_addr[0] == '\0' ||
+            client_addr[0] == '\0') {
+            ERR(err, "member add needs an id > 0, a raft address and a client address");
+            return SHALE_EINVAL;
+        }
+        Shale__Member mem = SHALE__MEMBER__INIT;
+        mem.id = id;
+        mem.raft_addr = (char *)raft_addr;
+        mem.client_addr = (char *)client_addr;
+        mem.has_role = 1;
+        mem.role = replica ? SHALE__MEMBER_ROLE__ROLE_STANDBY : SHALE__MEMBER_ROLE__ROLE_VOTER;
+        m->member = mem;
+        Shale__MemberAddRequest r = SHALE__MEMBER_ADD_REQUEST__INIT;
+        m->u.madd = r;
+        /* member points into m: set at pack time by codec_fixup below. */
+        return SHALE_OK;
+    }
+    case SHALE_MSG_MEMBER_REMOVE_REQ: {
+        if (id == 0) {
+            ERR(err, "member remove needs an id > 0");
+            return SHALE_EINVAL;
+        }
+        Shale__MemberRemoveRequest r = SHALE__MEMBER_REMOVE_REQUEST__INIT;
+        r.id = id;
+        m->u.mrem = r;
+        return SHALE_OK;
+    }
+    case SHALE_MSG_LEADER_TRANSFER_REQ: {
+        Shale__LeaderTransferRequest r = SHALE__LEADER_TRANSFER_REQUEST__INIT;
+        r.has_id = id != 0;
+        r.id = id;
+        m->u.xfer = r;
+        return SHALE_OK;
+    }
+    default:
+        ERR(err, "not an admin request type %u", type);
+        return SHALE_EINVAL;
+    }
+}
+
 void codec_msg_free(codec_msg_t *m)
 {
     free(m->kv);
@@ -285,7 +338,10 @@ void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_
 
 static const ProtobufCMessage *msg_base(const codec_msg_t *m)
 {
-    /* Every member of the union starts with its ProtobufCMessage base. */
+    /* Every member of the union starts with its ProtobufCMessage base. A
+     * MEMBER_ADD points at m->member, which moves with m (set here). */
+    if (m->type == SHALE_MSG_MEMBER_ADD_REQ)
+        ((codec_msg_t *)m)->u.madd.member = (Shale__Member *)&m->member;
     return (const ProtobufCMessage *)&m->u;
 }
 
@@ -441,6 +497,41 @@ int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t ty
         Shale__MPutResponse *p = (Shale__MPutResponse *)msg;
         req->duplicate = p->has_duplicate && p->duplicate;
         rv = decode_items(req, p->items, p->n_items, nkeys, 0);
+        break;
+    }
+    case SHALE_MSG_ADMIN_RESP: {
+        Shale__AdminResponse *a = (Shale__AdminResponse *)msg;
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "%s", a->message ? a->message : "ok");
+        req->version = a->has_leader_id ? a->leader_id : 0;
+        break;
+    }
+    case SHALE_MSG_STATUS_RESP: {
+        Shale__StatusResponse *st = (Shale__StatusResponse *)msg;
+        shale_node_status_t *o = req->node_status;
+        if (o == NULL)
+            break;
+        memset(o, 0, sizeof(*o));
+        o->node_id = st->node_id;
+        snprintf(o->role, sizeof(o->role), "%s", st->role ? st->role : "?");
+        snprintf(o->address, sizeof(o->address), "%s", st->address ? st->address : "");
+        snprintf(o->cluster_id, sizeof(o->cluster_id), "%s", st->cluster_id ? st->cluster_id : "");
+        snprintf(o->leader, sizeof(o->leader), "%s", st->leader ? st->leader : "");
+        o->term = st->term;
+        o->commit_index = st->commit_index;
+        o->applied_index = st->applied_index;
+        o->last_index = st->last_index;
+        o->leader_id = st->leader_id;
+        o->staleness_known = st->has_staleness_ms;
+        o->staleness_ms = st->staleness_ms;
+        o->keys_estimate = st->keys_estimate;
+        for (size_t i = 0; i < st->n_members && i < SHALE_MAX_MEMBERS; i++) {
+            const Shale__Member *mb = st->members[i];
+            shale_member_info_t *mi = &o->members[o->nmembers++];
+            mi->id = mb->id;
+            snprintf(mi->raft_addr, sizeof(mi->raft_addr), "%s", mb->raft_addr);
+            snprintf(mi->client_addr, sizeof(mi->client_addr), "%s", mb->client_addr);
+            mi->replica = mb->has_role && mb->role == SHALE__MEMBER_ROLE__ROLE_STANDBY;
+        }
         break;
     }
     default:

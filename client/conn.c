@@ -34,7 +34,7 @@
 #define READ_BUF 65536
 #define WRITE_BATCH 1024 /* frames per uv_write */
 #define BACKOFF_BASE_MS 10
-#define BACKOFF_CAP_MS 1000
+#define BACKOFF_CAP_MS 250
 #define KEEPALIVE_S 30
 
 struct conn {
@@ -132,9 +132,17 @@ void conn_failed(shale_client_t *c, int code, const char *msg)
         c->state = CS_IDLE;
         return;
     }
+    /* Next target: the leader we were told about, else the next node. */
+    int redirect = c->redirect;
+    c->redirect = 0;
+    if (!redirect && c->naddrs > 1)
+        client_use_addr(c, (c->cur + 1) % c->naddrs);
     if (c->npending > 0) {
         c->state = CS_BACKOFF;
-        uint64_t d = backoff_ms(c);
+        /* A hint is followed at once the first time; a hint that leads
+         * nowhere (a dead leader not yet replaced) backs off like any
+         * failure. attempt is reset only by a useful answer. */
+        uint64_t d = redirect && c->attempt == 0 ? 0 : backoff_ms(c);
         c->attempt++;
         uv_timer_start(&c->conn_timer, on_backoff, d, 0);
     } else {
@@ -324,7 +332,8 @@ static void hello_answer(shale_client_t *c, conn_t *conn, const frame_hdr_t *h,
         return;
     }
     c->state = CS_READY;
-    c->attempt = 0;
+    /* attempt is reset by the first useful answer, not here: a node that
+     * accepts connections but only redirects must not make us spin. */
     c->last_err_code = 0;
     c->last_err[0] = '\0';
     uv_timer_stop(&c->conn_timer);

@@ -72,6 +72,7 @@ typedef struct creq {
     uint8_t on_wire;   /* written on the current connection */
     uint8_t ever_sent; /* written on some connection: outcome may be unknown */
     uint8_t sends;     /* connections it was written on (saturates at 255) */
+    uint16_t retries;  /* NOT_LEADER / UNAVAILABLE answers retried */
     int refs;
     size_t nkeys; /* MGET/MPUT: number of items the answer must carry */
     size_t flen;
@@ -119,7 +120,12 @@ typedef struct codec_msg {
         Shale__CasRequest cas;
         Shale__MGetRequest mget;
         Shale__MPutRequest mput;
+        Shale__StatusRequest status;
+        Shale__MemberAddRequest madd;
+        Shale__MemberRemoveRequest mrem;
+        Shale__LeaderTransferRequest xfer;
     } u;
+    Shale__Member member;      /* MEMBER_ADD */
     Shale__ReadOptions read;
     Shale__Session session;
     Shale__KeyValue *kv;       /* MPUT items (malloc) */
@@ -142,6 +148,10 @@ int codec_mget(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *ke
 int codec_mput(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *items, size_t n,
                char *err);
 void codec_msg_free(codec_msg_t *m);
+/* Admin requests: status (of the node answering), member add/remove,
+ * leadership transfer. Strings point at the caller's buffers. */
+int codec_admin(codec_msg_t *m, uint16_t type, uint64_t id, const char *raft_addr,
+                const char *client_addr, int replica, char *err);
 
 /* Stamp the session of a mutation (no-op for reads). */
 void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_t ack_floor);
@@ -165,6 +175,9 @@ int codec_error_code(const Shale__Error *e);
 
 typedef struct conn conn_t;
 
+#define CLIENT_MAX_ADDRS 16
+#define CLIENT_MAX_RETRIES 1000
+
 enum client_state {
     CS_IDLE,       /* no connection, nothing to send */
     CS_RESOLVING,  /* getaddrinfo in flight */
@@ -178,9 +191,15 @@ struct shale_client {
     uv_loop_t *loop;
     uv_loop_t *own_loop; /* sync clients: the private loop (owned) */
     shale_options_t opts;
-    char addr[128]; /* as given, for messages */
+    char addr[128]; /* the address in use, for messages */
     char host[128];
     char port[8];
+    /* Every node address the client may use: the given list, plus leaders
+     * it was told about. Connection failures rotate through them; a
+     * NOT_LEADER hint jumps straight to the leader (redirect). */
+    char addrs[CLIENT_MAX_ADDRS][128];
+    unsigned naddrs, cur;
+    int redirect;
     char *cluster_id; /* configured or learned on the first HELLO (malloc) */
     uint64_t client_id;
     uint64_t next_id;
@@ -239,6 +258,15 @@ void client_fail_id(shale_client_t *c, uint64_t id, int code, const char *msg);
 void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *payload);
 /* The client's loop alive-ness follows whether requests are pending. */
 void client_update_ref(shale_client_t *c);
+/* Submit an admin request (codec_admin arguments); req->node_status is kept. */
+int client_admin_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint64_t id,
+                       const char *raft_addr, const char *client_addr, int replica,
+                       shale_cb cb);
+/* Make addrs[i] the address the next connection uses. */
+void client_use_addr(shale_client_t *c, unsigned i);
+/* Index of addr in addrs, adding it when absent; -1 when it is malformed or
+ * the list is full. */
+int client_find_addr(shale_client_t *c, const char *addr);
 
 /* conn.c */
 /* Start a connection attempt now (state IDLE or BACKOFF). */

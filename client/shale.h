@@ -138,6 +138,45 @@ int shale_mput(shale_client_t *c, const shale_item_t *items, size_t n,
                shale_item_result_t *results);
 void shale_item_results_free(shale_item_result_t *results, size_t n);
 
+/* ---- Group administration (synchronous) -----------------------------------*/
+
+#define SHALE_MAX_MEMBERS 16
+
+typedef struct shale_member_info {
+    uint64_t id;
+    char raft_addr[128];
+    char client_addr[128];
+    int replica; /* a read replica (Raft standby), not a voter */
+} shale_member_info_t;
+
+/* What one node says about itself and its group. */
+typedef struct shale_node_status {
+    uint64_t node_id;
+    char role[16];    /* leader, follower, candidate, replica, unavailable */
+    char address[128];
+    char cluster_id[64];
+    uint64_t term, commit_index, applied_index, last_index;
+    uint64_t leader_id;
+    char leader[128]; /* leader's client address, "" if unknown */
+    int staleness_known;
+    uint64_t staleness_ms; /* how old this node's state may be */
+    uint64_t keys_estimate;
+    size_t nmembers;
+    shale_member_info_t members[SHALE_MAX_MEMBERS];
+} shale_node_status_t;
+
+/* The status of the node this client is connected to (use a client made
+ * with that node's address alone to ask a particular node). */
+int shale_status(shale_client_t *c, shale_node_status_t *out);
+/* Membership changes and leadership transfer go to the leader (the client
+ * follows NOT_LEADER hints). msg (SHALE_ERRMSG_LEN, may be NULL) receives
+ * the server's message on success. */
+int shale_member_add(shale_client_t *c, uint64_t id, const char *raft_addr,
+                     const char *client_addr, int replica, char *msg);
+int shale_member_remove(shale_client_t *c, uint64_t id, char *msg);
+/* id 0: the most up-to-date voter. */
+int shale_leader_transfer(shale_client_t *c, uint64_t id, char *msg);
+
 /* ---- Asynchronous API (libuv) -----------------------------------------------*/
 
 typedef struct shale_req shale_req_t;
@@ -151,6 +190,7 @@ typedef enum shale_req_type {
     SHALE_REQ_CAS,
     SHALE_REQ_MGET,
     SHALE_REQ_MPUT,
+    SHALE_REQ_ADMIN,
 } shale_req_type_t;
 
 /* A request, owned by the caller; must stay valid until its callback runs.
@@ -167,6 +207,7 @@ struct shale_req {
     size_t nitems;
     char errmsg[SHALE_ERRMSG_LEN];
     char leader_hint[64];
+    shale_node_status_t *node_status; /* ADMIN status: filled in when not NULL */
     /* private */
     void *priv_;
 };

@@ -104,10 +104,15 @@ int shale_connect(const char *addr, const shale_options_t *opts, shale_client_t 
     c->own_loop = loop;
     /* One attempt, bounded by connect_timeout_ms: a caller that wants to
      * wait for a server to come up retries shale_connect. */
-    uint64_t failures = c->conn_failures;
-    conn_start(c);
-    while (c->state != CS_READY && c->conn_failures == failures)
-        run_loop(loop, UV_RUN_ONCE);
+    /* Each listed node once, in order, until one answers HELLO. */
+    for (unsigned i = 0; i < c->naddrs && c->state != CS_READY; i++) {
+        uint64_t failures = c->conn_failures;
+        conn_start(c);
+        while (c->state != CS_READY && c->conn_failures == failures)
+            run_loop(loop, UV_RUN_ONCE);
+        if (c->last_err_code == SHALE_ECLUSTER || c->last_err_code == SHALE_EPROTO)
+            break; /* a wrong peer, not a down one */
+    }
     if (c->state != CS_READY) {
         rv = c->last_err_code != 0 ? c->last_err_code : SHALE_EIO;
         set_err(err, c->last_err);
@@ -267,4 +272,46 @@ int shale_mput(shale_client_t *c, const shale_item_t *items, size_t n, shale_ite
     take_items(&req, rv, results, n);
     shale_req_cleanup(&req);
     return rv;
+}
+
+/* ---- Group administration --------------------------------------------------*/
+
+int shale_status(shale_client_t *c, shale_node_status_t *out)
+{
+    if (out == NULL)
+        return SHALE_EINVAL;
+    SYNC_BEGIN(c);
+    req.node_status = out;
+    rv = sync_wait(c, &req, client_admin_async(c, &req, SHALE_MSG_STATUS_REQ, 0, NULL, NULL, 0,
+                                               sync_cb));
+    shale_req_cleanup(&req);
+    return rv;
+}
+
+static int admin_call(shale_client_t *c, uint16_t type, uint64_t id, const char *raft_addr,
+                      const char *client_addr, int replica, char *msg)
+{
+    SYNC_BEGIN(c);
+    rv = sync_wait(c, &req, client_admin_async(c, &req, type, id, raft_addr, client_addr,
+                                               replica, sync_cb));
+    if (msg != NULL)
+        snprintf(msg, SHALE_ERRMSG_LEN, "%s", req.errmsg);
+    shale_req_cleanup(&req);
+    return rv;
+}
+
+int shale_member_add(shale_client_t *c, uint64_t id, const char *raft_addr,
+                     const char *client_addr, int replica, char *msg)
+{
+    return admin_call(c, SHALE_MSG_MEMBER_ADD_REQ, id, raft_addr, client_addr, replica, msg);
+}
+
+int shale_member_remove(shale_client_t *c, uint64_t id, char *msg)
+{
+    return admin_call(c, SHALE_MSG_MEMBER_REMOVE_REQ, id, NULL, NULL, 0, msg);
+}
+
+int shale_leader_transfer(shale_client_t *c, uint64_t id, char *msg)
+{
+    return admin_call(c, SHALE_MSG_LEADER_TRANSFER_REQ, id, NULL, NULL, 0, msg);
 }

@@ -90,11 +90,35 @@ static int server_error(const char *verb, shale_client_t *c, int rv)
 
 /* ---- Verbs ---------------------------------------------------------------*/
 
+static int parse_u64(const char *s, uint64_t *out);
+
+static const flag_spec_t get_flags[] = {
+    {"stale", "MS", "read from any node whose state is at most MS ms old (default: linearizable)"},
+    {NULL, NULL, NULL},
+};
+
+static int check_get(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t ms;
+    if (cmd->set[0] && (parse_u64(cmd->val[0], &ms) != 0 || ms == 0 || ms > UINT32_MAX)) {
+        snprintf(err, errlen, "--stale needs a positive number of milliseconds");
+        return -1;
+    }
+    return 0;
+}
+
 static int run_get(shale_client_t *c, const cmd_t *cmd)
 {
     const char *key = cmd->pos[0];
     shale_value_t v;
-    int rv = shale_get(c, key, strlen(key), NULL, &v);
+    shale_read_opts_t ro = {.consistency = SHALE_LINEARIZABLE};
+    if (cmd->set[0]) {
+        uint64_t ms = 0;
+        parse_u64(cmd->val[0], &ms);
+        ro.consistency = SHALE_STALE;
+        ro.max_staleness_ms = (uint32_t)ms;
+    }
+    int rv = shale_get(c, key, strlen(key), &ro, &v);
     if (rv != SHALE_OK)
         return server_error("get", c, rv);
     if (cmd->json) {
@@ -244,8 +268,180 @@ static int run_cas(shale_client_t *c, const cmd_t *cmd)
     return EXIT_MISS;
 }
 
+/* ---- Group administration ---------------------------------------------------*/
+
+static int ask_status(const char *addr, const cmd_t *cmd, shale_node_status_t *st, char *err)
+{
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : 2000;
+    o.connect_timeout_ms = o.timeout_ms < 1000 ? o.timeout_ms : 1000;
+    o.cluster_id = cmd->cluster_id;
+    shale_client_t *c = NULL;
+    int rv = shale_connect(addr, &o, &c, err);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = shale_status(c, st);
+    if (rv != SHALE_OK)
+        snprintf(err, SHALE_ERRMSG_LEN, "%s", shale_errmsg(c));
+    shale_close(c);
+    return rv;
+}
+
+static int run_status(shale_client_t *c, const cmd_t *cmd)
+{
+    static shale_node_status_t first, each[SHALE_MAX_MEMBERS];
+    int rv = shale_status(c, &first);
+    if (rv != SHALE_OK)
+        return server_error("status", c, rv);
+    int ok[SHALE_MAX_MEMBERS] = {0};
+    char errs[SHALE_MAX_MEMBERS][SHALE_ERRMSG_LEN];
+    uint64_t top = 0; /* the highest applied index any member reports */
+    size_t n = first.nmembers;
+    for (size_t i = 0; i < n; i++) {
+        const shale_member_info_t *m = &first.members[i];
+        if (m->id == first.node_id) {
+            each[i] = first;
+            ok[i] = 1;
+        } else {
+            ok[i] = ask_status(m->client_addr, cmd, &each[i], errs[i]) == SHALE_OK;
+        }
+        if (ok[i] && each[i].applied_index > top)
+            top = each[i].applied_index;
+    }
+    int down = 0;
+    if (cmd->json) {
+        printf("{\"cluster_id\":\"%s\",\"leader_id\":%" PRIu64 ",\"term\":%" PRIu64
+               ",\"members\":[",
+               first.cluster_id, first.leader_id, first.term);
+        for (size_t i = 0; i < n; i++) {
+            const shale_member_info_t *m = &first.members[i];
+            printf("%s{\"id\":%" PRIu64 ",\"client\":\"%s\",\"raft\":\"%s\",\"kind\":\"%s\"",
+                   i ? "," : "", m->id, m->client_addr, m->raft_addr,
+                   m->replica ? "replica" : "voter");
+            if (ok[i]) {
+                printf(",\"up\":true,\"role\":\"%s\",\"term\":%" PRIu64 ",\"commit\":%" PRIu64
+                       ",\"applied\":%" PRIu64 ",\"lag\":%" PRIu64 ",\"staleness_ms\":",
+                       each[i].role, each[i].term, each[i].commit_index, each[i].applied_index,
+                       top - each[i].applied_index);
+                if (each[i].staleness_known)
+                    printf("%" PRIu64 "}", each[i].staleness_ms);
+                else
+                    printf("null}");
+            } else {
+                printf(",\"up\":false}");
+            }
+            down += !ok[i];
+        }
+        printf("]}\n");
+    } else {
+        printf("cluster %s, leader %" PRIu64 ", term %" PRIu64 "\n", first.cluster_id,
+               first.leader_id, first.term);
+        printf("%-4s %-8s %-10s %-22s %-22s %10s %8s %10s\n", "ID", "KIND", "ROLE", "CLIENT",
+               "RAFT", "APPLIED", "LAG", "STALENESS");
+        for (size_t i = 0; i < n; i++) {
+            const shale_member_info_t *m = &first.members[i];
+            if (ok[i]) {
+                char stal[32];
+                if (each[i].staleness_known)
+                    snprintf(stal, sizeof(stal), "%" PRIu64 "ms", each[i].staleness_ms);
+                else
+                    snprintf(stal, sizeof(stal), "-");
+                printf("%-4" PRIu64 " %-8s %-10s %-22s %-22s %10" PRIu64 " %8" PRIu64 " %10s\n",
+                       m->id, m->replica ? "replica" : "voter", each[i].role, m->client_addr,
+                       m->raft_addr, each[i].applied_index, top - each[i].applied_index, stal);
+            } else {
+                printf("%-4" PRIu64 " %-8s %-10s %-22s %-22s   unreachable: %s\n", m->id,
+                       m->replica ? "replica" : "voter", "down", m->client_addr, m->raft_addr,
+                       errs[i]);
+                down++;
+            }
+        }
+    }
+    return down ? EXIT_MISS : EXIT_OKAY;
+}
+
+static int id_arg(const char *s, uint64_t *id)
+{
+    return parse_u64(s, id) != 0 || *id == 0 ? -1 : 0;
+}
+
+static int check_member_add(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t id;
+    if (id_arg(cmd->pos[0], &id) != 0) {
+        snprintf(err, errlen, "ID must be a positive integer, not '%s'", cmd->pos[0]);
+        return -1;
+    }
+    for (int i = 1; i < 3; i++)
+        if (strchr(cmd->pos[i], ':') == NULL) {
+            snprintf(err, errlen, "'%s' is not HOST:PORT", cmd->pos[i]);
+            return -1;
+        }
+    return 0;
+}
+
+static int check_id(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t id;
+    if (cmd->npos > 0 && id_arg(cmd->pos[0], &id) != 0) {
+        snprintf(err, errlen, "ID must be a positive integer, not '%s'", cmd->pos[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static const flag_spec_t member_add_flags[] = {
+    {"replica", NULL, "add a read replica (receives the log, never votes)"},
+    {NULL, NULL, NULL},
+};
+
+static int admin_done(const char *verb, shale_client_t *c, const cmd_t *cmd, int rv,
+                      const char *msg)
+{
+    if (rv != SHALE_OK)
+        return server_error(verb, c, rv);
+    if (cmd->json) {
+        printf("{\"ok\":true,\"message\":");
+        json_string(stdout, (const uint8_t *)msg, strlen(msg));
+        printf("}\n");
+    } else {
+        printf("OK %s\n", msg);
+    }
+    return EXIT_OKAY;
+}
+
+static int run_member_add(shale_client_t *c, const cmd_t *cmd)
+{
+    uint64_t id = 0;
+    char msg[SHALE_ERRMSG_LEN] = "";
+    id_arg(cmd->pos[0], &id);
+    int rv = shale_member_add(c, id, cmd->pos[1], cmd->pos[2], cmd->set[0], msg);
+    return admin_done("member add", c, cmd, rv, msg);
+}
+
+static int run_member_remove(shale_client_t *c, const cmd_t *cmd)
+{
+    uint64_t id = 0;
+    char msg[SHALE_ERRMSG_LEN] = "";
+    id_arg(cmd->pos[0], &id);
+    int rv = shale_member_remove(c, id, msg);
+    return admin_done("member remove", c, cmd, rv, msg);
+}
+
+static int run_leader_transfer(shale_client_t *c, const cmd_t *cmd)
+{
+    uint64_t id = 0;
+    char msg[SHALE_ERRMSG_LEN] = "";
+    if (cmd->npos > 0)
+        id_arg(cmd->pos[0], &id);
+    int rv = shale_leader_transfer(c, id, msg);
+    return admin_done("leader transfer", c, cmd, rv, msg);
+}
+
 static const verb_t verbs[] = {
-    {"get", "get KEY", "print the value of KEY and its version", 1, 1, NULL, NULL, run_get},
+    {"get", "get KEY [--stale MS]", "print the value of KEY and its version", 1, 1, get_flags,
+     check_get, run_get},
     {"put", "put KEY VALUE", "set KEY to VALUE; prints the new version", 2, 2, NULL, NULL, run_put},
     {"del", "del KEY", "delete KEY", 1, 1, NULL, NULL, run_del},
     {"cas",
@@ -253,6 +449,18 @@ static const verb_t verbs[] = {
      "(NEWVALUE | --delete)",
      "compare-and-set: write NEWVALUE (or delete) only if the expectation holds", 1, 2, cas_flags,
      check_cas, run_cas},
+    {"status", "status",
+     "the group of the node at --addr: every member, its role, applied index, lag and "
+     "staleness (exit 1 when a member is unreachable)",
+     0, 0, NULL, NULL, run_status},
+    {"member add", "member add ID RAFT_ADDR CLIENT_ADDR [--replica]",
+     "add a node (started with --initial-cluster none) to the group as a voter or read replica",
+     3, 3, member_add_flags, check_member_add, run_member_add},
+    {"member remove", "member remove ID", "remove a node from the group", 1, 1, NULL, check_id,
+     run_member_remove},
+    {"leader transfer", "leader transfer [ID]",
+     "hand leadership to voter ID (default: the most up-to-date voter)", 0, 1, NULL, check_id,
+     run_leader_transfer},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -262,7 +470,9 @@ static void usage(FILE *f)
             "usage: shalectl [options] VERB [ARGS]\n"
             "\n"
             "options:\n"
-            "  --addr HOST:PORT    server address (default $SHALE_ADDR or %s)\n"
+            "  --addr HOST:PORT[,HOST:PORT...]\n"
+            "                      node address(es) of one group; the client follows the\n"
+            "                      leader (default $SHALE_ADDR or %s)\n"
             "  --timeout MS        per-request deadline in ms (default 5000)\n"
             "  --cluster-id ID     refuse a server of another cluster\n"
             "  --json              machine-readable output\n"
@@ -283,7 +493,7 @@ static void usage(FILE *f)
     fprintf(f, "\n"
                "exit status:\n"
                "  0  ok\n"
-               "  1  key not found (get, del) or CAS failed\n"
+               "  1  key not found (get, del), CAS failed, or (status) a member is down\n"
                "  2  usage error\n"
                "  3  server or connection error (message on stderr)\n");
 }
@@ -382,7 +592,16 @@ static int parse(int argc, char **argv, cmd_t *cmd)
             continue;
         }
         if (v == NULL) {
-            v = find_verb(a);
+            /* Two-word verbs ("member add") first. */
+            if (i + 1 < argc) {
+                char two[64];
+                snprintf(two, sizeof(two), "%s %s", a, argv[i + 1]);
+                v = find_verb(two);
+                if (v != NULL)
+                    i++;
+            }
+            if (v == NULL)
+                v = find_verb(a);
             if (v == NULL)
                 return usage_error("unknown verb '%s'", a);
             cmd->verb = v;

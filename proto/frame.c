@@ -29,6 +29,10 @@ static const char *const type_names[SHALE_MSG_MAX_ + 1] = {
     [SHALE_MSG_MPUT_RESP] = "MPUT_RESP",
     [SHALE_MSG_STATUS_REQ] = "STATUS",
     [SHALE_MSG_STATUS_RESP] = "STATUS_RESP",
+    [SHALE_MSG_MEMBER_ADD_REQ] = "MEMBER_ADD",
+    [SHALE_MSG_ADMIN_RESP] = "ADMIN_RESP",
+    [SHALE_MSG_MEMBER_REMOVE_REQ] = "MEMBER_REMOVE",
+    [SHALE_MSG_LEADER_TRANSFER_REQ] = "LEADER_TRANSFER",
 };
 
 const char *frame_type_name(uint16_t type)

@@ -43,6 +43,10 @@ enum shale_msg_type {
     SHALE_MSG_MPUT_RESP = 21,
     SHALE_MSG_STATUS_REQ = 30,
     SHALE_MSG_STATUS_RESP = 31,
+    SHALE_MSG_MEMBER_ADD_REQ = 60,
+    SHALE_MSG_ADMIN_RESP = 61,
+    SHALE_MSG_MEMBER_REMOVE_REQ = 62,
+    SHALE_MSG_LEADER_TRANSFER_REQ = 64,
     /* 40..59 router, 60..79 admin / meta, 80..99 migration: reserved. */
     SHALE_MSG_MAX_ = 127
 };

@@ -25,6 +25,10 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_MPUT_RESP: return &shale__mput_response__descriptor;
     case SHALE_MSG_STATUS_REQ: return &shale__status_request__descriptor;
     case SHALE_MSG_STATUS_RESP: return &shale__status_response__descriptor;
+    case SHALE_MSG_MEMBER_ADD_REQ: return &shale__member_add_request__descriptor;
+    case SHALE_MSG_ADMIN_RESP: return &shale__admin_response__descriptor;
+    case SHALE_MSG_MEMBER_REMOVE_REQ: return &shale__member_remove_request__descriptor;
+    case SHALE_MSG_LEADER_TRANSFER_REQ: return &shale__leader_transfer_request__descriptor;
     default: return NULL;
     }
 }

@@ -44,6 +44,8 @@ static const setting_t settings[] = {
     {"max-pending", K_U64, offsetof(shaled_config_t, max_pending), 0, "queued mutations before OVERLOADED (default 100000)"},
     {"conn-max-inflight", K_U64, offsetof(shaled_config_t, conn_max_inflight), 0, "requests in flight per connection before reading pauses (default 4096)"},
     {"session-ttl-s", K_U64, offsetof(shaled_config_t, session_ttl_s), 0, "forget idle client sessions after this many seconds (default 3600)"},
+    STR("initial-cluster", initial_cluster, "founding voters ID=RAFT_ADDR/CLIENT_ADDR,... (same on each; default: this node alone); 'none' joins an existing group"),
+    {"tick-ms", K_U64, offsetof(shaled_config_t, tick_ms), 0, "leader appends a freshness tick when idle this long; bounds STALE reads (default 100)"},
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -70,6 +72,7 @@ void shaled_config_defaults(shaled_config_t *c)
     c->max_pending = 100000;
     c->conn_max_inflight = 4096;
     c->session_ttl_s = 3600;
+    c->tick_ms = 100;
 }
 
 void shaled_config_usage(const char *prog)
@@ -318,6 +321,10 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->block_cache_mb > (1u << 20)) {
         snprintf(err, errlen, "block-cache-mb must be <= 1048576");
+        return -1;
+    }
+    if (c->tick_ms == 0 || c->tick_ms > 60000) {
+        snprintf(err, errlen, "tick-ms must be in 1..60000");
         return -1;
     }
     if (c->segment_mb == 0 || c->segment_mb > 1024) {

@@ -30,6 +30,8 @@ typedef struct shaled_config {
     uint64_t max_pending;       /* queued mutations before OVERLOADED */
     uint64_t conn_max_inflight; /* per connection, before reads pause */
     uint64_t session_ttl_s;
+    char initial_cluster[2048]; /* "" self | "none" join | ID=RAFT/CLIENT,... */
+    uint64_t tick_ms;           /* leader freshness tick for STALE reads */
     char log_level[16];
     char config_file[512];
 } shaled_config_t;

@@ -57,12 +57,29 @@ void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp)
 
 const char *shaled_leader_hint(shaled_t *s)
 {
-    /* Raft knows leaders by raft address; the map from raft address to
-     * client address arrives with the replicated group. Until then the only
-     * leader a node can name is itself. */
-    if (raft_node_is_leader(s))
-        return s->cfg.listen;
-    return "";
+    /* Raft knows the leader by id and raft address; the replicated member
+     * table turns the id into the client address clients can use. A node
+     * stepping down still names itself here only while Raft says so. */
+    if (!s->raft_inited || s->raft_closed)
+        return "";
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&s->raft, &lid, &laddr);
+    if (lid == 0)
+        return "";
+    if (lid == s->cfg.id)
+        return raft_node_is_leader(s) ? s->cfg.listen : "";
+    const Shale__Member *m = members_find(s, lid);
+    return m != NULL ? m->client_addr : "";
+}
+
+/* How old this node's state may be (ms), or UINT64_MAX when unknown. */
+static uint64_t staleness_ms(shaled_t *s)
+{
+    if (s->applied_leader_ms == 0)
+        return UINT64_MAX;
+    uint64_t now = shaled_now_ms();
+    return now > s->applied_leader_ms ? now - s->applied_leader_ms : 0;
 }
 
 static int check_key(shaled_t *s, const ProtobufCBinaryData *k, char *msg,
@@ -228,9 +245,38 @@ static void reply_status(shaled_t *s, sreq_t *r)
     st.has_keys_estimate = 1;
     st.keys_estimate = store_estimate_keys(s->store);
     st.cluster_id = s->cfg.cluster_id;
+    st.has_leader_id = 1;
+    st.leader_id = lid;
+    st.has_last_index = 1;
+    st.last_index = raft_last_index(&s->raft);
+    uint64_t age = staleness_ms(s);
+    st.has_staleness_ms = age != UINT64_MAX;
+    st.staleness_ms = age;
+    if (lid != 0 && lid != s->cfg.id) {
+        const Shale__Member *m = members_find(s, lid);
+        if (m != NULL)
+            st.leader = m->client_addr;
+    } else if (lid == s->cfg.id) {
+        st.leader = s->cfg.listen;
+    }
+    /* Standbys report "replica" (role in the configuration, not state). */
+    for (unsigned i = 0; i < s->raft.configuration.n; i++)
+        if (s->raft.configuration.servers[i].id == s->cfg.id &&
+            s->raft.configuration.servers[i].role != RAFT_VOTER)
+            st.role = (char *)(s->raft.configuration.servers[i].role == RAFT_STANDBY
+                                   ? "replica" : "spare");
+    if (s->members != NULL) {
+        st.n_members = s->members->n_members;
+        st.members = s->members->members;
+    }
     sreq_reply(r, SHALE_MSG_STATUS_RESP, &st.base);
 }
 
+static int is_admin(uint16_t t)
+{
+    return t == SHALE_MSG_MEMBER_ADD_REQ || t == SHALE_MSG_MEMBER_REMOVE_REQ ||
+           t == SHALE_MSG_LEADER_TRANSFER_REQ;
+}
 static int is_read(uint16_t t) { return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_MGET_REQ; }
 static int is_write(uint16_t t)
 {
@@ -261,7 +307,8 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     r->received_us = shaled_now_us();
     char msg[STORE_ERRLEN + 64];
 
-    if (!is_read(type) && !is_write(type) && type != SHALE_MSG_STATUS_REQ) {
+    if (!is_read(type) && !is_write(type) && !is_admin(type) &&
+        type != SHALE_MSG_STATUS_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
         sreq_fail(r, SHALE_EPROTO, msg);
@@ -286,6 +333,13 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
         sreq_fail(r, SHALE_ESTORAGE, msg);
         return;
     }
+    if (is_admin(type)) {
+        if (!raft_node_is_leader(s))
+            sreq_fail(r, SHALE_ENOTLEADER, "membership changes go to the leader");
+        else
+            admin_start(s, r);
+        return;
+    }
     int rv = validate(s, r, msg, sizeof(msg));
     if (rv != 0) {
         sreq_fail(r, rv, msg);
@@ -298,19 +352,34 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
         const Shale__ReadOptions *ro = read_opts(r);
         int stale = ro != NULL && ro->has_consistency &&
                     ro->consistency == SHALE__CONSISTENCY__STALE;
-        if (!raft_node_is_leader(s)) {
-            /* Followers cannot yet prove how stale they are: that proof
-             * arrives with replicated groups. */
-            if (stale)
-                sreq_fail(r, SHALE_ESTALE, "this node cannot prove its staleness bound");
-            else
-                sreq_fail(r, SHALE_ENOTLEADER, "not the leader");
+        if (stale) {
+            /* Any member answers if it can prove its state is no older
+             * than the bound: it has applied an entry the leader stamped
+             * at most max_staleness_ms ago (docs/consistency.md). Leader
+             * ticks keep that stamp fresh while the group is healthy. */
+            uint64_t age = staleness_ms(s);
+            uint64_t bound = ro->has_max_staleness_ms && ro->max_staleness_ms > 0
+                                 ? ro->max_staleness_ms : UINT64_MAX;
+            if (age == UINT64_MAX ||
+                (bound != UINT64_MAX && age > bound)) {
+                if (age == UINT64_MAX)
+                    snprintf(msg, sizeof(msg), "this node has not applied a leader "
+                             "entry since it started; its staleness is unknown");
+                else
+                    snprintf(msg, sizeof(msg), "this node's state may be %llu ms old, "
+                             "over the %llu ms bound", (unsigned long long)age,
+                             (unsigned long long)bound);
+                sreq_fail(r, SHALE_ESTALE, msg);
+                return;
+            }
+            reads_serve(s, r);
             return;
         }
-        if (stale)
-            reads_serve(s, r); /* the leader's applied state is current */
-        else
-            reads_enqueue(s, r);
+        if (!raft_node_is_leader(s)) {
+            sreq_fail(r, SHALE_ENOTLEADER, "not the leader");
+            return;
+        }
+        reads_enqueue(s, r);
         return;
     }
     if (!raft_node_is_leader(s)) {

@@ -140,6 +140,7 @@ static int propose_cmd(shaled_t *s, Shale__Command *cmd, sreq_t **reqs,
     }
     q_push(&s->inflight, &b->link);
     s->ninflight++;
+    s->last_proposal_ms = shaled_now_ms();
     return 0;
 fail:
     for (size_t i = 0; i < n; i++)
@@ -335,6 +336,26 @@ static void session_sweep(uv_timer_t *t)
     uint64_t ttl = s->cfg.session_ttl_s * 1000;
     cmd.expire_sessions_before_ms = cmd.timestamp_ms > ttl ? cmd.timestamp_ms - ttl : 0;
     propose_cmd(s, &cmd, NULL, 0);
+}
+
+int propose_tick(shaled_t *s)
+{
+    if (s->stopping || s->storage_failed || !raft_node_is_leader(s) ||
+        s->ninflight >= s->cfg.inflight_entries)
+        return 0;
+    Shale__Command cmd = SHALE__COMMAND__INIT;
+    cmd.timestamp_ms = shaled_now_ms();
+    return propose_cmd(s, &cmd, NULL, 0);
+}
+
+int propose_members(shaled_t *s, const Shale__MemberTable *t)
+{
+    if (!raft_node_is_leader(s))
+        return SHALE_ENOTLEADER;
+    Shale__Command cmd = SHALE__COMMAND__INIT;
+    cmd.timestamp_ms = shaled_now_ms();
+    cmd.members = (Shale__MemberTable *)t;
+    return propose_cmd(s, &cmd, NULL, 0);
 }
 
 int propose_start(shaled_t *s)

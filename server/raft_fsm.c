@@ -184,6 +184,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         if (rv == 0 && expired > 0)
             log_info("expired idle client sessions", " count=%llu",
                      (unsigned long long)expired);
+    } else if (nreq == 0 && cmd->members != NULL) {
+        rv = members_set(s, index, cmd->members, err);
+        if (rv == 0)
+            log_info("member table changed", " index=%llu members=%zu",
+                     (unsigned long long)index, cmd->members->n_members);
     } else if (nreq == 0) {
         rv = store_apply_noop(s->store, index, err);
     } else {
@@ -197,6 +202,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     s->applied_entries++;
     s->applied_mutations += nreq;
+    /* Freshness for STALE reads: this node now holds everything the
+     * proposing leader had committed when it stamped this entry. */
+    if (cmd->timestamp_ms > s->applied_leader_ms)
+        s->applied_leader_ms = cmd->timestamp_ms;
     if (!skipped && cmd->has_proposer_id && cmd->proposer_id == s->cfg.id &&
         cmd->has_proposer_boot && cmd->proposer_boot == s->boot_nonce)
         propose_deliver(s, cmd->proposal_seq, reqs, nreq, cmd);

@@ -20,7 +20,8 @@ int raft_node_is_leader(shaled_t *s)
     return s->raft_inited && !s->raft_closed && raft_state(&s->raft) == RAFT_LEADER;
 }
 
-int raft_node_start(shaled_t *s, char *err, size_t errlen)
+int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
+                    size_t errlen)
 {
     int rv;
     if (mkdir(s->raft_dir, 0755) != 0 && errno != EEXIST) {
@@ -56,17 +57,24 @@ int raft_node_start(shaled_t *s, char *err, size_t errlen)
     raft_set_snapshot_threshold(&s->raft, (unsigned)s->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&s->raft, (unsigned)s->cfg.snapshot_trailing);
 
-    /* A new data directory starts a one-voter group made of this node.
-     * An existing one already holds its configuration. */
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    rv = raft_configuration_add(&conf, s->cfg.id, s->cfg.raft, RAFT_VOTER);
-    if (rv == 0)
-        rv = raft_bootstrap(&s->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
-        snprintf(err, errlen, "raft bootstrap: %s", raft_strerror(rv));
-        return -1;
+    /* A new data directory bootstraps the founding voters (every founding
+     * member is given the same list; raft_bootstrap is a no-op on a log
+     * that already has a configuration). A joining node (seed NULL)
+     * bootstraps nothing and waits for the leader to add it. */
+    if (seed != NULL) {
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        rv = 0;
+        for (size_t i = 0; i < seed->n_members && rv == 0; i++)
+            rv = raft_configuration_add(&conf, seed->members[i]->id,
+                                        seed->members[i]->raft_addr, RAFT_VOTER);
+        if (rv == 0)
+            rv = raft_bootstrap(&s->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rv != 0 && rv != RAFT_CANTBOOTSTRAP) {
+            snprintf(err, errlen, "raft bootstrap: %s", raft_strerror(rv));
+            return -1;
+        }
     }
     rv = raft_start(&s->raft);
     if (rv != 0) {

@@ -95,6 +95,13 @@ struct shaled {
     uint64_t boot_nonce;  /* random per process start (Command.proposer_boot) */
     uv_timer_t session_timer;
 
+    /* group membership (members.c, admin.c) */
+    Shale__MemberTable *members; /* replicated table; NULL until known */
+    struct admin_op *admin;      /* the membership change in progress */
+    uint64_t applied_leader_ms;  /* newest leader timestamp applied here */
+    uint64_t last_proposal_ms;   /* when this leader last proposed an entry */
+    uv_timer_t tick_timer;       /* leader: freshness ticks for STALE reads */
+
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
     struct rd_barrier *barrier; /* in flight, or NULL */
@@ -159,6 +166,10 @@ void propose_deliver(shaled_t *s, uint64_t proposal_seq,
                      store_request_t *reqs, size_t n,
                      const Shale__Command *cmd);
 void propose_fail_all(shaled_t *s, int code, const char *msg);
+/* An entry with no mutations: a leader timestamp for STALE-read freshness. */
+int propose_tick(shaled_t *s);
+/* An entry replacing the member table (admin.c). */
+int propose_members(shaled_t *s, const Shale__MemberTable *t);
 int propose_start(shaled_t *s);
 void propose_stop(shaled_t *s);
 
@@ -177,10 +188,34 @@ void reads_fail_all(shaled_t *s, int code, const char *msg);
 void reads_serve(shaled_t *s, sreq_t *r);
 
 /* raft_node.c */
-int raft_node_start(shaled_t *s, char *err, size_t errlen);
+/* seed: founding voters to bootstrap on an empty log; NULL when joining. */
+int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
+                    size_t errlen);
 void raft_node_close(shaled_t *s, raft_close_cb cb);
 void raft_node_release(shaled_t *s);
 int raft_node_is_leader(shaled_t *s);
+
+/* members.c */
+/* Parse --initial-cluster "ID=RAFT/CLIENT,..." into a table (*out malloc'd,
+ * shale__member_table__free_unpacked). */
+int members_parse_list(const char *spec, Shale__MemberTable **out, char *err,
+                       size_t errlen);
+/* Load the stored table; when there is none, store seed (may be NULL). */
+int members_load(shaled_t *s, const Shale__MemberTable *seed, char *err);
+/* Replace the table (FSM apply of Command.members, or the bootstrap seed at
+ * index 0), atomically with the applied index. */
+int members_set(shaled_t *s, uint64_t index, const Shale__MemberTable *t,
+                char *err);
+const Shale__Member *members_find(const shaled_t *s, uint64_t id);
+/* A fresh copy of the table with add inserted/replaced and remove_id gone. */
+Shale__MemberTable *members_with(const shaled_t *s, const Shale__Member *add,
+                                 uint64_t remove_id);
+void members_free(shaled_t *s);
+
+/* admin.c: membership changes and leadership transfer, one at a time. */
+void admin_start(shaled_t *s, sreq_t *r);
+void admin_poll(shaled_t *s);
+void admin_fail_all(shaled_t *s, int code, const char *msg);
 
 /* shaled.c */
 void shaled_stop(shaled_t *s, int exit_code);

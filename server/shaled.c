@@ -34,6 +34,7 @@ static void on_flush(uv_check_t *h)
 {
     shaled_t *s = h->data;
     conn_resume_all(s);
+    admin_poll(s);
     propose_flush(s);
     reads_flush(s);
     conn_flush_all(s);
@@ -53,8 +54,10 @@ static void on_raft_closed(struct raft *r)
     if (s->store != NULL && !s->storage_failed && store_sync(s->store, err) != 0)
         log_warn("final storage sync failed", " err=\"%s\"", err);
     /* Answers produced while Raft closed are flushed, then handles close. */
+    admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     conn_flush_all(s);
     close_handle((uv_handle_t *)&s->flush);
+    close_handle((uv_handle_t *)&s->tick_timer);
     close_handle((uv_handle_t *)&s->stop_timer);
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
@@ -101,6 +104,8 @@ void shaled_stop(shaled_t *s, int exit_code)
     s->exit_code = exit_code;
     log_info("shutting down", " exit_code=%d", exit_code);
     propose_stop(s);
+    uv_timer_stop(&s->tick_timer);
+    admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     reads_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     conn_close_all(s);
     /* raft_close must not run inside a Raft callback (FACTS.md). */
@@ -132,6 +137,56 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     log_info("signal received", " signal=%d", signum);
     shaled_stop(s, 0);
+}
+
+/* Leader: when nothing was proposed for tick-ms, append an empty entry so
+ * followers and replicas can prove how fresh their state is. */
+static void on_tick(uv_timer_t *t)
+{
+    shaled_t *s = t->data;
+    if (s->stopping || !raft_node_is_leader(s))
+        return;
+    if (shaled_now_ms() - s->last_proposal_ms >= s->cfg.tick_ms)
+        propose_tick(s);
+}
+
+/* The founding voters to bootstrap (NULL when joining), as a table. */
+static int initial_members(shaled_t *s, Shale__MemberTable **out, char *err,
+                           size_t errlen)
+{
+    *out = NULL;
+    if (strcmp(s->cfg.initial_cluster, "none") == 0)
+        return 0;
+    char self[400];
+    const char *spec = s->cfg.initial_cluster;
+    if (spec[0] == '\0') {
+        snprintf(self, sizeof(self), "%llu=%s/%s", (unsigned long long)s->cfg.id,
+                 s->cfg.raft, s->cfg.listen);
+        spec = self;
+    }
+    if (members_parse_list(spec, out, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < (*out)->n_members; i++) {
+        const Shale__Member *m = (*out)->members[i];
+        if (m->id != s->cfg.id)
+            continue;
+        if (strcmp(m->raft_addr, s->cfg.raft) != 0 ||
+            strcmp(m->client_addr, s->cfg.listen) != 0) {
+            snprintf(err, errlen, "initial-cluster names node %llu at %s/%s but this "
+                     "node has --raft %s --listen %s", (unsigned long long)m->id,
+                     m->raft_addr, m->client_addr, s->cfg.raft, s->cfg.listen);
+            shale__member_table__free_unpacked(*out, NULL);
+            *out = NULL;
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(err, errlen, "initial-cluster does not name this node (--id %llu); "
+             "use --initial-cluster none to join an existing group",
+             (unsigned long long)s->cfg.id);
+    shale__member_table__free_unpacked(*out, NULL);
+    *out = NULL;
+    return -1;
 }
 
 static int make_dirs(shaled_t *s, char *err, size_t errlen)
@@ -172,6 +227,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(log_parse_level(s->cfg.log_level));
+    Shale__MemberTable *seed = NULL;
+    if (initial_members(s, &seed, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        return 2;
+    }
     if (make_dirs(s, err, sizeof(err)) != 0) {
         fprintf(stderr, "shaled: %s\n", err);
         return 1;
@@ -183,6 +243,15 @@ int main(int argc, char **argv)
     char serr[STORE_ERRLEN];
     if (store_open(s->db_dir, &so, &s->store, serr) != 0) {
         fprintf(stderr, "shaled: cannot open storage in %s: %s\n", s->db_dir, serr);
+        if (seed != NULL)
+            shale__member_table__free_unpacked(seed, NULL);
+        return 1;
+    }
+    if (members_load(s, seed, serr) != 0) {
+        fprintf(stderr, "shaled: cannot load the member table: %s\n", serr);
+        if (seed != NULL)
+            shale__member_table__free_unpacked(seed, NULL);
+        store_close(s->store);
         return 1;
     }
 
@@ -198,12 +267,18 @@ int main(int argc, char **argv)
     s->flush.data = s;
     uv_check_start(&s->flush, on_flush);
     propose_start(s);
+    uv_timer_init(s->loop, &s->tick_timer);
+    s->tick_timer.data = s;
+    uv_timer_start(&s->tick_timer, on_tick, s->cfg.tick_ms, s->cfg.tick_ms);
     init_signal(s, &s->sigterm, SIGTERM);
     init_signal(s, &s->sigint, SIGINT);
     init_signal(s, &s->sigusr1, SIGUSR1);
 
     int failed = 0;
-    if (raft_node_start(s, err, sizeof(err)) != 0) {
+    int raft_rv = raft_node_start(s, seed, err, sizeof(err));
+    if (seed != NULL)
+        shale__member_table__free_unpacked(seed, NULL);
+    if (raft_rv != 0) {
         log_error("cannot start raft", " err=\"%s\"", err);
         failed = 1;
     } else if (conn_listen(s, err, sizeof(err)) != 0) {
@@ -224,6 +299,7 @@ int main(int argc, char **argv)
     /* Handles closed by raft_uv_close may need a last turn. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     store_close(s->store);
+    members_free(s);
     int lrv = uv_loop_close(s->loop);
     if (lrv != 0)
         log_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

@@ -875,6 +875,69 @@ int store_apply_noop(store_t *s, uint64_t index, char *err)
     return write_plain(s, wb, index, "apply noop", err);
 }
 
+/* Named metadata: [0xFFFF]['m']['u'][name]. The 'u' keeps user metadata
+ * apart from the applied-index key ("applied" follows 'm' directly). */
+#define META_NAME_MAX 64
+
+static size_t meta_key(uint8_t *k, const char *name)
+{
+    size_t n = strlen(name);
+    k[0] = 0xFF;
+    k[1] = 0xFF;
+    k[2] = TAG_META;
+    k[3] = 'u';
+    memcpy(k + 4, name, n);
+    return 4 + n;
+}
+
+int store_apply_meta(store_t *s, uint64_t index, const char *name,
+                     const uint8_t *val, size_t len, char *err)
+{
+    uint8_t k[4 + META_NAME_MAX];
+    if (s == NULL || name == NULL || strlen(name) == 0 ||
+        strlen(name) > META_NAME_MAX) {
+        set_err(err, "store_apply_meta: bad arguments");
+        return SHALE_EINVAL;
+    }
+    if (index != 0 && index <= s->applied)
+        return SHALE_OK; /* replay of an applied entry */
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (wb == NULL) {
+        set_err(err, "store_apply_meta: out of memory");
+        return SHALE_ENOMEM;
+    }
+    size_t kl = meta_key(k, name);
+    if (val == NULL)
+        rocksdb_writebatch_delete(wb, (const char *)k, kl);
+    else
+        rocksdb_writebatch_put(wb, (const char *)k, kl, (const char *)val, len);
+    return write_plain(s, wb, index, "apply meta", err);
+}
+
+int store_get_meta(store_t *s, const char *name, uint8_t **val, size_t *len,
+                   char *err)
+{
+    uint8_t k[4 + META_NAME_MAX];
+    char *rerr = NULL;
+    size_t vlen = 0;
+    *val = NULL;
+    *len = 0;
+    if (s == NULL || name == NULL || strlen(name) == 0 ||
+        strlen(name) > META_NAME_MAX) {
+        set_err(err, "store_get_meta: bad arguments");
+        return SHALE_EINVAL;
+    }
+    size_t kl = meta_key(k, name);
+    char *v = rocksdb_get(s->db, s->ropts, (const char *)k, kl, &vlen, &rerr);
+    if (rerr != NULL)
+        return rdb_fail(err, rerr, "get meta");
+    if (v == NULL)
+        return SHALE_ENOTFOUND;
+    *val = (uint8_t *)v; /* rocksdb_get's buffer is malloc'd: free() it */
+    *len = vlen;
+    return SHALE_OK;
+}
+
 /* Seek position [slot]['c'], the first header of a slot. */
 static void seek_headers(rocksdb_iterator_t *it, uint16_t slot)
 {

@@ -148,6 +148,15 @@ int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
  * configuration changes). Same no-op rule as store_apply. */
 int store_apply_noop(store_t *s, uint64_t index, char *err);
 
+/* Named metadata (replicated group state such as the member table), written
+ * atomically with the applied index like any mutation; index 0 writes
+ * without touching it. val NULL deletes. Names are 1..64 bytes. */
+int store_apply_meta(store_t *s, uint64_t index, const char *name,
+                     const uint8_t *val, size_t len, char *err);
+/* *val is malloc'd (caller frees); SHALE_ENOTFOUND when absent. */
+int store_get_meta(store_t *s, const char *name, uint8_t **val, size_t *len,
+                   char *err);
+
 /* Delete the session state (headers and results) of every client whose last
  * activity is before cutoff_ms, in one batch that records `index`. *expired
  * (may be NULL) gets the number of clients dropped. Same no-op rule as

@@ -158,13 +158,14 @@ static int recv_all(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
-/* One raw round trip: HELLO then STATUS; returns 1 if role is leader. */
-static int probe_leader(const th_node_t *n)
+/* One raw round trip: HELLO then STATUS. *out is unpacked (free with
+ * shale__status_response__free_unpacked). Returns 0 or -1. */
+int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
 {
+    *out = NULL;
     int fd = th_raw_connect(n->host, n->port, 1000);
     if (fd < 0)
-        return 0;
-    int ok = 0;
+        return -1;
     Shale__Hello h = SHALE__HELLO__INIT;
     h.protocol_version = SHALE_PROTOCOL_VERSION;
     h.peer_kind = SHALE__PEER_KIND__PEER_ADMIN;
@@ -184,20 +185,24 @@ static int probe_leader(const th_node_t *n)
                 free(p);
                 break;
             }
-            if (fh.type == SHALE_MSG_STATUS_RESP) {
-                Shale__StatusResponse *st =
-                    shale__status_response__unpack(NULL, fh.len, p);
-                if (st != NULL) {
-                    ok = st->role != NULL && strcmp(st->role, "leader") == 0;
-                    shale__status_response__free_unpacked(st, NULL);
-                }
-            }
+            if (fh.type == SHALE_MSG_STATUS_RESP)
+                *out = shale__status_response__unpack(NULL, fh.len, p);
             free(p);
         }
     }
     free(f1);
     free(f2);
     close(fd);
+    return *out != NULL ? 0 : -1;
+}
+
+static int probe_leader(const th_node_t *n)
+{
+    Shale__StatusResponse *st;
+    if (th_node_status(n, &st) != 0)
+        return 0;
+    int ok = st->role != NULL && strcmp(st->role, "leader") == 0;
+    shale__status_response__free_unpacked(st, NULL);
     return ok;
 }
 
@@ -339,4 +344,116 @@ int th_raw_connect_hello(const char *host, int port, const char *cluster)
         return -1;
     }
     return fd;
+}
+
+/* ---- Groups ----------------------------------------------------------------*/
+
+void th_group_init(th_group_t *g, int n, int first_host, const char *base)
+{
+    memset(g, 0, sizeof(*g));
+    g->n = n;
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "127.0.0.%d", first_host + i);
+        th_node_init(&g->nodes[i], (uint64_t)i + 1, host, base);
+        at += snprintf(g->initial + at, sizeof(g->initial) - (size_t)at, "%s%d=%s:%d/%s",
+                       i ? "," : "", i + 1, host, g->nodes[i].raft_port, g->nodes[i].addr);
+    }
+    th_group_addrs(g, g->addrs, sizeof(g->addrs), -1);
+}
+
+void th_group_addrs(const th_group_t *g, char *buf, size_t len, int skip)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < g->n; i++) {
+        if (i == skip)
+            continue;
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? "," : "", g->nodes[i].addr);
+    }
+}
+
+int th_group_start_node(th_group_t *g, int i, const char *const *extra)
+{
+    const char *argv[40] = {"--initial-cluster", g->initial, "--election-timeout-ms", "400",
+                            "--heartbeat-ms", "50"};
+    int argc = 6;
+    for (int j = 0; extra != NULL && extra[j] != NULL && argc < 38; j++)
+        argv[argc++] = extra[j];
+    argv[argc] = NULL;
+    return th_node_start(&g->nodes[i], argv);
+}
+
+int th_group_start(th_group_t *g, const char *const *extra)
+{
+    for (int i = 0; i < g->n; i++)
+        if (th_group_start_node(g, i, extra) != 0)
+            return -1;
+    return 0;
+}
+
+int th_group_wait_leader(th_group_t *g, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        for (int i = 0; i < g->n; i++) {
+            th_node_t *n = &g->nodes[i];
+            int st;
+            if (n->pid <= 0)
+                continue;
+            if (waitpid(n->pid, &st, WNOHANG) == n->pid) {
+                fprintf(stderr, "harness: node %llu exited (status %d)\n",
+                        (unsigned long long)n->id, st);
+                n->pid = 0;
+                continue;
+            }
+            if (probe_leader(n))
+                return i;
+        }
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+uint64_t th_node_applied(const th_node_t *n)
+{
+    Shale__StatusResponse *st;
+    if (n->pid <= 0 || th_node_status(n, &st) != 0)
+        return 0;
+    uint64_t a = st->applied_index;
+    shale__status_response__free_unpacked(st, NULL);
+    return a;
+}
+
+int th_node_wait_applied(const th_node_t *n, uint64_t index, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        if (th_node_applied(n) >= index)
+            return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+int th_node_wait_up(const th_node_t *n, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (now_ms() < end) {
+        Shale__StatusResponse *st;
+        if (n->pid > 0 && th_node_status(n, &st) == 0) {
+            shale__status_response__free_unpacked(st, NULL);
+            return 0;
+        }
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+void th_group_stop_all(th_group_t *g)
+{
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].pid > 0)
+            th_node_stop(&g->nodes[i], SIGTERM);
 }

@@ -50,6 +50,38 @@ int th_node_stop(th_node_t *n, int sig);
 /* Print the tail of the node's log to stderr (for failures). */
 void th_node_dump_log(const th_node_t *n);
 
+/* HELLO + STATUS over the raw protocol. *out: free with
+ * shale__status_response__free_unpacked. 0 or -1. */
+struct Shale__StatusResponse;
+int th_node_status(const th_node_t *n, struct Shale__StatusResponse **out);
+/* Applied index the node reports (0 when it does not answer). */
+uint64_t th_node_applied(const th_node_t *n);
+/* Poll until the node answers STATUS (any role). 0 or -1. */
+int th_node_wait_up(const th_node_t *n, int timeout_ms);
+/* Poll until the node reports applied >= index. 0 or -1 on timeout. */
+int th_node_wait_applied(const th_node_t *n, uint64_t index, int timeout_ms);
+
+/* ---- Shard groups: n nodes on 127.0.0.first_host .. first_host+n-1 -------*/
+
+typedef struct th_group {
+    int n;
+    th_node_t nodes[8];
+    char initial[2048]; /* --initial-cluster value */
+    char addrs[1024];   /* every client address, comma separated */
+} th_group_t;
+
+void th_group_init(th_group_t *g, int n, int first_host, const char *base);
+/* Client addresses of every node but skip (-1: all). */
+void th_group_addrs(const th_group_t *g, char *buf, size_t len, int skip);
+/* Start node i as a founding voter (election timeout 400 ms, heartbeat
+ * 50 ms) with extra flags. */
+int th_group_start_node(th_group_t *g, int i, const char *const *extra);
+int th_group_start(th_group_t *g, const char *const *extra);
+/* Index of a node that reports itself leader, or -1 after timeout_ms. */
+int th_group_wait_leader(th_group_t *g, int timeout_ms);
+/* SIGTERM every running node. */
+void th_group_stop_all(th_group_t *g);
+
 /* ---- Raw protocol client (blocking socket, the real frame codec) ---------
  * For tests that must control exact bytes: pipelining, garbage, HELLO. */
 
