@@ -33,11 +33,17 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
         return -1;
     }
+    if (raft_tcp_wrap(s) != 0) {
+        snprintf(err, errlen, "raft transport: out of memory");
+        raft_uv_tcp_close(&s->transport);
+        return -1;
+    }
     rv = raft_uv_init(&s->io, s->loop, s->raft_dir, &s->transport);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in %s: %s", s->raft_dir,
                  s->io.errmsg[0] ? s->io.errmsg : raft_strerror(rv));
         raft_uv_tcp_close(&s->transport);
+        raft_tcp_unwrap(s);
         return -1;
     }
     raft_uv_set_auto_recovery(&s->io, false);
@@ -49,6 +55,7 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
                  raft_strerror(rv), raft_errmsg(&s->raft));
         raft_uv_close(&s->io);
         raft_uv_tcp_close(&s->transport);
+        raft_tcp_unwrap(s);
         return -1;
     }
     s->raft_inited = 1;
@@ -114,5 +121,6 @@ void raft_node_release(shaled_t *s)
         return;
     raft_uv_close(&s->io);
     raft_uv_tcp_close(&s->transport);
+    raft_tcp_unwrap(s);
     s->raft_inited = 0;
 }

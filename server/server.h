@@ -72,6 +72,7 @@ struct shaled {
     struct raft raft;
     struct raft_io io;
     struct raft_uv_transport transport;
+    struct tcp_wrap *transport_wrap; /* raft_tcp.c: TCP_NODELAY on peers */
     struct raft_fsm fsm;
     int raft_inited;
     int raft_closed;
@@ -194,6 +195,11 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
 void raft_node_close(shaled_t *s, raft_close_cb cb);
 void raft_node_release(shaled_t *s);
 int raft_node_is_leader(shaled_t *s);
+
+/* raft_tcp.c: TCP_NODELAY on every Raft connection (wraps the transport's
+ * listen/connect; call after raft_uv_tcp_init, unwrap after it is closed). */
+int raft_tcp_wrap(shaled_t *s);
+void raft_tcp_unwrap(shaled_t *s);
 
 /* members.c */
 /* Parse --initial-cluster "ID=RAFT/CLIENT,..." into a table (*out malloc'd,
