@@ -1,72 +1,114 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, build, start a local Shale node
-# and show it serving (a PUT and a GET through libshale via shalectl).
+# README command 1: install what is missing, build, start a local Shale shard
+# group and show it serving.
 #
-#   bash scripts/cluster.sh            # start, show the round trip, serve until Ctrl-C
-#   bash scripts/cluster.sh --detach   # start, show, leave it running (stop: kill PID)
+#   bash scripts/cluster.sh            # start, show it serving, run until Ctrl-C
+#   bash scripts/cluster.sh --detach   # start, show, leave it running
+#   bash scripts/cluster.sh --stop     # stop a detached cluster and delete its data
 #
-# Today a cluster is one single-voter shard group on 127.0.0.1; the meta group,
-# more shard groups and the router join this script as they land.
-# Data lives under run/ (SHALE_RUN_DIR to change); it survives restarts.
+# Today the local cluster is one shard group: three voters on 127.0.0.1-3
+# and one read replica on 127.0.0.4 (client ports 7001-7004, Raft ports
+# 7101-7104). The meta group, more shard groups and the router join this
+# script as they land. Data lives under run/ (SHALE_RUN_DIR to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-detach=0
-[ "${1:-}" = "--detach" ] && detach=1
+mode=run
+case "${1:-}" in
+  --detach) mode=detach ;;
+  --stop) mode=stop ;;
+  "") ;;
+  *) echo "usage: bash scripts/cluster.sh [--detach | --stop]" >&2; exit 2 ;;
+esac
+
+RUN="${SHALE_RUN_DIR:-$PWD/run}"
+VOTERS=3
+NODES=4 # the 4th joins as a read replica
+
+pid_of() { cat "$RUN/node$1.pid" 2>/dev/null || true; }
+alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+stop_all() {
+  for i in $(seq 1 $NODES); do
+    if alive "$i"; then
+      local p
+      p=$(pid_of "$i")
+      kill -TERM "$p" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$RUN/node$i.pid"
+  done
+}
+
+if [ $mode = stop ]; then
+  stop_all
+  rm -rf "$RUN"
+  echo "stopped the local cluster and removed $RUN"
+  exit 0
+fi
 
 bash scripts/deps.sh
 bash scripts/build.sh build
-
-RUN="${SHALE_RUN_DIR:-$PWD/run}"
-PORT="${SHALE_PORT:-7001}"
-RAFT_PORT="${SHALE_RAFT_PORT:-7101}"
-ADDR="127.0.0.1:$PORT"
 mkdir -p "$RUN"
 
-if [ -f "$RUN/node1.pid" ] && kill -0 "$(cat "$RUN/node1.pid")" 2>/dev/null; then
-  echo "a node started by this script is already running (pid $(cat "$RUN/node1.pid"))"
-else
-  # Own session: the node outlives this script (--detach) and a Ctrl-C
-  # reaches it only through stop(), which waits for a clean shutdown.
-  setsid ./build/server/shaled --id 1 --listen "$ADDR" --raft "127.0.0.1:$RAFT_PORT" \
-      --data "$RUN/node1" >>"$RUN/node1.log" 2>&1 &
-  echo $! >"$RUN/node1.pid"
-  echo "started shaled pid $(cat "$RUN/node1.pid") on $ADDR (log: $RUN/node1.log)"
-fi
-PID=$(cat "$RUN/node1.pid")
+client_addr() { echo "127.0.0.$1:$((7000 + $1))"; }
+raft_addr() { echo "127.0.0.$1:$((7100 + $1))"; }
+INITIAL=""
+for i in $(seq 1 $VOTERS); do
+  INITIAL="${INITIAL:+$INITIAL,}$i=$(raft_addr "$i")/$(client_addr "$i")"
+done
+ALL=""
+for i in $(seq 1 $NODES); do ALL="${ALL:+$ALL,}$(client_addr "$i")"; done
 
-stop() {
-  echo "stopping shaled pid $PID"
-  kill -TERM "$PID" 2>/dev/null || true
-  wait "$PID" 2>/dev/null || true
-  rm -f "$RUN/node1.pid"
+start_node() { # id initial-cluster
+  local i=$1
+  if alive "$i"; then
+    echo "node $i already running (pid $(pid_of "$i"))"
+    return
+  fi
+  # Own session: nodes outlive this script (--detach); Ctrl-C reaches them
+  # only through stop_all, which waits for a clean shutdown.
+  setsid ./build/server/shaled --id "$i" --listen "$(client_addr "$i")" \
+    --raft "$(raft_addr "$i")" --data "$RUN/node$i" --initial-cluster "$2" \
+    --election-timeout-ms 500 --heartbeat-ms 50 >>"$RUN/node$i.log" 2>&1 &
+  echo $! >"$RUN/node$i.pid"
 }
 
-CTL=(./build/cluster/shalectl --addr "$ADDR")
+for i in $(seq 1 $VOTERS); do start_node "$i" "$INITIAL"; done
+start_node $NODES none
+
+CTL=(./build/cluster/shalectl --addr "$ALL")
 ok=0
-for _ in $(seq 1 100); do
+for _ in $(seq 1 150); do
   if "${CTL[@]}" put greeting "hello from shale at $(date -u +%H:%M:%S)" >/dev/null 2>&1; then
     ok=1
     break
   fi
-  kill -0 "$PID" 2>/dev/null || break
   sleep 0.1
 done
 if [ $ok -ne 1 ]; then
-  echo "shaled did not come up; last log lines:"
-  tail -20 "$RUN/node1.log"
-  stop
+  echo "the group did not elect a leader; last log lines:"
+  for i in $(seq 1 $VOTERS); do tail -5 "$RUN/node$i.log"; done
+  stop_all
   exit 1
 fi
+# The read replica (idempotent: a restart finds it already a member).
+"${CTL[@]}" member add $NODES "$(raft_addr $NODES)" "$(client_addr $NODES)" --replica >/dev/null
 
-echo "\$ shalectl --addr $ADDR put greeting ..."
+echo "\$ shalectl --addr $ALL put greeting ..."
 "${CTL[@]}" put greeting "hello from shale at $(date -u +%H:%M:%S)"
-echo "\$ shalectl --addr $ADDR get greeting"
+echo "\$ shalectl --addr $ALL get greeting"
 "${CTL[@]}" get greeting
+sleep 1
+echo "\$ shalectl --addr $(client_addr $NODES) get greeting --stale 1000   # served by the read replica"
+./build/cluster/shalectl --addr "$(client_addr $NODES)" get greeting --stale 1000
+echo "\$ shalectl --addr $(client_addr 1) status"
+./build/cluster/shalectl --addr "$(client_addr 1)" status || true
 
-if [ $detach -eq 1 ]; then
-  echo "shaled keeps serving on $ADDR (pid $PID); stop it with: kill $PID"
+if [ $mode = detach ]; then
+  echo "the cluster keeps serving on $ALL"
+  echo "stop it and delete its data with: bash scripts/cluster.sh --stop"
   exit 0
 fi
-trap 'stop; exit 0' INT TERM
-echo "serving on $ADDR; press Ctrl-C to stop"
-wait "$PID"
+trap 'stop_all; exit 0' INT TERM
+echo "serving on $ALL; press Ctrl-C to stop (data stays in $RUN)"
+while alive 1 || alive 2 || alive 3; do sleep 1; done
