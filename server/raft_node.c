@@ -47,6 +47,7 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
         return -1;
     }
     raft_uv_set_auto_recovery(&s->io, false);
+    raft_disk_wrap(s);
     raft_uv_set_segment_size(&s->io, (size_t)s->cfg.segment_mb << 20);
     raft_fsm_init(s);
     rv = raft_init(&s->raft, &s->io, &s->fsm, s->cfg.id, s->cfg.raft);

@@ -73,6 +73,7 @@ struct shaled {
     struct raft_io io;
     struct raft_uv_transport transport;
     struct tcp_wrap *transport_wrap; /* raft_tcp.c: TCP_NODELAY on peers */
+    uv_timer_t disk_timer;           /* raft_disk.c: free-space watch */
     struct raft_fsm fsm;
     int raft_inited;
     int raft_closed;
@@ -200,6 +201,11 @@ int raft_node_is_leader(shaled_t *s);
  * listen/connect; call after raft_uv_tcp_init, unwrap after it is closed). */
 int raft_tcp_wrap(shaled_t *s);
 void raft_tcp_unwrap(shaled_t *s);
+
+/* raft_disk.c: a failed Raft log write stops the node (wraps io->append,
+ * watches free space). Wrap after raft_uv_init; stop when shutting down. */
+int raft_disk_wrap(shaled_t *s);
+void raft_disk_stop(shaled_t *s);
 
 /* members.c */
 /* Parse --initial-cluster "ID=RAFT/CLIENT,..." into a table (*out malloc'd,

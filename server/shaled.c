@@ -104,6 +104,7 @@ void shaled_stop(shaled_t *s, int exit_code)
     s->exit_code = exit_code;
     log_info("shutting down", " exit_code=%d", exit_code);
     propose_stop(s);
+    raft_disk_stop(s);
     uv_timer_stop(&s->tick_timer);
     admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     reads_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");

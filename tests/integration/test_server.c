@@ -363,23 +363,28 @@ END_TEST
 /* A full disk under RocksDB: the node reports STORAGE / stops with exit
  * code 2, loses no acknowledged write, and after space is freed a restart
  * re-applies the Raft log and serves again. Needs tmpfs mounts (root). */
-START_TEST(test_full_disk_loses_nothing)
+/* Fill the file system under <data>/<sub> (a tmpfs of `size`) with writes:
+ * the node must stop with exit code 2 and a log line containing `expect`,
+ * having acknowledged nothing it could not keep; after the tmpfs grows a
+ * restart serves every acknowledged write. */
+static void full_disk_case(const char *host, const char *sub, const char *size,
+                           const char *const *extra, const char *expect)
 {
     char *base = th_tmpdir("fulldisk");
     th_node_t n;
-    th_node_init(&n, 1, "127.0.0.5", base);
+    th_node_init(&n, 1, host, base);
     char db[700], cmd[1600];
-    snprintf(db, sizeof(db), "%s/db", n.dir);
+    snprintf(db, sizeof(db), "%s/%s", n.dir, sub);
     ck_assert_int_eq(mkdir(n.dir, 0755), 0);
     ck_assert_int_eq(mkdir(db, 0755), 0);
-    snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=3m tmpfs '%s' 2>/dev/null", db);
+    snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=%s tmpfs '%s' 2>/dev/null", size, db);
     if (system(cmd) != 0) {
-        fprintf(stderr, "test_full_disk_loses_nothing: SKIPPED (cannot mount tmpfs here)\n");
+        fprintf(stderr, "full disk (%s): SKIPPED (cannot mount tmpfs here)\n", sub);
         th_rmrf(base);
         free(base);
         return;
     }
-    ck_assert_int_eq(th_node_start(&n, NULL), 0);
+    ck_assert_int_eq(th_node_start(&n, extra), 0);
     ck_assert_int_eq(th_node_wait_ready(&n, 20000), 0);
     int fd = th_raw_connect_hello(n.host, n.port, NULL);
     ck_assert_int_ge(fd, 0);
@@ -425,12 +430,13 @@ START_TEST(test_full_disk_loses_nothing)
     logbuf[lr] = '\0';
     fclose(lf);
     ck_assert_ptr_nonnull(strstr(logbuf, "storage failed"));
+    ck_assert_msg(strstr(logbuf, expect) != NULL, "log lacks '%s'", expect);
     (void)storage_err;
 
     /* Free space (grow the tmpfs, contents kept) and restart. */
     snprintf(cmd, sizeof(cmd), "mount -o remount,size=256m '%s'", db);
     ck_assert_int_eq(system(cmd), 0);
-    ck_assert_int_eq(th_node_start(&n, NULL), 0);
+    ck_assert_int_eq(th_node_start(&n, extra), 0);
     if (th_node_wait_ready(&n, 20000) != 0) {
         th_node_dump_log(&n);
         ck_abort_msg("node did not restart after space was freed");
@@ -459,6 +465,21 @@ START_TEST(test_full_disk_loses_nothing)
     free(val);
     th_rmrf(base);
     free(base);
+}
+
+START_TEST(test_full_disk_loses_nothing)
+{
+    /* RocksDB's directory fills: the apply fails, the node stops. */
+    full_disk_case("127.0.0.5", "db", "3m", NULL, "");
+}
+END_TEST
+
+START_TEST(test_full_raft_log_disk_loses_nothing)
+{
+    /* The Raft log's file system fills: libraft 0.15 would crash on the
+     * failed append; shaled stops first (server/raft_disk.c). */
+    const char *extra[] = {"--segment-mb", "1", NULL};
+    full_disk_case("127.0.0.6", "raft", "24m", extra, "raft log file system nearly full");
 }
 END_TEST
 
@@ -750,6 +771,7 @@ int main(void)
     tcase_add_test(tc, test_retry_is_applied_once);
     tcase_add_test(tc, test_startup_errors_are_clear);
     tcase_add_test(tc, test_full_disk_loses_nothing);
+    tcase_add_test(tc, test_full_raft_log_disk_loses_nothing);
     tcase_add_test(tc, test_sigterm_under_write_load);
     tcase_add_test(tc, test_half_close_gets_every_answer);
     tcase_add_test(tc, test_pipeline_deeper_than_inflight_limit);
