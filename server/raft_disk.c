@@ -15,6 +15,12 @@
  *     was not persisted, so it was never acknowledged; everything that was
  *     acknowledged is on disk and a restart replays it.
  *
+ * 3. raft_uv in libraft 0.15 can fire io->close's callback twice when the
+ *    log is on a file system without direct I/O (tmpfs: the thread-pool
+ *    writer path); libraft's handler then frees its state twice (ASan:
+ *    double free of raft->address in raft_close). io->close is wrapped so
+ *    the library sees the callback exactly once.
+ *
  * Never reads or changes log contents. */
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +73,27 @@ static int wrap_append(struct raft_io *io, struct raft_io_append *req,
     return rv;
 }
 
+static void (*orig_close)(struct raft_io *io, raft_io_close_cb cb);
+static raft_io_close_cb user_close_cb;
+static int close_fired;
+
+static void on_close_once(struct raft_io *io)
+{
+    if (close_fired++) {
+        /* the repeated callback of item 3 above */
+        log_warn("raft_uv fired its close callback again: ignored", "%s", "");
+        return;
+    }
+    user_close_cb(io);
+}
+
+static void wrap_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    user_close_cb = cb;
+    close_fired = 0;
+    orig_close(io, on_close_once);
+}
+
 static void on_disk_check(uv_timer_t *t)
 {
     shaled_t *s = t->data;
@@ -88,6 +115,8 @@ int raft_disk_wrap(shaled_t *s)
 {
     orig_append = s->io.append;
     s->io.append = wrap_append;
+    orig_close = s->io.close;
+    s->io.close = wrap_close;
     uv_timer_init(s->loop, &s->disk_timer);
     s->disk_timer.data = s;
     uv_timer_start(&s->disk_timer, on_disk_check, 0, DISK_CHECK_MS);
