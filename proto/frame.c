@@ -33,6 +33,8 @@ static const char *const type_names[SHALE_MSG_MAX_ + 1] = {
     [SHALE_MSG_ADMIN_RESP] = "ADMIN_RESP",
     [SHALE_MSG_MEMBER_REMOVE_REQ] = "MEMBER_REMOVE",
     [SHALE_MSG_LEADER_TRANSFER_REQ] = "LEADER_TRANSFER",
+    [SHALE_MSG_SNAP_FETCH_REQ] = "SNAP_FETCH",
+    [SHALE_MSG_SNAP_CHUNK] = "SNAP_CHUNK",
 };
 
 const char *frame_type_name(uint16_t type)

@@ -38,6 +38,7 @@ static const setting_t settings[] = {
     {"heartbeat-ms", K_U64, offsetof(shaled_config_t, heartbeat_ms), 0, "raft heartbeat interval (default 100)"},
     {"snapshot-threshold", K_U64, offsetof(shaled_config_t, snapshot_threshold), 0, "entries between raft snapshots (default 131072)"},
     {"snapshot-trailing", K_U64, offsetof(shaled_config_t, snapshot_trailing), 0, "entries kept after a snapshot (default 65536)"},
+    {"snapshot-rate-mb", K_U64, offsetof(shaled_config_t, snapshot_rate_mb), 0, "limit each snapshot stream this node serves to N MiB/s (default 0: no limit)"},
     {"segment-mb", K_U64, offsetof(shaled_config_t, segment_mb), 0, "raft log segment size in MiB (default 64)"},
     {"batch-max", K_U64, offsetof(shaled_config_t, batch_max), 0, "client mutations per raft entry (default 512)"},
     {"inflight-entries", K_U64, offsetof(shaled_config_t, inflight_entries), 0, "raft entries in flight before batching harder (default 4)"},

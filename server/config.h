@@ -24,6 +24,7 @@ typedef struct shaled_config {
     uint64_t heartbeat_ms;
     uint64_t snapshot_threshold;
     uint64_t snapshot_trailing;
+    uint64_t snapshot_rate_mb;  /* snapshot streams served, MiB/s each; 0: no limit */
     uint64_t segment_mb;
     uint64_t batch_max;         /* mutations per raft entry */
     uint64_t inflight_entries;  /* raft entries proposed but not applied */

@@ -12,6 +12,7 @@
 #include "keyhash.h"
 #include "log.h"
 #include "server.h"
+#include "snapshot_xfer.h"
 #include "wire.h"
 
 void sreq_free(sreq_t *r)
@@ -308,7 +309,7 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     char msg[STORE_ERRLEN + 64];
 
     if (!is_read(type) && !is_write(type) && !is_admin(type) &&
-        type != SHALE_MSG_STATUS_REQ) {
+        type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
         sreq_fail(r, SHALE_EPROTO, msg);
@@ -331,6 +332,10 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     if (s->storage_failed) {
         snprintf(msg, sizeof(msg), "storage failed: %s", s->storage_err);
         sreq_fail(r, SHALE_ESTORAGE, msg);
+        return;
+    }
+    if (type == SHALE_MSG_SNAP_FETCH_REQ) {
+        snapx_serve(s, r); /* any member can serve its state */
         return;
     }
     if (is_admin(type)) {

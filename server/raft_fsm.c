@@ -11,10 +11,14 @@
  *  - A storage error stops this node (shaled_storage_failed) and refuses
  *    every later entry: skipping one would silently diverge the replica.
  *    The failed entry stays in the Raft log and is re-applied on restart.
- *  - The Raft snapshot is a 16-byte descriptor (magic, applied index); the
- *    data stays in RocksDB, made durable (WAL fsync) before the descriptor
- *    lets libraft truncate the log. Moving RocksDB state to a lagging
- *    follower out of band is the replicated group's job.
+ *  - The Raft snapshot is a small descriptor, not the data: the applied
+ *    index, this node's id, client address and cluster id (snapx_desc_t;
+ *    layout in snapshot_xfer.h; v1 descriptors of earlier builds, index
+ *    only, still restore). The data stays in RocksDB, made durable (WAL
+ *    fsync) before the descriptor lets libraft truncate the log. A member
+ *    that restores a descriptor ahead of its own state fetches a RocksDB
+ *    checkpoint from the node it names (or another member) and swaps its
+ *    store before returning (fsm_restore, snapshot_install.c).
  *  - Never calls back into Raft (no raft_apply/barrier from here). */
 #include <arpa/inet.h>
 #include <stdlib.h>
@@ -23,9 +27,9 @@
 #include "keyhash.h"
 #include "log.h"
 #include "server.h"
+#include "snapshot_xfer.h"
 
 #define CMD_MAGIC 0x53484331u  /* "SHC1" */
-#define SNAP_MAGIC 0x53485331u /* "SHS1" */
 
 int raft_cmd_encode(const Shale__Command *cmd, struct raft_buffer *out)
 {
@@ -230,24 +234,18 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
         log_error("cannot sync storage for a snapshot", " err=\"%s\"", err);
         return RAFT_IOERR;
     }
+    snapx_desc_t d = {.version = 2, .index = store_applied_index(s->store),
+                          .node_id = s->cfg.id};
+    snprintf(d.addr, sizeof(d.addr), "%s", s->cfg.listen);
+    snprintf(d.cluster_id, sizeof(d.cluster_id), "%s", s->cfg.cluster_id);
     struct raft_buffer *b = raft_malloc(sizeof(*b));
-    uint8_t *p = raft_malloc(16);
-    if (b == NULL || p == NULL) {
+    if (b == NULL || snapx_desc_encode(&d, b) != 0) {
         raft_free(b);
-        raft_free(p);
         return RAFT_NOMEM;
     }
-    uint32_t magic = htonl(SNAP_MAGIC), ver = htonl(1);
-    uint64_t idx = store_applied_index(s->store);
-    memcpy(p, &magic, 4);
-    memcpy(p + 4, &ver, 4);
-    for (int i = 0; i < 8; i++)
-        p[8 + i] = (uint8_t)(idx >> (56 - 8 * i));
-    b->base = p;
-    b->len = 16;
     *bufs = b;
     *n_bufs = 1;
-    log_info("raft snapshot taken", " applied=%llu", (unsigned long long)idx);
+    log_info("raft snapshot taken", " applied=%llu", (unsigned long long)d.index);
     return 0;
 }
 
@@ -263,26 +261,65 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     return 0;
 }
 
+/* Rules:
+ *  - libraft calls this at start (the stored snapshot) and when a follower
+ *    installs one from the leader; either way it then sets last_applied to
+ *    the descriptor's index and applies the entries after it.
+ *  - Storage at or past the index (a restart, or a follower that already
+ *    has the data): nothing to do.
+ *  - Storage behind it: fetch a checkpoint that has applied at least the
+ *    index and swap it in (snapx_install). This is synchronous — libraft's
+ *    restore contract is that the state is restored when it returns — so
+ *    the loop is blocked for the transfer; the node has nothing correct to
+ *    serve meanwhile, and the leader re-sends the snapshot if its install
+ *    timeout passes (the retry then finds storage caught up).
+ *  - The checkpoint may be at a LATER index than the descriptor (the source
+ *    kept applying). That is safe: the source only applied committed
+ *    entries, and committed entries are the same on every member (Log
+ *    Matching, Leader Completeness), so the store now holds exactly what
+ *    applying the log up to the checkpoint index would have produced. The
+ *    entries between the two indexes still arrive from the leader and are
+ *    skipped as replays (store_apply and the meta/no-op/expiry variants do
+ *    nothing for an index <= the applied index). The restart check in
+ *    raft_node.c allows storage ahead of the log in exactly that state
+ *    (snapx_store_ahead_ok).
+ *  - Any failure returns an error to libraft with the old store intact:
+ *    never a crash, never a half-swapped store. The buffer is ours only on
+ *    success. */
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     shaled_t *s = fsm->data;
-    const uint8_t *p = buf->base;
-    uint32_t magic;
-    if (buf->len != 16)
+    snapx_desc_t d;
+    char err[1200];
+    if (s->storage_failed)
+        return RAFT_IOERR;
+    if (snapx_desc_decode(buf->base, buf->len, &d) != 0) {
+        log_error("raft snapshot descriptor is malformed", " len=%zu", buf->len);
         return RAFT_MALFORMED;
-    memcpy(&magic, p, 4);
-    if (ntohl(magic) != SNAP_MAGIC)
+    }
+    if (d.cluster_id[0] != '\0' && strcmp(d.cluster_id, s->cfg.cluster_id) != 0) {
+        log_error("raft snapshot comes from another cluster", " cluster=%s ours=%s",
+                  d.cluster_id, s->cfg.cluster_id);
         return RAFT_MALFORMED;
-    uint64_t idx = 0;
-    for (int i = 0; i < 8; i++)
-        idx = (idx << 8) | p[8 + i];
+    }
     uint64_t have = store_applied_index(s->store);
-    if (have < idx) {
-        log_error("raft snapshot is ahead of local storage: the data for it "
-                  "must be restored from a checkpoint",
-                  " snapshot=%llu storage=%llu", (unsigned long long)idx,
-                  (unsigned long long)have);
-        return RAFT_CORRUPT;
+    if (have < d.index) {
+        log_info("raft snapshot is ahead of local storage: fetching a checkpoint",
+                 " snapshot=%llu storage=%llu from_node=%llu from=%s",
+                 (unsigned long long)d.index, (unsigned long long)have,
+                 (unsigned long long)d.node_id, d.addr[0] ? d.addr : "(members)");
+        if (snapx_install(s, d.index, d.addr, d.cluster_id, err, sizeof(err)) != 0) {
+            log_error("cannot restore a raft snapshot", " snapshot=%llu err=\"%s\"",
+                      (unsigned long long)d.index, err);
+            return RAFT_IOERR;
+        }
+        /* The loop was blocked for the transfer, so libuv's cached time and
+         * this follower's election timer are stale: the next tick would
+         * start an election right away (disrupting a healthy leader) though
+         * the leader was heard just before the restore. Restart the timer,
+         * as receiving the snapshot did (public field, as raft_guard.c). */
+        uv_update_time(s->loop);
+        s->raft.election_timer_start = s->io.time(&s->io);
     }
     raft_free(buf->base);
     return 0;

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "snapshot_xfer.h"
 
 int raft_node_is_leader(shaled_t *s)
 {
@@ -64,6 +65,13 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
     raft_set_heartbeat_timeout(&s->raft, (unsigned)s->cfg.heartbeat_ms);
     raft_set_snapshot_threshold(&s->raft, (unsigned)s->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&s->raft, (unsigned)s->cfg.snapshot_trailing);
+    /* The safety guard wraps the io (over raft_disk's wrappers) before
+     * raft_start loads the log: docs/raft-safety.md. */
+    rv = rg_init(&s->guard, &s->raft, &s->io);
+    if (rv != 0) {
+        snprintf(err, errlen, "raft guard: %s", raft_strerror(rv));
+        return -1;
+    }
 
     /* A new data directory bootstraps the founding voters (every founding
      * member is given the same list; raft_bootstrap is a no-op on a log
@@ -94,9 +102,12 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
      * were committed, and a committed entry is never removed. If it is, the
      * log lost committed entries (the libraft 0.15 failure FACTS.md
      * describes) and new entries would reuse applied indexes and be skipped
-     * as replays: refuse to run rather than drop writes silently. */
+     * as replays: refuse to run rather than drop writes silently. One
+     * exception: a store just installed from a checkpoint ahead of the
+     * snapshot that asked for it (raft_fsm.c fsm_restore). */
     uint64_t applied = store_applied_index(s->store);
-    if (raft_last_index(&s->raft) < applied) {
+    if (raft_last_index(&s->raft) < applied &&
+        !snapx_store_ahead_ok(s, raft_last_index(&s->raft))) {
         snprintf(err, errlen,
                  "raft log ends at index %llu but storage has applied %llu: "
                  "the raft log in %s lost committed entries; refusing to start",

@@ -8,9 +8,9 @@
  *    the read arrived and has applied every write acknowledged before it.
  *  - At most one barrier is in flight; it is proposed from the loop's check
  *    phase, never from a Raft callback.
- *  - libraft #344 (a barrier callback fired twice, on leadership changes)
- *    is not guarded here yet; the replicated group's Raft guard will own it
- *    (docs/raft-notes.md lists it as open). */
+ *  - Barriers go through the Raft guard (rg_barrier): its callback runs
+ *    exactly once, from the check phase, and a barrier whose leadership is
+ *    gone fails instead of hanging (libraft #344/#435, docs/raft-safety.md). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +20,6 @@
 #include "wire.h"
 
 struct rd_barrier {
-    struct raft_barrier req;
     qnode_t reads;
     shaled_t *s;
 };
@@ -139,9 +138,9 @@ void reads_serve(shaled_t *s, sreq_t *r)
     free(errs);
 }
 
-static void barrier_cb(struct raft_barrier *req, int status)
+static void barrier_cb(void *data, int status)
 {
-    struct rd_barrier *b = req->data;
+    struct rd_barrier *b = data;
     shaled_t *s = b->s;
     if (s->barrier == b)
         s->barrier = NULL;
@@ -173,7 +172,6 @@ void reads_flush(shaled_t *s)
         return;
     }
     b->s = s;
-    b->req.data = b;
     q_init(&b->reads);
     /* Move every waiting read into this batch. */
     b->reads.next = s->reads_waiting.next;
@@ -181,7 +179,7 @@ void reads_flush(shaled_t *s)
     b->reads.next->prev = &b->reads;
     b->reads.prev->next = &b->reads;
     q_init(&s->reads_waiting);
-    int rv = raft_barrier(&s->raft, &b->req, barrier_cb);
+    int rv = rg_barrier(&s->guard, b, barrier_cb);
     if (rv != 0) {
         fail_queue(&b->reads, rv == RAFT_NOTLEADER ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
                    raft_strerror(rv));

@@ -7,6 +7,8 @@
  *   raft_fsm.c    the Raft state machine (apply/snapshot/restore) on storage
  *   read_index.c  linearizable reads batched behind one leadership check
  *   raft_node.c   raft + raft_uv set-up, start and shutdown
+ *   raft_guard.c  libraft 0.15 safety fixes through struct raft_io
+ *   snapshot_*.c  RocksDB state moved out of band (snapshot_xfer.h)
  * Everything runs on the one libuv loop thread. */
 #ifndef SHALE_SERVER_H
 #define SHALE_SERVER_H
@@ -17,6 +19,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "raft_guard.h"
 #include "shale.pb-c.h"
 #include "store.h"
 
@@ -75,6 +78,7 @@ struct shaled {
     struct tcp_wrap *transport_wrap; /* raft_tcp.c: TCP_NODELAY on peers */
     uv_timer_t disk_timer;           /* raft_disk.c: free-space watch */
     struct raft_fsm fsm;
+    raft_guard_t guard;              /* raft_guard.c: safety wrapper of io */
     int raft_inited;
     int raft_closed;
 
@@ -103,6 +107,10 @@ struct shaled {
     uint64_t applied_leader_ms;  /* newest leader timestamp applied here */
     uint64_t last_proposal_ms;   /* when this leader last proposed an entry */
     uv_timer_t tick_timer;       /* leader: freshness ticks for STALE reads */
+
+    /* snapshot transfer (snapshot_xfer.h) */
+    int snap_streams;            /* streams being served */
+    uint64_t snap_seq;           /* names checkpoint directories */
 
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */

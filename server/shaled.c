@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "snapshot_xfer.h"
 
 uint64_t shaled_now_ms(void)
 {
@@ -33,6 +34,12 @@ uint64_t shaled_now_us(void)
 static void on_flush(uv_check_t *h)
 {
     shaled_t *s = h->data;
+    /* First: barrier callbacks, the new leader's no-op, held TimeoutNow. */
+    if (s->raft_inited && !s->raft_closed) {
+        int rv = rg_poll(&s->guard);
+        if (rv != 0 && rv != RAFT_NOTLEADER && rv != RAFT_LEADERSHIPLOST)
+            log_warn("raft guard: no-op barrier refused", " err=\"%s\"", raft_strerror(rv));
+    }
     conn_resume_all(s);
     admin_poll(s);
     propose_flush(s);
@@ -50,6 +57,24 @@ static void on_raft_closed(struct raft *r)
 {
     shaled_t *s = r->data;
     char err[STORE_ERRLEN];
+    /* Barrier callbacks the library never answered fail now (reads waiting
+     * on them get their answers flushed below); the io is unwrapped. */
+    if (s->guard.io != NULL) {
+        const rg_stats_t *gs = &s->guard.stats;
+        log_info("raft guard summary",
+                 " noops=%llu votes_rewritten=%llu candidacy_deferred=%llu votes_held=%llu"
+                 " timeout_now_held=%llu acks_held=%llu acks_clamped=%llu"
+                 " uv_ops_deferred=%llu double_callbacks=%llu barriers_failed=%llu",
+                 (unsigned long long)gs->noops, (unsigned long long)gs->votes_rewritten,
+                 (unsigned long long)gs->candidacy_deferred,
+                 (unsigned long long)gs->votes_held,
+                 (unsigned long long)gs->timeout_now_held,
+                 (unsigned long long)gs->acks_held, (unsigned long long)gs->acks_clamped,
+                 (unsigned long long)gs->uv_ops_deferred,
+                 (unsigned long long)gs->double_callbacks,
+                 (unsigned long long)gs->barriers_failed);
+    }
+    rg_close(&s->guard);
     /* Everything applied is in RocksDB's WAL; make it durable before exit. */
     if (s->store != NULL && !s->storage_failed && store_sync(s->store, err) != 0)
         log_warn("final storage sync failed", " err=\"%s\"", err);
@@ -238,6 +263,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Undo a store swap a crash cut short; drop snapshot leftovers. */
+    snapx_recover_dirs(s->cfg.data, s->db_dir);
     store_options_t so;
     store_options_default(&so);
     so.block_cache_bytes = (size_t)s->cfg.block_cache_mb << 20;

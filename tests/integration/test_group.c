@@ -236,41 +236,75 @@ START_TEST(test_cas_counter_exactly_once)
 }
 END_TEST
 
-/* A follower stopped while 10,000 writes land catches up after restart and
- * serves them. */
-START_TEST(test_follower_catches_up)
+/* Stop a follower, write n keys (MPUT batches of `batch`) through the
+ * others, restart it with `extra` and wait until it has applied everything
+ * and serves every acknowledged key. */
+static void follower_catch_up_case(int host_base, const char *const *extra, int n,
+                                   int batch)
 {
-    int leader = start_group(3, 47, NULL);
+    int leader = start_group(3, host_base, extra);
     int down = (leader + 1) % 3;
     ck_assert_int_eq(th_node_stop(&g_grp.nodes[down], SIGTERM) >= 0, 1);
     char addrs[512];
     th_group_addrs(&g_grp, addrs, sizeof(addrs), down);
     shale_client_t *c = connect_to(addrs, 15000);
-    enum { N = 10000, BATCH = 100 };
-    char *acked = calloc(N, 1);
-    static char keys[BATCH][32], vals[BATCH][64];
-    for (int b = 0; b < N / BATCH; b++) {
-        shale_item_t items[BATCH];
-        shale_item_result_t res[BATCH];
-        for (int j = 0; j < BATCH; j++) {
-            int i = b * BATCH + j;
-            key_of(i, keys[j]);
-            size_t vl = val_of(i, vals[j]);
+    char *acked = calloc((size_t)n, 1);
+    static char keys[100][32], vals[100][64];
+    ck_assert_int_le(batch, 100);
+    for (int b = 0; b < n / batch; b++) {
+        shale_item_t items[100];
+        shale_item_result_t res[100];
+        for (int j = 0; j < batch; j++) {
+            key_of(b * batch + j, keys[j]);
+            size_t vl = val_of(b * batch + j, vals[j]);
             items[j] = (shale_item_t){keys[j], strlen(keys[j]), vals[j], vl};
         }
-        ck_assert_int_eq(shale_mput(c, items, BATCH, res), SHALE_OK);
-        for (int j = 0; j < BATCH; j++) {
+        ck_assert_int_eq(shale_mput(c, items, (size_t)batch, res), SHALE_OK);
+        for (int j = 0; j < batch; j++) {
             ck_assert_int_eq(res[j].status, SHALE_OK);
-            acked[b * BATCH + j] = 1;
+            acked[b * batch + j] = 1;
         }
-        shale_item_results_free(res, BATCH);
+        shale_item_results_free(res, (size_t)batch);
     }
     shale_close(c);
     uint64_t top = leader_applied();
-    ck_assert_int_eq(th_group_start_node(&g_grp, down, NULL), 0);
-    ck_assert_int_eq(th_node_wait_applied(&g_grp.nodes[down], top, 30000), 0);
-    check_node_has(g_grp.nodes[down].addr, acked, N);
+    ck_assert_int_eq(th_group_start_node(&g_grp, down, extra), 0);
+    if (th_node_wait_applied(&g_grp.nodes[down], top, 60000) != 0) {
+        th_node_dump_log(&g_grp.nodes[down]);
+        ck_abort_msg("the follower did not catch up");
+    }
+    check_node_has(g_grp.nodes[down].addr, acked, n);
     free(acked);
+}
+
+/* A follower stopped while 10,000 writes land catches up after restart and
+ * serves them. */
+START_TEST(test_follower_catches_up)
+{
+    follower_catch_up_case(47, NULL, 10000, 100);
+    stop_group();
+}
+END_TEST
+
+/* The same after the leader compacted its log past the follower: the
+ * follower gets a Raft snapshot descriptor and fetches the RocksDB state
+ * out of band (server/snapshot_*.c), then applies the rest of the log. */
+START_TEST(test_follower_catches_up_through_snapshot)
+{
+    const char *extra[] = {"--snapshot-threshold", "64", "--snapshot-trailing", "16", NULL};
+    follower_catch_up_case(60, extra, 12000, 50);
+    /* It really went through a snapshot. */
+    int down = -1;
+    for (int i = 0; i < 3 && down < 0; i++) {
+        FILE *lf = fopen(g_grp.nodes[i].log, "r");
+        static char logbuf[1 << 20];
+        size_t lr = fread(logbuf, 1, sizeof(logbuf) - 1, lf);
+        logbuf[lr] = '\0';
+        fclose(lf);
+        if (strstr(logbuf, "state restored from a checkpoint") != NULL)
+            down = i;
+    }
+    ck_assert_msg(down >= 0, "the follower caught up without a snapshot: compaction did not happen?");
     stop_group();
 }
 END_TEST
@@ -430,6 +464,7 @@ int main(void)
     tcase_add_test(tc, test_leader_kill9_during_writes);
     tcase_add_test(tc, test_cas_counter_exactly_once);
     tcase_add_test(tc, test_follower_catches_up);
+    tcase_add_test(tc, test_follower_catches_up_through_snapshot);
     tcase_add_test(tc, test_read_replica_stale_reads);
     tcase_add_test(tc, test_membership_changes);
     suite_add_tcase(s, tc);
