@@ -243,7 +243,7 @@ void client_update_ref(shale_client_t *c)
 {
     int want = c->npending > 0;
     if (c->conn != NULL && want != c->referenced)
-        conn_ref(c->conn, want);
+        cconn_ref(c->conn, want);
     c->referenced = want;
 }
 
@@ -272,7 +272,7 @@ static void after_detach(shale_client_t *c)
         client_update_ref(c);
     }
     if (!cq_empty(&c->sendq) && c->inflight < c->opts.max_inflight)
-        conn_kick(c);
+        cconn_kick(c);
 }
 
 /* Hand a detached request back to its owner: last touch of cr and req. */
@@ -372,7 +372,7 @@ void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *pa
         }
         char msg[SHALE_ERRMSG_LEN];
         snprintf(msg, sizeof(msg), "%s", cr->req->errmsg);
-        conn_failed(c, status, msg);
+        cconn_failed(c, status, msg);
         return;
     }
     c->attempt = 0; /* a node that serves us: backoff starts over */
@@ -499,7 +499,7 @@ static int submit(shale_client_t *c, shale_req_t *req, shale_cb cb, codec_msg_t 
         arm_deadline(c);
         client_update_ref(c);
     }
-    conn_kick(c);
+    cconn_kick(c);
     return SHALE_OK;
 }
 
@@ -514,6 +514,17 @@ int client_admin_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint6
         return rv;
     req->node_status = st;
     rv = codec_admin(&m, type, id, raft_addr, client_addr, replica, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_call_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint16_t resp_type,
+                     const void *payload, size_t len, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_CALL);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_call(&m, type, resp_type, payload, len, req->errmsg);
     return submit(c, req, cb, &m, rv);
 }
 
@@ -608,6 +619,9 @@ void shale_req_cleanup(shale_req_t *req)
 {
     if (req == NULL)
         return;
+    free(req->raw);
+    req->raw = NULL;
+    req->raw_len = 0;
     shale_value_free(&req->value);
     shale_item_results_free(req->items, req->nitems);
     free(req->items);
@@ -652,7 +666,7 @@ void shale_client_close(shale_client_t *c, shale_close_cb cb)
         detach(c, cr);
         cq_push(&c->canceled, &cr->all_link);
     }
-    conn_shutdown(c);
+    cconn_shutdown(c);
     uv_timer_stop(&c->deadline_timer);
     uv_prepare_stop(&c->flush_prep);
     uv_close((uv_handle_t *)&c->deadline_timer, on_handle_close);

@@ -347,7 +347,28 @@ static const ProtobufCMessage *msg_base(const codec_msg_t *m)
 
 size_t codec_payload_size(const codec_msg_t *m)
 {
+    if (m->raw != NULL)
+        return m->raw_len;
     return protobuf_c_message_get_packed_size(msg_base(m));
+}
+
+int codec_call(codec_msg_t *m, uint16_t type, uint16_t resp_type, const void *payload,
+               size_t len, char *err)
+{
+    memset(m, 0, sizeof(*m));
+    if (wire_descriptor(type) == NULL || wire_descriptor(resp_type) == NULL) {
+        ERR(err, "unknown message type %u or answer type %u", type, resp_type);
+        return SHALE_EINVAL;
+    }
+    if (payload == NULL && len > 0) {
+        ERR(err, "payload is NULL");
+        return SHALE_EINVAL;
+    }
+    m->type = type;
+    m->resp_type = resp_type;
+    m->raw = payload != NULL ? payload : (const uint8_t *)"";
+    m->raw_len = len;
+    return SHALE_OK;
 }
 
 void codec_pack(const codec_msg_t *m, uint64_t id, uint8_t *out)
@@ -355,7 +376,10 @@ void codec_pack(const codec_msg_t *m, uint64_t id, uint8_t *out)
     size_t plen = codec_payload_size(m);
     frame_hdr_t h = {.len = (uint32_t)plen, .type = m->type, .id = id};
     frame_hdr_write(out, &h);
-    protobuf_c_message_pack(msg_base(m), out + FRAME_HEADER_SIZE);
+    if (m->raw != NULL)
+        memcpy(out + FRAME_HEADER_SIZE, m->raw, m->raw_len);
+    else
+        protobuf_c_message_pack(msg_base(m), out + FRAME_HEADER_SIZE);
 }
 
 /* ---- Answers -------------------------------------------------------------*/
@@ -396,6 +420,8 @@ static int decode_error(shale_req_t *req, uint16_t resp_type, const uint8_t *pay
     ERR(req->errmsg, "%s", msg);
     if (e->leader_hint != NULL)
         snprintf(req->leader_hint, sizeof(req->leader_hint), "%s", e->leader_hint);
+    if (e->has_epoch)
+        req->epoch = e->epoch;
     if (code == SHALE_ECASFAILED && resp_type == SHALE_MSG_CAS_RESP) {
         req->value.found = e->has_current_exists && e->current_exists;
         req->value.version = e->has_current_version ? e->current_version : 0;
@@ -450,6 +476,18 @@ int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t ty
         ERR(req->errmsg, "answer of type %s to a request expecting %s", frame_type_name(type),
             frame_type_name(resp_type));
         return SHALE_EPROTO;
+    }
+    if (req->type == SHALE_REQ_CALL) {
+        /* The caller decodes; only copy. */
+        req->raw = malloc(len ? len : 1);
+        if (req->raw == NULL) {
+            ERR(req->errmsg, "out of memory copying a %zu-byte answer", len);
+            return SHALE_ENOMEM;
+        }
+        if (len > 0)
+            memcpy(req->raw, payload, len);
+        req->raw_len = len;
+        return SHALE_OK;
     }
     ProtobufCMessage *msg = wire_unpack(type, payload, len);
     if (msg == NULL) {
@@ -524,6 +562,11 @@ int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t ty
         o->staleness_known = st->has_staleness_ms;
         o->staleness_ms = st->staleness_ms;
         o->keys_estimate = st->keys_estimate;
+        snprintf(o->mode, sizeof(o->mode), "%s", st->mode ? st->mode : "data");
+        o->group_id = st->group_id;
+        o->map_epoch = st->map_epoch;
+        o->slots_owned_known = st->has_slots_owned;
+        o->slots_owned = st->slots_owned;
         for (size_t i = 0; i < st->n_members && i < SHALE_MAX_MEMBERS; i++) {
             const Shale__Member *mb = st->members[i];
             shale_member_info_t *mi = &o->members[o->nmembers++];

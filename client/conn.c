@@ -57,7 +57,7 @@ typedef struct wreq {
 
 static void conn_flush(conn_t *conn);
 
-void conn_ref(conn_t *conn, int ref)
+void cconn_ref(conn_t *conn, int ref)
 {
     if (conn->closed)
         return;
@@ -109,10 +109,10 @@ static void on_backoff(uv_timer_t *t)
         c->state = CS_IDLE;
         return;
     }
-    conn_start(c);
+    cconn_start(c);
 }
 
-void conn_failed(shale_client_t *c, int code, const char *msg)
+void cconn_failed(shale_client_t *c, int code, const char *msg)
 {
     c->last_err_code = code;
     snprintf(c->last_err, sizeof(c->last_err), "%s", msg);
@@ -153,13 +153,13 @@ void conn_failed(shale_client_t *c, int code, const char *msg)
 /* The peer is not a server this client may talk to: fail everything. */
 static void conn_fatal(shale_client_t *c, int code, const char *msg)
 {
-    conn_failed(c, code, msg);
+    cconn_failed(c, code, msg);
     uv_timer_stop(&c->conn_timer);
     c->state = CS_IDLE;
     client_fail_all(c, code, msg);
 }
 
-void conn_shutdown(shale_client_t *c)
+void cconn_shutdown(shale_client_t *c)
 {
     if (c->gai != NULL) {
         uv_cancel((uv_req_t *)c->gai);
@@ -186,7 +186,7 @@ static void on_write(uv_write_t *w, int status)
     if (status < 0 && status != UV_ECANCELED && conn == c->conn && !c->closing) {
         char msg[SHALE_ERRMSG_LEN];
         snprintf(msg, sizeof(msg), "write to %s: %s", c->addr, uv_strerror(status));
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
     }
 }
 
@@ -209,7 +209,7 @@ static void conn_flush(conn_t *conn)
         if (wr == NULL || bufs == NULL) {
             free(wr);
             free(bufs);
-            conn_failed(c, SHALE_ENOMEM, "out of memory writing requests");
+            cconn_failed(c, SHALE_ENOMEM, "out of memory writing requests");
             return;
         }
         wr->conn = conn;
@@ -239,7 +239,7 @@ static void conn_flush(conn_t *conn)
             free(wr);
             char msg[SHALE_ERRMSG_LEN];
             snprintf(msg, sizeof(msg), "write to %s: %s", c->addr, uv_strerror(rv));
-            conn_failed(c, SHALE_EIO, msg);
+            cconn_failed(c, SHALE_EIO, msg);
             return;
         }
         if (nreq < WRITE_BATCH)
@@ -256,13 +256,13 @@ static void on_flush(uv_prepare_t *p)
         conn_flush(c->conn);
 }
 
-void conn_kick(shale_client_t *c)
+void cconn_kick(shale_client_t *c)
 {
     if (c->closing)
         return;
     switch (c->state) {
     case CS_IDLE:
-        conn_start(c);
+        cconn_start(c);
         break;
     case CS_HELLO:
     case CS_READY:
@@ -337,7 +337,7 @@ static void hello_answer(shale_client_t *c, conn_t *conn, const frame_hdr_t *h,
     c->last_err_code = 0;
     c->last_err[0] = '\0';
     uv_timer_stop(&c->conn_timer);
-    conn_kick(c);
+    cconn_kick(c);
 }
 
 /* An ERROR with id 0 concerns the connection, not a request. */
@@ -355,10 +355,10 @@ static void connection_error(shale_client_t *c, const frame_hdr_t *h, const uint
         cq_t list;
         cq_init(&list);
         client_take(c, 1, &list);
-        conn_failed(c, code, msg);
+        cconn_failed(c, code, msg);
         client_finish_list(c, &list, code, msg);
     } else {
-        conn_failed(c, code, msg);
+        cconn_failed(c, code, msg);
     }
 }
 
@@ -390,7 +390,7 @@ static void stream_error(shale_client_t *c, conn_t *conn, int rv)
             return;
         }
         uint64_t id = conn->dec.cur.id;
-        conn_failed(c, SHALE_EPROTO, msg);
+        cconn_failed(c, SHALE_EPROTO, msg);
         client_fail_id(c, id, SHALE_ETOOLARGE, msg);
         return;
     }
@@ -403,7 +403,7 @@ static void stream_error(shale_client_t *c, conn_t *conn, int rv)
     cq_t list;
     cq_init(&list);
     client_take(c, 1, &list);
-    conn_failed(c, SHALE_EPROTO, msg);
+    cconn_failed(c, SHALE_EPROTO, msg);
     client_finish_list(c, &list, rv == SHALE_ENOMEM ? rv : SHALE_EPROTO, msg);
 }
 
@@ -427,7 +427,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             snprintf(msg, sizeof(msg), "connection closed by %s", c->addr);
         else
             snprintf(msg, sizeof(msg), "read from %s: %s", c->addr, uv_strerror((int)nread));
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
         return;
     }
     if (nread == 0)
@@ -472,7 +472,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     if (status < 0) {
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->addr, uv_strerror(status));
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
         return;
     }
     uv_tcp_nodelay(&conn->tcp, 1);
@@ -482,7 +482,7 @@ static void on_connect(uv_connect_t *req, int status)
     int rv = conn->hello ? uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, on_read) : UV_ENOMEM;
     if (rv != 0) {
         snprintf(msg, sizeof(msg), "connection to %s: %s", c->addr, uv_strerror(rv));
-        conn_failed(c, rv == UV_ENOMEM ? SHALE_ENOMEM : SHALE_EIO, msg);
+        cconn_failed(c, rv == UV_ENOMEM ? SHALE_ENOMEM : SHALE_EIO, msg);
         return;
     }
     c->state = CS_HELLO;
@@ -494,7 +494,7 @@ static void conn_open(shale_client_t *c, const struct sockaddr *sa)
     char msg[SHALE_ERRMSG_LEN];
     conn_t *conn = calloc(1, sizeof(*conn));
     if (conn == NULL) {
-        conn_failed(c, SHALE_ENOMEM, "out of memory connecting");
+        cconn_failed(c, SHALE_ENOMEM, "out of memory connecting");
         return;
     }
     conn->c = c;
@@ -506,11 +506,11 @@ static void conn_open(shale_client_t *c, const struct sockaddr *sa)
     c->conn = conn;
     c->state = CS_CONNECTING;
     c->referenced = c->npending > 0;
-    conn_ref(conn, c->referenced);
+    cconn_ref(conn, c->referenced);
     int rv = uv_tcp_connect(&conn->connect_req, &conn->tcp, sa, on_connect);
     if (rv != 0) {
         snprintf(msg, sizeof(msg), "connect to %s: %s", c->addr, uv_strerror(rv));
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
     }
 }
 
@@ -534,7 +534,7 @@ static void on_resolved(uv_getaddrinfo_t *gai, int status, struct addrinfo *res)
                  uv_strerror(status < 0 ? status : UV_EAI_NONAME));
         if (res != NULL)
             uv_freeaddrinfo(res);
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
         return;
     }
     struct sockaddr_storage ss;
@@ -553,10 +553,10 @@ static void on_conn_timeout(uv_timer_t *t)
     char msg[SHALE_ERRMSG_LEN];
     snprintf(msg, sizeof(msg), "%s: no %s within %u ms", c->addr,
              c->state == CS_HELLO ? "HELLO_REPLY" : "connection", c->opts.connect_timeout_ms);
-    conn_failed(c, SHALE_ETIMEOUT, msg);
+    cconn_failed(c, SHALE_ETIMEOUT, msg);
 }
 
-void conn_start(shale_client_t *c)
+void cconn_start(shale_client_t *c)
 {
     if (c->closing || (c->state != CS_IDLE && c->state != CS_BACKOFF))
         return;
@@ -574,7 +574,7 @@ void conn_start(shale_client_t *c)
     }
     uv_getaddrinfo_t *gai = malloc(sizeof(*gai));
     if (gai == NULL) {
-        conn_failed(c, SHALE_ENOMEM, "out of memory resolving");
+        cconn_failed(c, SHALE_ENOMEM, "out of memory resolving");
         return;
     }
     gai->data = c;
@@ -592,6 +592,6 @@ void conn_start(shale_client_t *c)
         free(gai);
         char msg[SHALE_ERRMSG_LEN];
         snprintf(msg, sizeof(msg), "cannot resolve '%s': %s", c->host, uv_strerror(rv));
-        conn_failed(c, SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
     }
 }

@@ -131,6 +131,8 @@ typedef struct codec_msg {
     Shale__KeyValue *kv;       /* MPUT items (malloc) */
     Shale__KeyValue **kvp;     /* MPUT item pointers (malloc) */
     ProtobufCBinaryData *keys; /* MGET keys (malloc) */
+    const uint8_t *raw;        /* CALL: the payload, already encoded (caller's) */
+    size_t raw_len;
 } codec_msg_t;
 
 /* Each builder validates its arguments against lim and fills m. Returns
@@ -152,6 +154,10 @@ void codec_msg_free(codec_msg_t *m);
  * leadership transfer. Strings point at the caller's buffers. */
 int codec_admin(codec_msg_t *m, uint16_t type, uint64_t id, const char *raft_addr,
                 const char *client_addr, int replica, char *err);
+
+/* A low-level call: type/resp_type and a payload encoded by the caller. */
+int codec_call(codec_msg_t *m, uint16_t type, uint16_t resp_type, const void *payload,
+               size_t len, char *err);
 
 /* Stamp the session of a mutation (no-op for reads). */
 void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_t ack_floor);
@@ -270,14 +276,14 @@ int client_find_addr(shale_client_t *c, const char *addr);
 
 /* conn.c */
 /* Start a connection attempt now (state IDLE or BACKOFF). */
-void conn_start(shale_client_t *c);
+void cconn_start(shale_client_t *c);
 /* Requests were queued: connect if idle, else write them this loop turn. */
-void conn_kick(shale_client_t *c);
+void cconn_kick(shale_client_t *c);
 /* The connection (or attempt) ended: record the error, close it, requeue
  * what was written, and back off before reconnecting if requests wait. */
-void conn_failed(shale_client_t *c, int code, const char *msg);
+void cconn_failed(shale_client_t *c, int code, const char *msg);
 /* Tear down for close: stop timers, close the connection, cancel resolve. */
-void conn_shutdown(shale_client_t *c);
-void conn_ref(conn_t *conn, int ref);
+void cconn_shutdown(shale_client_t *c);
+void cconn_ref(conn_t *conn, int ref);
 
 #endif

@@ -161,6 +161,11 @@ typedef struct shale_node_status {
     int staleness_known;
     uint64_t staleness_ms; /* how old this node's state may be */
     uint64_t keys_estimate;
+    char mode[8];          /* "data", "meta" or "router" */
+    uint64_t group_id;     /* data node in a cluster: its shard group (0: standalone) */
+    uint64_t map_epoch;    /* data: the slot-ownership epoch; meta/router: the map's */
+    int slots_owned_known; /* data node in a cluster */
+    uint32_t slots_owned;
     size_t nmembers;
     shale_member_info_t members[SHALE_MAX_MEMBERS];
 } shale_node_status_t;
@@ -191,6 +196,7 @@ typedef enum shale_req_type {
     SHALE_REQ_MGET,
     SHALE_REQ_MPUT,
     SHALE_REQ_ADMIN,
+    SHALE_REQ_CALL, /* shale_call_async: any message, raw payloads */
 } shale_req_type_t;
 
 /* A request, owned by the caller; must stay valid until its callback runs.
@@ -208,6 +214,9 @@ struct shale_req {
     char errmsg[SHALE_ERRMSG_LEN];
     char leader_hint[64];
     shale_node_status_t *node_status; /* ADMIN status: filled in when not NULL */
+    uint64_t epoch;         /* WRONG_GROUP / CAS_FAILED on a map: the epoch */
+    uint8_t *raw;           /* CALL: the answer's payload (malloc) */
+    size_t raw_len;
     /* private */
     void *priv_;
 };
@@ -234,6 +243,21 @@ int shale_mget_async(shale_client_t *c, shale_req_t *req,
                      const shale_read_opts_t *ro, shale_cb cb);
 int shale_mput_async(shale_client_t *c, shale_req_t *req,
                      const shale_item_t *items, size_t n, shale_cb cb);
+
+/* Low-level call, for Shale's own tools (shalectl, shale-router, shaled
+ * following the cluster map): send one message of frame type `type` whose
+ * protobuf encoding is payload/len (proto/shale.proto) and expect an answer
+ * of type resp_type; its payload is copied into req->raw (freed by
+ * shale_req_cleanup). Deadlines, NOT_LEADER redirects and retries work as
+ * for data requests; the message carries no libshale session (a mutation
+ * that needs exactly-once puts its own in the payload). */
+int shale_call_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint16_t resp_type,
+                     const void *payload, size_t len, shale_cb cb);
+/* Blocking form: *resp (malloc, free()) and *resp_len receive the answer. On
+ * an error, msg (SHALE_ERRMSG_LEN, may be NULL) gets the server's message
+ * and *epoch (may be NULL) the epoch an error carried. */
+int shale_call(shale_client_t *c, uint16_t type, uint16_t resp_type, const void *payload,
+               size_t len, uint8_t **resp, size_t *resp_len, char *msg, uint64_t *epoch);
 
 /* Release what a completed request holds (value, items). */
 void shale_req_cleanup(shale_req_t *req);

@@ -107,7 +107,7 @@ int shale_connect(const char *addr, const shale_options_t *opts, shale_client_t 
     /* Each listed node once, in order, until one answers HELLO. */
     for (unsigned i = 0; i < c->naddrs && c->state != CS_READY; i++) {
         uint64_t failures = c->conn_failures;
-        conn_start(c);
+        cconn_start(c);
         while (c->state != CS_READY && c->conn_failures == failures)
             run_loop(loop, UV_RUN_ONCE);
         if (c->last_err_code == SHALE_ECLUSTER || c->last_err_code == SHALE_EPROTO)
@@ -284,6 +284,28 @@ int shale_status(shale_client_t *c, shale_node_status_t *out)
     req.node_status = out;
     rv = sync_wait(c, &req, client_admin_async(c, &req, SHALE_MSG_STATUS_REQ, 0, NULL, NULL, 0,
                                                sync_cb));
+    shale_req_cleanup(&req);
+    return rv;
+}
+
+int shale_call(shale_client_t *c, uint16_t type, uint16_t resp_type, const void *payload,
+               size_t len, uint8_t **resp, size_t *resp_len, char *msg, uint64_t *epoch)
+{
+    if (resp == NULL || resp_len == NULL)
+        return SHALE_EINVAL;
+    *resp = NULL;
+    *resp_len = 0;
+    SYNC_BEGIN(c);
+    rv = sync_wait(c, &req, shale_call_async(c, &req, type, resp_type, payload, len, sync_cb));
+    if (rv == SHALE_OK) {
+        *resp = req.raw;
+        *resp_len = req.raw_len;
+        req.raw = NULL;
+    }
+    if (msg != NULL)
+        snprintf(msg, SHALE_ERRMSG_LEN, "%s", req.errmsg);
+    if (epoch != NULL)
+        *epoch = req.epoch;
     shale_req_cleanup(&req);
     return rv;
 }

@@ -47,6 +47,9 @@ enum shale_msg_type {
     SHALE_MSG_ADMIN_RESP = 61,
     SHALE_MSG_MEMBER_REMOVE_REQ = 62,
     SHALE_MSG_LEADER_TRANSFER_REQ = 64,
+    SHALE_MSG_MAP_GET_REQ = 70, /* cluster map (meta group): 70..79 */
+    SHALE_MSG_MAP_RESP = 71,
+    SHALE_MSG_MAP_CAS_REQ = 72,
     SHALE_MSG_SNAP_FETCH_REQ = 80, /* snapshot transfer: 80..89 */
     SHALE_MSG_SNAP_CHUNK = 81,
     /* 40..59 router, 60..79 admin / meta, 90..99 migration: reserved. */

@@ -29,6 +29,9 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_ADMIN_RESP: return &shale__admin_response__descriptor;
     case SHALE_MSG_MEMBER_REMOVE_REQ: return &shale__member_remove_request__descriptor;
     case SHALE_MSG_LEADER_TRANSFER_REQ: return &shale__leader_transfer_request__descriptor;
+    case SHALE_MSG_MAP_GET_REQ: return &shale__map_get_request__descriptor;
+    case SHALE_MSG_MAP_RESP: return &shale__map_response__descriptor;
+    case SHALE_MSG_MAP_CAS_REQ: return &shale__map_cas_request__descriptor;
     case SHALE_MSG_SNAP_FETCH_REQ: return &shale__snap_fetch_request__descriptor;
     case SHALE_MSG_SNAP_CHUNK: return &shale__snap_chunk__descriptor;
     default: return NULL;

@@ -47,6 +47,9 @@ static const setting_t settings[] = {
     {"session-ttl-s", K_U64, offsetof(shaled_config_t, session_ttl_s), 0, "forget idle client sessions after this many seconds (default 3600)"},
     STR("initial-cluster", initial_cluster, "founding voters ID=RAFT_ADDR/CLIENT_ADDR,... (same on each; default: this node alone); 'none' joins an existing group"),
     {"tick-ms", K_U64, offsetof(shaled_config_t, tick_ms), 0, "leader appends a freshness tick when idle this long; bounds STALE reads (default 100)"},
+    STR("mode", mode, "data (a shard group member, default) | meta (a meta group member: holds the cluster map)"),
+    U64(group, "data node in a cluster: this node's shard group id (needs --meta)"),
+    STR("meta", meta, "data node in a cluster: meta group client addresses HOST:PORT,...; without it the group serves every slot (standalone)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -58,6 +61,7 @@ void shaled_config_defaults(shaled_config_t *c)
     snprintf(c->raft, sizeof(c->raft), "127.0.0.1:7101");
     snprintf(c->cluster_id, sizeof(c->cluster_id), "shale");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->mode, sizeof(c->mode), "data");
     c->slots = 4096;
     c->block_cache_mb = 256;
     c->max_key = 4096;
@@ -274,6 +278,28 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     if (c->data[0] == '\0') {
         snprintf(err, errlen, "--data DIR is required");
         return -1;
+    }
+    if (strcmp(c->mode, "data") != 0 && strcmp(c->mode, "meta") != 0) {
+        snprintf(err, errlen, "--mode must be data or meta, not '%s'", c->mode);
+        return -1;
+    }
+    if (strcmp(c->mode, "meta") == 0 && (c->group != 0 || c->meta[0] != '\0')) {
+        snprintf(err, errlen, "--group and --meta are for data nodes, not --mode meta");
+        return -1;
+    }
+    if ((c->group != 0) != (c->meta[0] != '\0')) {
+        snprintf(err, errlen, "a data node in a cluster needs both --group ID and --meta ADDRS");
+        return -1;
+    }
+    if (c->meta[0] != '\0') {
+        char tmp[sizeof(c->meta)];
+        snprintf(tmp, sizeof(tmp), "%s", c->meta);
+        char *save = NULL;
+        for (char *a = strtok_r(tmp, ",", &save); a != NULL; a = strtok_r(NULL, ",", &save))
+            if (shale_split_addr(a, host, sizeof(host), &port) != 0) {
+                snprintf(err, errlen, "--meta: '%s' is not HOST:PORT", a);
+                return -1;
+            }
     }
     if (shale_split_addr(c->listen, host, sizeof(host), &port) != 0) {
         snprintf(err, errlen, "--listen '%s' is not host:port", c->listen);

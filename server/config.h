@@ -33,6 +33,9 @@ typedef struct shaled_config {
     uint64_t session_ttl_s;
     char initial_cluster[2048]; /* "" self | "none" join | ID=RAFT/CLIENT,... */
     uint64_t tick_ms;           /* leader freshness tick for STALE reads */
+    char mode[8];               /* "data" (a shard group) or "meta" */
+    uint64_t group;             /* data: shard group id in the cluster map (0: standalone) */
+    char meta[1024];            /* data: meta group client addresses, comma list */
     char log_level[16];
     char config_file[512];
 } shaled_config_t;

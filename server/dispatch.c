@@ -34,6 +34,29 @@ void sreq_fail(sreq_t *r, int code, const char *msg)
     sreq_free(r);
 }
 
+void sreq_reply_error(sreq_t *r, const Shale__Error *e)
+{
+    size_t len;
+    shaled_t *s = conn_server(r->conn);
+    uint8_t *f = wire_pack(SHALE_MSG_ERROR, r->id, &e->base, (uint32_t)s->cfg.max_frame, &len);
+    if (f == NULL) {
+        sreq_fail(r, (int)-e->code, e->message);
+        return;
+    }
+    conn_send(r->conn, f, len);
+    sreq_free(r);
+}
+
+void sreq_fail_epoch(sreq_t *r, int code, const char *msg, uint64_t epoch)
+{
+    Shale__Error e = SHALE__ERROR__INIT;
+    e.code = (Shale__ErrorCode)shale_error_to_wire(code);
+    e.message = (char *)msg;
+    e.has_epoch = 1;
+    e.epoch = epoch;
+    sreq_reply_error(r, &e);
+}
+
 void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp)
 {
     size_t len;
@@ -225,6 +248,49 @@ static const ProtobufCBinaryData *first_key(const sreq_t *r)
     }
 }
 
+static const Shale__Route *route_of(const sreq_t *r)
+{
+    switch (r->type) {
+    case SHALE_MSG_GET_REQ: return ((Shale__GetRequest *)r->msg)->route;
+    case SHALE_MSG_PUT_REQ: return ((Shale__PutRequest *)r->msg)->route;
+    case SHALE_MSG_DEL_REQ: return ((Shale__DeleteRequest *)r->msg)->route;
+    case SHALE_MSG_CAS_REQ: return ((Shale__CasRequest *)r->msg)->route;
+    case SHALE_MSG_MGET_REQ: return ((Shale__MGetRequest *)r->msg)->route;
+    case SHALE_MSG_MPUT_REQ: return ((Shale__MPutRequest *)r->msg)->route;
+    default: return NULL;
+    }
+}
+
+/* A data node in a cluster serves only the slots its group owns (at its
+ * applied ownership epoch): every key of the request is checked. Returns 0
+ * or answers the request (WRONG_GROUP carries the node's epoch). */
+static int check_ownership(shaled_t *s, sreq_t *r)
+{
+    char msg[200];
+    uint64_t epoch = 0;
+    int rv;
+    if (s->cfg.group == 0)
+        return 0;
+    if (r->type == SHALE_MSG_MGET_REQ) {
+        const Shale__MGetRequest *m = (Shale__MGetRequest *)r->msg;
+        rv = own_check(s, m->keys, m->n_keys, m->route, msg, sizeof(msg), &epoch);
+    } else if (r->type == SHALE_MSG_MPUT_REQ) {
+        const Shale__MPutRequest *m = (Shale__MPutRequest *)r->msg;
+        rv = 0;
+        for (size_t i = 0; i < m->n_items && rv == 0; i++)
+            rv = own_check(s, &m->items[i]->key, 1, NULL, msg, sizeof(msg), &epoch);
+    } else {
+        rv = own_check(s, first_key(r), 1, route_of(r), msg, sizeof(msg), &epoch);
+    }
+    if (rv == 0)
+        return 0;
+    if (rv == SHALE_EWRONGGROUP)
+        sreq_fail_epoch(r, rv, msg, epoch);
+    else
+        sreq_fail(r, rv, msg);
+    return -1;
+}
+
 static void reply_status(shaled_t *s, sreq_t *r)
 {
     Shale__StatusResponse st = SHALE__STATUS_RESPONSE__INIT;
@@ -270,6 +336,18 @@ static void reply_status(shaled_t *s, sreq_t *r)
         st.n_members = s->members->n_members;
         st.members = s->members->members;
     }
+    st.mode = s->cfg.mode;
+    if (strcmp(s->cfg.mode, "meta") == 0) {
+        st.has_map_epoch = 1;
+        st.map_epoch = s->map != NULL ? s->map->epoch : 0;
+    } else if (s->cfg.group != 0) {
+        st.has_group_id = 1;
+        st.group_id = s->cfg.group;
+        st.has_map_epoch = 1;
+        st.map_epoch = s->own != NULL ? s->own->epoch : 0;
+        st.has_slots_owned = 1;
+        st.slots_owned = own_count(s);
+    }
     sreq_reply(r, SHALE_MSG_STATUS_RESP, &st.base);
 }
 
@@ -309,7 +387,8 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     char msg[STORE_ERRLEN + 64];
 
     if (!is_read(type) && !is_write(type) && !is_admin(type) &&
-        type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ) {
+        type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ &&
+        type != SHALE_MSG_MAP_GET_REQ && type != SHALE_MSG_MAP_CAS_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
         sreq_fail(r, SHALE_EPROTO, msg);
@@ -345,11 +424,31 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
             admin_start(s, r);
         return;
     }
+    int meta = strcmp(s->cfg.mode, "meta") == 0;
+    if (type == SHALE_MSG_MAP_GET_REQ || type == SHALE_MSG_MAP_CAS_REQ) {
+        if (!meta)
+            sreq_fail(r, SHALE_EINVAL, "not a meta node: cluster map requests go to the "
+                      "meta group (shaled --mode meta)");
+        else if (type == SHALE_MSG_MAP_GET_REQ)
+            meta_get(s, r);
+        else if (!raft_node_is_leader(s))
+            sreq_fail(r, SHALE_ENOTLEADER, "map changes go to the meta leader");
+        else
+            meta_cas(s, r);
+        return;
+    }
+    if (meta) {
+        sreq_fail(r, SHALE_EINVAL, "this is a meta node: send data requests to a router "
+                  "(shale-router) or a shard group");
+        return;
+    }
     int rv = validate(s, r, msg, sizeof(msg));
     if (rv != 0) {
         sreq_fail(r, rv, msg);
         return;
     }
+    if (check_ownership(s, r) != 0)
+        return;
     const ProtobufCBinaryData *k = first_key(r);
     r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
 

@@ -188,6 +188,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         if (rv == 0 && expired > 0)
             log_info("expired idle client sessions", " count=%llu",
                      (unsigned long long)expired);
+    } else if (nreq == 0 && cmd->map_cas != NULL) {
+        rv = meta_apply(s, index, cmd, err);
+    } else if (nreq == 0 && cmd->ownership != NULL) {
+        rv = own_apply(s, index, cmd->ownership, err);
     } else if (nreq == 0 && cmd->members != NULL) {
         rv = members_set(s, index, cmd->members, err);
         if (rv == 0)

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "raft_guard.h"
+#include "shale.h"
 #include "shale.pb-c.h"
 #include "store.h"
 
@@ -112,6 +113,24 @@ struct shaled {
     int snap_streams;            /* streams being served */
     uint64_t snap_seq;           /* names checkpoint directories */
 
+    /* meta group (meta.c, --mode meta) */
+    Shale__ClusterMap *map;      /* applied cluster map; NULL before init */
+    qnode_t map_watchers;        /* MAP_GET long-polls waiting for news */
+    uint64_t nmap_watchers;
+    qnode_t map_cas_pending;     /* MAP_CAS waiting to be proposed */
+    qnode_t map_props;           /* MAP_CAS proposed, callback pending */
+    uv_timer_t map_sweep;        /* ends long-polls whose wait is over */
+
+    /* slot ownership (ownership.c, data node with --group/--meta) */
+    Shale__SlotOwnership *own;   /* applied record; NULL: none yet */
+    uint32_t own_count;          /* slots set in own */
+    Shale__ClusterMap *own_map;  /* newest map seen from meta */
+    struct shale_client *meta_client;
+    struct shale_req own_req;    /* the MAP_GET long-poll */
+    int own_watching, own_hurry, own_proposing, own_slots_warned;
+    struct raft_apply own_apply;
+    uv_timer_t own_timer;
+
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
     struct rd_barrier *barrier; /* in flight, or NULL */
@@ -165,6 +184,10 @@ void sreq_fail(sreq_t *r, int code, const char *msg);
 /* Answer with a packed response message and free it. */
 void sreq_reply(sreq_t *r, uint16_t type, const ProtobufCMessage *resp);
 void sreq_free(sreq_t *r);
+/* Answer with an Error message built by the caller (e.g. with an epoch). */
+void sreq_reply_error(sreq_t *r, const Shale__Error *e);
+/* An error carrying the epoch the caller should refresh past. */
+void sreq_fail_epoch(sreq_t *r, int code, const char *msg, uint64_t epoch);
 /* The leader's client address hint for NOT_LEADER answers ("" if none). */
 const char *shaled_leader_hint(shaled_t *s);
 
@@ -236,6 +259,31 @@ void members_free(shaled_t *s);
 void admin_start(shaled_t *s, sreq_t *r);
 void admin_poll(shaled_t *s);
 void admin_fail_all(shaled_t *s, int code, const char *msg);
+
+/* meta.c: the cluster map (--mode meta) */
+int meta_load(shaled_t *s, char *err);
+void meta_start(shaled_t *s);
+void meta_get(shaled_t *s, sreq_t *r);   /* MAP_GET: any member, long-poll */
+void meta_cas(shaled_t *s, sreq_t *r);   /* MAP_CAS: queued for meta_flush */
+void meta_flush(shaled_t *s);            /* end of turn: propose queued changes */
+/* FSM: apply Command.map_cas at index (answers the proposer's request). */
+int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err);
+void meta_fail_all(shaled_t *s, int code, const char *msg);
+void meta_stop(shaled_t *s);
+void meta_free(shaled_t *s);
+
+/* ownership.c: the slots this data node's group owns (--group/--meta) */
+int own_load(shaled_t *s, char *err);
+int own_start(shaled_t *s, char *err, size_t errlen);
+/* 0, or SHALE_EWRONGGROUP (*epoch set) / SHALE_EUNAVAILABLE / SHALE_EINVAL
+ * with msg, for a request on keys[0..n). */
+int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shale__Route *route,
+              char *msg, size_t msglen, uint64_t *epoch);
+void own_flush(shaled_t *s);             /* end of turn: leader proposes a newer record */
+int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err);
+uint32_t own_count(const shaled_t *s);
+void own_stop(shaled_t *s);
+void own_free(shaled_t *s);
 
 /* shaled.c */
 void shaled_stop(shaled_t *s, int exit_code);

@@ -42,6 +42,8 @@ static void on_flush(uv_check_t *h)
     }
     conn_resume_all(s);
     admin_poll(s);
+    meta_flush(s);
+    own_flush(s);
     propose_flush(s);
     reads_flush(s);
     conn_flush_all(s);
@@ -130,6 +132,9 @@ void shaled_stop(shaled_t *s, int exit_code)
     log_info("shutting down", " exit_code=%d", exit_code);
     propose_stop(s);
     raft_disk_stop(s);
+    meta_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
+    meta_stop(s);
+    own_stop(s);
     uv_timer_stop(&s->tick_timer);
     admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     reads_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
@@ -282,6 +287,16 @@ int main(int argc, char **argv)
         store_close(s->store);
         return 1;
     }
+    if (meta_load(s, serr) != 0 || own_load(s, serr) != 0) {
+        fprintf(stderr, "shaled: cannot load the cluster state: %s\n", serr);
+        if (seed != NULL)
+            shale__member_table__free_unpacked(seed, NULL);
+        members_free(s);
+        meta_free(s);
+        own_free(s);
+        store_close(s->store);
+        return 1;
+    }
 
     s->loop = uv_default_loop();
     q_init(&s->conns);
@@ -295,6 +310,7 @@ int main(int argc, char **argv)
     s->flush.data = s;
     uv_check_start(&s->flush, on_flush);
     propose_start(s);
+    meta_start(s);
     uv_timer_init(s->loop, &s->tick_timer);
     s->tick_timer.data = s;
     uv_timer_start(&s->tick_timer, on_tick, s->cfg.tick_ms, s->cfg.tick_ms);
@@ -312,6 +328,9 @@ int main(int argc, char **argv)
     } else if (conn_listen(s, err, sizeof(err)) != 0) {
         log_error("cannot listen", " err=\"%s\"", err);
         failed = 1;
+    } else if (own_start(s, err, sizeof(err)) != 0) {
+        log_error("cannot follow the cluster map", " err=\"%s\"", err);
+        failed = 1;
     } else {
         log_info("serving", " id=%llu listen=%s raft=%s data=%s cluster=%s applied=%llu",
                  (unsigned long long)s->cfg.id, s->cfg.listen, s->cfg.raft,
@@ -328,6 +347,8 @@ int main(int argc, char **argv)
     uv_run(s->loop, UV_RUN_DEFAULT);
     store_close(s->store);
     members_free(s);
+    meta_free(s);
+    own_free(s);
     int lrv = uv_loop_close(s->loop);
     if (lrv != 0)
         log_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

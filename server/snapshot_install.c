@@ -116,6 +116,8 @@ static int swap_in(shaled_t *s, const char *copy, char *err, size_t errlen)
         log_warn("cannot remove the replaced store", " dir=%s err=\"%s\"", old, strerror(errno));
     if (members_load(s, NULL, serr) != 0)
         log_warn("member table unreadable after installing a snapshot", " err=\"%s\"", serr);
+    if (meta_load(s, serr) != 0 || own_load(s, serr) != 0)
+        log_warn("cluster state unreadable after installing a snapshot", " err=\"%s\"", serr);
     return 0;
 }
 

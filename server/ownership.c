@@ -1,0 +1,314 @@
+/* Slot ownership of a data node in a cluster (shaled --group G --meta ...).
+ *
+ * What this file owns:
+ *  - following the cluster map: every member keeps one MAP_GET long-poll
+ *    open against the meta group (libshale on this node's loop; it follows
+ *    NOT_LEADER hints and rotates through the --meta addresses);
+ *  - the group's ownership record (SlotOwnership: epoch + bitmap of the
+ *    slots group G owns), replicated in the group's own Raft log: when the
+ *    leader sees a map epoch newer than the applied record it proposes the
+ *    new record; every member applies it (RocksDB metadata "ownership",
+ *    atomically with the applied index) so all members, followers and read
+ *    replicas included, check requests against the same state;
+ *  - the request check (own_check): a slot the group does not own at its
+ *    epoch is refused with WRONG_GROUP{epoch} so the router refreshes.
+ *
+ * A node without --meta is a standalone group and owns every slot. Never
+ * changes the map; never calls into Raft from a callback (proposals leave
+ * from own_flush in the end-of-turn check). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmap.h"
+#include "frame.h"
+#include "keyhash.h"
+#include "log.h"
+#include "server.h"
+#include "shale.h"
+
+#define META_OWNERSHIP "ownership"
+#define WATCH_WAIT_MS 20000
+#define WATCH_RETRY_MS 500
+
+static int in_cluster(const shaled_t *s)
+{
+    return s->cfg.group != 0;
+}
+
+static void set_own(shaled_t *s, Shale__SlotOwnership *o)
+{
+    if (s->own != NULL)
+        shale__slot_ownership__free_unpacked(s->own, NULL);
+    s->own = o;
+}
+
+static uint32_t count_owned(const Shale__SlotOwnership *o)
+{
+    uint32_t n = 0;
+    for (uint32_t sl = 0; sl < o->slots; sl++)
+        n += (o->owned.data[sl / 8] >> (sl % 8)) & 1;
+    return n;
+}
+
+int own_load(shaled_t *s, char *err)
+{
+    if (!in_cluster(s))
+        return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = store_get_meta(s->store, META_OWNERSHIP, &buf, &len, err);
+    if (rv == SHALE_ENOTFOUND) {
+        set_own(s, NULL);
+        return 0;
+    }
+    if (rv != 0)
+        return rv;
+    Shale__SlotOwnership *o = shale__slot_ownership__unpack(NULL, len, buf);
+    free(buf);
+    if (o == NULL || o->slots == 0 || o->owned.len < (o->slots + 7) / 8) {
+        if (o != NULL)
+            shale__slot_ownership__free_unpacked(o, NULL);
+        snprintf(err, STORE_ERRLEN, "stored slot ownership is malformed");
+        return SHALE_ECORRUPT;
+    }
+    s->cfg.slots = o->slots; /* the cluster's S, fixed at init */
+    set_own(s, o);
+    s->own_count = count_owned(o);
+    return 0;
+}
+
+static int owns(const shaled_t *s, uint32_t slot)
+{
+    return slot < s->own->slots && (s->own->owned.data[slot / 8] >> (slot % 8)) & 1;
+}
+
+/* ---- Request check ---------------------------------------------------------*/
+
+int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shale__Route *route,
+              char *msg, size_t msglen, uint64_t *epoch)
+{
+    if (!in_cluster(s))
+        return 0;
+    if (s->own == NULL) {
+        snprintf(msg, msglen, "group %llu does not know its slots yet (waiting for the cluster "
+                 "map from the meta group)", (unsigned long long)s->cfg.group);
+        return SHALE_EUNAVAILABLE;
+    }
+    *epoch = s->own->epoch;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot = shale_key_slot(keys[i].data, keys[i].len, (uint32_t)s->cfg.slots);
+        if (i == 0 && route != NULL && route->has_slot && route->slot != slot && n == 1) {
+            snprintf(msg, msglen, "route names slot %u but the key hashes to slot %u",
+                     route->slot, slot);
+            return SHALE_EINVAL;
+        }
+        if (!owns(s, slot)) {
+            snprintf(msg, msglen, "slot %u is not owned by group %llu at epoch %llu", slot,
+                     (unsigned long long)s->cfg.group, (unsigned long long)s->own->epoch);
+            if (route != NULL && route->has_epoch && route->epoch > s->own->epoch)
+                s->own_hurry = 1; /* the caller knows a newer map: look now */
+            return SHALE_EWRONGGROUP;
+        }
+    }
+    return 0;
+}
+
+/* ---- Following the map -----------------------------------------------------*/
+
+static void watch(shaled_t *s);
+
+static void on_retry(uv_timer_t *t)
+{
+    watch(t->data);
+}
+
+static void on_map(shale_req_t *req, int status)
+{
+    shaled_t *s = req->data;
+    s->own_watching = 0;
+    if (s->stopping) {
+        shale_req_cleanup(req);
+        return;
+    }
+    if (status == SHALE_OK) {
+        Shale__MapResponse *resp =
+            shale__map_response__unpack(NULL, req->raw_len, req->raw);
+        if (resp != NULL && resp->map != NULL &&
+            (s->own_map == NULL || resp->map->epoch > s->own_map->epoch)) {
+            Shale__ClusterMap *m = cmap_copy(resp->map);
+            if (m != NULL) {
+                cmap_free(s->own_map);
+                s->own_map = m;
+                log_info("cluster map received", " epoch=%llu group=%llu slots_owned=%u",
+                         (unsigned long long)m->epoch, (unsigned long long)s->cfg.group,
+                         cmap_slot_count(m, s->cfg.group));
+            }
+        }
+        if (resp != NULL)
+            shale__map_response__free_unpacked(resp, NULL);
+        shale_req_cleanup(req);
+        watch(s);
+        return;
+    }
+    if (status != SHALE_ECLOSED && status != SHALE_ECANCELED)
+        log_debug("cluster map watch failed; retrying", " err=\"%s\"", req->errmsg);
+    shale_req_cleanup(req);
+    uv_timer_start(&s->own_timer, on_retry, WATCH_RETRY_MS, 0);
+}
+
+static void watch(shaled_t *s)
+{
+    if (s->stopping || s->own_watching || s->meta_client == NULL)
+        return;
+    Shale__MapGetRequest g = SHALE__MAP_GET_REQUEST__INIT;
+    g.has_known_epoch = 1;
+    g.known_epoch = s->own_map != NULL ? s->own_map->epoch : 0;
+    g.has_wait_ms = 1;
+    g.wait_ms = s->own_hurry ? 0 : WATCH_WAIT_MS;
+    s->own_hurry = 0;
+    uint8_t buf[32];
+    size_t len = shale__map_get_request__pack(&g, buf);
+    s->own_req.data = s;
+    if (shale_call_async(s->meta_client, &s->own_req, SHALE_MSG_MAP_GET_REQ, SHALE_MSG_MAP_RESP,
+                         buf, len, on_map) != SHALE_OK) {
+        uv_timer_start(&s->own_timer, on_retry, WATCH_RETRY_MS, 0);
+        return;
+    }
+    s->own_watching = 1;
+}
+
+int own_start(shaled_t *s, char *err, size_t errlen)
+{
+    uv_timer_init(s->loop, &s->own_timer);
+    s->own_timer.data = s;
+    if (!in_cluster(s))
+        return 0;
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = WATCH_WAIT_MS + 10000;
+    o.cluster_id = s->cfg.cluster_id;
+    int rv = shale_client_open(s->loop, s->cfg.meta, &o, &s->meta_client);
+    if (rv != SHALE_OK) {
+        snprintf(err, errlen, "--meta %s: %s", s->cfg.meta, shale_strerror(rv));
+        return -1;
+    }
+    watch(s);
+    return 0;
+}
+
+/* ---- Proposing and applying the ownership record ----------------------------*/
+
+static void own_apply_cb(struct raft_apply *req, int status, void *result)
+{
+    (void)status;
+    (void)result;
+    shaled_t *s = req->data;
+    s->own_proposing = 0;
+}
+
+void own_flush(shaled_t *s)
+{
+    if (!in_cluster(s) || s->own_map == NULL || s->own_proposing || s->stopping ||
+        !raft_node_is_leader(s))
+        return;
+    if (s->own_hurry && !s->own_watching)
+        watch(s);
+    if (s->own != NULL && s->own->epoch >= s->own_map->epoch)
+        return;
+    if (s->own != NULL && s->own_map->slots != s->own->slots) {
+        if (!s->own_slots_warned)
+            log_error("cluster map has a different slot count than this group's ownership record; "
+                      "ignoring it", " map_slots=%u slots=%u", s->own_map->slots,
+                      s->own->slots);
+        s->own_slots_warned = 1;
+        return;
+    }
+    size_t nbytes = (s->own_map->slots + 7) / 8;
+    uint8_t *bits = malloc(nbytes);
+    if (bits == NULL)
+        return;
+    Shale__SlotOwnership o = SHALE__SLOT_OWNERSHIP__INIT;
+    o.epoch = s->own_map->epoch;
+    o.group_id = s->cfg.group;
+    o.slots = s->own_map->slots;
+    cmap_owned_bitmap(s->own_map, s->cfg.group, bits);
+    o.has_owned = 1;
+    o.owned.data = bits;
+    o.owned.len = nbytes;
+    Shale__Command cmd = SHALE__COMMAND__INIT;
+    cmd.timestamp_ms = shaled_now_ms();
+    cmd.ownership = &o;
+    struct raft_buffer buf;
+    int rv = raft_cmd_encode(&cmd, &buf);
+    free(bits);
+    if (rv != 0)
+        return;
+    s->own_apply.data = s;
+    rv = raft_apply(&s->raft, &s->own_apply, &buf, 1, own_apply_cb);
+    if (rv != 0) {
+        if (rv == RAFT_NOTLEADER)
+            raft_free(buf.base);
+        return;
+    }
+    s->own_proposing = 1;
+    s->last_proposal_ms = cmd.timestamp_ms;
+}
+
+int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err)
+{
+    if (index <= store_applied_index(s->store))
+        return 0;
+    /* The first record fixes the slot count (data is refused until then, so
+     * nothing was stored under another one); later ones must agree. */
+    if (!in_cluster(s) || o->group_id != s->cfg.group || o->slots == 0 ||
+        o->owned.len < (o->slots + 7) / 8 ||
+        (s->own != NULL && (o->epoch <= s->own->epoch || o->slots != s->own->slots)))
+        return store_apply_noop(s->store, index, err);
+    size_t len = shale__slot_ownership__get_packed_size(o);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory storing slot ownership");
+        return SHALE_ENOMEM;
+    }
+    shale__slot_ownership__pack(o, buf);
+    int rv = store_apply_meta(s->store, index, META_OWNERSHIP, buf, len, err);
+    Shale__SlotOwnership *c = rv == 0 ? shale__slot_ownership__unpack(NULL, len, buf) : NULL;
+    free(buf);
+    if (rv != 0)
+        return rv;
+    if (c == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory storing slot ownership");
+        return SHALE_ENOMEM;
+    }
+    uint32_t n = count_owned(c);
+    s->cfg.slots = c->slots;
+    set_own(s, c);
+    s->own_count = n;
+    log_info("slot ownership applied", " epoch=%llu group=%llu slots_owned=%u",
+             (unsigned long long)c->epoch, (unsigned long long)c->group_id, n);
+    return 0;
+}
+
+uint32_t own_count(const shaled_t *s)
+{
+    return s->own != NULL ? s->own_count : 0;
+}
+
+void own_stop(shaled_t *s)
+{
+    if (s->own_timer.loop != NULL && !uv_is_closing((uv_handle_t *)&s->own_timer)) {
+        uv_timer_stop(&s->own_timer);
+        uv_close((uv_handle_t *)&s->own_timer, NULL);
+    }
+    if (s->meta_client != NULL) {
+        shale_client_close(s->meta_client, NULL);
+        s->meta_client = NULL;
+    }
+}
+
+void own_free(shaled_t *s)
+{
+    set_own(s, NULL);
+    cmap_free(s->own_map);
+    s->own_map = NULL;
+}

@@ -1,0 +1,53 @@
+/* Test harness for whole clusters: a meta group (shaled --mode meta) plus
+ * shard groups (shaled --group G --meta ...), on 127.0.0.x, each process
+ * started and stopped by PID (harness.h); and blocking cluster-map calls
+ * (MAP_GET / MAP_CAS through libshale).
+ *
+ * Layout from first_host F: meta nodes on 127.0.0.F..F+2, group g (1-based)
+ * on 127.0.0.(F + 10*g) .. +voters-1. Data under base/meta, base/g<g>. */
+#ifndef SHALE_TEST_HARNESS_CLUSTER_H
+#define SHALE_TEST_HARNESS_CLUSTER_H
+
+#include <stdint.h>
+
+#include "harness.h"
+#include "shale.pb-c.h"
+
+#define TH_MAX_GROUPS 4
+
+typedef struct th_cluster {
+    char base[512];
+    th_group_t meta;
+    int ngroups;
+    th_group_t groups[TH_MAX_GROUPS]; /* groups[g-1] is group g */
+} th_cluster_t;
+
+/* Start meta (3 voters) and ngroups groups of `voters` voters each, wait
+ * for every leader. extra: flags for every data node (may be NULL). The
+ * map is not created: th_cluster_init does that. 0 or -1. */
+int th_cluster_start(th_cluster_t *c, int ngroups, int voters, int first_host, const char *base,
+                     const char *const *extra);
+/* Create the map (MAP_CAS epoch 0): every group, slots split evenly; then
+ * wait until every group's leader applied ownership at epoch 1. */
+int th_cluster_init(th_cluster_t *c, uint32_t slots, int timeout_ms);
+/* Wait until every running node of every group reports map_epoch >= e. */
+int th_cluster_wait_epoch(th_cluster_t *c, uint64_t e, int timeout_ms);
+void th_cluster_stop(th_cluster_t *c);
+
+/* A ShardGroup of the map built from a harness group (malloc'd; free with
+ * th_shard_group_free). */
+Shale__ShardGroup *th_shard_group(const th_group_t *g, uint64_t id);
+void th_shard_group_free(Shale__ShardGroup *g);
+
+/* MAP_GET against the meta addresses: *out (shale__cluster_map__free_unpacked)
+ * or a SHALE_E* code. */
+int th_map_get(const char *meta_addrs, uint64_t known_epoch, uint32_t wait_ms,
+               Shale__ClusterMap **out);
+/* MAP_CAS: 0 with *out the new map (may be NULL), or a SHALE_E* code; *epoch
+ * (may be NULL) gets the epoch an error carried, msg (may be NULL, 256
+ * bytes) its message. client_id/seq 0: no session. */
+int th_map_cas(const char *meta_addrs, uint64_t expect, const Shale__ClusterMap *map,
+               uint64_t client_id, uint64_t seq, Shale__ClusterMap **out, uint64_t *epoch,
+               char *msg);
+
+#endif

@@ -1,0 +1,332 @@
+/* The meta group and slot ownership, with real processes: a 3-node meta
+ * group (shaled --mode meta) holding the epoch-versioned cluster map, shard
+ * groups following it (shaled --group G --meta ...), and the checks that
+ * keep two admins or a stale router from doing harm (DESIGN §5).
+ *
+ * Hosts 127.0.0.110.. (meta), .120.. (group 1), .130.. (group 2). */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmap.h"
+#include "frame.h"
+#include "harness_cluster.h"
+#include "keyhash.h"
+#include "shale.h"
+#include "wire.h"
+
+static th_cluster_t g_cl;
+static char *g_base;
+
+static void start_cluster(int ngroups, int voters)
+{
+    g_base = th_tmpdir("cluster");
+    ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, 110, g_base, NULL), 0);
+}
+
+static void stop_cluster(void)
+{
+    th_cluster_stop(&g_cl);
+    th_rmrf(g_base);
+    free(g_base);
+    g_base = NULL;
+}
+
+static Shale__ClusterMap *get_map(uint64_t known, uint32_t wait_ms)
+{
+    Shale__ClusterMap *m = NULL;
+    ck_assert_int_eq(th_map_get(g_cl.meta.addrs, known, wait_ms, &m), SHALE_OK);
+    return m;
+}
+
+/* A key whose slot group `gid` owns in m. */
+static void key_in_group(const Shale__ClusterMap *m, uint64_t gid, int nth, char *key,
+                         size_t len)
+{
+    for (int i = 0, found = 0;; i++) {
+        int n = snprintf(key, len, "key-%d", i);
+        if (cmap_slot_group(m, shale_key_slot(key, (size_t)n, m->slots)) == gid &&
+            found++ == nth)
+            return;
+    }
+}
+
+static shale_client_t *client_for(const th_group_t *g)
+{
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = 5000;
+    shale_client_t *c = NULL;
+    ck_assert_int_eq(shale_connect(g->addrs, &o, &c, NULL), SHALE_OK);
+    return c;
+}
+
+/* Two admins read the same epoch; the second CAS fails with the current
+ * epoch instead of overwriting the first; a retry of the first (same
+ * session) is answered with its first result and does not bump the epoch. */
+START_TEST(test_map_cas_between_two_admins)
+{
+    start_cluster(2, 1);
+    ck_assert_int_eq(th_cluster_init(&g_cl, 256, 20000), 0);
+    Shale__ClusterMap *m = get_map(0, 0);
+    ck_assert_uint_eq(m->epoch, 1);
+    ck_assert_uint_eq(m->slots, 256);
+    ck_assert_uint_eq(cmap_slot_count(m, 1), 128);
+
+    /* Admin A gives every slot to group 1; admin B, from the same epoch,
+     * wants them all on group 2. */
+    Shale__ClusterMap *a = cmap_copy(m), *b = cmap_copy(m), *out = NULL;
+    for (uint32_t s = 0; s < 256; s++) {
+        a->slot_group[s] = 1;
+        b->slot_group[s] = 2;
+    }
+    uint64_t epoch = 0;
+    char msg[256];
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, a, 77, 1, &out, &epoch, msg), SHALE_OK);
+    ck_assert_uint_eq(out->epoch, 2);
+    cmap_free(out);
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, b, 88, 1, NULL, &epoch, msg),
+                     SHALE_ECASFAILED);
+    ck_assert_uint_eq(epoch, 2);
+    ck_assert_ptr_nonnull(strstr(msg, "epoch is 2"));
+    /* A's retry (outcome unknown to A): its first result, epoch stays 2. */
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, a, 77, 1, &out, &epoch, msg), SHALE_OK);
+    ck_assert_uint_eq(out->epoch, 2);
+    cmap_free(out);
+    Shale__ClusterMap *now = get_map(0, 0);
+    ck_assert_uint_eq(now->epoch, 2);
+    ck_assert_uint_eq(cmap_slot_count(now, 1), 256);
+    /* Every member of the meta group has it (ask each alone). */
+    for (int i = 0; i < 3; i++) {
+        Shale__ClusterMap *mi = NULL;
+        for (int t = 0; t < 100; t++) {
+            ck_assert_int_eq(th_map_get(g_cl.meta.nodes[i].addr, 0, 0, &mi), SHALE_OK);
+            if (mi->epoch == 2)
+                break;
+            cmap_free(mi);
+            mi = NULL;
+            usleep(20000);
+        }
+        ck_assert_ptr_nonnull(mi);
+        cmap_free(mi);
+    }
+    cmap_free(now);
+    cmap_free(a);
+    cmap_free(b);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
+/* Bad maps and misdirected requests get clear errors and change nothing. */
+START_TEST(test_map_rules)
+{
+    start_cluster(1, 1);
+    uint64_t epoch = 0;
+    char msg[256];
+    /* No map yet: epoch 0. */
+    Shale__ClusterMap *m = get_map(0, 0);
+    ck_assert_uint_eq(m->epoch, 0);
+    cmap_free(m);
+    ck_assert_int_eq(th_cluster_init(&g_cl, 64, 20000), 0);
+    m = get_map(0, 0);
+    /* init twice: the map exists */
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 0, m, 0, 0, NULL, &epoch, msg),
+                     SHALE_ECASFAILED);
+    ck_assert_uint_eq(epoch, 1);
+    /* a slot on an unknown group */
+    Shale__ClusterMap *bad = cmap_copy(m);
+    bad->slot_group[3] = 42;
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, bad, 0, 0, NULL, &epoch, msg), SHALE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(msg, "unknown group 42"));
+    bad->slot_group[3] = 1;
+    /* the slot count is fixed */
+    bad->slots = 32;
+    bad->n_slot_group = 32;
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, bad, 0, 0, NULL, &epoch, msg), SHALE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(msg, "fixed at init"));
+    bad->slots = 64;
+    bad->n_slot_group = 64;
+    cmap_free(bad);
+    Shale__ClusterMap *still = get_map(0, 0);
+    ck_assert_uint_eq(still->epoch, 1);
+    cmap_free(still);
+    /* A data node is not a meta node, and a meta node holds no data. */
+    Shale__ClusterMap *x = NULL;
+    ck_assert_int_eq(th_map_get(g_cl.groups[0].addrs, 0, 0, &x), SHALE_EINVAL);
+    shale_client_t *c = client_for(&g_cl.meta);
+    ck_assert_int_eq(shale_put(c, "k", 1, "v", 1, NULL), SHALE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(shale_errmsg(c), "meta node"));
+    shale_close(c);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
+/* MAP_GET with the current epoch waits for the next change (the watch
+ * routers and groups use), and returns the same map when its wait ends. */
+START_TEST(test_map_long_poll)
+{
+    start_cluster(1, 1);
+    ck_assert_int_eq(th_cluster_init(&g_cl, 64, 20000), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    Shale__ClusterMap *m = get_map(1, 600);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    ck_assert_uint_eq(m->epoch, 1);
+    ck_assert_msg(waited >= 550, "a long-poll with nothing new returned after %ld ms", waited);
+    /* A watcher started before a change gets it. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        usleep(300 * 1000);
+        Shale__ClusterMap *n = cmap_copy(m);
+        n->last_change_note = NULL;
+        int rv = th_map_cas(g_cl.meta.addrs, 1, n, 5, 1, NULL, NULL, NULL);
+        _exit(rv == SHALE_OK ? 0 : 1);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    Shale__ClusterMap *next = get_map(1, 20000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    waited = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert_uint_eq(next->epoch, 2);
+    ck_assert_msg(waited < 10000, "the watch took %ld ms to see the change", waited);
+    cmap_free(next);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
+/* Groups learn which slots they own through their own Raft logs and refuse
+ * the others with WRONG_GROUP{epoch}; when the map moves slots, the groups
+ * follow (followers included). */
+START_TEST(test_groups_serve_only_their_slots)
+{
+    start_cluster(2, 3);
+    ck_assert_int_eq(th_cluster_init(&g_cl, 4096, 20000), 0);
+    Shale__ClusterMap *m = get_map(0, 0);
+    shale_client_t *c1 = client_for(&g_cl.groups[0]);
+    shale_client_t *c2 = client_for(&g_cl.groups[1]);
+    char k1[32], k2[32];
+    key_in_group(m, 1, 0, k1, sizeof(k1));
+    key_in_group(m, 2, 0, k2, sizeof(k2));
+    ck_assert_int_eq(shale_put(c1, k1, strlen(k1), "one", 3, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_put(c2, k2, strlen(k2), "two", 3, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_put(c1, k2, strlen(k2), "x", 1, NULL), SHALE_EWRONGGROUP);
+    ck_assert_ptr_nonnull(strstr(shale_errmsg(c1), "not owned by group 1 at epoch 1"));
+    shale_value_t v;
+    ck_assert_int_eq(shale_get(c2, k1, strlen(k1), NULL, &v), SHALE_EWRONGGROUP);
+    /* Every member reports its ownership. */
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < 3; i++) {
+            Shale__StatusResponse *st;
+            ck_assert_int_eq(th_node_status(&g_cl.groups[g].nodes[i], &st), 0);
+            ck_assert_str_eq(st->mode, "data");
+            ck_assert_uint_eq(st->group_id, (uint64_t)g + 1);
+            ck_assert_uint_eq(st->map_epoch, 1);
+            ck_assert_uint_eq(st->slots_owned, 2048);
+            shale__status_response__free_unpacked(st, NULL);
+        }
+    /* All slots to group 1 (no data moves here: ownership only). */
+    Shale__ClusterMap *n = cmap_copy(m);
+    for (uint32_t s = 0; s < n->slots; s++)
+        n->slot_group[s] = 1;
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, n, 9, 1, NULL, NULL, NULL), SHALE_OK);
+    ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, 2, 20000), 0);
+    ck_assert_int_eq(shale_put(c1, k2, strlen(k2), "now-mine", 8, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_put(c2, k2, strlen(k2), "y", 1, NULL), SHALE_EWRONGGROUP);
+    ck_assert_ptr_nonnull(strstr(shale_errmsg(c2), "at epoch 2"));
+    /* A STALE read on a follower of group 2 is refused too. */
+    shale_read_opts_t ro = {.consistency = SHALE_STALE, .max_staleness_ms = 0};
+    ck_assert_int_eq(shale_get(c2, k2, strlen(k2), &ro, &v), SHALE_EWRONGGROUP);
+    /* Ownership survives a restart of the whole group (it is in its log). */
+    th_group_stop_all(&g_cl.groups[1]);
+    char gid[4] = "2";
+    const char *args[] = {"--group", gid, "--meta", g_cl.meta.addrs, NULL};
+    ck_assert_int_eq(th_group_start(&g_cl.groups[1], args), 0);
+    ck_assert_int_ge(th_group_wait_leader(&g_cl.groups[1], 20000), 0);
+    Shale__StatusResponse *st;
+    ck_assert_int_eq(th_node_status(&g_cl.groups[1].nodes[0], &st), 0);
+    ck_assert_uint_eq(st->map_epoch, 2);
+    ck_assert_uint_eq(st->slots_owned, 0);
+    shale__status_response__free_unpacked(st, NULL);
+    shale_close(c1);
+    shale_close(c2);
+    cmap_free(n);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
+/* The map survives the meta leader's kill -9: a change still commits on the
+ * survivors, and the restarted node catches up. Garbage on the meta port
+ * leaves it serving. */
+START_TEST(test_meta_leader_kill_and_garbage)
+{
+    start_cluster(1, 1);
+    ck_assert_int_eq(th_cluster_init(&g_cl, 64, 20000), 0);
+    int leader = th_group_wait_leader(&g_cl.meta, 5000);
+    ck_assert_int_ge(leader, 0);
+    th_node_stop(&g_cl.meta.nodes[leader], SIGKILL);
+    Shale__ClusterMap *m = get_map(0, 0);
+    Shale__ClusterMap *out = NULL;
+    ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, m, 3, 1, &out, NULL, NULL), SHALE_OK);
+    ck_assert_uint_eq(out->epoch, 2);
+    cmap_free(out);
+    const char *margs[] = {"--mode", "meta", NULL};
+    ck_assert_int_eq(th_group_start_node(&g_cl.meta, leader, margs), 0);
+    ck_assert_int_eq(th_node_wait_up(&g_cl.meta.nodes[leader], 20000), 0);
+    Shale__ClusterMap *mi = NULL;
+    for (int t = 0; t < 200; t++) {
+        ck_assert_int_eq(th_map_get(g_cl.meta.nodes[leader].addr, 0, 0, &mi), SHALE_OK);
+        if (mi->epoch == 2)
+            break;
+        cmap_free(mi);
+        mi = NULL;
+        usleep(50000);
+    }
+    ck_assert_ptr_nonnull(mi);
+    cmap_free(mi);
+    /* Garbage: a header announcing a huge frame, then random bytes. */
+    th_node_t *n0 = &g_cl.meta.nodes[0];
+    int fd = th_raw_connect(n0->host, n0->port, 2000);
+    ck_assert_int_ge(fd, 0);
+    uint8_t junk[64];
+    memset(junk, 0xA5, sizeof(junk));
+    th_raw_send(fd, junk, sizeof(junk));
+    th_frame_t f;
+    (void)th_raw_recv(fd, &f); /* an error or a closed connection */
+    close(fd);
+    Shale__ClusterMap *after = get_map(0, 0);
+    ck_assert_uint_eq(after->epoch, 2);
+    cmap_free(after);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cluster");
+    TCase *tc = tcase_create("process");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_map_cas_between_two_admins);
+    tcase_add_test(tc, test_map_rules);
+    tcase_add_test(tc, test_map_long_poll);
+    tcase_add_test(tc, test_groups_serve_only_their_slots);
+    tcase_add_test(tc, test_meta_leader_kill_and_garbage);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
