@@ -7,14 +7,29 @@
  * jumps from under a millisecond to tens. The transport interface
  * (struct raft_uv_transport, raft/uv.h) is public, so this file wraps its
  * listen/connect methods in place and sets TCP_NODELAY on each stream before
- * handing it to raft_uv. It never reads or writes Raft traffic itself. */
+ * handing it to raft_uv. It never reads or writes Raft traffic itself.
+ *
+ * It also refuses inbound Raft connections from strangers. libraft 0.15
+ * crashes (SIGSEGV) on a malformed message after a well-formed handshake,
+ * so garbage on the Raft port must never reach it: once this node has a
+ * configuration, an accepted stream is handed to raft_uv only when its
+ * handshake names a member of the configuration (id and Raft address) other
+ * than this node. A node with no configuration yet (joining, started with
+ * --initial-cluster none) accepts any peer: the leader adding it has to get
+ * through. Members are trusted: a peer that forges a member's handshake
+ * (its id and exact address) can still reach libraft, and the source IP
+ * cannot be checked because raft_uv_tcp does not bind outgoing connections
+ * (on loopback they all come from 127.0.0.1). Authentication arrives with
+ * TLS; the HELLO credential field is reserved for it. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "server.h"
 
 typedef struct tcp_wrap {
     struct raft_uv_transport *t;
+    shaled_t *s;
     int (*listen)(struct raft_uv_transport *t, raft_uv_accept_cb cb);
     int (*connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                    const char *address, raft_uv_connect_cb cb);
@@ -52,11 +67,50 @@ static void nodelay(struct uv_stream_s *stream)
     }
 }
 
+static void on_closed(uv_handle_t *h)
+{
+    raft_free(h); /* allocated by raft_uv_tcp with raft_malloc */
+}
+
+/* Is (id, address) from this stream a member this node should hear? */
+static int peer_allowed(shaled_t *s, raft_id id, const char *address, char *why, size_t whylen)
+{
+    const struct raft_configuration *c = &s->raft.configuration;
+    if (c->n == 0)
+        return 1; /* joining: the leader that adds this node is not known yet */
+    if (id == s->cfg.id) {
+        snprintf(why, whylen, "peer claims this node's own id");
+        return 0;
+    }
+    const char *want = NULL;
+    for (unsigned i = 0; i < c->n; i++)
+        if (c->servers[i].id == id)
+            want = c->servers[i].address;
+    if (want == NULL) {
+        snprintf(why, whylen, "id %llu is not in the configuration", (unsigned long long)id);
+        return 0;
+    }
+    if (address == NULL || strcmp(address, want) != 0) {
+        snprintf(why, whylen, "id %llu is at %s, not %s", (unsigned long long)id, want,
+                 address ? address : "(none)");
+        return 0;
+    }
+    return 1;
+}
+
 static void on_accept(struct raft_uv_transport *t, raft_id id, const char *address,
                       struct uv_stream_s *stream)
 {
+    tcp_wrap_t *w = wrap_of(t);
+    char why[200];
+    if (!peer_allowed(w->s, id, address, why, sizeof(why))) {
+        log_warn("raft connection refused: not a member", " peer_id=%llu peer_addr=%s why=\"%s\"",
+                 (unsigned long long)id, address ? address : "", why);
+        uv_close((uv_handle_t *)stream, on_closed); /* raft_uv_tcp hands over a malloc'd handle */
+        return;
+    }
     nodelay(stream);
-    wrap_of(t)->accept_cb(t, id, address, stream);
+    w->accept_cb(t, id, address, stream);
 }
 
 static int wrap_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
@@ -103,6 +157,7 @@ int raft_tcp_wrap(shaled_t *s)
     if (w == NULL)
         return -1;
     w->t = &s->transport;
+    w->s = s;
     w->listen = s->transport.listen;
     w->connect = s->transport.connect;
     wraps[slot] = w;

@@ -266,12 +266,57 @@ START_TEST(test_groups_serve_only_their_slots)
 }
 END_TEST
 
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i)); /* raft_uv_tcp: little endian */
+}
+
+/* Send garbage to a node's Raft port: random bytes, and well-formed
+ * raft_uv_tcp handshakes naming a stranger (an unknown id; a member's id at
+ * the wrong address) followed by a malformed message — libraft 0.15
+ * segfaults on the latter unless server/raft_tcp.c refuses the peer. */
+static void garbage_to_raft(const th_group_t *g, int target)
+{
+    const th_node_t *n = &g->nodes[target];
+    const th_node_t *other = &g->nodes[(target + 1) % g->n];
+    char addr[32] = {0};
+    snprintf(addr, sizeof(addr), "%s:%d", other->host, other->raft_port);
+    for (int round = 0; round < 3; round++) {
+        uint8_t buf[256];
+        size_t len = 0;
+        if (round == 0) {
+            for (len = 0; len < 200; len++)
+                buf[len] = (uint8_t)(len * 37 + 11);
+        } else {
+            put_u64(buf, 1);                    /* handshake protocol */
+            /* round 1: unknown id; round 2: a member's id, wrong address */
+            put_u64(buf + 8, round == 1 ? 99 : other->id);
+            if (round == 2)
+                addr[0] = '2'; /* "227.0.0.x:port" */
+            put_u64(buf + 16, sizeof(addr));    /* address length */
+            memcpy(buf + 24, addr, sizeof(addr));
+            len = 24 + sizeof(addr);
+            put_u64(buf + len, 1);              /* message preamble: format */
+            put_u64(buf + len + 8, round == 1 ? 64 : (1ull << 40));
+            len += 16;
+            for (int i = 0; i < 64; i++)
+                buf[len++] = (uint8_t)(i * 91 + round);
+        }
+        int fd = th_raw_connect(n->host, n->raft_port, 2000);
+        ck_assert_int_ge(fd, 0);
+        th_raw_send(fd, buf, len);
+        usleep(100 * 1000);
+        close(fd);
+    }
+}
+
 /* The map survives the meta leader's kill -9: a change still commits on the
  * survivors, and the restarted node catches up. Garbage on the meta port
  * leaves it serving. */
 START_TEST(test_meta_leader_kill_and_garbage)
 {
-    start_cluster(1, 1);
+    start_cluster(1, 3);
     ck_assert_int_eq(th_cluster_init(&g_cl, 64, 20000), 0);
     int leader = th_group_wait_leader(&g_cl.meta, 5000);
     ck_assert_int_ge(leader, 0);
@@ -305,9 +350,32 @@ START_TEST(test_meta_leader_kill_and_garbage)
     th_frame_t f;
     (void)th_raw_recv(fd, &f); /* an error or a closed connection */
     close(fd);
+    /* ... and on the Raft ports of a meta node and a data node, then on a
+     * data node's client port: everything keeps serving. */
+    garbage_to_raft(&g_cl.meta, 0);
+    garbage_to_raft(&g_cl.meta, 1);
+    garbage_to_raft(&g_cl.groups[0], 0);
+    th_node_t *d0 = &g_cl.groups[0].nodes[0];
+    fd = th_raw_connect(d0->host, d0->port, 2000);
+    ck_assert_int_ge(fd, 0);
+    th_raw_send(fd, junk, sizeof(junk));
+    (void)th_raw_recv(fd, &f);
+    close(fd);
+    for (int i = 0; i < 3; i++) {
+        int st;
+        ck_assert_msg(waitpid(g_cl.meta.nodes[i].pid, &st, WNOHANG) == 0,
+                      "meta node %d died after garbage on its ports", i + 1);
+        ck_assert_msg(waitpid(g_cl.groups[0].nodes[i].pid, &st, WNOHANG) == 0,
+                      "data node %d died after garbage on its ports", i + 1);
+    }
     Shale__ClusterMap *after = get_map(0, 0);
     ck_assert_uint_eq(after->epoch, 2);
     cmap_free(after);
+    shale_client_t *c = client_for(&g_cl.groups[0]);
+    char k[32];
+    key_in_group(m, 1, 0, k, sizeof(k));
+    ck_assert_int_eq(shale_put(c, k, strlen(k), "v", 1, NULL), SHALE_OK);
+    shale_close(c);
     cmap_free(m);
     stop_cluster();
 }
