@@ -1,66 +1,57 @@
-/* shalectl: the Shale command-line tool.
+/* shalectl: the Shale command-line tool (data verbs and cluster admin).
  *
  * Parses the command line into (global options, verb, positional args, verb
- * flags), connects with libshale's blocking API and runs the verb. Verbs are
- * rows of one table; each row declares its arguments and flags, so usage
- * errors are found before any connection is made and --help is generated
- * from the table. Admin verbs (cluster init, groups, slots) join the table
- * later.
+ * flags), picks what to talk to — a router, one group, or the meta group —
+ * and runs the verb. Verbs are rows of one table; each row declares its
+ * arguments and flags, so usage errors are found before any connection is
+ * made, and --help (global and per verb) is generated from the table.
  *
- * Exit codes (also in --help): 0 ok; 1 key not found or CAS failed; 2 usage
- * error; 3 server or connection error.
+ * Exit codes (also in --help): 0 ok; 1 key not found, CAS mismatch or
+ * another error; 2 wrong arguments; 3 cluster unreachable; 4 change refused.
  *
- * Never speaks the wire protocol itself: everything goes through libshale. */
+ * Never speaks the wire protocol itself: everything goes through libshale.
+ * The verbs live in ctl_data.c, ctl_node.c, ctl_map.c and ctl_admin.c
+ * (ctl.h says which does what). */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#include "shale.h"
+#include "ctl.h"
 
-#define EXIT_OKAY 0
-#define EXIT_MISS 1 /* not found / CAS failed */
-#define EXIT_USAGE 2
-#define EXIT_SERVER 3
-#define MAX_POS 4
-#define DEFAULT_ADDR "127.0.0.1:7001"
+/* ---- Helpers shared by the verbs (ctl.h) ---------------------------------------*/
 
-/* A verb flag: --name, followed by a value when arg names one. */
-typedef struct flag_spec {
-    const char *name;
-    const char *arg; /* NULL: takes no value */
-    const char *help;
-} flag_spec_t;
-
-typedef struct cmd {
-    const char *addr;
-    uint32_t timeout_ms;
-    const char *cluster_id;
-    int json;
-    const struct verb *verb;
-    const char *pos[MAX_POS];
-    int npos;
-    /* Verb flags, indexed like verb->flags; set[i] says it was given. */
-    int set[8];
-    const char *val[8];
-} cmd_t;
-
-typedef struct verb {
-    const char *name;
-    const char *synopsis;
-    const char *help;
-    int min_pos, max_pos;
-    const flag_spec_t *flags; /* NULL-name terminated, may be NULL */
-    int (*check)(const cmd_t *cmd, char *err, size_t errlen);
-    int (*run)(shale_client_t *c, const cmd_t *cmd);
-} verb_t;
-
-/* ---- Output --------------------------------------------------------------*/
-
-static void json_string(FILE *f, const uint8_t *p, size_t n)
+int ctl_parse_u64(const char *s, uint64_t *out)
 {
-    /* Bytes >= 0x80 pass through: values are expected to be UTF-8. */
+    char *end;
+    if (s == NULL || s[0] < '0' || s[0] > '9')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int ctl_parse_id(const char *s, uint64_t *id)
+{
+    return ctl_parse_u64(s, id) != 0 || *id == 0 ? -1 : 0;
+}
+
+int ctl_is_hostport(const char *s)
+{
+    const char *colon = s != NULL ? strrchr(s, ':') : NULL;
+    return colon != NULL && colon != s && colon[1] >= '0' && colon[1] <= '9';
+}
+
+void ctl_json_string(FILE *f, const void *data, size_t n)
+{
+    const uint8_t *p = data;
     fputc('"', f);
     for (size_t i = 0; i < n; i++) {
         uint8_t ch = p[i];
@@ -78,424 +69,271 @@ static void json_string(FILE *f, const uint8_t *p, size_t n)
     fputc('"', f);
 }
 
-static int server_error(const char *verb, shale_client_t *c, int rv)
+void ctl_json_str(FILE *f, const char *s)
 {
-    const char *msg = shale_errmsg(c);
+    ctl_json_string(f, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+int ctl_exit_code(int rv, int admin)
+{
+    switch (rv) {
+    case SHALE_OK:
+        return EXIT_OKAY;
+    case SHALE_EIO:
+    case SHALE_ETIMEOUT:
+    case SHALE_EUNAVAILABLE:
+    case SHALE_ENOTLEADER:
+    case SHALE_ECLOSED:
+    case SHALE_ECANCELED:
+        return EXIT_UNREACHABLE;
+    case SHALE_ECASFAILED:
+    case SHALE_EOVERLOAD:
+    case SHALE_EINVAL:
+        return admin ? EXIT_REFUSED : EXIT_FAIL;
+    default:
+        return EXIT_FAIL;
+    }
+}
+
+int ctl_error(const char *verb, int rv, const char *msg, int admin)
+{
     fprintf(stderr, "shalectl: %s: %s", verb, shale_strerror(rv));
     if (msg != NULL && msg[0] != '\0' && strcmp(msg, shale_strerror(rv)) != 0)
         fprintf(stderr, ": %s", msg);
+    if (admin && rv == SHALE_EOVERLOAD)
+        fprintf(stderr, " (another membership change is running: retry when it is done)");
     fputc('\n', stderr);
-    return EXIT_SERVER;
+    return ctl_exit_code(rv, admin);
 }
 
-/* ---- Verbs ---------------------------------------------------------------*/
-
-static int parse_u64(const char *s, uint64_t *out);
-
-static const flag_spec_t get_flags[] = {
-    {"stale", "MS", "read from any node whose state is at most MS ms old (default: linearizable)"},
-    {NULL, NULL, NULL},
-};
-
-static int check_get(const cmd_t *cmd, char *err, size_t errlen)
+int ctl_say(int code, const char *verb, const char *fmt, ...)
 {
-    uint64_t ms;
-    if (cmd->set[0] && (parse_u64(cmd->val[0], &ms) != 0 || ms == 0 || ms > UINT32_MAX)) {
-        snprintf(err, errlen, "--stale needs a positive number of milliseconds");
-        return -1;
-    }
-    return 0;
+    va_list ap;
+    fprintf(stderr, "shalectl: %s: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
 }
 
-static int run_get(shale_client_t *c, const cmd_t *cmd)
+void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o)
 {
-    const char *key = cmd->pos[0];
-    shale_value_t v;
-    shale_read_opts_t ro = {.consistency = SHALE_LINEARIZABLE};
-    if (cmd->set[0]) {
-        uint64_t ms = 0;
-        parse_u64(cmd->val[0], &ms);
-        ro.consistency = SHALE_STALE;
-        ro.max_staleness_ms = (uint32_t)ms;
-    }
-    int rv = shale_get(c, key, strlen(key), &ro, &v);
-    if (rv != SHALE_OK)
-        return server_error("get", c, rv);
-    if (cmd->json) {
-        printf("{\"key\":");
-        json_string(stdout, (const uint8_t *)key, strlen(key));
-        printf(",\"found\":%s", v.found ? "true" : "false");
-        if (v.found) {
-            printf(",\"value\":");
-            json_string(stdout, v.data, v.len);
-            printf(",\"version\":%" PRIu64, v.version);
-        }
-        printf("}\n");
-    } else if (v.found) {
-        if (v.len > 0)
-            fwrite(v.data, 1, v.len, stdout);
-        printf("\nversion %" PRIu64 "\n", v.version);
-    } else {
-        fprintf(stderr, "shalectl: get: key not found\n");
-    }
-    int found = v.found;
-    shale_value_free(&v);
-    return found ? EXIT_OKAY : EXIT_MISS;
+    shale_options_init(o);
+    o->timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : default_ms;
+    if (o->connect_timeout_ms > o->timeout_ms)
+        o->connect_timeout_ms = o->timeout_ms;
+    o->cluster_id = cmd->cluster_id;
 }
 
-static int run_put(shale_client_t *c, const cmd_t *cmd)
-{
-    const char *key = cmd->pos[0], *val = cmd->pos[1];
-    uint64_t version = 0;
-    int rv = shale_put(c, key, strlen(key), val, strlen(val), &version);
-    if (rv != SHALE_OK)
-        return server_error("put", c, rv);
-    if (cmd->json)
-        printf("{\"ok\":true,\"version\":%" PRIu64 "}\n", version);
-    else
-        printf("OK version %" PRIu64 "\n", version);
-    return EXIT_OKAY;
-}
-
-static int run_del(shale_client_t *c, const cmd_t *cmd)
-{
-    const char *key = cmd->pos[0];
-    int existed = 0;
-    uint64_t version = 0;
-    int rv = shale_del(c, key, strlen(key), &existed, &version);
-    if (rv != SHALE_OK)
-        return server_error("del", c, rv);
-    if (cmd->json)
-        printf("{\"existed\":%s,\"version\":%" PRIu64 "}\n", existed ? "true" : "false", version);
-    else if (existed)
-        printf("deleted (was version %" PRIu64 ")\n", version);
-    else
-        fprintf(stderr, "shalectl: del: key not found\n");
-    return existed ? EXIT_OKAY : EXIT_MISS;
-}
-
-enum { CAS_ABSENT, CAS_VERSION, CAS_VALUE, CAS_DELETE };
-
-static const flag_spec_t cas_flags[] = {
-    [CAS_ABSENT] = {"expect-absent", NULL, "the key must not exist"},
-    [CAS_VERSION] = {"expect-version", "N", "the key's version must be N"},
-    [CAS_VALUE] = {"expect-value", "V", "the key's value must be V"},
-    [CAS_DELETE] = {"delete", NULL, "delete the key on a match (instead of NEWVALUE)"},
-    {NULL, NULL, NULL},
-};
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    if (s == NULL || s[0] < '0' || s[0] > '9')
-        return -1;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int check_cas(const cmd_t *cmd, char *err, size_t errlen)
-{
-    int kinds = cmd->set[CAS_ABSENT] + cmd->set[CAS_VERSION] + cmd->set[CAS_VALUE];
-    uint64_t v;
-    if (kinds != 1) {
-        snprintf(err, errlen,
-                 "cas needs exactly one of --expect-absent, "
-                 "--expect-version N, --expect-value V");
-        return -1;
-    }
-    if (cmd->set[CAS_VERSION] && parse_u64(cmd->val[CAS_VERSION], &v) != 0) {
-        snprintf(err, errlen, "--expect-version needs a number, not '%s'", cmd->val[CAS_VERSION]);
-        return -1;
-    }
-    if (cmd->set[CAS_DELETE] == (cmd->npos == 2)) {
-        snprintf(err, errlen, "cas needs either NEWVALUE or --delete (not both)");
-        return -1;
-    }
-    return 0;
-}
-
-static int run_cas(shale_client_t *c, const cmd_t *cmd)
-{
-    const char *key = cmd->pos[0];
-    shale_cas_expect_t ex;
-    memset(&ex, 0, sizeof(ex));
-    if (cmd->set[CAS_ABSENT]) {
-        ex.kind = SHALE_CAS_ABSENT;
-    } else if (cmd->set[CAS_VERSION]) {
-        ex.kind = SHALE_CAS_VERSION;
-        parse_u64(cmd->val[CAS_VERSION], &ex.version);
-    } else {
-        ex.kind = SHALE_CAS_VALUE;
-        ex.value = cmd->val[CAS_VALUE];
-        ex.len = strlen(cmd->val[CAS_VALUE]);
-    }
-    int del = cmd->set[CAS_DELETE];
-    const char *nv = del ? NULL : cmd->pos[1];
-    uint64_t version = 0;
-    shale_value_t cur;
-    int rv = shale_cas(c, key, strlen(key), &ex, nv, nv ? strlen(nv) : 0, del, &version, &cur);
-    if (rv == SHALE_OK) {
-        if (cmd->json)
-            printf("{\"ok\":true,\"version\":%" PRIu64 "}\n", version);
-        else if (del)
-            printf("OK deleted\n");
-        else
-            printf("OK version %" PRIu64 "\n", version);
-        return EXIT_OKAY;
-    }
-    if (rv != SHALE_ECASFAILED)
-        return server_error("cas", c, rv);
-    if (cmd->json) {
-        printf("{\"ok\":false,\"exists\":%s", cur.found ? "true" : "false");
-        if (cur.found) {
-            printf(",\"version\":%" PRIu64 ",\"value\":", cur.version);
-            json_string(stdout, cur.data, cur.len);
-        }
-        printf("}\n");
-    } else if (cur.found) {
-        printf("CAS failed: current version %" PRIu64 ", value ", cur.version);
-        if (cur.len > 0)
-            fwrite(cur.data, 1, cur.len, stdout);
-        printf("\n");
-    } else {
-        printf("CAS failed: the key does not exist\n");
-    }
-    shale_value_free(&cur);
-    return EXIT_MISS;
-}
-
-/* ---- Group administration ---------------------------------------------------*/
-
-static int ask_status(const char *addr, const cmd_t *cmd, shale_node_status_t *st, char *err)
+int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t default_ms,
+                shale_client_t **c)
 {
     shale_options_t o;
-    shale_options_init(&o);
-    o.timeout_ms = cmd->timeout_ms ? cmd->timeout_ms : 2000;
-    o.connect_timeout_ms = o.timeout_ms < 1000 ? o.timeout_ms : 1000;
-    o.cluster_id = cmd->cluster_id;
-    shale_client_t *c = NULL;
-    int rv = shale_connect(addr, &o, &c, err);
-    if (rv != SHALE_OK)
-        return rv;
-    rv = shale_status(c, st);
-    if (rv != SHALE_OK)
-        snprintf(err, SHALE_ERRMSG_LEN, "%s", shale_errmsg(c));
-    shale_close(c);
-    return rv;
+    char err[SHALE_ERRMSG_LEN] = "";
+    ctl_options(cmd, default_ms, &o);
+    int rv = shale_connect(addrs, &o, c, err);
+    if (rv == SHALE_OK)
+        return 0;
+    fprintf(stderr, "shalectl: %s: cannot connect to %s: %s: %s\n", verb, addrs, shale_strerror(rv),
+            err);
+    if (rv == SHALE_EINVAL)
+        return EXIT_USAGE;
+    return rv == SHALE_ECLUSTER || rv == SHALE_EPROTO ? EXIT_FAIL : EXIT_UNREACHABLE;
 }
 
-static int run_status(shale_client_t *c, const cmd_t *cmd)
-{
-    static shale_node_status_t first, each[SHALE_MAX_MEMBERS];
-    int rv = shale_status(c, &first);
-    if (rv != SHALE_OK)
-        return server_error("status", c, rv);
-    int ok[SHALE_MAX_MEMBERS] = {0};
-    char errs[SHALE_MAX_MEMBERS][SHALE_ERRMSG_LEN];
-    uint64_t top = 0; /* the highest applied index any member reports */
-    size_t n = first.nmembers;
-    for (size_t i = 0; i < n; i++) {
-        const shale_member_info_t *m = &first.members[i];
-        if (m->id == first.node_id) {
-            each[i] = first;
-            ok[i] = 1;
-        } else {
-            ok[i] = ask_status(m->client_addr, cmd, &each[i], errs[i]) == SHALE_OK;
-        }
-        if (ok[i] && each[i].applied_index > top)
-            top = each[i].applied_index;
-    }
-    int down = 0;
-    if (cmd->json) {
-        printf("{\"cluster_id\":\"%s\",\"leader_id\":%" PRIu64 ",\"term\":%" PRIu64
-               ",\"members\":[",
-               first.cluster_id, first.leader_id, first.term);
-        for (size_t i = 0; i < n; i++) {
-            const shale_member_info_t *m = &first.members[i];
-            printf("%s{\"id\":%" PRIu64 ",\"client\":\"%s\",\"raft\":\"%s\",\"kind\":\"%s\"",
-                   i ? "," : "", m->id, m->client_addr, m->raft_addr,
-                   m->replica ? "replica" : "voter");
-            if (ok[i]) {
-                printf(",\"up\":true,\"role\":\"%s\",\"term\":%" PRIu64 ",\"commit\":%" PRIu64
-                       ",\"applied\":%" PRIu64 ",\"lag\":%" PRIu64 ",\"staleness_ms\":",
-                       each[i].role, each[i].term, each[i].commit_index, each[i].applied_index,
-                       top - each[i].applied_index);
-                if (each[i].staleness_known)
-                    printf("%" PRIu64 "}", each[i].staleness_ms);
-                else
-                    printf("null}");
-            } else {
-                printf(",\"up\":false}");
-            }
-            down += !ok[i];
-        }
-        printf("]}\n");
-    } else {
-        printf("cluster %s, leader %" PRIu64 ", term %" PRIu64 "\n", first.cluster_id,
-               first.leader_id, first.term);
-        printf("%-4s %-8s %-10s %-22s %-22s %10s %8s %10s\n", "ID", "KIND", "ROLE", "CLIENT",
-               "RAFT", "APPLIED", "LAG", "STALENESS");
-        for (size_t i = 0; i < n; i++) {
-            const shale_member_info_t *m = &first.members[i];
-            if (ok[i]) {
-                char stal[32];
-                if (each[i].staleness_known)
-                    snprintf(stal, sizeof(stal), "%" PRIu64 "ms", each[i].staleness_ms);
-                else
-                    snprintf(stal, sizeof(stal), "-");
-                printf("%-4" PRIu64 " %-8s %-10s %-22s %-22s %10" PRIu64 " %8" PRIu64 " %10s\n",
-                       m->id, m->replica ? "replica" : "voter", each[i].role, m->client_addr,
-                       m->raft_addr, each[i].applied_index, top - each[i].applied_index, stal);
-            } else {
-                printf("%-4" PRIu64 " %-8s %-10s %-22s %-22s   unreachable: %s\n", m->id,
-                       m->replica ? "replica" : "voter", "down", m->client_addr, m->raft_addr,
-                       errs[i]);
-                down++;
-            }
-        }
-    }
-    return down ? EXIT_MISS : EXIT_OKAY;
-}
-
-static int id_arg(const char *s, uint64_t *id)
-{
-    return parse_u64(s, id) != 0 || *id == 0 ? -1 : 0;
-}
-
-static int check_member_add(const cmd_t *cmd, char *err, size_t errlen)
-{
-    uint64_t id;
-    if (id_arg(cmd->pos[0], &id) != 0) {
-        snprintf(err, errlen, "ID must be a positive integer, not '%s'", cmd->pos[0]);
-        return -1;
-    }
-    for (int i = 1; i < 3; i++)
-        if (strchr(cmd->pos[i], ':') == NULL) {
-            snprintf(err, errlen, "'%s' is not HOST:PORT", cmd->pos[i]);
-            return -1;
-        }
-    return 0;
-}
-
-static int check_id(const cmd_t *cmd, char *err, size_t errlen)
-{
-    uint64_t id;
-    if (cmd->npos > 0 && id_arg(cmd->pos[0], &id) != 0) {
-        snprintf(err, errlen, "ID must be a positive integer, not '%s'", cmd->pos[0]);
-        return -1;
-    }
-    return 0;
-}
-
-static const flag_spec_t member_add_flags[] = {
-    {"replica", NULL, "add a read replica (receives the log, never votes)"},
-    {NULL, NULL, NULL},
-};
-
-static int admin_done(const char *verb, shale_client_t *c, const cmd_t *cmd, int rv,
-                      const char *msg)
-{
-    if (rv != SHALE_OK)
-        return server_error(verb, c, rv);
-    if (cmd->json) {
-        printf("{\"ok\":true,\"message\":");
-        json_string(stdout, (const uint8_t *)msg, strlen(msg));
-        printf("}\n");
-    } else {
-        printf("OK %s\n", msg);
-    }
-    return EXIT_OKAY;
-}
-
-static int run_member_add(shale_client_t *c, const cmd_t *cmd)
+uint64_t ctl_random_id(void)
 {
     uint64_t id = 0;
-    char msg[SHALE_ERRMSG_LEN] = "";
-    id_arg(cmd->pos[0], &id);
-    int rv = shale_member_add(c, id, cmd->pos[1], cmd->pos[2], cmd->set[0], msg);
-    return admin_done("member add", c, cmd, rv, msg);
+    if (uv_random(NULL, NULL, &id, sizeof(id), 0, NULL) != 0 || id == 0)
+        id = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    return id ? id : 1;
 }
 
-static int run_member_remove(shale_client_t *c, const cmd_t *cmd)
-{
-    uint64_t id = 0;
-    char msg[SHALE_ERRMSG_LEN] = "";
-    id_arg(cmd->pos[0], &id);
-    int rv = shale_member_remove(c, id, msg);
-    return admin_done("member remove", c, cmd, rv, msg);
-}
-
-static int run_leader_transfer(shale_client_t *c, const cmd_t *cmd)
-{
-    uint64_t id = 0;
-    char msg[SHALE_ERRMSG_LEN] = "";
-    if (cmd->npos > 0)
-        id_arg(cmd->pos[0], &id);
-    int rv = shale_leader_transfer(c, id, msg);
-    return admin_done("leader transfer", c, cmd, rv, msg);
-}
+/* ---- The verb table ------------------------------------------------------------*/
 
 static const verb_t verbs[] = {
+    /* data */
     {"get", "get KEY [--stale MS]", "print the value of KEY and its version", 1, 1, get_flags,
-     check_get, run_get},
-    {"put", "put KEY VALUE", "set KEY to VALUE; prints the new version", 2, 2, NULL, NULL, run_put},
-    {"del", "del KEY", "delete KEY", 1, 1, NULL, NULL, run_del},
+     CTL_DATA, check_get, run_get},
+    {"put", "put KEY VALUE", "set KEY to VALUE; prints the new version", 2, 2, NULL, CTL_DATA, NULL,
+     run_put},
+    {"del", "del KEY", "delete KEY", 1, 1, NULL, CTL_DATA, NULL, run_del},
     {"cas",
-     "cas KEY (--expect-absent | --expect-version N | --expect-value V) "
-     "(NEWVALUE | --delete)",
+     "cas KEY (--expect-absent | --expect-version N | --expect-value V) (NEWVALUE | --delete)",
      "compare-and-set: write NEWVALUE (or delete) only if the expectation holds", 1, 2, cas_flags,
-     check_cas, run_cas},
+     CTL_DATA, check_cas, run_cas},
+    /* cluster, through the meta group */
+    {"init", "init --group ID=ADDR [--group ID=ADDR ...] [--slots S]",
+     "create the cluster map from running shard groups (started with --group ID --meta ...): "
+     "asks each group's leader for its members, splits the slots evenly, commits epoch 1; "
+     "refused (4) if the cluster exists",
+     0, 0, init_flags, CTL_META, check_init, run_init},
     {"status", "status",
-     "the group of the node at --addr: every member, its role, applied index, lag and "
-     "staleness (exit 1 when a member is unreachable)",
-     0, 0, NULL, NULL, run_status},
-    {"member add", "member add ID RAFT_ADDR CLIENT_ADDR [--replica]",
-     "add a node (started with --initial-cluster none) to the group as a voter or read replica",
-     3, 3, member_add_flags, check_member_add, run_member_add},
-    {"member remove", "member remove ID", "remove a node from the group", 1, 1, NULL, check_id,
-     run_member_remove},
-    {"leader transfer", "leader transfer [ID]",
-     "hand leadership to voter ID (default: the most up-to-date voter)", 0, 1, NULL, check_id,
-     run_leader_transfer},
+     "the whole cluster: map epoch and slots, the meta group, every group's members with role, "
+     "applied index, lag behind the leader, staleness and health (down members are shown, "
+     "not fatal)",
+     0, 0, NULL, CTL_META, NULL, run_cluster_status},
+    {"map", "map", "print the cluster map: epoch, groups and members, slot ranges", 0, 0, NULL,
+     CTL_META, NULL, run_map},
+    {"slot", "slot KEY...", "where keys live: KEY -> slot -> group, at the current map", 1,
+     CTL_MAX_POS, NULL, CTL_META, NULL, run_slot},
+    {"group add", "group add ID ADDR",
+     "register a running shard group (any member's client address) with no slots; its "
+     "members come from its leader",
+     2, 2, NULL, CTL_META, check_group_add, run_group_add},
+    {"group remove", "group remove ID",
+     "drop a group from the map; refused (4) while it owns slots", 1, 1, NULL, CTL_META, check_ids,
+     run_group_remove},
+    {"replica add", "replica add GROUP ID RAFT_ADDR CLIENT_ADDR [--read-only]",
+     "add node ID (started with --id ID --group GROUP --initial-cluster none) to GROUP as a "
+     "voter or read replica, then record the group's members in the map",
+     4, 4, replica_add_flags, CTL_META, check_replica_add, run_replica_add},
+    {"replica remove", "replica remove GROUP ID",
+     "remove member ID from GROUP, then record the group's members in the map", 2, 2, NULL,
+     CTL_META, check_ids, run_replica_remove},
+    {"leader transfer", "leader transfer GROUP [ID]",
+     "hand GROUP's leadership to voter ID (default: the most up-to-date voter)", 1, 2, NULL,
+     CTL_META, check_ids, run_leader_transfer},
+    /* one group directly (--addr) */
+    {"status", "--addr ADDRS status",
+     "one group (or the meta group) directly: every member, its role, applied index, lag, "
+     "staleness and health",
+     0, 0, NULL, CTL_NODE, NULL, run_node_status},
+    {"leader transfer", "--addr ADDRS leader transfer [ID]",
+     "hand the group's leadership to voter ID (default: the most up-to-date voter)", 0, 1, NULL,
+     CTL_NODE, check_ids, run_node_leader_transfer},
+    {"member add", "--addr ADDRS member add ID RAFT_ADDR CLIENT_ADDR [--replica]",
+     "add a node (started with --initial-cluster none) to the group at --addr as a voter or "
+     "read replica; does not touch the cluster map (see replica add)",
+     3, 3, member_add_flags, CTL_NODE, check_member_add, run_member_add},
+    {"member remove", "--addr ADDRS member remove ID",
+     "remove a node from the group at --addr; does not touch the cluster map (see replica "
+     "remove)",
+     1, 1, NULL, CTL_NODE, check_ids, run_member_remove},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
+
+static const char exit_help[] = "exit status:\n"
+                                "  0  ok\n"
+                                "  1  key not found (get, del), cas expectation not met, or "
+                                "another error\n"
+                                "  2  wrong arguments (nothing was sent)\n"
+                                "  3  cluster unreachable: cannot connect, no leader, timed out "
+                                "(a change's\n"
+                                "     outcome is then unknown: check with status/map)\n"
+                                "  4  change refused: the map changed meanwhile (CAS conflict), "
+                                "the cluster\n"
+                                "     already exists, a group owns slots, a node belongs to "
+                                "another group, ...\n";
+
+#define HELP_WIDTH 79
+
+/* text, word-wrapped at HELP_WIDTH; the first line continues at column
+ * `at` (already printed), the others start with indent. */
+static void print_wrapped(FILE *f, const char *text, size_t at, const char *indent)
+{
+    size_t col = at;
+    int first = 1;
+    while (*text != '\0') {
+        while (*text == ' ')
+            text++;
+        size_t w = strcspn(text, " ");
+        if (w == 0)
+            break;
+        if (!first && col + 1 + w > HELP_WIDTH) {
+            fprintf(f, "\n%s", indent);
+            col = strlen(indent);
+            first = 1;
+        }
+        fprintf(f, "%s%.*s", first ? "" : " ", (int)w, text);
+        col += w + (first ? 0 : 1);
+        first = 0;
+        text += w;
+    }
+    fputc('\n', f);
+}
+
+static void print_flags(FILE *f, const verb_t *v, const char *indent)
+{
+    for (const flag_spec_t *fl = v->flags; fl && fl->name; fl++) {
+        char flag[64], help[512], hang[64];
+        snprintf(flag, sizeof(flag), "--%s%s%s", fl->name, fl->arg ? " " : "",
+                 fl->arg ? fl->arg : "");
+        snprintf(help, sizeof(help), "%s%s", fl->help, fl->repeat ? " (repeatable)" : "");
+        fprintf(f, "%s%-20s ", indent, flag);
+        snprintf(hang, sizeof(hang), "%s%-20s ", indent, "");
+        print_wrapped(f, help, strlen(hang), hang);
+    }
+}
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: shalectl [options] VERB [ARGS]\n"
+            "usage: shalectl [options] VERB [ARGS]      (shalectl VERB --help for one verb)\n"
             "\n"
             "options:\n"
-            "  --addr HOST:PORT[,HOST:PORT...]\n"
-            "                      node address(es) of one group; the client follows the\n"
-            "                      leader (default $SHALE_ADDR or %s)\n"
-            "  --timeout MS        per-request deadline in ms (default 5000)\n"
-            "  --cluster-id ID     refuse a server of another cluster\n"
+            "  --meta ADDRS        the meta group's members, host:port,... (cluster verbs);\n"
+            "                      default $SHALE_META, else\n"
+            "                      %s\n"
+            "  --router ADDRS      router(s) for the data verbs (default $SHALE_ROUTER, then\n"
+            "                      $SHALE_ADDR, then %s)\n"
+            "  --addr ADDRS        one group's members: data verbs go to it directly, and\n"
+            "                      status / leader transfer / member act on that group alone\n"
+            "  --timeout MS        per-request deadline in ms (default 5000; 2000 per node for\n"
+            "                      status)\n"
+            "  --cluster-id ID     refuse nodes of another cluster\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
-            "  --                  end of options (for keys or values that start with -)\n"
-            "\n"
-            "verbs:\n",
-            DEFAULT_ADDR);
-    for (size_t i = 0; i < NVERBS; i++) {
-        fprintf(f, "  %s\n      %s\n", verbs[i].synopsis, verbs[i].help);
-        for (const flag_spec_t *fl = verbs[i].flags; fl && fl->name; fl++) {
-            char flag[64];
-            snprintf(flag, sizeof(flag), "--%s%s%s", fl->name, fl->arg ? " " : "",
-                     fl->arg ? fl->arg : "");
-            fprintf(f, "      %-20s %s\n", flag, fl->help);
+            "  --                  end of options (for keys or values that start with -)\n",
+            CTL_DEFAULT_META, CTL_DEFAULT_ROUTER);
+    static const char *const sections[] = {"data (through --router, or one group with --addr)",
+                                           "cluster (through the meta group, --meta)",
+                                           "one group directly (--addr)"};
+    static const ctl_target_t order[] = {CTL_DATA, CTL_META, CTL_NODE};
+    for (size_t s = 0; s < 3; s++) {
+        fprintf(f, "\n%s:\n", sections[s]);
+        for (size_t i = 0; i < NVERBS; i++) {
+            if (verbs[i].target != order[s])
+                continue;
+            fprintf(f, "  %s\n      ", verbs[i].synopsis);
+            print_wrapped(f, verbs[i].help, 6, "      ");
+            print_flags(f, &verbs[i], "      ");
         }
     }
-    fprintf(f, "\n"
-               "exit status:\n"
-               "  0  ok\n"
-               "  1  key not found (get, del), CAS failed, or (status) a member is down\n"
-               "  2  usage error\n"
-               "  3  server or connection error (message on stderr)\n");
+    fprintf(f, "\n%s", exit_help);
+}
+
+/* A verb's name is `name`, or starts with the word `name` ("group"). */
+static int verb_named(const verb_t *v, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(v->name, name, n) == 0 && (v->name[n] == '\0' || v->name[n] == ' ');
+}
+
+static void verb_usage(FILE *f, const char *name)
+{
+    fprintf(f, "usage:\n");
+    for (size_t i = 0; i < NVERBS; i++)
+        if (verb_named(&verbs[i], name))
+            fprintf(f, "  shalectl [options] %s\n", verbs[i].synopsis);
+    for (size_t i = 0; i < NVERBS; i++) {
+        const verb_t *v = &verbs[i];
+        if (!verb_named(v, name))
+            continue;
+        fprintf(f, "\n%s:\n  ", v->synopsis);
+        print_wrapped(f, v->help, 2, "  ");
+        if (v->flags != NULL)
+            print_flags(f, v, "  ");
+        fprintf(f, "  talks to: %s\n",
+                v->target == CTL_DATA   ? "--router (or one group: --addr)"
+                : v->target == CTL_META ? "the meta group (--meta), then the groups it names"
+                                        : "the group at --addr");
+    }
+    fprintf(f,
+            "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --json "
+            "(shalectl --help)\n\n%s",
+            exit_help);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -506,45 +344,160 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-static const verb_t *find_verb(const char *name)
+static const verb_t *find_verb(const char *name, ctl_target_t prefer)
 {
+    const verb_t *first = NULL;
     for (size_t i = 0; i < NVERBS; i++)
-        if (strcmp(verbs[i].name, name) == 0)
-            return &verbs[i];
-    return NULL;
+        if (strcmp(verbs[i].name, name) == 0) {
+            if (verbs[i].target == prefer)
+                return &verbs[i];
+            if (first == NULL)
+                first = &verbs[i];
+        }
+    return first;
 }
 
 /* Global option at argv[*i] (advances *i past its value). Returns 1 when
  * it was one, 0 when it is not a global option, or an exit code + 10. */
 static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
 {
+    static const char *const with_value[] = {"--addr", "--router", "--meta", "--timeout",
+                                             "--cluster-id"};
     const char *a = argv[*i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-        usage(stdout);
+        if (cmd->verb != NULL)
+            verb_usage(stdout, cmd->verb->name);
+        else
+            usage(stdout);
         return 10 + EXIT_OKAY;
     }
     if (strcmp(a, "--json") == 0) {
         cmd->json = 1;
         return 1;
     }
-    if (strcmp(a, "--addr") != 0 && strcmp(a, "--timeout") != 0 && strcmp(a, "--cluster-id") != 0)
+    size_t k = 0;
+    while (k < sizeof(with_value) / sizeof(with_value[0]) && strcmp(a, with_value[k]) != 0)
+        k++;
+    if (k == sizeof(with_value) / sizeof(with_value[0]))
         return 0;
     if (*i + 1 >= argc)
         return 10 + usage_error("option '%s' needs a value", a);
     const char *v = argv[++*i];
-    if (strcmp(a, "--addr") == 0) {
+    if (k <= 2 && v[0] == '\0')
+        return 10 + usage_error("option '%s' needs a host:port list", a);
+    if (k == 0) {
         cmd->addr = v;
-    } else if (strcmp(a, "--cluster-id") == 0) {
+    } else if (k == 1) {
+        cmd->router = v;
+    } else if (k == 2) {
+        cmd->meta = v;
+    } else if (k == 4) {
         cmd->cluster_id = v;
     } else {
         uint64_t t;
-        if (parse_u64(v, &t) != 0 || t == 0 || t > UINT32_MAX)
-            return 10 + usage_error("--timeout needs a positive number of "
-                                    "milliseconds, not '%s'",
-                                    v);
+        if (ctl_parse_u64(v, &t) != 0 || t == 0 || t > UINT32_MAX)
+            return 10 +
+                   usage_error("--timeout needs a positive number of milliseconds, not '%s'", v);
         cmd->timeout_ms = (uint32_t)t;
     }
     return 1;
+}
+
+static int verb_flag(int argc, char **argv, int *i, cmd_t *cmd)
+{
+    const verb_t *v = cmd->verb;
+    const char *a = argv[*i];
+    int idx = -1;
+    for (int j = 0; v->flags != NULL && v->flags[j].name != NULL; j++)
+        if (strncmp(a, "--", 2) == 0 && strcmp(a + 2, v->flags[j].name) == 0)
+            idx = j;
+    if (idx < 0) {
+        fprintf(stderr, "shalectl: %s: unknown option '%s' (try shalectl %s --help)\n", v->name, a,
+                v->name);
+        return EXIT_USAGE;
+    }
+    const flag_spec_t *fl = &v->flags[idx];
+    if (cmd->set[idx] && !fl->repeat) {
+        fprintf(stderr, "shalectl: %s: option '%s' given twice\n", v->name, a);
+        return EXIT_USAGE;
+    }
+    cmd->set[idx] = 1;
+    if (fl->arg == NULL)
+        return -1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "shalectl: %s: option '%s' needs a value (%s)\n", v->name, a, fl->arg);
+        return EXIT_USAGE;
+    }
+    cmd->val[idx] = argv[++*i];
+    if (fl->repeat) {
+        if (cmd->nlist == CTL_MAX_LIST) {
+            fprintf(stderr, "shalectl: %s: option '%s' given more than %d times\n", v->name, a,
+                    CTL_MAX_LIST);
+            return EXIT_USAGE;
+        }
+        cmd->list[cmd->nlist++] = cmd->val[idx];
+    }
+    return -1;
+}
+
+/* Which of a verb's rows applies, and whether the address options fit it. */
+static int pick_target(cmd_t *cmd)
+{
+    const verb_t *v = cmd->verb;
+    if (cmd->addr != NULL) {
+        const verb_t *direct = find_verb(v->name, CTL_NODE);
+        if (direct->target == CTL_NODE)
+            v = direct;
+    }
+    cmd->verb = v;
+    const char *name = v->name;
+    switch (v->target) {
+    case CTL_DATA:
+        if (cmd->addr != NULL && cmd->router != NULL) {
+            fprintf(stderr,
+                    "shalectl: %s: give --router (the cluster) or --addr (one group), "
+                    "not both\n",
+                    name);
+            return EXIT_USAGE;
+        }
+        if (cmd->meta != NULL) {
+            fprintf(stderr,
+                    "shalectl: %s: data verbs go through --router (or --addr), not "
+                    "--meta\n",
+                    name);
+            return EXIT_USAGE;
+        }
+        break;
+    case CTL_META:
+        if (cmd->addr != NULL || cmd->router != NULL) {
+            fprintf(stderr, "shalectl: %s: works through the meta group: use --meta, not %s\n",
+                    name, cmd->addr != NULL ? "--addr" : "--router");
+            return EXIT_USAGE;
+        }
+        break;
+    case CTL_NODE:
+        if (cmd->meta != NULL || cmd->router != NULL) {
+            fprintf(stderr, "shalectl: %s: --addr names one group; %s does not apply\n", name,
+                    cmd->meta != NULL ? "--meta" : "--router");
+            return EXIT_USAGE;
+        }
+        if (cmd->addr == NULL) {
+            const char *env = getenv("SHALE_ADDR");
+            if (env == NULL || env[0] == '\0') {
+                fprintf(stderr,
+                        "shalectl: %s: acts on one group: give its members with --addr (or "
+                        "$SHALE_ADDR)%s\n",
+                        name,
+                        strcmp(name, "member add") == 0      ? "; in a cluster use replica add"
+                        : strcmp(name, "member remove") == 0 ? "; in a cluster use replica remove"
+                                                             : "");
+                return EXIT_USAGE;
+            }
+            cmd->addr = env;
+        }
+        break;
+    }
+    return -1;
 }
 
 /* Command line: [global options] VERB [args, verb flags, global options].
@@ -553,10 +506,10 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
 static int parse(int argc, char **argv, cmd_t *cmd)
 {
     int no_more_flags = 0;
-    const verb_t *v = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int is_flag = !no_more_flags && a[0] == '-' && a[1] != '\0';
+        /* "-1" is a (bad) number, for the verb's check to name. */
+        int is_flag = !no_more_flags && a[0] == '-' && a[1] != '\0' && (a[1] < '0' || a[1] > '9');
         if (is_flag && strcmp(a, "--") == 0) {
             no_more_flags = 1;
             continue;
@@ -567,57 +520,62 @@ static int parse(int argc, char **argv, cmd_t *cmd)
                 return g - 10;
             if (g == 1)
                 continue;
-            if (v == NULL)
+            if (cmd->verb == NULL)
                 return usage_error("unknown option '%s'", a);
-            int idx = -1;
-            for (int j = 0; v->flags != NULL && v->flags[j].name != NULL; j++)
-                if (strncmp(a, "--", 2) == 0 && strcmp(a + 2, v->flags[j].name) == 0)
-                    idx = j;
-            if (idx < 0) {
-                fprintf(stderr, "shalectl: %s: unknown option '%s' (try --help)\n", v->name, a);
-                return EXIT_USAGE;
-            }
-            if (cmd->set[idx]) {
-                fprintf(stderr, "shalectl: %s: option '%s' given twice\n", v->name, a);
-                return EXIT_USAGE;
-            }
-            cmd->set[idx] = 1;
-            if (v->flags[idx].arg != NULL) {
-                if (i + 1 >= argc) {
-                    fprintf(stderr, "shalectl: %s: option '%s' needs a value\n", v->name, a);
-                    return EXIT_USAGE;
-                }
-                cmd->val[idx] = argv[++i];
-            }
+            int rv = verb_flag(argc, argv, &i, cmd);
+            if (rv >= 0)
+                return rv;
             continue;
         }
-        if (v == NULL) {
-            /* Two-word verbs ("member add") first. */
+        if (cmd->verb == NULL) {
+            /* Two-word verbs ("group add") first. */
+            const verb_t *v = NULL;
             if (i + 1 < argc) {
                 char two[64];
                 snprintf(two, sizeof(two), "%s %s", a, argv[i + 1]);
-                v = find_verb(two);
-                if (v != NULL)
+                if ((v = find_verb(two, CTL_META)) != NULL)
                     i++;
             }
             if (v == NULL)
-                v = find_verb(a);
-            if (v == NULL)
+                v = find_verb(a, CTL_META);
+            if (v == NULL) {
+                int help = i + 1 < argc &&
+                           (strcmp(argv[i + 1], "--help") == 0 || strcmp(argv[i + 1], "-h") == 0);
+                for (size_t k = 0; k < NVERBS; k++)
+                    if (strncmp(verbs[k].name, a, strlen(a)) == 0 &&
+                        verbs[k].name[strlen(a)] == ' ') {
+                        if (help) {
+                            verb_usage(stdout, a);
+                            return EXIT_OKAY;
+                        }
+                        fprintf(stderr,
+                                "shalectl: '%s' needs a second word: %s ... (try "
+                                "--help)\n",
+                                a, verbs[k].name);
+                        return EXIT_USAGE;
+                    }
                 return usage_error("unknown verb '%s'", a);
+            }
             cmd->verb = v;
             continue;
         }
-        if (cmd->npos == MAX_POS || cmd->npos >= v->max_pos) {
-            fprintf(stderr,
-                    "shalectl: %s: too many arguments ('%s')\n"
-                    "usage: shalectl [options] %s\n",
-                    v->name, a, v->synopsis);
+        if (cmd->npos == CTL_MAX_POS) {
+            fprintf(stderr, "shalectl: %s: too many arguments ('%s')\n", cmd->verb->name, a);
             return EXIT_USAGE;
         }
         cmd->pos[cmd->npos++] = a;
     }
-    if (v == NULL)
+    if (cmd->verb == NULL)
         return usage_error("%s", "no verb given");
+    int rv = pick_target(cmd);
+    if (rv >= 0)
+        return rv;
+    const verb_t *v = cmd->verb;
+    if (cmd->npos > v->max_pos) {
+        fprintf(stderr, "shalectl: %s: too many arguments ('%s')\nusage: shalectl [options] %s\n",
+                v->name, cmd->pos[v->max_pos], v->synopsis);
+        return EXIT_USAGE;
+    }
     if (cmd->npos < v->min_pos) {
         fprintf(stderr, "shalectl: %s: missing arguments\nusage: shalectl [options] %s\n", v->name,
                 v->synopsis);
@@ -634,33 +592,40 @@ static int parse(int argc, char **argv, cmd_t *cmd)
     return -1;
 }
 
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : fallback;
+}
+
 int main(int argc, char **argv)
 {
     cmd_t cmd;
     memset(&cmd, 0, sizeof(cmd));
-    const char *env = getenv("SHALE_ADDR");
-    cmd.addr = env != NULL && env[0] != '\0' ? env : DEFAULT_ADDR;
     int rv = parse(argc, argv, &cmd);
     if (rv >= 0)
         return rv;
+    if (cmd.meta == NULL)
+        cmd.meta = env_or("SHALE_META", CTL_DEFAULT_META);
+    /* Status probes run on the async API; a node closing a connection must
+     * not kill the tool (libuv programs ignore SIGPIPE). */
+    signal(SIGPIPE, SIG_IGN);
 
-    shale_options_t opts;
-    shale_options_init(&opts);
-    if (cmd.timeout_ms != 0) {
-        opts.timeout_ms = cmd.timeout_ms;
-        if (opts.connect_timeout_ms > cmd.timeout_ms)
-            opts.connect_timeout_ms = cmd.timeout_ms;
+    const verb_t *v = cmd.verb;
+    if (v->target == CTL_META)
+        return v->run(NULL, &cmd);
+    const char *addrs = cmd.addr;
+    if (v->target == CTL_DATA) {
+        if (addrs == NULL)
+            addrs = cmd.router;
+        if (addrs == NULL)
+            addrs = env_or("SHALE_ROUTER", env_or("SHALE_ADDR", CTL_DEFAULT_ROUTER));
     }
-    opts.cluster_id = cmd.cluster_id;
     shale_client_t *c = NULL;
-    char err[SHALE_ERRMSG_LEN];
-    rv = shale_connect(cmd.addr, &opts, &c, err);
-    if (rv != SHALE_OK) {
-        fprintf(stderr, "shalectl: cannot connect to %s: %s: %s\n", cmd.addr, shale_strerror(rv),
-                err);
-        return rv == SHALE_EINVAL ? EXIT_USAGE : EXIT_SERVER;
-    }
-    rv = cmd.verb->run(c, &cmd);
+    int code = ctl_connect(&cmd, v->name, addrs, 5000, &c);
+    if (code != 0)
+        return code;
+    code = v->run(c, &cmd);
     shale_close(c);
-    return rv;
+    return code;
 }

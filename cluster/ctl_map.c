@@ -1,0 +1,527 @@
+/* shalectl: the cluster map — reading it, changing it, printing it.
+ *
+ * Every change is read-modify-CAS (DESIGN §5): read the map at epoch E,
+ * edit a copy, check it with cmap_validate, MAP_CAS it with expect_epoch E.
+ * The meta leader commits it as E+1 or answers CAS_FAILED with the epoch it
+ * has. Rules map_update follows:
+ *  - on CAS_FAILED it re-reads and re-runs the edit, because someone else's
+ *    change may leave ours still meaningful (another group was added) or
+ *    not (our group was added by someone else): the edit decides, on the
+ *    new map, each time;
+ *  - it gives up after CTL_CAS_ATTEMPTS conflicts and names the epoch;
+ *  - each attempt carries a Session (random client id of this run, seq 1,
+ *    2, ...), so a retry that libshale makes after a lost answer or a meta
+ *    leader change is answered with the first outcome, never applied twice;
+ *  - the map is validated here before it is sent, so a refusal names the
+ *    rule instead of coming back as a bare INVALID. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmap.h"
+#include "ctl.h"
+#include "frame.h"
+#include "keyhash.h"
+
+#define CTL_CAS_ATTEMPTS 5
+
+int meta_open(const cmd_t *cmd, const char *verb, meta_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->client_id = ctl_random_id();
+    int code = ctl_connect(cmd, verb, cmd->meta, 5000, &m->c);
+    if (code != 0)
+        return code;
+    /* Any member answers MAP_GET from the map it has applied, and a lagging
+     * one would cost a change one CAS conflict: talk to the leader, with the
+     * other addresses behind it for when leadership moves. */
+    Shale__StatusResponse *st = NULL;
+    char err[SHALE_ERRMSG_LEN];
+    if (node_status(m->c, &st, err) != SHALE_OK)
+        return 0;
+    if (st->role != NULL && strcmp(st->role, "leader") != 0 && st->leader != NULL &&
+        st->leader[0] != '\0' && strlen(st->leader) + strlen(cmd->meta) + 2 < 2048) {
+        char list[2048];
+        snprintf(list, sizeof(list), "%.127s,%.1900s", st->leader, cmd->meta);
+        shale_options_t o;
+        shale_client_t *c = NULL;
+        ctl_options(cmd, 5000, &o);
+        if (shale_connect(list, &o, &c, err) == SHALE_OK) {
+            shale_close(m->c);
+            m->c = c;
+        }
+    }
+    shale__status_response__free_unpacked(st, NULL);
+    return 0;
+}
+
+void meta_close(meta_t *m)
+{
+    if (m->c != NULL)
+        shale_close(m->c);
+    m->c = NULL;
+}
+
+/* A request the meta group does not understand comes from a node that is
+ * not a meta member: say so. */
+static void hint_not_meta(int rv, char *err)
+{
+    if (rv == SHALE_EPROTO || rv == SHALE_EINVAL) {
+        size_t n = strlen(err);
+        snprintf(err + n, SHALE_ERRMSG_LEN - n, " (are the --meta addresses meta group members?)");
+    }
+}
+
+int map_get(meta_t *m, Shale__ClusterMap **out, char *err)
+{
+    return map_get_min(m, 0, out, err);
+}
+
+int map_get_min(meta_t *m, uint64_t min_epoch, Shale__ClusterMap **out, char *err)
+{
+    Shale__MapGetRequest rq = SHALE__MAP_GET_REQUEST__INIT;
+    /* A member answers a known_epoch below its own at once, else waits for
+     * a newer map (long-poll): known = min - 1 waits out a lagging member. */
+    rq.has_known_epoch = 1;
+    rq.known_epoch = min_epoch > 0 ? min_epoch - 1 : 0;
+    rq.has_wait_ms = 1;
+    rq.wait_ms = min_epoch > 0 ? CTL_MAP_WAIT_MS : 0;
+    uint8_t buf[32];
+    size_t len = shale__map_get_request__pack(&rq, buf);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    *out = NULL;
+    int rv = shale_call(m->c, SHALE_MSG_MAP_GET_REQ, SHALE_MSG_MAP_RESP, buf, len, &resp, &rlen,
+                        err, NULL);
+    if (rv != SHALE_OK) {
+        hint_not_meta(rv, err);
+        return rv;
+    }
+    Shale__MapResponse *r = shale__map_response__unpack(NULL, rlen, resp);
+    free(resp);
+    if (r == NULL || r->map == NULL) {
+        if (r != NULL)
+            shale__map_response__free_unpacked(r, NULL);
+        snprintf(err, SHALE_ERRMSG_LEN, "malformed MAP_RESP answer");
+        return SHALE_EPROTO;
+    }
+    *out = cmap_copy(r->map);
+    shale__map_response__free_unpacked(r, NULL);
+    if (*out == NULL) {
+        snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
+        return SHALE_ENOMEM;
+    }
+    return SHALE_OK;
+}
+
+int map_cas(meta_t *m, uint64_t expect, const Shale__ClusterMap *next, const char *note,
+            Shale__ClusterMap **out, uint64_t *cur_epoch, char *err)
+{
+    Shale__Session sess = SHALE__SESSION__INIT;
+    sess.client_id = m->client_id;
+    sess.seq = ++m->seq;
+    Shale__MapCasRequest rq = SHALE__MAP_CAS_REQUEST__INIT;
+    rq.expect_epoch = expect;
+    rq.map = (Shale__ClusterMap *)next; /* only read by pack */
+    rq.session = &sess;
+    rq.note = (char *)note;
+    size_t len = shale__map_cas_request__get_packed_size(&rq);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
+        return SHALE_ENOMEM;
+    }
+    shale__map_cas_request__pack(&rq, buf);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    uint64_t epoch = 0;
+    if (out != NULL)
+        *out = NULL;
+    int rv = shale_call(m->c, SHALE_MSG_MAP_CAS_REQ, SHALE_MSG_MAP_RESP, buf, len, &resp, &rlen,
+                        err, &epoch);
+    free(buf);
+    if (cur_epoch != NULL)
+        *cur_epoch = epoch;
+    if (rv != SHALE_OK) {
+        if (rv != SHALE_ECASFAILED)
+            hint_not_meta(rv, err);
+        return rv;
+    }
+    Shale__MapResponse *r = shale__map_response__unpack(NULL, rlen, resp);
+    free(resp);
+    if (r == NULL || r->map == NULL) {
+        if (r != NULL)
+            shale__map_response__free_unpacked(r, NULL);
+        snprintf(err, SHALE_ERRMSG_LEN, "malformed MAP_RESP answer (the change was applied)");
+        return SHALE_EPROTO;
+    }
+    if (cur_epoch != NULL)
+        *cur_epoch = r->map->epoch;
+    if (out != NULL)
+        *out = cmap_copy(r->map);
+    shale__map_response__free_unpacked(r, NULL);
+    return SHALE_OK;
+}
+
+/* The fields the meta leader sets itself are not sent back to it. */
+static void clear_change_fields(Shale__ClusterMap *m)
+{
+    if (m->last_change != NULL)
+        shale__session__free_unpacked(m->last_change, NULL);
+    m->last_change = NULL;
+    free(m->last_change_note);
+    m->last_change_note = NULL;
+}
+
+static void print_done(const cmd_t *cmd, uint64_t epoch, int changed, const char *msg)
+{
+    if (cmd->json) {
+        printf("{\"ok\":true,\"changed\":%s,\"epoch\":%" PRIu64 ",\"message\":",
+               changed ? "true" : "false", epoch);
+        ctl_json_str(stdout, msg);
+        printf("}\n");
+    } else if (changed) {
+        printf("OK epoch %" PRIu64 ": %s\n", epoch, msg);
+    } else {
+        printf("OK nothing to change at epoch %" PRIu64 ": %s\n", epoch, msg);
+    }
+}
+
+int map_update(const cmd_t *cmd, meta_t *m, const char *verb, const Shale__ClusterMap *cur0,
+               map_edit_fn edit, void *arg, const char *note)
+{
+    char err[SHALE_ERRMSG_LEN], why[512];
+    Shale__ClusterMap *cur = cur0 != NULL ? cmap_copy(cur0) : NULL;
+    uint64_t first_epoch = 0, min_epoch = 0;
+    for (int attempt = 1;; attempt++) {
+        int rv;
+        if (cur == NULL && (rv = map_get_min(m, min_epoch, &cur, err)) != SHALE_OK)
+            return ctl_error(verb, rv, err, 1);
+        if (first_epoch == 0)
+            first_epoch = cur->epoch;
+        if (cur->epoch == 0) {
+            cmap_free(cur);
+            return ctl_say(EXIT_REFUSED, verb, "there is no cluster map yet: run 'shalectl init'");
+        }
+        Shale__ClusterMap *next = cmap_copy(cur);
+        if (next == NULL) {
+            cmap_free(cur);
+            return ctl_say(EXIT_FAIL, verb, "out of memory");
+        }
+        why[0] = '\0';
+        map_edit_result_t er = edit(cur, next, arg, why, sizeof(why));
+        if (er == EDIT_APPLY && cmap_validate(cur, next, why, sizeof(why)) != 0) {
+            char tmp[512];
+            snprintf(tmp, sizeof(tmp), "the new map would be invalid: %s", why);
+            snprintf(why, sizeof(why), "%s", tmp);
+            er = EDIT_REFUSE;
+        }
+        if (er != EDIT_APPLY) {
+            uint64_t epoch = cur->epoch;
+            cmap_free(next);
+            cmap_free(cur);
+            if (er == EDIT_NOOP) {
+                print_done(cmd, epoch, 0, why);
+                return EXIT_OKAY;
+            }
+            if (epoch != first_epoch)
+                return ctl_say(EXIT_REFUSED, verb,
+                               "%s (map epoch %" PRIu64 "; this command first read epoch %" PRIu64
+                               ")",
+                               why, epoch, first_epoch);
+            return ctl_say(EXIT_REFUSED, verb, "%s (map epoch %" PRIu64 ")", why, epoch);
+        }
+        clear_change_fields(next);
+        next->epoch = cur->epoch + 1;
+        uint64_t now = 0, expect = cur->epoch;
+        rv = map_cas(m, expect, next, note, NULL, &now, err);
+        cmap_free(next);
+        cmap_free(cur);
+        cur = NULL;
+        if (rv == SHALE_OK) {
+            print_done(cmd, now, 1, note);
+            return EXIT_OKAY;
+        }
+        if (rv != SHALE_ECASFAILED)
+            return ctl_error(verb, rv, err, 1);
+        if (attempt == CTL_CAS_ATTEMPTS)
+            return ctl_say(EXIT_REFUSED, verb,
+                           "the map kept changing under this change (last conflict: expected "
+                           "epoch %" PRIu64 ", the map is at %" PRIu64 "); gave up after %d tries",
+                           expect, now, attempt);
+        fprintf(stderr,
+                "shalectl: %s: the map changed (epoch %" PRIu64 " -> %" PRIu64
+                ") while this change was being made; re-reading and trying again\n",
+                verb, expect, now);
+        min_epoch = now;
+    }
+}
+
+/* ---- Edits --------------------------------------------------------------------*/
+
+Shale__Member *member_dup(const Shale__Member *src)
+{
+    Shale__Member *m = malloc(sizeof(*m));
+    if (m == NULL)
+        return NULL;
+    shale__member__init(m);
+    m->id = src->id;
+    m->raft_addr = strdup(src->raft_addr ? src->raft_addr : "");
+    m->client_addr = strdup(src->client_addr ? src->client_addr : "");
+    m->has_role = 1;
+    m->role = src->has_role ? src->role : SHALE__MEMBER_ROLE__ROLE_VOTER;
+    if (m->raft_addr == NULL || m->client_addr == NULL) {
+        shale__member__free_unpacked(m, NULL);
+        return NULL;
+    }
+    return m;
+}
+
+int group_set_members(Shale__ShardGroup *g, Shale__Member *const *members, size_t n)
+{
+    Shale__Member **arr = calloc(n ? n : 1, sizeof(Shale__Member *));
+    if (arr == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((arr[i] = member_dup(members[i])) == NULL) {
+            while (i-- > 0)
+                shale__member__free_unpacked(arr[i], NULL);
+            free(arr);
+            return -1;
+        }
+    for (size_t i = 0; i < g->n_members; i++)
+        shale__member__free_unpacked(g->members[i], NULL);
+    free(g->members);
+    g->members = arr;
+    g->n_members = n;
+    return 0;
+}
+
+int map_add_group(Shale__ClusterMap *m, uint64_t id, Shale__Member *const *members, size_t n)
+{
+    Shale__ShardGroup *g = malloc(sizeof(*g));
+    if (g == NULL)
+        return -1;
+    shale__shard_group__init(g);
+    g->id = id;
+    Shale__ShardGroup **arr = realloc(m->groups, (m->n_groups + 1) * sizeof(Shale__ShardGroup *));
+    if (arr == NULL || group_set_members(g, members, n) != 0) {
+        if (arr != NULL)
+            m->groups = arr;
+        free(g);
+        return -1;
+    }
+    m->groups = arr;
+    m->groups[m->n_groups++] = g;
+    return 0;
+}
+
+void map_remove_group(Shale__ClusterMap *m, uint64_t id)
+{
+    for (size_t i = 0; i < m->n_groups; i++) {
+        if (m->groups[i]->id != id)
+            continue;
+        shale__shard_group__free_unpacked(m->groups[i], NULL);
+        memmove(&m->groups[i], &m->groups[i + 1],
+                (m->n_groups - i - 1) * sizeof(Shale__ShardGroup *));
+        m->n_groups--;
+        return;
+    }
+}
+
+int member_same(const Shale__Member *a, const Shale__Member *b)
+{
+    return a->id == b->id && strcmp(a->raft_addr, b->raft_addr) == 0 &&
+           strcmp(a->client_addr, b->client_addr) == 0 &&
+           strcmp(member_kind(a), member_kind(b)) == 0;
+}
+
+int members_equal(Shale__Member *const *a, size_t na, Shale__Member *const *b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++) {
+        size_t j = 0;
+        while (j < nb && !member_same(a[i], b[j]))
+            j++;
+        if (j == nb)
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- Printing -----------------------------------------------------------------*/
+
+void map_ranges(const Shale__ClusterMap *m,
+                void (*fn)(uint32_t from, uint32_t to, uint64_t gid, void *arg), void *arg)
+{
+    size_t n = m->n_slot_group;
+    for (size_t s = 0; s < n;) {
+        size_t e = s;
+        while (e + 1 < n && m->slot_group[e + 1] == m->slot_group[s])
+            e++;
+        fn((uint32_t)s, (uint32_t)e, m->slot_group[s], arg);
+        s = e + 1;
+    }
+}
+
+typedef struct range_buf {
+    uint64_t gid;
+    char *buf;
+    size_t len, used;
+    int truncated;
+} range_buf_t;
+
+static void range_append(uint32_t from, uint32_t to, uint64_t gid, void *arg)
+{
+    range_buf_t *rb = arg;
+    if (gid != rb->gid || rb->truncated)
+        return;
+    char one[32];
+    if (from == to)
+        snprintf(one, sizeof(one), "%s%u", rb->used ? "," : "", from);
+    else
+        snprintf(one, sizeof(one), "%s%u-%u", rb->used ? "," : "", from, to);
+    if (rb->used + strlen(one) + 4 >= rb->len) {
+        snprintf(rb->buf + rb->used, rb->len - rb->used, ",...");
+        rb->truncated = 1;
+        return;
+    }
+    memcpy(rb->buf + rb->used, one, strlen(one) + 1);
+    rb->used += strlen(one);
+}
+
+void map_group_ranges(const Shale__ClusterMap *m, uint64_t gid, char *buf, size_t len)
+{
+    range_buf_t rb = {gid, buf, len, 0, 0};
+    snprintf(buf, len, "-");
+    map_ranges(m, range_append, &rb);
+}
+
+static void range_print(uint32_t from, uint32_t to, uint64_t gid, void *arg)
+{
+    (void)arg;
+    char r[32];
+    snprintf(r, sizeof(r), "%u-%u", from, to);
+    if (gid == 0)
+        printf("  %-13s -> unassigned\n", r);
+    else
+        printf("  %-13s -> %" PRIu64 "\n", r, gid);
+}
+
+static void range_json(uint32_t from, uint32_t to, uint64_t gid, void *arg)
+{
+    int *first = arg;
+    printf("%s{\"from\":%u,\"to\":%u,\"group\":%" PRIu64 "}", *first ? "" : ",", from, to, gid);
+    *first = 0;
+}
+
+static void map_print(const cmd_t *cmd, const Shale__ClusterMap *map)
+{
+    if (cmd->json) {
+        printf("{\"epoch\":%" PRIu64 ",\"cluster_id\":", map->epoch);
+        ctl_json_str(stdout, map->cluster_id ? map->cluster_id : "");
+        printf(",\"slots\":%u,\"last_change\":", map->slots);
+        ctl_json_str(stdout, map->last_change_note ? map->last_change_note : "");
+        printf(",\"groups\":[");
+        for (size_t i = 0; i < map->n_groups; i++) {
+            const Shale__ShardGroup *g = map->groups[i];
+            printf("%s{\"id\":%" PRIu64 ",\"slots\":%u,\"members\":[", i ? "," : "", g->id,
+                   cmap_slot_count(map, g->id));
+            for (size_t k = 0; k < g->n_members; k++) {
+                const Shale__Member *mb = g->members[k];
+                printf("%s{\"id\":%" PRIu64 ",\"kind\":\"%s\",\"client\":", k ? "," : "", mb->id,
+                       member_kind(mb));
+                ctl_json_str(stdout, mb->client_addr);
+                printf(",\"raft\":");
+                ctl_json_str(stdout, mb->raft_addr);
+                printf("}");
+            }
+            printf("]}");
+        }
+        printf("],\"slot_ranges\":[");
+        int first = 1;
+        map_ranges(map, range_json, &first);
+        printf("]}\n");
+        return;
+    }
+    if (map->epoch == 0) {
+        printf("no cluster map yet (epoch 0): create it with 'shalectl init'\n");
+        return;
+    }
+    printf("cluster %s, epoch %" PRIu64 ", %u slots, %zu group%s\n",
+           map->cluster_id ? map->cluster_id : "?", map->epoch, map->slots, map->n_groups,
+           map->n_groups == 1 ? "" : "s");
+    if (map->last_change_note != NULL && map->last_change_note[0] != '\0')
+        printf("last change: %s\n", map->last_change_note);
+    for (size_t i = 0; i < map->n_groups; i++) {
+        const Shale__ShardGroup *g = map->groups[i];
+        printf("\ngroup %" PRIu64 ": %u slots\n", g->id, cmap_slot_count(map, g->id));
+        printf("  %-4s %-8s %-22s %s\n", "ID", "KIND", "CLIENT", "RAFT");
+        for (size_t k = 0; k < g->n_members; k++) {
+            const Shale__Member *mb = g->members[k];
+            printf("  %-4" PRIu64 " %-8s %-22s %s\n", mb->id, member_kind(mb), mb->client_addr,
+                   mb->raft_addr);
+        }
+    }
+    printf("\nslots:\n");
+    map_ranges(map, range_print, NULL);
+}
+
+int run_map(shale_client_t *c, const cmd_t *cmd)
+{
+    (void)c;
+    meta_t m;
+    char err[SHALE_ERRMSG_LEN];
+    int code = meta_open(cmd, "map", &m);
+    if (code != 0)
+        return code;
+    Shale__ClusterMap *map = NULL;
+    int rv = map_get(&m, &map, err);
+    meta_close(&m);
+    if (rv != SHALE_OK)
+        return ctl_error("map", rv, err, 0);
+    map_print(cmd, map);
+    cmap_free(map);
+    return EXIT_OKAY;
+}
+
+int run_slot(shale_client_t *c, const cmd_t *cmd)
+{
+    (void)c;
+    meta_t m;
+    char err[SHALE_ERRMSG_LEN];
+    int code = meta_open(cmd, "slot", &m);
+    if (code != 0)
+        return code;
+    Shale__ClusterMap *map = NULL;
+    int rv = map_get(&m, &map, err);
+    meta_close(&m);
+    if (rv != SHALE_OK)
+        return ctl_error("slot", rv, err, 0);
+    if (map->epoch == 0 || map->slots == 0) {
+        cmap_free(map);
+        return ctl_say(EXIT_FAIL, "slot", "there is no cluster map yet: run 'shalectl init'");
+    }
+    if (cmd->json)
+        printf("{\"epoch\":%" PRIu64 ",\"slots\":%u,\"keys\":[", map->epoch, map->slots);
+    for (int i = 0; i < cmd->npos; i++) {
+        const char *key = cmd->pos[i];
+        uint32_t slot = shale_key_slot(key, strlen(key), map->slots);
+        uint64_t gid = cmap_slot_group(map, slot);
+        if (cmd->json) {
+            printf("%s{\"key\":", i ? "," : "");
+            ctl_json_str(stdout, key);
+            printf(",\"slot\":%u,\"group\":%" PRIu64 "}", slot, gid);
+        } else if (gid != 0) {
+            printf("%s -> slot %u -> group %" PRIu64 "\n", key, slot, gid);
+        } else {
+            printf("%s -> slot %u -> unassigned\n", key, slot);
+        }
+    }
+    if (cmd->json)
+        printf("]}\n");
+    cmap_free(map);
+    return EXIT_OKAY;
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# shalectl's command line, without a cluster: every verb's wrong arguments
+# exit 2 with a message naming the problem (before anything is sent), --help
+# works globally and per verb, and an unreachable cluster exits 3.
+#   test_shalectl_usage.sh PATH/TO/shalectl
+# The cluster verbs against real processes are tested by the cluster
+# integration tests (tests/integration/).
+set -uo pipefail
+CTL=${1:?usage: test_shalectl_usage.sh SHALECTL}
+fails=0
+# Nothing listens here (the port is reserved for tcpmux and unused).
+export SHALE_META=127.0.0.1:1 SHALE_ROUTER=127.0.0.1:1
+unset SHALE_ADDR
+
+# expect CODE PATTERN ARGS...: exit status CODE and PATTERN in the output.
+expect() {
+  local want=$1 pat=$2 out rc
+  shift 2
+  out=$("$CTL" "$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$want" ] || ! grep -qF -- "$pat" <<<"$out"; then
+    echo "FAIL: shalectl $* -> exit $rc (want $want), output:"
+    printf '    %s\n' "$out"
+    fails=$((fails + 1))
+  fi
+}
+
+A=127.0.0.1:1
+expect 0 "exit status:" --help
+expect 0 "init --group ID=ADDR" init --help
+expect 0 "group remove ID" group --help
+expect 0 "--addr ADDRS status" status --help
+expect 2 "no verb given"
+expect 2 "unknown verb 'frobnicate'" frobnicate
+expect 2 "needs a second word" replica
+expect 2 "unknown option '--bogus'" --bogus status
+expect 2 "--timeout needs a positive number" --timeout 0 status
+expect 2 "needs a value" --meta
+# data verbs
+expect 2 "get: missing arguments" get
+expect 2 "too many arguments ('b')" get a b
+expect 2 "--stale needs a positive number" get k --stale x
+expect 2 "put: missing arguments" put k
+expect 2 "del: missing arguments" del
+expect 2 "exactly one of --expect-absent" cas k v
+expect 2 "either NEWVALUE or --delete" cas k --expect-value a --delete v
+expect 2 "--expect-version needs a number" cas k --expect-version x v
+expect 2 "not both" --router $A --addr $A get k
+expect 2 "not --meta" --meta $A get k
+# cluster verbs
+expect 2 "name at least one group" init
+expect 2 "--group wants ID=HOST:PORT" init --group 1
+expect 2 "--group wants ID=HOST:PORT" init --group 0=$A
+expect 2 "group 1 is named twice" init --group 1=$A --group 1=127.0.0.2:1
+expect 2 "--slots needs a number in 1..65535" init --slots 70000 --group 1=$A
+expect 2 "2 groups need at least 2 slots" init --slots 1 --group 1=$A --group 2=127.0.0.2:1
+expect 2 "use --meta, not --addr" --addr $A init --group 1=$A
+expect 2 "too many arguments" status extra
+expect 2 "too many arguments" map x
+expect 2 "slot: missing arguments" slot
+expect 2 "group add: missing arguments" group add 3
+expect 2 "ID must be a positive integer" group add x $A
+expect 2 "is not HOST:PORT" group add 3 nohostport
+expect 2 "ids are positive integers" group remove -1
+expect 2 "replica add: missing arguments" replica add 1 2 $A
+expect 2 "CLIENT 'noport' is not HOST:PORT" replica add 1 2 $A noport
+expect 2 "GROUP must be a positive integer" replica add 0 2 $A $A
+expect 2 "unknown option '--replica'" replica add 1 2 $A $A --replica
+expect 2 "replica remove: missing arguments" replica remove 1
+expect 2 "leader transfer: missing arguments" leader transfer
+expect 2 "too many arguments ('3')" leader transfer 1 2 3
+# one group directly
+expect 2 "give its members with --addr" member add 4 $A $A
+expect 2 "'a' is not HOST:PORT" --addr $A member add 4 a $A
+expect 2 "too many arguments ('2')" --addr $A leader transfer 1 2
+expect 2 "--meta does not apply" --addr $A --meta $A status
+# nobody listening
+expect 3 "cannot connect" --timeout 300 status
+expect 3 "cannot connect" --timeout 300 init --group 1=$A
+expect 3 "cannot connect" --timeout 300 get k
+expect 3 "cannot connect" --timeout 300 --addr $A status
+
+if [ $fails -ne 0 ]; then
+  echo "$fails failed"
+  exit 1
+fi
+echo "all shalectl usage checks passed"
