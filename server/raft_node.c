@@ -65,6 +65,11 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
     raft_set_heartbeat_timeout(&s->raft, (unsigned)s->cfg.heartbeat_ms);
     raft_set_snapshot_threshold(&s->raft, (unsigned)s->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&s->raft, (unsigned)s->cfg.snapshot_trailing);
+    /* Pre-vote (Raft thesis §9.6): a node cut off by a partition, or a
+     * removed voter that never learned of its removal, asks for pre-votes
+     * first and only starts a real election (bumping the term and deposing a
+     * healthy leader) if a majority would vote for it. */
+    raft_set_pre_vote(&s->raft, true);
     /* The safety guard wraps the io (over raft_disk's wrappers) before
      * raft_start loads the log: docs/raft-safety.md. */
     rv = rg_init(&s->guard, &s->raft, &s->io);

@@ -410,8 +410,29 @@ START_TEST(test_membership_changes)
                   shale_errmsg(c));
     int l = th_group_wait_leader(&g_grp, 10000);
     ck_assert_int_eq(l, 3);
+    /* The voter to remove is paused first, so it never learns it was
+     * removed: when it resumes it still thinks it is a voter, and its
+     * election timer has long expired. */
+    th_node_t *gone = &g_grp.nodes[leader];
+    ck_assert_int_eq(kill(gone->pid, SIGSTOP), 0);
+    shale_close(c); /* it may be connected to the paused node */
+    c = connect_to(nn->addr, 10000);
     ck_assert_msg(shale_member_remove(c, (uint64_t)leader + 1, msg) == SHALE_OK, "remove: %s",
                   shale_errmsg(c));
+    struct Shale__StatusResponse *st0;
+    ck_assert_int_eq(th_node_status(nn, &st0), 0);
+    uint64_t term0 = st0->term;
+    shale__status_response__free_unpacked(st0, NULL);
+    ck_assert_int_eq(kill(gone->pid, SIGCONT), 0);
+    usleep(2500 * 1000); /* ~6 election timeouts */
+    /* The removed node's elections cannot depose the healthy leader (its
+     * RequestVotes meet members that have a leader; pre-vote keeps its
+     * term from rising in the first place). */
+    ck_assert_int_eq(th_node_status(nn, &st0), 0);
+    ck_assert_str_eq(st0->role, "leader");
+    ck_assert_msg(st0->term == term0, "a removed voter disrupted the group: term %llu -> %llu",
+                  (unsigned long long)term0, (unsigned long long)st0->term);
+    shale__status_response__free_unpacked(st0, NULL);
     ck_assert_int_eq(shale_member_remove(c, 99, msg), SHALE_EINVAL);
     ck_assert_int_eq(shale_put(c, "after", 5, "2", 1, NULL), SHALE_OK);
     shale_value_t v = {0};
