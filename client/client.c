@@ -33,6 +33,7 @@
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
 #define DEFAULT_MAX_INFLIGHT 1024
+#define DEFAULT_STALL_MS 2000
 #define DEFAULT_MAX_KEY 4096
 #define DEFAULT_MAX_VALUE (1024 * 1024)
 
@@ -43,6 +44,7 @@ void shale_options_init(shale_options_t *o)
     o->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
     o->max_frame = FRAME_DEFAULT_MAX;
     o->max_inflight = DEFAULT_MAX_INFLIGHT;
+    o->stall_ms = DEFAULT_STALL_MS;
 }
 
 uint64_t client_now_ms(void)
@@ -178,6 +180,8 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
         c->opts.max_frame = FRAME_DEFAULT_MAX;
     if (c->opts.max_inflight == 0)
         c->opts.max_inflight = DEFAULT_MAX_INFLIGHT;
+    if (c->opts.stall_ms == 0)
+        c->opts.stall_ms = DEFAULT_STALL_MS;
     if (c->opts.cluster_id != NULL && c->opts.cluster_id[0] != '\0') {
         c->cluster_id = strdup(c->opts.cluster_id);
         if (c->cluster_id == NULL) {
@@ -202,11 +206,18 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
     cq_init(&c->canceled);
     uv_timer_init(loop, &c->deadline_timer);
     uv_timer_init(loop, &c->conn_timer);
+    uv_timer_init(loop, &c->stall_timer);
     uv_prepare_init(loop, &c->flush_prep);
     c->deadline_timer.data = c;
     c->conn_timer.data = c;
+    c->stall_timer.data = c;
     c->flush_prep.data = c;
-    c->nhandles = 3;
+    c->nhandles = 4;
+    if (c->opts.stall_ms != UINT32_MAX) {
+        uint64_t every = c->opts.stall_ms / 4 > 10 ? c->opts.stall_ms / 4 : 10;
+        uv_timer_start(&c->stall_timer, cconn_check_stall, every, every);
+        uv_unref((uv_handle_t *)&c->stall_timer); /* never keeps the loop alive */
+    }
     *out = c;
     return SHALE_OK;
 }
@@ -671,5 +682,7 @@ void shale_client_close(shale_client_t *c, shale_close_cb cb)
     uv_prepare_stop(&c->flush_prep);
     uv_close((uv_handle_t *)&c->deadline_timer, on_handle_close);
     uv_close((uv_handle_t *)&c->conn_timer, on_handle_close);
+    uv_timer_stop(&c->stall_timer);
+    uv_close((uv_handle_t *)&c->stall_timer, on_handle_close);
     uv_close((uv_handle_t *)&c->flush_prep, on_handle_close);
 }

@@ -150,6 +150,21 @@ void cconn_failed(shale_client_t *c, int code, const char *msg)
     }
 }
 
+void cconn_check_stall(uv_timer_t *t)
+{
+    shale_client_t *c = t->data;
+    if (c->closing || c->conn == NULL || c->inflight == 0 ||
+        (c->state != CS_READY && c->state != CS_HELLO))
+        return;
+    uint64_t now = client_now_ms();
+    if (now - c->last_rx_ms < c->opts.stall_ms)
+        return;
+    char msg[SHALE_ERRMSG_LEN];
+    snprintf(msg, sizeof(msg), "%s answered nothing for %llu ms with %zu requests out",
+             c->addr, (unsigned long long)(now - c->last_rx_ms), c->inflight);
+    cconn_failed(c, SHALE_ETIMEOUT, msg);
+}
+
 /* The peer is not a server this client may talk to: fail everything. */
 static void conn_fatal(shale_client_t *c, int code, const char *msg)
 {
@@ -218,6 +233,8 @@ static void conn_flush(conn_t *conn)
             wr->crs[wr->n++] = conn->hello; /* the connection's ref moves */
             conn->hello = NULL;
         }
+        if (c->inflight == 0)
+            c->last_rx_ms = client_now_ms(); /* the silence clock starts now */
         while (wr->n < n) {
             creq_t *cr = cq_data(c->sendq.next, creq_t, send_link);
             cq_remove(&cr->send_link);
@@ -432,6 +449,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
+    c->last_rx_ms = client_now_ms();
     int rv =
         frame_decoder_feed(&conn->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, conn);
     if (rv < 0 && conn == c->conn && !c->closing)

@@ -229,6 +229,8 @@ struct shale_client {
 
     uv_timer_t deadline_timer; /* earliest request deadline */
     uv_timer_t conn_timer;     /* connect timeout or backoff delay */
+    uv_timer_t stall_timer;    /* periodic: a silent connection with requests out */
+    uint64_t last_rx_ms;       /* last bytes received, or first request written */
     uv_prepare_t flush_prep;   /* coalesces the writes of one loop turn */
     int flush_scheduled;
     int referenced; /* the connection handle keeps the loop alive */
@@ -285,5 +287,7 @@ void cconn_failed(shale_client_t *c, int code, const char *msg);
 /* Tear down for close: stop timers, close the connection, cancel resolve. */
 void cconn_shutdown(shale_client_t *c);
 void cconn_ref(conn_t *conn, int ref);
+/* stall_timer callback: drop a connection that answers nothing (opts.stall_ms). */
+void cconn_check_stall(uv_timer_t *t);
 
 #endif

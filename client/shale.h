@@ -47,6 +47,11 @@ typedef struct shale_options {
     uint32_t max_frame;          /* largest frame accepted (8 MiB) */
     uint64_t client_id;          /* 0: random */
     uint32_t max_inflight;       /* requests in flight before queueing (1024) */
+    /* A connection with requests outstanding that delivers nothing for this
+     * long (a paused or wedged server) is dropped and the requests move to
+     * the next address, with the same (client_id, seq) (2000; UINT32_MAX:
+     * never — long-poll callers set it above their wait). */
+    uint32_t stall_ms;
 } shale_options_t;
 
 void shale_options_init(shale_options_t *opts);

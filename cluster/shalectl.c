@@ -124,6 +124,7 @@ void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o)
     if (o->connect_timeout_ms > o->timeout_ms)
         o->connect_timeout_ms = o->timeout_ms;
     o->cluster_id = cmd->cluster_id;
+    o->stall_ms = CTL_MAP_WAIT_MS + 3000; /* map long-polls are silent while they wait */
 }
 
 int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t default_ms,

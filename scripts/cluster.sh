@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# README command 1: install what is missing, build, start a local Shale shard
-# group and show it serving.
+# README command 1: install what is missing, build, start a local sharded
+# Shale cluster and show it serving.
 #
 #   bash scripts/cluster.sh            # start, show it serving, run until Ctrl-C
 #   bash scripts/cluster.sh --detach   # start, show, leave it running
-#   bash scripts/cluster.sh --stop     # stop a detached cluster and delete its data
+#   bash scripts/cluster.sh --stop     # stop it (by the PIDs it recorded) and delete its data
 #
-# Today the local cluster is one shard group: three voters on 127.0.0.1-3
-# and one read replica on 127.0.0.4 (client ports 7001-7004, Raft ports
-# 7101-7104). The meta group, more shard groups and the router join this
-# script as they land. Data lives under run/ (SHALE_RUN_DIR to change).
+# The local cluster (client port 7001 and Raft port 7101 on every node):
+#   meta group     ids 1-3    on 127.0.0.1-3   (shaled --mode meta: the cluster map)
+#   shard group 1  ids 11-13  on 127.0.0.11-13 (voters), id 14 on 127.0.0.14 (read replica)
+#   shard group 2  ids 21-23  on 127.0.0.21-23 (voters), id 24 on 127.0.0.24 (read replica)
+#   router         127.0.0.100:7000            (shale-router: the front door for clients)
+# The map is created with `shalectl init` (4096 slots split evenly), then a
+# dozen keys are written and read through the router. Data, logs and PID
+# files live under run/ (SHALE_RUN_DIR to change). A second copy can run
+# beside the first: SHALE_IP_BASE=N adds N to every host number above and
+# SHALE_ROUTER_HOST moves the router (e.g. 200 and 250, with its own
+# SHALE_RUN_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=run
@@ -21,21 +28,55 @@ case "${1:-}" in
 esac
 
 RUN="${SHALE_RUN_DIR:-$PWD/run}"
-VOTERS=3
-NODES=4 # the 4th joins as a read replica
+PIDS="$RUN/pids"
+GROUPS_N=2
+VOTERS=3 # per group; node VOTERS+1 joins as a read replica
+BASE=${SHALE_IP_BASE:-0}
+ip() { echo "127.0.0.$((BASE + $1))"; } # node id -> its address
+META_ADDRS="$(ip 1):7001,$(ip 2):7001,$(ip 3):7001"
+ROUTER="127.0.0.${SHALE_ROUTER_HOST:-$((BASE + 100))}:7000"
+SHALED=./build/server/shaled
+ROUTERD=./build/router/shale-router
+CTL=./build/cluster/shalectl
 
-pid_of() { cat "$RUN/node$1.pid" 2>/dev/null || true; }
-alive() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# ---- processes, by recorded PID ------------------------------------------------
 
-stop_all() {
-  for i in $(seq 1 $NODES); do
-    if alive "$i"; then
-      local p
-      p=$(pid_of "$i")
-      kill -TERM "$p" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+# Alive and still ours: a recycled PID of an unrelated process is not.
+alive() {
+  local p
+  p=$(pid_of "$1")
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa shale "/proc/$p/cmdline" 2>/dev/null
+}
+
+stop_one() {
+  local name=$1 p
+  if alive "$name"; then
+    p=$(pid_of "$name")
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2>/dev/null; then
+      echo "$name (pid $p) did not stop within 10 s; killing it"
+      kill -KILL "$p" 2>/dev/null || true
     fi
-    rm -f "$RUN/node$i.pid"
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# Router first (clients), then the shard groups, then meta (they follow it).
+stop_all() {
+  [ -d "$PIDS" ] || return 0
+  local f name
+  stop_one router
+  for f in "$PIDS"/g*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    stop_one "$name"
+  done
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid)
+    stop_one "$name"
   done
 }
 
@@ -48,67 +89,169 @@ fi
 
 bash scripts/deps.sh
 bash scripts/build.sh build
-mkdir -p "$RUN"
+mkdir -p "$RUN" "$PIDS"
 
-client_addr() { echo "127.0.0.$1:$((7000 + $1))"; }
-raft_addr() { echo "127.0.0.$1:$((7100 + $1))"; }
-INITIAL=""
-for i in $(seq 1 $VOTERS); do
-  INITIAL="${INITIAL:+$INITIAL,}$i=$(raft_addr "$i")/$(client_addr "$i")"
-done
-ALL=""
-for i in $(seq 1 $NODES); do ALL="${ALL:+$ALL,}$(client_addr "$i")"; done
-
-start_node() { # id initial-cluster
-  local i=$1
-  if alive "$i"; then
-    echo "node $i already running (pid $(pid_of "$i"))"
+# start NAME CMD...: in its own session, so --detach survives this shell and
+# Ctrl-C reaches the processes only through stop_all (a clean shutdown).
+start() {
+  local name=$1
+  shift
+  if alive "$name"; then
+    echo "$name already running (pid $(pid_of "$name"))"
     return
   fi
-  # Own session: nodes outlive this script (--detach); Ctrl-C reaches them
-  # only through stop_all, which waits for a clean shutdown.
-  setsid ./build/server/shaled --id "$i" --listen "$(client_addr "$i")" \
-    --raft "$(raft_addr "$i")" --data "$RUN/node$i" --initial-cluster "$2" \
-    --election-timeout-ms 500 --heartbeat-ms 50 >>"$RUN/node$i.log" 2>&1 &
-  echo $! >"$RUN/node$i.pid"
+  setsid "$@" >>"$RUN/$name.log" 2>&1 &
+  echo $! >"$PIDS/$name.pid"
 }
 
-for i in $(seq 1 $VOTERS); do start_node "$i" "$INITIAL"; done
-start_node $NODES none
-
-CTL=(./build/cluster/shalectl --addr "$ALL")
-ok=0
-for _ in $(seq 1 150); do
-  if "${CTL[@]}" put greeting "hello from shale at $(date -u +%H:%M:%S)" >/dev/null 2>&1; then
-    ok=1
-    break
-  fi
-  sleep 0.1
-done
-if [ $ok -ne 1 ]; then
-  echo "the group did not elect a leader; last log lines:"
-  for i in $(seq 1 $VOTERS); do tail -5 "$RUN/node$i.log"; done
+fail() {
+  echo "error: $1" >&2
+  [ -n "${2:-}" ] && tail -5 "$RUN/$2.log" >&2
   stop_all
   exit 1
+}
+
+node_flags=(--election-timeout-ms 500 --heartbeat-ms 50)
+
+# ---- meta group ---------------------------------------------------------------------
+meta_ic=""
+for i in 1 2 3; do meta_ic="${meta_ic:+$meta_ic,}$i=$(ip $i):7101/$(ip $i):7001"; done
+for i in 1 2 3; do
+  start "meta$i" "$SHALED" --mode meta --id "$i" --listen "$(ip $i):7001" \
+    --raft "$(ip $i):7101" --data "$RUN/meta$i" --initial-cluster "$meta_ic" "${node_flags[@]}"
+done
+
+# ---- shard groups: voters from --initial-cluster, the replica joins empty ----
+group_addrs() { # group -> client addresses of its voters
+  local g=$1 a="" i
+  for i in $(seq 1 $VOTERS); do a="${a:+$a,}$(ip $((10 * g + i))):7001"; done
+  echo "$a"
+}
+for g in $(seq 1 $GROUPS_N); do
+  ic=""
+  for i in $(seq 1 $VOTERS); do
+    id=$((10 * g + i))
+    ic="${ic:+$ic,}$id=$(ip $id):7101/$(ip $id):7001"
+  done
+  for i in $(seq 1 $((VOTERS + 1))); do
+    id=$((10 * g + i))
+    join="$ic"
+    [ "$i" -gt $VOTERS ] && join=none
+    start "g${g}n$id" "$SHALED" --id "$id" --group "$g" --meta "$META_ADDRS" \
+      --listen "$(ip $id):7001" --raft "$(ip $id):7101" --data "$RUN/g${g}n$id" \
+      --initial-cluster "$join" "${node_flags[@]}"
+  done
+done
+
+# A group is up when one of its members reports itself leader.
+wait_leader() { # name addrs log
+  for _ in $(seq 1 150); do
+    if "$CTL" --addr "$2" --timeout 500 --json status 2>/dev/null | grep -q '"role":"leader"'; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "$1 did not elect a leader within 15 s" "$3"
+}
+wait_leader "the meta group" "$META_ADDRS" meta1
+for g in $(seq 1 $GROUPS_N); do
+  wait_leader "group $g" "$(group_addrs "$g")" "g${g}n$((10 * g + 1))"
+done
+
+# Each group's read replica (idempotent: a restart finds it a member already).
+for g in $(seq 1 $GROUPS_N); do
+  id=$((10 * g + VOTERS + 1))
+  "$CTL" --addr "$(group_addrs "$g")" member add "$id" "$(ip $id):7101" "$(ip $id):7001" \
+    --replica >/dev/null || fail "could not add read replica $id to group $g" "g${g}n$id"
+done
+
+# ---- the cluster map ------------------------------------------------------------
+export SHALE_META="$META_ADDRS"
+map_json=$("$CTL" map --json) || fail "cannot read the cluster map from the meta group" meta1
+if grep -q '"epoch":0,' <<<"$map_json"; then
+  init=("$CTL" init --slots 4096)
+  for g in $(seq 1 $GROUPS_N); do init+=(--group "$g=$(ip $((10 * g + 1))):7001"); done
+  echo "\$ shalectl ${init[*]:1}"
+  "${init[@]}" || fail "shalectl init failed"
+else
+  echo "the cluster map exists already: not running init again"
 fi
-# The read replica (idempotent: a restart finds it already a member).
-"${CTL[@]}" member add $NODES "$(raft_addr $NODES)" "$(client_addr $NODES)" --replica >/dev/null
 
-echo "\$ shalectl --addr $ALL put greeting ..."
-"${CTL[@]}" put greeting "hello from shale at $(date -u +%H:%M:%S)"
-echo "\$ shalectl --addr $ALL get greeting"
-"${CTL[@]}" get greeting
-sleep 1
-echo "\$ shalectl --addr $(client_addr $NODES) get greeting --stale 1000   # served by the read replica"
-./build/cluster/shalectl --addr "$(client_addr $NODES)" get greeting --stale 1000
-echo "\$ shalectl --addr $(client_addr 1) status"
-./build/cluster/shalectl --addr "$(client_addr 1)" status || true
+# ---- the router ---------------------------------------------------------------------
+if [ ! -x "$ROUTERD" ]; then
+  fail "$ROUTERD is not built (the router is not in this tree yet)"
+fi
+start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS"
 
+# Healthy: every member answers, every group leads and owns the map's
+# slots, and the router serves a write to each group.
+healthy() {
+  local st
+  st=$("$CTL" --timeout 1000 status 2>/dev/null) || return 1
+  if grep -qE 'down|no leader|has not applied|no-leader' <<<"$st"; then return 1; fi
+  for k in health-1 health-2 health-3 health-4; do
+    "$CTL" --router "$ROUTER" --timeout 1000 put "$k" ok >/dev/null 2>&1 || return 1
+  done
+}
+ok=0
+for _ in $(seq 1 100); do
+  if healthy; then ok=1; break; fi
+  sleep 0.2
+done
+[ $ok -eq 1 ] || fail "the cluster did not become healthy within 20 s (see $RUN/*.log)" router
+for k in health-1 health-2 health-3 health-4; do "$CTL" --router "$ROUTER" del "$k" >/dev/null || true; done
+
+echo
+echo "\$ shalectl status"
+"$CTL" status
+
+# ---- data through the router --------------------------------------------------------
+echo
+echo "writing and reading 12 keys through the router at $ROUTER:"
+keys=()
+for i in $(seq 1 12); do keys+=("user:$i"); done
+declare -A group_of
+while read -r key _ _ slot _ _ gid; do
+  group_of[$key]="$slot $gid"
+done < <("$CTL" slot "${keys[@]}")
+printf '  %-10s %-6s %-6s %s\n' KEY SLOT GROUP "VALUE (read back)"
+declare -A per_group
+for key in "${keys[@]}"; do
+  "$CTL" --router "$ROUTER" put "$key" "value of $key" >/dev/null || fail "put $key failed" router
+  val=$("$CTL" --router "$ROUTER" get "$key" | head -1) || fail "get $key failed" router
+  read -r slot gid <<<"${group_of[$key]}"
+  per_group[$gid]=$(( ${per_group[$gid]:-0} + 1 ))
+  printf '  %-10s %-6s %-6s %s\n' "$key" "$slot" "$gid" "$val"
+done
+for g in $(seq 1 $GROUPS_N); do echo "  group $g holds ${per_group[$g]:-0} of the 12 keys"; done
+echo "\$ shalectl --router $ROUTER get user:1 --stale 1000   # any member may answer, a read replica too"
+"$CTL" --router "$ROUTER" get user:1 --stale 1000 || true
+first1="" first2=""
+for key in "${keys[@]}"; do
+  read -r _ gid <<<"${group_of[$key]}"
+  [ "$gid" = 1 ] && [ -z "$first1" ] && first1=$key
+  [ "$gid" = 2 ] && [ -z "$first2" ] && first2=$key
+done
+if [ -n "$first1" ] && [ -n "$first2" ]; then
+  echo
+  echo "the keys really live in their groups; asking group 1 directly:"
+  echo "\$ shalectl --addr $(group_addrs 1) get $first1"
+  "$CTL" --addr "$(group_addrs 1)" get "$first1" || true
+  echo "\$ shalectl --addr $(group_addrs 1) get $first2      # a group-2 key: refused"
+  "$CTL" --addr "$(group_addrs 1)" get "$first2" || true
+fi
+
+stop_cmd="bash scripts/cluster.sh --stop"
+if [ -n "${SHALE_RUN_DIR:-}" ]; then stop_cmd="SHALE_RUN_DIR=$SHALE_RUN_DIR $stop_cmd"; fi
+echo
 if [ $mode = detach ]; then
-  echo "the cluster keeps serving on $ALL"
-  echo "stop it and delete its data with: bash scripts/cluster.sh --stop"
+  echo "the cluster keeps serving: clients use the router at $ROUTER"
+  echo "  export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER"
+  echo "  ./build/cluster/shalectl put k v; ./build/cluster/shalectl status"
+  echo "stop it and delete its data with: $stop_cmd"
   exit 0
 fi
-trap 'stop_all; exit 0' INT TERM
-echo "serving on $ALL; press Ctrl-C to stop (data stays in $RUN)"
-while alive 1 || alive 2 || alive 3; do sleep 1; done
+trap 'echo; echo "stopping..."; stop_all; exit 0' INT TERM
+echo "serving: clients use the router at $ROUTER (shalectl --router $ROUTER ...)"
+echo "press Ctrl-C to stop (data stays in $RUN; $stop_cmd deletes it)"
+while alive router || alive meta1 || alive meta2 || alive meta3; do sleep 1; done

@@ -27,7 +27,11 @@
 #include "shale.h"
 
 #define META_OWNERSHIP "ownership"
-#define WATCH_WAIT_MS 20000
+/* Short long-polls: a meta member that is paused (not dead: its socket
+ * stays open) is noticed by libshale's stall check after WATCH_STALL_MS
+ * and the watch moves to another member. */
+#define WATCH_WAIT_MS 3000
+#define WATCH_STALL_MS (WATCH_WAIT_MS + 1500)
 #define WATCH_RETRY_MS 500
 
 static int in_cluster(const shaled_t *s)
@@ -186,6 +190,7 @@ int own_start(shaled_t *s, char *err, size_t errlen)
     shale_options_t o;
     shale_options_init(&o);
     o.timeout_ms = WATCH_WAIT_MS + 10000;
+    o.stall_ms = WATCH_STALL_MS;
     o.cluster_id = s->cfg.cluster_id;
     int rv = shale_client_open(s->loop, s->cfg.meta, &o, &s->meta_client);
     if (rv != SHALE_OK) {

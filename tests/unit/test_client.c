@@ -324,6 +324,7 @@ START_TEST(test_options_defaults)
     ck_assert_uint_eq(o.max_frame, 8u * 1024 * 1024);
     ck_assert_uint_eq(o.client_id, 0);
     ck_assert_uint_eq(o.max_inflight, 1024);
+    ck_assert_uint_eq(o.stall_ms, 2000);
 
     /* client_id 0 draws a random non-zero id; a given one is kept. */
     uv_loop_t loop;
@@ -959,6 +960,60 @@ START_TEST(test_reconnect_resends_same_seq)
 }
 END_TEST
 
+/* First connection: take the PUT, then go silent without closing (a paused
+ * server). Second connection: answer the same request. */
+static void script_stall(fake_t *f)
+{
+    int fd1 = fake_accept(f);
+    if (fd1 < 0 || serve_hello(f, fd1) != 0 || recv_put(f, fd1, 5000) != 0) {
+        FAIL(f, "first connection: no PUT");
+        if (fd1 >= 0)
+            close(fd1);
+        return;
+    }
+    int fd2 = fake_accept(f); /* fd1 stays open and silent meanwhile */
+    if (fd2 < 0 || serve_hello(f, fd2) != 0 || recv_put(f, fd2, 5000) != 0) {
+        FAIL(f, "second connection: no PUT");
+        close(fd1);
+        if (fd2 >= 0)
+            close(fd2);
+        return;
+    }
+    answer_put(fd2, f->ids[1], 9, 0);
+    drain(fd2);
+    close(fd1);
+}
+
+START_TEST(test_stalled_server_fails_over)
+{
+    fake_t f;
+    fake_start(&f, script_stall);
+    uv_loop_t loop;
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = 5000;
+    o.connect_timeout_ms = 1000;
+    o.stall_ms = 300;
+    shale_client_t *c = NULL;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(shale_client_open(&loop, f.addr, &o, &c), SHALE_OK);
+    slot_t s;
+    memset(&s, 0, sizeof(s));
+    uint64_t t0 = client_now_ms();
+    put_async(c, &s, "k");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close_client(&loop, c);
+    fake_join(&f);
+    ck_assert_msg(s.res.status == SHALE_OK, "%d: %s", s.res.status, s.res.errmsg);
+    ck_assert_uint_eq(s.res.version, 9);
+    ck_assert_uint_ge(s.res.at_ms - t0, 290);  /* not before the stall bound */
+    ck_assert_uint_lt(s.res.at_ms - t0, 2500); /* long before the deadline */
+    ck_assert_int_eq(f.nconns, 2);
+    ck_assert_uint_eq(f.seqs[0], f.seqs[1]); /* the same write, resent */
+    ck_assert_uint_eq(f.cids[0], f.cids[1]);
+}
+END_TEST
+
 static void script_late(fake_t *f)
 {
     int fd = fake_accept(f);
@@ -1193,6 +1248,7 @@ int main(void)
     tcase_add_test(tc, test_pipelined_answers_out_of_order);
     tcase_add_test(tc, test_max_inflight_window);
     tcase_add_test(tc, test_reconnect_resends_same_seq);
+    tcase_add_test(tc, test_stalled_server_fails_over);
     tcase_add_test(tc, test_late_answer_ignored);
     tcase_add_test(tc, test_answer_over_max_frame);
     tcase_add_test(tc, test_sync_write_to_closed_connection);

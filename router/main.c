@@ -1,0 +1,171 @@
+/* shale-router: the stateless front door of a Shale cluster (DESIGN §1).
+ *
+ * main() wires the modules together on one libuv loop: flags, the client
+ * listener, the meta watch, the end-of-turn prepare (send what is due,
+ * resume paused clients, write all output), and signals.
+ *
+ * Shutdown on SIGTERM/SIGINT: stop accepting and stop reading requests;
+ * requests in flight finish (bounded by --timeout-ms); then everything left
+ * is answered UNAVAILABLE, answers are written, connections and the meta
+ * clients close, and the process exits 0 when the loop has no handle left.
+ * Never routes or forwards anything itself. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+
+#define STOP_POLL_MS 10
+#define STOP_FORCE_MS 2000
+
+static void on_turn(uv_prepare_t *h)
+{
+    rt_router_t *r = h->data;
+    rt_cconn_resume_all(r);
+    rt_fwd_turn(r);
+    rt_up_flush_all(r);
+    rt_cconn_flush_all(r);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Connections whose peer does not read their last answers must not keep
+ * the process alive: closed for good STOP_FORCE_MS after the end. */
+static void on_force_timer(uv_timer_t *t)
+{
+    rt_router_t *r = t->data;
+    rt_cconn_force_close_all(r);
+    close_handle((uv_handle_t *)t);
+}
+
+static void finish_stop(rt_router_t *r)
+{
+    rt_fwd_fail_all(r, SHALE_EUNAVAILABLE, "router is shutting down");
+    rt_cconn_stop_accepting(r);
+    rt_cconn_close_all(r);
+    rt_watch_stop(r);
+    rt_up_close_all(r);
+    rt_fwd_close(r);
+    uv_prepare_stop(&r->turn);
+    close_handle((uv_handle_t *)&r->turn);
+    /* Unreferenced: it fires only if something else still holds the loop. */
+    uv_timer_start(&r->stop_timer, on_force_timer, STOP_FORCE_MS, 0);
+    uv_unref((uv_handle_t *)&r->stop_timer);
+    close_handle((uv_handle_t *)&r->sigterm);
+    close_handle((uv_handle_t *)&r->sigint);
+    close_handle((uv_handle_t *)&r->sigusr1);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    rt_router_t *r = t->data;
+    uint64_t waited = uv_now(r->loop) - r->stop_started;
+    if (r->fwd.live > 0 && waited < r->cfg.timeout_ms) {
+        uv_timer_start(&r->stop_timer, on_stop_timer, STOP_POLL_MS, 0);
+        return;
+    }
+    if (r->fwd.live > 0)
+        rt_warn("requests still in flight at shutdown", " count=%zu", r->fwd.live);
+    finish_stop(r);
+}
+
+void rt_router_stop(rt_router_t *r, int exit_code)
+{
+    if (r->stopping)
+        return;
+    r->stopping = 1;
+    r->exit_code = exit_code;
+    r->stop_started = uv_now(r->loop);
+    rt_info("shutting down", " in_flight=%zu connections=%zu", r->fwd.live, r->nconns);
+    rt_cconn_stop_accepting(r);
+    uv_timer_start(&r->stop_timer, on_stop_timer, 0, 0);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    rt_router_t *r = h->data;
+    if (signum == SIGUSR1) {
+        int next = (rt_log_get_level() + 1) % 4;
+        rt_log_set_level(next);
+        rt_log_write(RT_LOG_WARN, "log level changed", " level=%s", rt_log_level_name(next));
+        return;
+    }
+    rt_info("signal received", " signal=%d", signum);
+    rt_router_stop(r, 0);
+}
+
+static void init_signal(rt_router_t *r, uv_signal_t *h, int signum)
+{
+    uv_signal_init(r->loop, h);
+    h->data = r;
+    uv_signal_start(h, on_signal, signum);
+}
+
+int main(int argc, char **argv)
+{
+    static rt_router_t router;
+    rt_router_t *r = &router;
+    char err[1024];
+    /* A write to a client or node that went away must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    log_set_proc("shale-router");
+
+    rt_config_defaults(&r->cfg);
+    int rv = rt_config_parse(&r->cfg, argc, argv, err, sizeof(err));
+    if (rv == 1)
+        return 0;
+    if (rv != 0 || rt_config_validate(&r->cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shale-router: %s\n", err);
+        return 2;
+    }
+    rt_log_set_level(rt_log_parse_level(r->cfg.log_level));
+
+    r->loop = uv_default_loop();
+    rt_q_init(&r->conns);
+    rt_q_init(&r->dirty);
+    rt_q_init(&r->resumable);
+    rt_route_init(&r->route);
+    rt_fwd_init(r);
+    rt_up_init(r);
+    uv_prepare_init(r->loop, &r->turn);
+    r->turn.data = r;
+    uv_prepare_start(&r->turn, on_turn);
+    uv_timer_init(r->loop, &r->stop_timer);
+    r->stop_timer.data = r;
+    init_signal(r, &r->sigterm, SIGTERM);
+    init_signal(r, &r->sigint, SIGINT);
+    init_signal(r, &r->sigusr1, SIGUSR1);
+
+    if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
+        rt_error("cannot listen", " err=\"%s\"", err);
+        r->exit_code = 1;
+        r->stopping = 1;
+        finish_stop(r);
+    } else if (rt_watch_start(r, err, sizeof(err)) != 0) {
+        rt_error("cannot watch the cluster map", " err=\"%s\"", err);
+        rt_router_stop(r, 1);
+    } else {
+        rt_info("serving",
+                " listen=%s meta=%s cluster=%s timeout_ms=%llu max_pending=%llu "
+                "node_conns=%llu",
+                r->cfg.listen, r->cfg.meta, r->cfg.cluster_id,
+                (unsigned long long)r->cfg.timeout_ms, (unsigned long long)r->cfg.max_pending,
+                (unsigned long long)r->cfg.node_conns);
+    }
+
+    uv_run(r->loop, UV_RUN_DEFAULT);
+    /* The unreferenced force-close timer may not have fired: close it. */
+    close_handle((uv_handle_t *)&r->stop_timer);
+    uv_run(r->loop, UV_RUN_DEFAULT);
+    rt_route_free(&r->route);
+    int lrv = uv_loop_close(r->loop);
+    if (lrv != 0)
+        rt_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));
+    rt_info("stopped", " exit_code=%d", r->exit_code);
+    return r->exit_code;
+}
