@@ -383,6 +383,73 @@ START_TEST(test_meta_leader_kill_and_garbage)
 }
 END_TEST
 
+/* Run shalectl with args (NULL-terminated) against the test's meta group;
+ * returns its exit code, output (stdout+stderr) in out. */
+static int ctl(char *out, size_t outlen, const char *const *args)
+{
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl --meta %s --timeout 5000",
+                     th_bin_dir(), g_cl.meta.addrs);
+    for (int i = 0; args[i] != NULL; i++)
+        n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", args[i]);
+    snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 2>&1");
+    FILE *p = popen(cmd, "r");
+    size_t r = fread(out, 1, outlen - 1, p);
+    out[r] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The admin CLI against a real cluster: init from running groups, status,
+ * group add/remove, refusals with their exit codes, leader transfer. */
+START_TEST(test_shalectl_cluster_verbs)
+{
+    start_cluster(2, 3);
+    static char out[65536];
+    char g1[96], g2[96];
+    snprintf(g1, sizeof(g1), "1=%s", g_cl.groups[0].nodes[0].addr);
+    snprintf(g2, sizeof(g2), "2=%s", g_cl.groups[1].nodes[0].addr);
+    const char *init[] = {"init", "--slots", "512", "--group", g1, "--group", g2, NULL};
+    ck_assert_msg(ctl(out, sizeof(out), init) == 0, "init: %s", out);
+    ck_assert_msg(ctl(out, sizeof(out), init) == 4, "second init: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "already exists"));
+    ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, 1, 20000), 0);
+    /* A group id that is not the node's --group is refused. */
+    char wrong[96];
+    snprintf(wrong, sizeof(wrong), "%s", g_cl.groups[1].nodes[0].addr);
+    const char *add_wrong[] = {"group", "add", "3", wrong, NULL};
+    ck_assert_msg(ctl(out, sizeof(out), add_wrong) == 4, "group add wrong: %s", out);
+    /* A group that owns slots cannot be removed. */
+    const char *rm1[] = {"group", "remove", "1", NULL};
+    ck_assert_msg(ctl(out, sizeof(out), rm1) == 4, "group remove 1: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "slots"));
+    /* status --json names both groups and the epoch. */
+    const char *st[] = {"--json", "status", NULL};
+    ck_assert_msg(ctl(out, sizeof(out), st) == 0, "status: %s", out);
+    ck_assert_ptr_nonnull(strstr(out, "\"epoch\""));
+    Shale__ClusterMap *m = get_map(0, 0);
+    ck_assert_uint_eq(m->epoch, 1);
+    ck_assert_uint_eq(cmap_slot_count(m, 1), 256);
+    ck_assert_uint_eq(cmap_slot_count(m, 2), 256);
+    /* Leadership of group 2 moves to a named voter. */
+    int before = th_group_wait_leader(&g_cl.groups[1], 5000);
+    int target = (before + 1) % 3;
+    char tid[8];
+    snprintf(tid, sizeof(tid), "%llu", (unsigned long long)g_cl.groups[1].nodes[target].id);
+    const char *xfer[] = {"leader", "transfer", "2", tid, NULL};
+    ck_assert_msg(ctl(out, sizeof(out), xfer) == 0, "transfer: %s", out);
+    ck_assert_int_eq(th_group_wait_leader(&g_cl.groups[1], 10000), target);
+    /* Unreachable meta group: exit 3. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl --meta 127.0.0.1:1 --timeout 500 status "
+             ">/dev/null 2>&1", th_bin_dir());
+    int rs = system(cmd);
+    ck_assert_int_eq(WEXITSTATUS(rs), 3);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cluster");
@@ -393,6 +460,7 @@ int main(void)
     tcase_add_test(tc, test_map_long_poll);
     tcase_add_test(tc, test_groups_serve_only_their_slots);
     tcase_add_test(tc, test_meta_leader_kill_and_garbage);
+    tcase_add_test(tc, test_shalectl_cluster_verbs);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
