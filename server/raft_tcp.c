@@ -14,22 +14,27 @@
  * so garbage on the Raft port must never reach it: once this node has a
  * configuration, an accepted stream is handed to raft_uv only when its
  * handshake names a member of the configuration (id and Raft address) other
- * than this node. A node with no configuration yet (joining, started with
- * --initial-cluster none) accepts any peer: the leader adding it has to get
- * through. Members are trusted: a peer that forges a member's handshake
- * (its id and exact address) can still reach libraft, and the source IP
- * cannot be checked because raft_uv_tcp does not bind outgoing connections
- * (on loopback they all come from 127.0.0.1). Authentication arrives with
- * TLS; the HELLO credential field is reserved for it. */
+ * than this node, coming from that member's IP when its address is numeric
+ * (outgoing connections are bound to the node's own Raft IP: see "Bound
+ * outgoing connections" below). A node with no configuration yet (joining,
+ * started with --initial-cluster none) accepts any peer: the leader adding
+ * it has to get through. Beyond that members are trusted: a process on a
+ * member's IP that forges its handshake can still reach libraft.
+ * Authentication arrives with TLS; the HELLO credential field is reserved
+ * for it. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "server.h"
 
+typedef struct bconn bconn_t;
+
 typedef struct tcp_wrap {
     struct raft_uv_transport *t;
     shaled_t *s;
+    void (*close)(struct raft_uv_transport *t, raft_uv_transport_close_cb cb);
+    bconn_t *pending; /* bound connects in progress (bconn below) */
     int (*listen)(struct raft_uv_transport *t, raft_uv_accept_cb cb);
     int (*connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                    const char *address, raft_uv_connect_cb cb);
@@ -72,8 +77,11 @@ static void on_closed(uv_handle_t *h)
     raft_free(h); /* allocated by raft_uv_tcp with raft_malloc */
 }
 
+static int numeric_addr(const char *addr, int port_zero, struct sockaddr_in *sa);
+
 /* Is (id, address) from this stream a member this node should hear? */
-static int peer_allowed(shaled_t *s, raft_id id, const char *address, char *why, size_t whylen)
+static int peer_allowed(shaled_t *s, raft_id id, const char *address, struct uv_stream_s *stream,
+                        char *why, size_t whylen)
 {
     const struct raft_configuration *c = &s->raft.configuration;
     if (c->n == 0)
@@ -95,6 +103,20 @@ static int peer_allowed(shaled_t *s, raft_id id, const char *address, char *why,
                  address ? address : "(none)");
         return 0;
     }
+    /* Members connect from their own Raft IP (bound_connect below): a
+     * numeric member address must match the connection's source. */
+    struct sockaddr_in want_ip;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (stream == NULL || stream->type != UV_TCP || numeric_addr(want, 1, &want_ip) != 0)
+        return 1; /* a host name: not checked */
+    if (uv_tcp_getpeername((uv_tcp_t *)stream, (struct sockaddr *)&ss, &len) != 0 ||
+        ss.ss_family != AF_INET ||
+        ((struct sockaddr_in *)&ss)->sin_addr.s_addr != want_ip.sin_addr.s_addr) {
+        snprintf(why, whylen, "id %llu must connect from its own address %s",
+                 (unsigned long long)id, want);
+        return 0;
+    }
     return 1;
 }
 
@@ -103,7 +125,7 @@ static void on_accept(struct raft_uv_transport *t, raft_id id, const char *addre
 {
     tcp_wrap_t *w = wrap_of(t);
     char why[200];
-    if (!peer_allowed(w->s, id, address, why, sizeof(why))) {
+    if (!peer_allowed(w->s, id, address, stream, why, sizeof(why))) {
         log_warn("raft connection refused: not a member", " peer_id=%llu peer_addr=%s why=\"%s\"",
                  (unsigned long long)id, address ? address : "", why);
         uv_close((uv_handle_t *)stream, on_closed); /* raft_uv_tcp hands over a malloc'd handle */
@@ -132,9 +154,178 @@ static void on_connect(struct raft_uv_connect *req, struct uv_stream_s *stream, 
     cb(user, stream, status);
 }
 
+/* ---- Bound outgoing connections ---------------------------------------------
+ *
+ * raft_uv_tcp connects without binding, so on one host every Raft connection
+ * leaves from the default source address (127.0.0.1 on loopback) whatever
+ * address the node serves on. For numeric addresses this file makes the
+ * connection itself instead: bind to this node's Raft IP (port 0), connect,
+ * write raft_uv_tcp's handshake (protocol 1, our id, our address padded to
+ * 8 bytes, little endian) and hand the stream to raft_uv exactly as the
+ * library's own connect would. Then a peer's source IP is its member IP —
+ * which the accept check above verifies — and a fault harness can cut one
+ * node off by address. Host names keep raft_uv_tcp's own connect.
+ *
+ * The uv_tcp_t is raft_malloc'd: on success raft_uv owns it and releases it
+ * with raft_free after closing it (the transport contract); until then it is
+ * ours. Closing the transport cancels connects still in progress
+ * (RAFT_CANCELED) before raft_uv_tcp's own close runs. */
+struct bconn {
+    tcp_wrap_t *w;
+    struct raft_uv_connect *user;
+    raft_uv_connect_cb cb;
+    uv_tcp_t *tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uint8_t hs[24 + 136]; /* handshake: 3 x u64 + address (<= 128 + pad) */
+    size_t hslen;
+    int canceled;
+    bconn_t *next;
+};
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* "a.b.c.d:port" -> sockaddr; -1 when not a numeric IPv4 address. */
+static int numeric_addr(const char *addr, int port_zero, struct sockaddr_in *sa)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+        return -1;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    int port = port_zero ? 0 : atoi(colon + 1);
+    if (port < 0 || port > 65535 || uv_ip4_addr(host, port, sa) != 0)
+        return -1;
+    return 0;
+}
+
+static void unlink_bconn(bconn_t *bc)
+{
+    for (bconn_t **p = &bc->w->pending; *p != NULL; p = &(*p)->next)
+        if (*p == bc) {
+            *p = bc->next;
+            return;
+        }
+}
+
+static void on_bconn_closed(uv_handle_t *h)
+{
+    bconn_t *bc = h->data;
+    raft_free(h);
+    free(bc);
+}
+
+/* Fail a connect that has not been handed over: close ours, tell raft_uv. */
+static void bconn_fail(bconn_t *bc, int status)
+{
+    unlink_bconn(bc);
+    struct raft_uv_connect *user = bc->user;
+    raft_uv_connect_cb cb = bc->cb;
+    bc->canceled = 1;
+    uv_close((uv_handle_t *)bc->tcp, on_bconn_closed);
+    user->cb = cb;
+    cb(user, NULL, status);
+}
+
+static void on_bconn_written(uv_write_t *wr, int status)
+{
+    bconn_t *bc = wr->data;
+    if (bc->canceled)
+        return; /* the transport closed meanwhile: already answered */
+    if (status != 0) {
+        bconn_fail(bc, RAFT_NOCONNECTION);
+        return;
+    }
+    unlink_bconn(bc);
+    uv_tcp_t *tcp = bc->tcp;
+    struct raft_uv_connect *user = bc->user;
+    raft_uv_connect_cb cb = bc->cb;
+    free(bc);
+    tcp->data = NULL; /* raft_uv's from here on */
+    user->cb = cb;
+    cb(user, (struct uv_stream_s *)tcp, 0);
+}
+
+static void on_bconn_connected(uv_connect_t *cr, int status)
+{
+    bconn_t *bc = cr->data;
+    if (bc->canceled)
+        return;
+    if (status != 0) {
+        bconn_fail(bc, RAFT_NOCONNECTION);
+        return;
+    }
+    uv_tcp_nodelay(bc->tcp, 1);
+    uv_buf_t buf = uv_buf_init((char *)bc->hs, (unsigned)bc->hslen);
+    bc->wreq.data = bc;
+    if (uv_write(&bc->wreq, (uv_stream_t *)bc->tcp, &buf, 1, on_bconn_written) != 0)
+        bconn_fail(bc, RAFT_NOCONNECTION);
+}
+
+/* 0: started (the callback will fire); 1: not for us (numeric addresses
+ * only); RAFT_*: refused up front. */
+static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char *address,
+                         raft_uv_connect_cb cb)
+{
+    struct sockaddr_in dst, src;
+    shaled_t *s = w->s;
+    size_t alen = strlen(s->cfg.raft) + 1;
+    size_t padded = (alen + 7) & ~(size_t)7;
+    if (numeric_addr(address, 0, &dst) != 0 || numeric_addr(s->cfg.raft, 1, &src) != 0 ||
+        24 + padded > sizeof(((bconn_t *)0)->hs))
+        return 1;
+    bconn_t *bc = calloc(1, sizeof(*bc));
+    uv_tcp_t *tcp = raft_malloc(sizeof(*tcp));
+    if (bc == NULL || tcp == NULL) {
+        free(bc);
+        raft_free(tcp);
+        return RAFT_NOMEM;
+    }
+    bc->w = w;
+    bc->user = req;
+    bc->cb = cb;
+    bc->tcp = tcp;
+    put_le64(bc->hs, 1); /* raft_uv_tcp handshake protocol */
+    put_le64(bc->hs + 8, s->cfg.id);
+    put_le64(bc->hs + 16, padded);
+    memcpy(bc->hs + 24, s->cfg.raft, alen - 1); /* rest is zero (calloc) */
+    bc->hslen = 24 + padded;
+    uv_tcp_init(s->loop, tcp);
+    tcp->data = bc;
+    int rv = uv_tcp_bind(tcp, (const struct sockaddr *)&src, 0);
+    if (rv == 0) {
+        bc->creq.data = bc;
+        rv = uv_tcp_connect(&bc->creq, tcp, (const struct sockaddr *)&dst, on_bconn_connected);
+    }
+    if (rv != 0) {
+        bc->canceled = 1;
+        uv_close((uv_handle_t *)tcp, on_bconn_closed);
+        return RAFT_NOCONNECTION;
+    }
+    bc->next = w->pending;
+    w->pending = bc;
+    return 0;
+}
+
+static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
+{
+    tcp_wrap_t *w = wrap_of(t);
+    while (w->pending != NULL)
+        bconn_fail(w->pending, RAFT_CANCELED);
+    w->close(t, cb);
+}
+
 static int wrap_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                         const char *address, raft_uv_connect_cb cb)
 {
+    int brv = bound_connect(wrap_of(t), req, address, cb);
+    if (brv != 1)
+        return brv;
     conn_req_t *cr = calloc(1, sizeof(*cr));
     if (cr == NULL)
         return RAFT_NOMEM;
@@ -160,10 +351,12 @@ int raft_tcp_wrap(shaled_t *s)
     w->s = s;
     w->listen = s->transport.listen;
     w->connect = s->transport.connect;
+    w->close = s->transport.close;
     wraps[slot] = w;
     s->transport_wrap = w;
     s->transport.listen = wrap_listen;
     s->transport.connect = wrap_connect;
+    s->transport.close = wrap_close;
     return 0;
 }
 

@@ -273,9 +273,10 @@ static void put_u64(uint8_t *p, uint64_t v)
 }
 
 /* Send garbage to a node's Raft port: random bytes, and well-formed
- * raft_uv_tcp handshakes naming a stranger (an unknown id; a member's id at
- * the wrong address) followed by a malformed message — libraft 0.15
- * segfaults on the latter unless server/raft_tcp.c refuses the peer. */
+ * raft_uv_tcp handshakes naming a stranger (an unknown id; a real member's
+ * exact id and address, but from 127.0.0.1 instead of the member's IP)
+ * followed by a malformed message — libraft 0.15 segfaults on the latter
+ * unless server/raft_tcp.c refuses the peer. */
 static void garbage_to_raft(const th_group_t *g, int target)
 {
     const th_node_t *n = &g->nodes[target];
@@ -290,15 +291,13 @@ static void garbage_to_raft(const th_group_t *g, int target)
                 buf[len] = (uint8_t)(len * 37 + 11);
         } else {
             put_u64(buf, 1);                    /* handshake protocol */
-            /* round 1: unknown id; round 2: a member's id, wrong address */
+            /* round 1: unknown id; round 2: a member's id and address */
             put_u64(buf + 8, round == 1 ? 99 : other->id);
-            if (round == 2)
-                addr[0] = '2'; /* "227.0.0.x:port" */
             put_u64(buf + 16, sizeof(addr));    /* address length */
             memcpy(buf + 24, addr, sizeof(addr));
             len = 24 + sizeof(addr);
             put_u64(buf + len, 1);              /* message preamble: format */
-            put_u64(buf + len + 8, round == 1 ? 64 : (1ull << 40));
+            put_u64(buf + len + 8, 64); /* a header length raft_uv accepts */
             len += 16;
             for (int i = 0; i < 64; i++)
                 buf[len++] = (uint8_t)(i * 91 + round);
