@@ -89,6 +89,11 @@ static void on_raft_closed(struct raft *r)
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigusr1);
+    /* Closing the last uv handle of a signal restores its default action:
+     * a SIGTERM arriving from here until exit would kill the process
+     * mid-shutdown (before the final sync and exit code). Ignore them. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     log_info("raft closed", "%s", "");
 }
 
