@@ -1,0 +1,738 @@
+/* jepsen-client: the workload side of the fault harness (docs/jepsen.md,
+ * "The runner"). jepsen/run starts it inside the test's network namespace.
+ *
+ *   jepsen-client now
+ *       print CLOCK_MONOTONIC in microseconds (the runner stamps its nemesis
+ *       log with it, so faults and ops share one clock)
+ *   --unsafe-stale-reads MS (run, register): a deliberately broken client
+ *       for testing the harness: reads are STALE(MS), served by any member,
+ *       but recorded as linearizable reads — the check must say INVALID.
+ *   jepsen-client run   --routers A,B --workload register|set --history FILE
+ *                       [--time S] [--procs N] [--keys K] [--seed N] [--timeout-ms MS]
+ *       N concurrent processes (threads, one libshale client each, listing
+ *       every router) for S seconds; every op is appended to FILE as an
+ *       invoke and a completion (JSON lines, flushed per line)
+ *   jepsen-client final --routers A,B --workload register|set --history FILE
+ *                       [--keys K] [--timeout-ms MS]
+ *       the final reads after healing, appended to FILE
+ *   jepsen-client check --history FILE --workload register|set
+ *                       [--nemesis-log FILE] [--timeout S]
+ *       verdict, offending sub-history, summary, per-phase availability and
+ *       latency. Exit 0 valid, 1 invalid, 2 unknown, 3 usage/I/O error.
+ *
+ * Outcomes: ok = the answer; fail = a clear refusal that certainly did not
+ * apply (a CAS that found another value; a read that got an error); info =
+ * anything else on a write (timeout, connection loss, unavailable: the
+ * write may have been applied) and a timed-out read. After an info op the
+ * thread continues as a new process (process id + N), as in Jepsen. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "checker.h"
+#include "history.h"
+#include "shale.h"
+#include "shale_errors.h"
+
+#define FINAL_PROC_BASE 1000000
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
+
+/* ---- options ---------------------------------------------------------------- */
+
+typedef struct {
+    const char *routers;
+    const char *workload;
+    const char *history;
+    const char *nemesis_log;
+    double time_s;
+    int procs;
+    int keys;
+    uint64_t seed;
+    uint32_t timeout_ms;
+    double check_timeout_s;
+    uint32_t unsafe_stale_ms; /* > 0: reads are STALE(ms) but recorded as linearizable */
+} opts_t;
+
+static int usage(const char *msg)
+{
+    if (msg)
+        fprintf(stderr, "jepsen-client: %s\n", msg);
+    fprintf(stderr,
+            "usage: jepsen-client now\n"
+            "       jepsen-client run --routers A,B --workload register|set --history FILE\n"
+            "                     [--time S] [--procs N] [--keys K] [--seed N] [--timeout-ms MS]\n"
+            "                     [--unsafe-stale-reads MS]\n"
+            "       jepsen-client final --routers A,B --workload register|set --history FILE\n"
+            "                     [--keys K] [--timeout-ms MS]\n"
+            "       jepsen-client check --history FILE --workload register|set\n"
+            "                     [--nemesis-log FILE] [--timeout S]\n");
+    return 3;
+}
+
+/* ---- the history file ------------------------------------------------------- */
+
+static FILE *g_hist;
+static pthread_mutex_t g_hist_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* One event line. value/expect: JSON text or NULL (absent). */
+static void emit(int64_t proc, const char *type, const char *f, const char *key, const char *value,
+                 const char *expect, int64_t t)
+{
+    pthread_mutex_lock(&g_hist_mu);
+    fprintf(g_hist, "{\"process\":%" PRId64 ",\"type\":\"%s\",\"f\":\"%s\",\"key\":\"%s\"", proc,
+            type, f, key);
+    if (expect)
+        fprintf(g_hist, ",\"expect\":%s", expect);
+    if (value)
+        fprintf(g_hist, ",\"value\":%s", value);
+    fprintf(g_hist, ",\"time_us\":%" PRId64 "}\n", t);
+    fflush(g_hist);
+    pthread_mutex_unlock(&g_hist_mu);
+}
+
+/* A read's data as JSON: digits stay an integer, anything else a string
+ * (with no escaping needed for what the workloads write; other bytes are
+ * replaced, which can only make a read differ from every write). */
+static void data_json(const uint8_t *d, size_t len, char *out, size_t cap)
+{
+    int digits = len > 0 && len < 19;
+    for (size_t i = 0; i < len && digits; i++)
+        digits = d[i] >= '0' && d[i] <= '9';
+    if (digits && !(len > 1 && d[0] == '0')) {
+        memcpy(out, d, len);
+        out[len] = 0;
+        return;
+    }
+    size_t o = 0;
+    out[o++] = '"';
+    for (size_t i = 0; i < len && o + 3 < cap; i++)
+        out[o++] = (d[i] >= 0x20 && d[i] < 0x7f && d[i] != '"' && d[i] != '\\') ? (char)d[i] : '?';
+    out[o++] = '"';
+    out[o] = 0;
+}
+
+/* Worker i lists the routers rotated by i, so the load (and the damage of a
+ * router fault) is spread over them. */
+static void rotate_list(const char *list, int by, char *out, size_t cap)
+{
+    char tmp[1024];
+    const char *parts[16];
+    int n = 0;
+    snprintf(tmp, sizeof(tmp), "%s", list);
+    for (char *save = NULL, *p = strtok_r(tmp, ",", &save); p && n < 16;
+         p = strtok_r(NULL, ",", &save))
+        parts[n++] = p;
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(out);
+        snprintf(out + l, cap - l, "%s%s", i ? "," : "", parts[(i + by) % n]);
+    }
+}
+
+static shale_client_t *connect_retry(const char *routers, uint32_t timeout_ms, int64_t until_us)
+{
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = timeout_ms;
+    o.connect_timeout_ms = 1000;
+    o.stall_ms = timeout_ms < 2000 ? 2000 : timeout_ms;
+    for (;;) {
+        shale_client_t *c = NULL;
+        char err[SHALE_ERRMSG_LEN] = "";
+        int rc = shale_connect(routers, &o, &c, err);
+        if (rc == SHALE_OK)
+            return c;
+        if (mono_us() > until_us) {
+            fprintf(stderr, "jepsen-client: cannot connect to %s: %s %s\n", routers,
+                    shale_strerror(rc), err);
+            return NULL;
+        }
+        sleep_ms(200);
+    }
+}
+
+/* ---- run ---------------------------------------------------------------------- */
+
+typedef struct {
+    const opts_t *o;
+    int tid;
+    int64_t end_us;
+    uint64_t rng;
+    long ops;
+} worker_t;
+
+static uint64_t rnd(uint64_t *s)
+{
+    /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void *register_worker(void *arg)
+{
+    worker_t *w = arg;
+    const opts_t *o = w->o;
+    int64_t proc = w->tid;
+    uint64_t counter = 0;
+    int64_t *last = calloc((size_t)o->keys, sizeof(*last)); /* last value seen per key; 0 = null */
+    char routers[1024];
+    rotate_list(o->routers, w->tid, routers, sizeof(routers));
+    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    if (!c || !last) {
+        free(last);
+        return NULL;
+    }
+    while (mono_us() < w->end_us) {
+        int k = (int)(rnd(&w->rng) % (uint64_t)o->keys);
+        char key[32];
+        snprintf(key, sizeof(key), "r%d", k);
+        unsigned r = (unsigned)(rnd(&w->rng) % 100);
+        char val[64], exp[64], got[128];
+        int64_t v = (int64_t)(++counter * (uint64_t)o->procs + (uint64_t)w->tid + 1);
+        snprintf(val, sizeof(val), "%" PRId64, v);
+        const char *type;
+        if (r < 50) { /* read */
+            emit(proc, "invoke", "read", key, NULL, NULL, mono_us());
+            shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
+            if (o->unsafe_stale_ms)
+                ro = (shale_read_opts_t){SHALE_STALE, o->unsafe_stale_ms};
+            shale_value_t out = {0};
+            int rc = shale_get(c, key, strlen(key), &ro, &out);
+            int64_t t = mono_us();
+            if (rc == SHALE_OK || rc == SHALE_ENOTFOUND) {
+                if (rc == SHALE_OK && out.found)
+                    data_json(out.data, out.len, got, sizeof(got));
+                else
+                    strcpy(got, "null");
+                emit(proc, "ok", "read", key, got, NULL, t);
+                last[k] = strcmp(got, "null") ? strtoll(got, NULL, 10) : 0;
+                type = "ok";
+            } else if (rc == SHALE_ETIMEOUT) {
+                emit(proc, "info", "read", key, NULL, NULL, t);
+                type = "info";
+            } else {
+                emit(proc, "fail", "read", key, NULL, NULL, t);
+                type = "fail";
+            }
+            shale_value_free(&out);
+        } else if (r < 75) { /* write */
+            emit(proc, "invoke", "write", key, val, NULL, mono_us());
+            int rc = shale_put(c, key, strlen(key), val, strlen(val), NULL);
+            int64_t t = mono_us();
+            type = rc == SHALE_OK ? "ok" : "info";
+            emit(proc, type, "write", key, val, NULL, t);
+            if (rc == SHALE_OK)
+                last[k] = v;
+        } else { /* cas from the last value this process saw */
+            shale_cas_expect_t ex = {0};
+            if (last[k]) {
+                snprintf(exp, sizeof(exp), "%" PRId64, last[k]);
+                ex.kind = SHALE_CAS_VALUE;
+                ex.value = exp;
+                ex.len = strlen(exp);
+            } else {
+                strcpy(exp, "null");
+                ex.kind = SHALE_CAS_ABSENT;
+            }
+            emit(proc, "invoke", "cas", key, val, exp, mono_us());
+            shale_value_t cur = {0};
+            int rc = shale_cas(c, key, strlen(key), &ex, val, strlen(val), 0, NULL, &cur);
+            int64_t t = mono_us();
+            if (rc == SHALE_OK) {
+                type = "ok";
+                last[k] = v;
+            } else if (rc == SHALE_ECASFAILED) {
+                type = "fail";
+                if (cur.found) {
+                    data_json(cur.data, cur.len, got, sizeof(got));
+                    last[k] = strtoll(got, NULL, 10);
+                } else {
+                    last[k] = 0;
+                }
+            } else {
+                type = "info";
+            }
+            emit(proc, type, "cas", key, val, exp, t);
+            shale_value_free(&cur);
+        }
+        w->ops++;
+        if (!strcmp(type, "info"))
+            proc += o->procs;
+        else if (strcmp(type, "ok"))
+            sleep_ms(10); /* do not spin on a refusing cluster */
+    }
+    shale_close(c);
+    free(last);
+    return NULL;
+}
+
+/* set: "add E to set sJ" is PUT sJ:E = E (one key per element, so adds never
+ * contend); the final read of sJ reads every element ever attempted. */
+static void *set_worker(void *arg)
+{
+    worker_t *w = arg;
+    const opts_t *o = w->o;
+    int64_t proc = w->tid;
+    uint64_t counter = 0;
+    char routers[1024];
+    rotate_list(o->routers, w->tid, routers, sizeof(routers));
+    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    if (!c)
+        return NULL;
+    while (mono_us() < w->end_us) {
+        int k = (int)(rnd(&w->rng) % (uint64_t)o->keys);
+        char key[32], pkey[64], val[32];
+        snprintf(key, sizeof(key), "s%d", k);
+        uint64_t e = ++counter * (uint64_t)o->procs + (uint64_t)w->tid + 1;
+        snprintf(val, sizeof(val), "%" PRIu64, e);
+        snprintf(pkey, sizeof(pkey), "s%d:%" PRIu64, k, e);
+        emit(proc, "invoke", "add", key, val, NULL, mono_us());
+        int rc = shale_put(c, pkey, strlen(pkey), val, strlen(val), NULL);
+        int64_t t = mono_us();
+        emit(proc, rc == SHALE_OK ? "ok" : "info", "add", key, val, NULL, t);
+        w->ops++;
+        if (rc != SHALE_OK)
+            proc += o->procs;
+    }
+    shale_close(c);
+    return NULL;
+}
+
+static int open_history(const char *path)
+{
+    g_hist = fopen(path, "a");
+    if (!g_hist) {
+        fprintf(stderr, "jepsen-client: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_run(const opts_t *o)
+{
+    if (!o->routers || !o->history || !o->workload)
+        return usage("run needs --routers, --history and --workload");
+    int set = !strcmp(o->workload, "set");
+    if (!set && strcmp(o->workload, "register"))
+        return usage("unknown workload");
+    if (open_history(o->history))
+        return 3;
+    worker_t *w = calloc((size_t)o->procs, sizeof(*w));
+    pthread_t *th = calloc((size_t)o->procs, sizeof(*th));
+    if (!w || !th)
+        return 3;
+    int64_t end = mono_us() + (int64_t)(o->time_s * 1e6);
+    for (int i = 0; i < o->procs; i++) {
+        w[i] = (worker_t){.o = o, .tid = i, .end_us = end, .rng = o->seed * 1000003ULL + (uint64_t)i};
+        pthread_create(&th[i], NULL, set ? set_worker : register_worker, &w[i]);
+    }
+    long total = 0;
+    for (int i = 0; i < o->procs; i++) {
+        pthread_join(th[i], NULL);
+        total += w[i].ops;
+    }
+    fclose(g_hist);
+    printf("jepsen-client: %d processes, %ld ops in %.0f s\n", o->procs, total, o->time_s);
+    free(w);
+    free(th);
+    return 0;
+}
+
+/* ---- final reads ------------------------------------------------------------------ */
+
+static int final_register(const opts_t *o, shale_client_t *c)
+{
+    int bad = 0;
+    for (int k = 0; k < o->keys; k++) {
+        char key[32], got[128];
+        snprintf(key, sizeof(key), "r%d", k);
+        int64_t proc = FINAL_PROC_BASE + k;
+        int done = 0;
+        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+            emit(proc, "invoke", "read", key, NULL, NULL, mono_us());
+            shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
+            shale_value_t out = {0};
+            int rc = shale_get(c, key, strlen(key), &ro, &out);
+            int64_t t = mono_us();
+            if (rc == SHALE_OK || rc == SHALE_ENOTFOUND) {
+                if (rc == SHALE_OK && out.found)
+                    data_json(out.data, out.len, got, sizeof(got));
+                else
+                    strcpy(got, "null");
+                emit(proc, "ok", "read", key, got, NULL, t);
+                printf("final read %s = %s\n", key, got);
+                done = 1;
+            } else {
+                emit(proc, rc == SHALE_ETIMEOUT ? "info" : "fail", "read", key, NULL, NULL, t);
+                proc += 1000;
+                sleep_ms(500);
+            }
+            shale_value_free(&out);
+        }
+        bad += !done;
+    }
+    return bad;
+}
+
+typedef struct {
+    char **v;
+    size_t n, cap;
+} strvec;
+
+static int final_set(const opts_t *o, shale_client_t *c)
+{
+    char err[512];
+    jep_history *h;
+    if (jep_history_read_file(o->history, &h, err, sizeof(err))) {
+        fprintf(stderr, "jepsen-client: %s\n", err);
+        return -1;
+    }
+    int bad = 0;
+    for (int k = 0; k < o->keys; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "s%d", k);
+        strvec el = {0};
+        for (size_t i = 0; i < h->n; i++) {
+            const jep_event *e = &h->ev[i];
+            if (e->type != JEP_INVOKE || e->f != JEP_ADD || strcmp(e->key, key) ||
+                e->value.kind != JEP_V_SCALAR)
+                continue;
+            if (el.n == el.cap) {
+                el.cap = el.cap ? el.cap * 2 : 256;
+                el.v = realloc(el.v, el.cap * sizeof(*el.v));
+            }
+            el.v[el.n++] = e->value.text;
+        }
+        int64_t proc = FINAL_PROC_BASE + k;
+        int done = 0;
+        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+            jep_buf arr = {0};
+            jep_buf_printf(&arr, "[");
+            int first = 1, failed = 0, rc = 0;
+            size_t found = 0;
+            emit(proc, "invoke", "read", key, NULL, NULL, mono_us());
+            for (size_t i = 0; i < el.n && !failed; i += 256) {
+                size_t m = el.n - i < 256 ? el.n - i : 256;
+                shale_item_t items[256];
+                shale_item_result_t res[256];
+                char pk[256][64];
+                for (size_t j = 0; j < m; j++) {
+                    snprintf(pk[j], sizeof(pk[j]), "%s:%s", key, el.v[i + j]);
+                    items[j] = (shale_item_t){.key = pk[j], .klen = strlen(pk[j])};
+                }
+                shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
+                rc = shale_mget(c, items, m, &ro, res);
+                if (rc != SHALE_OK) {
+                    failed = 1;
+                    break;
+                }
+                for (size_t j = 0; j < m; j++) {
+                    if (res[j].status == SHALE_OK && res[j].found) {
+                        char got[128];
+                        data_json(res[j].data, res[j].len, got, sizeof(got));
+                        jep_buf_printf(&arr, "%s%s", first ? "" : ",", got);
+                        first = 0;
+                        found++;
+                    } else if (res[j].status != SHALE_OK && res[j].status != SHALE_ENOTFOUND) {
+                        failed = 1;
+                        rc = res[j].status;
+                    }
+                }
+                shale_item_results_free(res, m);
+            }
+            jep_buf_printf(&arr, "]");
+            int64_t t = mono_us();
+            if (!failed) {
+                emit(proc, "ok", "read", key, arr.s, NULL, t);
+                printf("final read %s: %zu of %zu attempted elements present\n", key, found, el.n);
+                done = 1;
+            } else {
+                emit(proc, rc == SHALE_ETIMEOUT ? "info" : "fail", "read", key, NULL, NULL, t);
+                fprintf(stderr, "final read %s failed: %s\n", key, shale_strerror(rc));
+                proc += 1000;
+                sleep_ms(500);
+            }
+            jep_buf_free(&arr);
+        }
+        bad += !done;
+        free(el.v);
+    }
+    jep_history_free(h);
+    return bad;
+}
+
+static int cmd_final(const opts_t *o)
+{
+    if (!o->routers || !o->history || !o->workload)
+        return usage("final needs --routers, --history and --workload");
+    int set = !strcmp(o->workload, "set");
+    if (!set && strcmp(o->workload, "register"))
+        return usage("unknown workload");
+    shale_client_t *c = connect_retry(o->routers, o->timeout_ms, mono_us() + 20000000);
+    if (!c)
+        return 3;
+    if (open_history(o->history)) {
+        shale_close(c);
+        return 3;
+    }
+    int bad = set ? final_set(o, c) : final_register(o, c);
+    fclose(g_hist);
+    shale_close(c);
+    if (bad)
+        fprintf(stderr, "jepsen-client: %d final read(s) did not succeed\n", bad);
+    return bad < 0 ? 3 : bad ? 2 : 0;
+}
+
+/* ---- check -------------------------------------------------------------------------- */
+
+/* The nemesis log: lines "MONO_US start NAME [detail...]" / "MONO_US stop NAME
+ * [...]" / "MONO_US final". An op belongs to the phase active at its invoke:
+ * the names of the faults in force (joined with +), "healthy" or "final". */
+typedef struct {
+    int64_t t;
+    char phase[96];
+} phase_mark;
+
+static int load_phases(const char *path, phase_mark **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "jepsen-client: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char active[8][32];
+    int nact = 0;
+    size_t cap = 0;
+    char line[512];
+    while (fgets(line, sizeof(line), f)) {
+        long long t;
+        char what[32] = "", name[32] = "";
+        if (sscanf(line, "%lld %31s %31s", &t, what, name) < 2)
+            continue;
+        if (!strcmp(what, "start") && nact < 8) {
+            snprintf(active[nact++], sizeof(active[0]), "%s", name);
+        } else if (!strcmp(what, "stop")) {
+            for (int i = 0; i < nact; i++)
+                if (!strcmp(active[i], name)) {
+                    memmove(active[i], active[i + 1], (size_t)(nact - i - 1) * sizeof(active[0]));
+                    nact--;
+                    break;
+                }
+        } else if (strcmp(what, "final")) {
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            *out = realloc(*out, cap * sizeof(**out));
+        }
+        phase_mark *m = &(*out)[(*n)++];
+        m->t = t;
+        m->phase[0] = 0;
+        if (!strcmp(what, "final")) {
+            strcpy(m->phase, "final");
+        } else if (!nact) {
+            strcpy(m->phase, "healthy");
+        } else {
+            for (int i = 0; i < nact; i++) {
+                size_t l = strlen(m->phase);
+                snprintf(m->phase + l, sizeof(m->phase) - l, "%s%s", i ? "+" : "", active[i]);
+            }
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static const char *phase_at(const phase_mark *m, size_t n, int64_t t)
+{
+    const char *p = "healthy";
+    for (size_t i = 0; i < n && m[i].t <= t; i++)
+        p = m[i].phase;
+    return p;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void phase_stats(const jep_op *ops, size_t n, const phase_mark *m, size_t nm)
+{
+    const char *names[64];
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = phase_at(m, nm, ops[i].call_us);
+        size_t j = 0;
+        while (j < np && strcmp(names[j], p))
+            j++;
+        if (j == np && np < 64)
+            names[np++] = p;
+    }
+    int64_t *lat = malloc((n ? n : 1) * sizeof(*lat));
+    printf("per phase (avail = ops answered ok or fail / ops invoked in the phase; latency of ok and fail):\n");
+    printf("  %-28s %7s %7s %7s %7s %8s %9s %9s %9s\n", "phase", "ops", "ok", "fail", "info",
+           "avail", "p50 ms", "p99 ms", "max ms");
+    for (size_t j = 0; j < np; j++) {
+        size_t ok = 0, fail = 0, info = 0, nl = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(phase_at(m, nm, ops[i].call_us), names[j]))
+                continue;
+            if (ops[i].outcome == JEP_OK)
+                ok++;
+            else if (ops[i].outcome == JEP_FAIL)
+                fail++;
+            else
+                info++;
+            if (ops[i].outcome != JEP_INFO)
+                lat[nl++] = ops[i].ret_us - ops[i].call_us;
+        }
+        qsort(lat, nl, sizeof(*lat), cmp_i64);
+        size_t tot = ok + fail + info;
+        double p50 = nl ? (double)lat[(nl - 1) / 2] / 1000.0 : 0;
+        double p99 = nl ? (double)lat[(size_t)((double)(nl - 1) * 0.99)] / 1000.0 : 0;
+        double mx = nl ? (double)lat[nl - 1] / 1000.0 : 0;
+        printf("  %-28s %7zu %7zu %7zu %7zu %7.1f%% %9.2f %9.2f %9.2f\n", names[j], tot, ok, fail,
+               info, tot ? 100.0 * (double)(ok + fail) / (double)tot : 0.0, p50, p99, mx);
+    }
+    free(lat);
+}
+
+static int cmd_check(const opts_t *o)
+{
+    if (!o->history || !o->workload)
+        return usage("check needs --history and --workload");
+    jep_model model;
+    if (!strcmp(o->workload, "register"))
+        model = JEP_MODEL_REGISTER;
+    else if (!strcmp(o->workload, "set"))
+        model = JEP_MODEL_SET;
+    else
+        return usage("unknown workload");
+    char err[512];
+    jep_history *h;
+    if (jep_history_read_file(o->history, &h, err, sizeof(err))) {
+        fprintf(stderr, "jepsen-client: %s\n", err);
+        return 3;
+    }
+    jep_op *ops;
+    size_t n;
+    if (jep_history_ops(h, &ops, &n, err, sizeof(err))) {
+        fprintf(stderr, "jepsen-client: %s: %s\n", o->history, err);
+        jep_history_free(h);
+        return 3;
+    }
+    phase_mark *marks;
+    size_t nm;
+    if (load_phases(o->nemesis_log, &marks, &nm)) {
+        free(ops);
+        jep_history_free(h);
+        return 3;
+    }
+    jep_opts jo = {.timeout_s = o->check_timeout_s};
+    jep_result r;
+    double t0 = jep_now_s();
+    int rc = jep_check(model, ops, n, &jo, &r);
+    if (rc) {
+        fprintf(stderr, "jepsen-client: check: %s\n", shale_strerror(rc));
+        free(ops);
+        free(marks);
+        jep_history_free(h);
+        return 3;
+    }
+    printf("model: %s   ops: %zu   keys: %zu   check: %.3f s\n", jep_model_name(model), n, r.keys,
+           jep_now_s() - t0);
+    if (r.report.n)
+        fputs(r.report.s, stdout);
+    jep_buf sum = {0};
+    jep_summary(&sum, ops, n);
+    printf("summary:\n%s", sum.s ? sum.s : "");
+    phase_stats(ops, n, marks, nm);
+    printf("verdict: %s\n", jep_verdict_name(r.verdict));
+    int code = r.verdict == JEP_VALID ? 0 : r.verdict == JEP_INVALID ? 1 : 2;
+    jep_buf_free(&sum);
+    jep_result_free(&r);
+    free(ops);
+    free(marks);
+    jep_history_free(h);
+    return code;
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return usage(NULL);
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "now")) {
+        printf("%" PRId64 "\n", mono_us());
+        return 0;
+    }
+    opts_t o = {.time_s = 30, .procs = 6, .keys = 6, .seed = 1, .timeout_ms = 2000,
+                .check_timeout_s = 120};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 >= argc)
+            return usage("an option needs a value");
+        const char *v = argv[++i];
+        if (!strcmp(a, "--routers"))
+            o.routers = v;
+        else if (!strcmp(a, "--workload"))
+            o.workload = v;
+        else if (!strcmp(a, "--history"))
+            o.history = v;
+        else if (!strcmp(a, "--nemesis-log"))
+            o.nemesis_log = v;
+        else if (!strcmp(a, "--time"))
+            o.time_s = atof(v);
+        else if (!strcmp(a, "--procs"))
+            o.procs = atoi(v);
+        else if (!strcmp(a, "--keys"))
+            o.keys = atoi(v);
+        else if (!strcmp(a, "--seed"))
+            o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--timeout-ms"))
+            o.timeout_ms = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--timeout"))
+            o.check_timeout_s = atof(v);
+        else if (!strcmp(a, "--unsafe-stale-reads"))
+            o.unsafe_stale_ms = (uint32_t)atoi(v);
+        else
+            return usage("unknown option");
+    }
+    if (o.procs < 1 || o.procs > 256 || o.keys < 1 || o.keys > 1000 || o.time_s < 0 ||
+        o.timeout_ms < 100 || o.check_timeout_s <= 0)
+        return usage("bad --procs, --keys, --time, --timeout-ms or --timeout");
+    if (!strcmp(cmd, "run"))
+        return cmd_run(&o);
+    if (!strcmp(cmd, "final"))
+        return cmd_final(&o);
+    if (!strcmp(cmd, "check"))
+        return cmd_check(&o);
+    return usage("unknown command");
+}
