@@ -51,6 +51,9 @@ static const setting_t settings[] = {
     U64("node-conns", node_conns, 1, 16,
         "pooled connections per node, each multiplexing many requests (default 1)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
+    STR("http", http,
+        "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host "
+        "(default off)"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -237,6 +240,15 @@ int rt_config_validate(const rt_config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "--max-frame (%llu) must exceed --max-key + --max-value + 1024",
                  (unsigned long long)c->max_frame);
         return -1;
+    }
+    if (c->http[0] != '\0') {
+        const char *hp = strrchr(c->http, ':');
+        char *end = NULL;
+        long p = hp != NULL ? strtol(hp + 1, &end, 10) : 0;
+        if (hp == NULL || end == hp + 1 || *end != '\0' || p <= 0 || p > 65535) {
+            snprintf(err, errlen, "bad --http address '%s' (want HOST:PORT or :PORT)", c->http);
+            return -1;
+        }
     }
     if (rt_log_parse_level(c->log_level) < 0) {
         snprintf(err, errlen, "bad --log-level '%s' (debug, info, warn or error)", c->log_level);

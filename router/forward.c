@@ -75,6 +75,7 @@ struct rt_req {
     ProtobufCMessage *msg;
     int mutation, stale, multi;
     uint64_t start, deadline;
+    uint64_t start_ns; /* uv_hrtime() at arrival: latency metric */
     size_t nkeys;
     ProtobufCBinaryData *keys; /* multi: request keys by position (shallow) */
     uint32_t *slots;           /* multi: their slots */
@@ -310,11 +311,23 @@ out:
     free(codes);
 }
 
+/* The outcome for metrics: a single part's code; for MGET/MPUT the code
+ * every part failed with, else ok (per-key errors inside the answer). */
+static int req_outcome(const rt_req_t *q)
+{
+    int code = q->parts[0]->code;
+    for (size_t i = 1; i < q->nparts && code != SHALE_OK; i++)
+        if (q->parts[i]->code != code)
+            return SHALE_OK;
+    return code;
+}
+
 static void complete(rt_req_t *q)
 {
     rt_router_t *r = q->r;
     rt_q_remove(&q->dlink);
     r->fwd.live--;
+    rt_obs_request(r, q->type, req_outcome(q), q->start_ns);
     if (!q->multi) {
         rt_part_t *p = q->parts[0];
         if (p->frame == NULL) {
@@ -544,10 +557,11 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
                       size_t len, const char *errmsg);
 
 /* Wait (or not) and try again as d says; the deadline timer ends it. */
-static void retry(rt_part_t *p, const rt_retry_t *d)
+static void retry(rt_part_t *p, const rt_retry_t *d, int cause)
 {
     rt_router_t *r = p->req->r;
     r->fwd.retries++;
+    rt_obs_retry(r, cause);
     p->remap = d->action == RT_REMAP;
     rt_debug("retrying", " trace=%llu node=%s group=%llu delay_ms=%u err=\"%s\"",
              (unsigned long long)p->req->trace, p->node, (unsigned long long)p->group, d->delay_ms,
@@ -600,7 +614,7 @@ static void part_send(rt_part_t *p)
         rt_group_note_failure(g, addr);
         rt_retry_t d;
         rt_retry_decide(SHALE_EIO, q->stale, NULL, addr, &p->backoffs, &p->redirects, &d);
-        retry(p, &d);
+        retry(p, &d, SHALE_EIO);
         return;
     }
     p->state = P_FLIGHT;
@@ -634,7 +648,7 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
         if (g != NULL)
             rt_group_note_failure(g, p->node);
         rt_retry_decide(SHALE_EIO, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
-        retry(p, &d);
+        retry(p, &d, SHALE_EIO);
         return;
     }
     if (type == q->resp_type) {
@@ -711,7 +725,7 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
         p->frame = frame_build(SHALE_MSG_ERROR, q->id, payload, (uint32_t)len);
         p->flen = FRAME_HEADER_SIZE + len;
     }
-    retry(p, &d);
+    retry(p, &d, code);
 }
 
 /* ---- Deadlines and attempt timeouts -------------------------------------*/
@@ -764,7 +778,7 @@ static void attempt_timeout(rt_part_t *p)
         rt_group_note_failure(g, p->node);
     rt_retry_t d;
     rt_retry_decide(SHALE_ETIMEOUT, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
-    retry(p, &d);
+    retry(p, &d, SHALE_ETIMEOUT);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -830,8 +844,10 @@ static int is_data(uint16_t t)
            t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ;
 }
 
-static void answer_now(rt_cconn_t *c, uint64_t id, int code, const char *msg)
+static void answer_now(rt_router_t *r, uint16_t type, uint64_t t0, rt_cconn_t *c, uint64_t id,
+                       int code, const char *msg)
 {
+    rt_obs_request(r, type, code, t0);
     rt_cconn_send_error(c, id, code, msg);
     rt_cconn_request_done(c);
 }
@@ -1035,20 +1051,22 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
                    const uint8_t *payload, size_t len)
 {
     char msg[240];
+    uint64_t t0 = uv_hrtime();
     if (type == SHALE_MSG_STATUS_REQ) {
         reply_status(r, c, id);
+        rt_obs_request(r, type, SHALE_OK, t0);
         return;
     }
     if (!is_data(type)) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s) for a router", type,
                  frame_type_name(type));
-        answer_now(c, id, SHALE_EPROTO, msg);
+        answer_now(r, type, t0, c, id, SHALE_EPROTO, msg);
         return;
     }
     ProtobufCMessage *m = wire_unpack(type, payload, len);
     if (m == NULL) {
         snprintf(msg, sizeof(msg), "malformed %s message", frame_type_name(type));
-        answer_now(c, id, SHALE_EINVAL, msg);
+        answer_now(r, type, t0, c, id, SHALE_EINVAL, msg);
         return;
     }
     int rv = r->stopping ? SHALE_EUNAVAILABLE : validate(&r->cfg, type, m, msg, sizeof(msg));
@@ -1065,7 +1083,7 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     }
     if (rv != 0) {
         protobuf_c_message_free_unpacked(m, NULL);
-        answer_now(c, id, rv, msg);
+        answer_now(r, type, t0, c, id, rv, msg);
         return;
     }
     q->r = r;
@@ -1080,6 +1098,7 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     q->stale = is_stale(type, m);
     q->multi = type == SHALE_MSG_MGET_REQ || type == SHALE_MSG_MPUT_REQ;
     q->start = now_ms(r);
+    q->start_ns = t0;
     q->deadline = q->start + r->cfg.timeout_ms;
     rt_q_push(&r->fwd.deadlines, &q->dlink);
     r->fwd.live++;
@@ -1105,6 +1124,7 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
         if (q->nparts == 0) {
             rt_q_remove(&q->dlink);
             r->fwd.live--;
+            rt_obs_request(r, type, SHALE_ENOMEM, t0);
             rt_cconn_send_error(c, id, SHALE_ENOMEM, "out of memory");
             req_free(q); /* releases c's request slot */
             return;

@@ -49,6 +49,7 @@ static void finish_stop(rt_router_t *r)
     rt_cconn_stop_accepting(r);
     rt_cconn_close_all(r);
     rt_watch_stop(r);
+    rt_obs_stop(r);
     rt_up_close_all(r);
     rt_fwd_close(r);
     uv_prepare_stop(&r->turn);
@@ -126,6 +127,11 @@ int main(int argc, char **argv)
     rt_log_set_level(rt_log_parse_level(r->cfg.log_level));
 
     r->loop = uv_default_loop();
+    if (rt_obs_init(r) != 0) {
+        fprintf(stderr, "shale-router: out of memory setting up metrics\n");
+        rt_obs_free(r);
+        return 1;
+    }
     rt_q_init(&r->conns);
     rt_q_init(&r->dirty);
     rt_q_init(&r->resumable);
@@ -149,6 +155,9 @@ int main(int argc, char **argv)
     } else if (rt_watch_start(r, err, sizeof(err)) != 0) {
         rt_error("cannot watch the cluster map", " err=\"%s\"", err);
         rt_router_stop(r, 1);
+    } else if (rt_obs_start(r, err, sizeof(err)) != 0) {
+        rt_error("cannot serve metrics", " err=\"%s\"", err);
+        rt_router_stop(r, 1);
     } else {
         rt_info("serving",
                 " listen=%s meta=%s cluster=%s timeout_ms=%llu max_pending=%llu "
@@ -163,6 +172,7 @@ int main(int argc, char **argv)
     close_handle((uv_handle_t *)&r->stop_timer);
     uv_run(r->loop, UV_RUN_DEFAULT);
     rt_route_free(&r->route);
+    rt_obs_free(r);
     int lrv = uv_loop_close(r->loop);
     if (lrv != 0)
         rt_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

@@ -11,7 +11,8 @@
  *   route.c        the map cache and node choice (pure);
  *   retry.c        retry decisions and backoff (pure);
  *   split.c        MGET/MPUT split by group and merge (pure);
- *   config.c       flags (pure); rlog.c logging; idmap.c id -> pointer map.
+ *   config.c       flags (pure); rlog.c logging; idmap.c id -> pointer map;
+ *   obs.c          metrics and the HTTP endpoint (--http: /metrics, /health).
  *
  * One libuv loop thread does everything. Output produced during a loop turn
  * is written at the end of the turn (the uv_prepare in main.c runs before
@@ -103,6 +104,8 @@ int rt_up_written(const rt_upcall_t *c);
 void rt_up_flush_all(rt_router_t *r);
 /* Close every connection; calls still pending get SHALE_EIO callbacks. */
 void rt_up_close_all(rt_router_t *r);
+/* Connections to nodes that are open (metrics). */
+size_t rt_up_open_conns(rt_router_t *r);
 
 /* ---- client_conn.c: downstream connections -------------------------------*/
 
@@ -182,6 +185,23 @@ int rt_watch_start(rt_router_t *r, char *err, size_t errlen);
 void rt_watch_refresh(rt_router_t *r, uint64_t seen);
 void rt_watch_stop(rt_router_t *r);
 
+/* ---- obs.c: metrics and the HTTP endpoint --------------------------------*/
+
+struct rt_obs;
+/* The registry (always kept; counting is cheap). 0 or -1 without memory. */
+int rt_obs_init(rt_router_t *r);
+/* Listen when --http is set. 0, or -1 with err. */
+int rt_obs_start(rt_router_t *r, char *err, size_t errlen);
+void rt_obs_stop(rt_router_t *r);
+void rt_obs_free(rt_router_t *r);
+/* A client request of type answered with code (0 ok); start_ns: uv_hrtime()
+ * at its arrival. */
+void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns);
+/* An attempt retried because of code (SHALE_EIO: the connection). */
+void rt_obs_retry(rt_router_t *r, int code);
+void rt_obs_map_installed(rt_router_t *r);
+void rt_obs_map_refresh(rt_router_t *r);
+
 /* ---- The router ------------------------------------------------------------*/
 
 struct rt_router {
@@ -201,6 +221,7 @@ struct rt_router {
     rt_watch_t watch;
     rt_upstream_t up;
     rt_forward_t fwd;
+    struct rt_obs *obs;
     int stopping;
     int exit_code;
 };

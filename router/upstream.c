@@ -595,6 +595,18 @@ static void on_sweep(uv_timer_t *t)
                     sweep_conn(r, n->conns[i], now);
 }
 
+size_t rt_up_open_conns(rt_router_t *r)
+{
+    size_t n = 0;
+    for (unsigned b = 0; b < RT_UP_BUCKETS; b++)
+        for (rt_upnode_t *node = r->up.buckets[b]; node != NULL; node = node->hnext)
+            for (unsigned i = 0; i < r->cfg.node_conns; i++)
+                if (node->conns[i] != NULL &&
+                    (node->conns[i]->state == UC_OPEN || node->conns[i]->state == UC_READY))
+                    n++;
+    return n;
+}
+
 void rt_up_close_all(rt_router_t *r)
 {
     uv_timer_stop(&r->up.sweep);

@@ -113,6 +113,7 @@ static void take_map(rt_router_t *r, const shale_req_t *req, const char *who)
     uint64_t prev = r->route.epoch;
     int rv = rt_route_install(&r->route, m, r->cfg.cluster_id, err, sizeof(err));
     if (rv == 0) {
+        rt_obs_map_installed(r);
         rt_info("cluster map installed",
                 " epoch=%llu previous=%llu groups=%zu slots=%u cluster=%s via=%s",
                 (unsigned long long)m->epoch, (unsigned long long)prev, r->route.ngroups,
@@ -272,6 +273,7 @@ static void ref_issue(rt_router_t *r)
         return;
     w->ref_busy = 1;
     w->last_ref_ms = now;
+    rt_obs_map_refresh(r);
 }
 
 void rt_watch_refresh(rt_router_t *r, uint64_t seen)

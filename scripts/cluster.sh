@@ -111,7 +111,10 @@ fail() {
   exit 1
 }
 
-node_flags=(--election-timeout-ms 500 --heartbeat-ms 50)
+# Every process serves Prometheus /metrics and /health on its own host, port
+# 9100 (docs/observability.md).
+HTTP_PORT=9100
+node_flags=(--election-timeout-ms 500 --heartbeat-ms 50 --http ":$HTTP_PORT")
 
 # ---- meta group ---------------------------------------------------------------------
 meta_ic=""
@@ -181,7 +184,7 @@ fi
 if [ ! -x "$ROUTERD" ]; then
   fail "$ROUTERD is not built (the router is not in this tree yet)"
 fi
-start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS"
+start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS" --http ":$HTTP_PORT"
 
 # Healthy: every member answers, every group leads and owns the map's
 # slots, and the router serves a write to each group.
@@ -239,6 +242,15 @@ if [ -n "$first1" ] && [ -n "$first2" ]; then
   "$CTL" --addr "$(group_addrs 1)" get "$first1" || true
   echo "\$ shalectl --addr $(group_addrs 1) get $first2      # a group-2 key: refused"
   "$CTL" --addr "$(group_addrs 1)" get "$first2" || true
+fi
+
+echo
+echo "metrics: every process serves http://HOST:$HTTP_PORT/metrics (Prometheus) and /health"
+echo "  meta $(ip 1) $(ip 2) $(ip 3); group 1 $(ip 11)-$((BASE + 14)); group 2 $(ip 21)-$((BASE + 24)); router ${ROUTER%:*}"
+if command -v curl >/dev/null; then
+  echo "\$ curl -s http://${ROUTER%:*}:$HTTP_PORT/health; curl -s http://$(ip 11):$HTTP_PORT/metrics | grep '^shale_raft_'"
+  curl -s "http://${ROUTER%:*}:$HTTP_PORT/health" || true
+  curl -s "http://$(ip 11):$HTTP_PORT/metrics" | grep '^shale_raft_' || true
 fi
 
 stop_cmd="bash scripts/cluster.sh --stop"

@@ -51,6 +51,7 @@ static const setting_t settings[] = {
     U64(group, "data node in a cluster: this node's shard group id (needs --meta)"),
     STR("meta", meta, "data node in a cluster: meta group client addresses HOST:PORT,...; without it the group serves every slot (standalone)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
+    STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -357,6 +358,15 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     if (c->segment_mb == 0 || c->segment_mb > 1024) {
         snprintf(err, errlen, "segment-mb must be in 1..1024");
         return -1;
+    }
+    if (c->http[0] != '\0') {
+        const char *hp = strrchr(c->http, ':');
+        char *end = NULL;
+        long p = hp != NULL ? strtol(hp + 1, &end, 10) : 0;
+        if (hp == NULL || end == hp + 1 || *end != '\0' || p <= 0 || p > 65535) {
+            snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", c->http);
+            return -1;
+        }
     }
     if (log_parse_level(c->log_level) < 0) {
         snprintf(err, errlen, "--log-level must be debug, info, warn or error");

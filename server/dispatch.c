@@ -17,6 +17,7 @@
 
 void sreq_free(sreq_t *r)
 {
+    obs_request_done(conn_server(r->conn), r->type, r->code, r->received_us);
     if (r->msg != NULL)
         protobuf_c_message_free_unpacked(r->msg, NULL);
     conn_request_done(r->conn);
@@ -30,6 +31,7 @@ void sreq_fail(sreq_t *r, int code, const char *msg)
     if (hint != NULL && hint[0] == '\0')
         hint = NULL;
     uint8_t *f = wire_error_frame(r->id, code, msg, hint, &len);
+    r->code = code;
     conn_send(r->conn, f, len);
     sreq_free(r);
 }
@@ -43,6 +45,7 @@ void sreq_reply_error(sreq_t *r, const Shale__Error *e)
         sreq_fail(r, (int)-e->code, e->message);
         return;
     }
+    r->code = -(int)e->code;
     conn_send(r->conn, f, len);
     sreq_free(r);
 }

@@ -259,6 +259,7 @@ static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
                 return;
             }
             conn_send(r->conn, f, len);
+            r->code = SHALE_ECASFAILED;
             sreq_free(r);
             return;
         }

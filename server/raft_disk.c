@@ -38,6 +38,8 @@ typedef struct append_req {
     raft_io_append_cb user_cb;
 } append_req_t;
 
+static shaled_t *disk_server; /* one per process */
+
 static int (*orig_append)(struct raft_io *io, struct raft_io_append *req,
                           const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
 
@@ -68,8 +70,14 @@ static int wrap_append(struct raft_io *io, struct raft_io_append *req,
     ar->user = req;
     ar->user_cb = cb;
     int rv = orig_append(io, &ar->inner, entries, n, on_append);
-    if (rv != 0)
+    if (rv != 0) {
         free(ar); /* refused up front: no callback */
+    } else if (disk_server != NULL) {
+        uint64_t bytes = 0;
+        for (unsigned i = 0; i < n; i++)
+            bytes += entries[i].buf.len;
+        obs_appended(disk_server, n, bytes);
+    }
     return rv;
 }
 
@@ -113,6 +121,7 @@ static void on_disk_check(uv_timer_t *t)
 
 int raft_disk_wrap(shaled_t *s)
 {
+    disk_server = s;
     orig_append = s->io.append;
     s->io.append = wrap_append;
     orig_close = s->io.close;

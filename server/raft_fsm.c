@@ -232,6 +232,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     char err[STORE_ERRLEN];
     if (s->storage_failed)
         return RAFT_IOERR;
+    uint64_t t0 = shaled_now_us();
     /* The descriptor lets libraft drop log entries: they must be durable in
      * RocksDB first. */
     if (store_sync(s->store, err) != 0) {
@@ -249,6 +250,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     }
     *bufs = b;
     *n_bufs = 1;
+    uint64_t t1 = shaled_now_us();
+    obs_snapshot(s, 0, t1 > t0 ? t1 - t0 : 0);
     log_info("raft snapshot taken", " applied=%llu", (unsigned long long)d.index);
     return 0;
 }
@@ -312,6 +315,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
                  " snapshot=%llu storage=%llu from_node=%llu from=%s",
                  (unsigned long long)d.index, (unsigned long long)have,
                  (unsigned long long)d.node_id, d.addr[0] ? d.addr : "(members)");
+        uint64_t t0 = shaled_now_us();
         if (snapx_install(s, d.index, d.addr, d.cluster_id, err, sizeof(err)) != 0) {
             log_error("cannot restore a raft snapshot", " snapshot=%llu err=\"%s\"",
                       (unsigned long long)d.index, err);
@@ -322,6 +326,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
          * start an election right away (disrupting a healthy leader) though
          * the leader was heard just before the restore. Restart the timer,
          * as receiving the snapshot did (public field, as raft_guard.c). */
+        uint64_t t1 = shaled_now_us();
+        obs_snapshot(s, 1, t1 > t0 ? t1 - t0 : 0);
         uv_update_time(s->loop);
         s->raft.election_timer_start = s->io.time(&s->io);
     }

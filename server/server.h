@@ -9,6 +9,7 @@
  *   raft_node.c   raft + raft_uv set-up, start and shutdown
  *   raft_guard.c  libraft 0.15 safety fixes through struct raft_io
  *   snapshot_*.c  RocksDB state moved out of band (snapshot_xfer.h)
+ *   obs.c         metrics and the HTTP endpoint (--http: /metrics, /health)
  * Everything runs on the one libuv loop thread. */
 #ifndef SHALE_SERVER_H
 #define SHALE_SERVER_H
@@ -62,6 +63,7 @@ struct sreq {
     ProtobufCMessage *msg; /* unpacked request (owned) */
     uint16_t slot;         /* first key's slot */
     uint64_t received_us;
+    int code;              /* outcome answered (SHALE_E*, 0 ok): for metrics */
 };
 
 /* Process-wide server state. */
@@ -144,9 +146,12 @@ struct shaled {
     int storage_failed;
     char storage_err[STORE_ERRLEN];
 
-    /* counters (observability arrives with its own issue) */
+    /* counters, read by obs.c at scrape time */
     uint64_t applied_entries;
     uint64_t applied_mutations;
+
+    /* observability (obs.c) */
+    struct obs *obs;
 };
 
 /* conn.c */
@@ -284,6 +289,21 @@ int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *
 uint32_t own_count(const shaled_t *s);
 void own_stop(shaled_t *s);
 void own_free(shaled_t *s);
+
+/* obs.c: metrics (always kept) and the HTTP endpoint (--http). */
+int obs_init(shaled_t *s);
+/* Start the HTTP listener when --http is set. 0 or -1 with err. */
+int obs_start(shaled_t *s, char *err, size_t errlen);
+void obs_stop(shaled_t *s);
+void obs_free(shaled_t *s);
+/* A request of type was answered with code (0 ok) (sreq_free). */
+void obs_request_done(shaled_t *s, uint16_t type, int code, uint64_t received_us);
+/* End of loop turn: notice leader changes. */
+void obs_turn(shaled_t *s);
+/* n entries of bytes payload handed to the Raft log (raft_disk.c). */
+void obs_appended(shaled_t *s, unsigned n, uint64_t bytes);
+/* A snapshot taken (install 0) or installed (1) in us microseconds. */
+void obs_snapshot(shaled_t *s, int install, uint64_t us);
 
 /* shaled.c */
 void shaled_stop(shaled_t *s, int exit_code);

@@ -47,6 +47,7 @@ static void on_flush(uv_check_t *h)
     propose_flush(s);
     reads_flush(s);
     conn_flush_all(s);
+    obs_turn(s);
 }
 
 static void close_handle(uv_handle_t *h)
@@ -140,6 +141,7 @@ void shaled_stop(shaled_t *s, int exit_code)
     meta_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     meta_stop(s);
     own_stop(s);
+    obs_stop(s);
     uv_timer_stop(&s->tick_timer);
     admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     reads_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
@@ -304,6 +306,17 @@ int main(int argc, char **argv)
     }
 
     s->loop = uv_default_loop();
+    if (obs_init(s) != 0) {
+        fprintf(stderr, "shaled: out of memory setting up metrics\n");
+        members_free(s);
+        meta_free(s);
+        own_free(s);
+        obs_free(s);
+        store_close(s->store);
+        if (seed != NULL)
+            shale__member_table__free_unpacked(seed, NULL);
+        return 1;
+    }
     q_init(&s->conns);
     q_init(&s->dirty);
     q_init(&s->resumable);
@@ -336,6 +349,9 @@ int main(int argc, char **argv)
     } else if (own_start(s, err, sizeof(err)) != 0) {
         log_error("cannot follow the cluster map", " err=\"%s\"", err);
         failed = 1;
+    } else if (obs_start(s, err, sizeof(err)) != 0) {
+        log_error("cannot serve metrics", " err=\"%s\"", err);
+        failed = 1;
     } else {
         log_info("serving", " id=%llu listen=%s raft=%s data=%s cluster=%s applied=%llu",
                  (unsigned long long)s->cfg.id, s->cfg.listen, s->cfg.raft,
@@ -354,6 +370,7 @@ int main(int argc, char **argv)
     members_free(s);
     meta_free(s);
     own_free(s);
+    obs_free(s);
     int lrv = uv_loop_close(s->loop);
     if (lrv != 0)
         log_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

@@ -1206,6 +1206,24 @@ uint64_t store_estimate_keys(store_t *s)
     return n;
 }
 
+int store_property(store_t *s, const char *name, uint64_t *out)
+{
+    *out = 0;
+    if (s == NULL || name == NULL)
+        return -1;
+    return rocksdb_property_int(s->db, name, out) == 0 ? 0 : -1;
+}
+
+void store_block_cache(store_t *s, uint64_t *usage, uint64_t *capacity)
+{
+    *usage = 0;
+    *capacity = 0;
+    if (s == NULL || s->cache == NULL)
+        return;
+    *usage = (uint64_t)rocksdb_cache_get_usage(s->cache);
+    *capacity = (uint64_t)rocksdb_cache_get_capacity(s->cache);
+}
+
 /* ---- Durability, checkpoints ----------------------------------------------*/
 
 int store_sync(store_t *s, char *err)

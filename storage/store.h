@@ -187,6 +187,11 @@ int store_delete_slot(store_t *s, uint16_t slot, uint64_t index, char *err);
 
 /* Approximate number of keys (RocksDB estimate). */
 uint64_t store_estimate_keys(store_t *s);
+/* An integer RocksDB property (e.g. "rocksdb.total-sst-files-size"): 0 with
+ * *out, or -1 when RocksDB does not know it. For metrics. */
+int store_property(store_t *s, const char *name, uint64_t *out);
+/* Block cache bytes in use and its capacity (0, 0 without a cache). */
+void store_block_cache(store_t *s, uint64_t *usage, uint64_t *capacity);
 
 /* ---- Durability, checkpoints -------------------------------------------------*/
 

@@ -23,6 +23,13 @@ static long long mono_ms(void)
 int th_cluster_start(th_cluster_t *c, int ngroups, int voters, int first_host, const char *base,
                      const char *const *extra)
 {
+    return th_cluster_start_ex(c, ngroups, voters, first_host, base, extra, NULL);
+}
+
+int th_cluster_start_ex(th_cluster_t *c, int ngroups, int voters, int first_host,
+                        const char *base, const char *const *extra,
+                        const char *const *meta_extra)
+{
     char dir[600];
     memset(c, 0, sizeof(*c));
     snprintf(c->base, sizeof(c->base), "%s", base);
@@ -32,7 +39,11 @@ int th_cluster_start(th_cluster_t *c, int ngroups, int voters, int first_host, c
     snprintf(dir, sizeof(dir), "%s/meta", base);
     mkdir(dir, 0755);
     th_group_init(&c->meta, 3, first_host, dir);
-    const char *margs[] = {"--mode", "meta", NULL};
+    const char *margs[40] = {"--mode", "meta"};
+    int nm = 2;
+    for (int i = 0; meta_extra != NULL && meta_extra[i] != NULL && nm < 38; i++)
+        margs[nm++] = meta_extra[i];
+    margs[nm] = NULL;
     if (th_group_start(&c->meta, margs) != 0)
         return -1;
     for (int g = 1; g <= ngroups; g++) {

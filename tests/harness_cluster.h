@@ -27,6 +27,10 @@ typedef struct th_cluster {
  * map is not created: th_cluster_init does that. 0 or -1. */
 int th_cluster_start(th_cluster_t *c, int ngroups, int voters, int first_host, const char *base,
                      const char *const *extra);
+/* The same, with meta_extra flags for every meta node (may be NULL). */
+int th_cluster_start_ex(th_cluster_t *c, int ngroups, int voters, int first_host,
+                        const char *base, const char *const *extra,
+                        const char *const *meta_extra);
 /* Create the map (MAP_CAS epoch 0): every group, slots split evenly; then
  * wait until every group's leader applied ownership at epoch 1. */
 int th_cluster_init(th_cluster_t *c, uint32_t slots, int timeout_ms);

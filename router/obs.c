@@ -1,0 +1,271 @@
+/* Observability of shale-router: its metrics (server/metrics.c) and the
+ * HTTP endpoint (--http, server/http.c) serving /metrics and /health.
+ *
+ * Rules:
+ *  - counting on the request path is an array increment plus one
+ *    uv_hrtime() per answered request; group queue depths, the map epoch
+ *    and connection counts are read at scrape time (collect);
+ *  - per-group series are bounded: at most RT_OBS_MAX_GROUPS groups are
+ *    listed (group ids come from the cluster map, which holds few);
+ *  - ready (/health 200) once a cluster map is installed and the router is
+ *    not shutting down. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "router.h"
+
+#define RT_OBS_MAX_GROUPS 32
+#define OPS "get|put|del|cas|mget|mput|status|other"
+#define OUTCOMES                                                                                   \
+    "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
+    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|other"
+enum { OP_OTHER = 7, OUTCOME_OTHER = 16 };
+#define CAUSES                                                                                     \
+    "not_leader|wrong_group|unavailable|timeout|connection|stale_too_old|overloaded|other"
+enum {
+    C_NOT_LEADER,
+    C_WRONG_GROUP,
+    C_UNAVAILABLE,
+    C_TIMEOUT,
+    C_CONNECTION,
+    C_STALE,
+    C_OVERLOAD,
+    C_OTHER
+};
+
+struct rt_obs {
+    met_registry_t *reg;
+    http_server_t *http;
+    met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
+    met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
+};
+
+static int op_index(uint16_t type)
+{
+    switch (type) {
+    case SHALE_MSG_GET_REQ:
+        return 0;
+    case SHALE_MSG_PUT_REQ:
+        return 1;
+    case SHALE_MSG_DEL_REQ:
+        return 2;
+    case SHALE_MSG_CAS_REQ:
+        return 3;
+    case SHALE_MSG_MGET_REQ:
+        return 4;
+    case SHALE_MSG_MPUT_REQ:
+        return 5;
+    case SHALE_MSG_STATUS_REQ:
+        return 6;
+    default:
+        return OP_OTHER;
+    }
+}
+
+void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns)
+{
+    struct rt_obs *o = r->obs;
+    if (o == NULL)
+        return;
+    int op = op_index(type);
+    int oc = code == 0 ? 0 : (code <= -1 && code >= -15 ? -code : OUTCOME_OTHER);
+    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)oc), 1);
+    uint64_t now = uv_hrtime();
+    met_observe(o->duration, (size_t)op, now > start_ns ? (double)(now - start_ns) / 1e9 : 0);
+}
+
+void rt_obs_retry(rt_router_t *r, int code)
+{
+    struct rt_obs *o = r->obs;
+    if (o == NULL)
+        return;
+    int c;
+    switch (code) {
+    case SHALE_ENOTLEADER:
+        c = C_NOT_LEADER;
+        break;
+    case SHALE_EWRONGGROUP:
+        c = C_WRONG_GROUP;
+        break;
+    case SHALE_EUNAVAILABLE:
+        c = C_UNAVAILABLE;
+        break;
+    case SHALE_ETIMEOUT:
+        c = C_TIMEOUT;
+        break;
+    case SHALE_EIO:
+        c = C_CONNECTION;
+        break;
+    case SHALE_ESTALE:
+        c = C_STALE;
+        break;
+    case SHALE_EOVERLOAD:
+        c = C_OVERLOAD;
+        break;
+    default:
+        c = C_OTHER;
+        break;
+    }
+    met_add(o->retries, (size_t)c, 1);
+}
+
+void rt_obs_map_installed(rt_router_t *r)
+{
+    if (r->obs != NULL)
+        met_add(r->obs->map_installs, 0, 1);
+}
+
+void rt_obs_map_refresh(rt_router_t *r)
+{
+    if (r->obs != NULL)
+        met_add(r->obs->map_refreshes, 0, 1);
+}
+
+static int ready(rt_router_t *r, char *why, size_t n)
+{
+    if (r->stopping) {
+        snprintf(why, n, "shutting down");
+        return 0;
+    }
+    if (r->route.map == NULL) {
+        snprintf(why, n, "no cluster map yet (meta group %.200s)", r->cfg.meta);
+        return 0;
+    }
+    return 1;
+}
+
+static void collect(void *arg)
+{
+    rt_router_t *r = arg;
+    struct rt_obs *o = r->obs;
+    char why[300];
+    met_set(o->ready, 0, ready(r, why, sizeof(why)));
+    met_set(o->map_epoch, 0, (double)r->route.epoch);
+    met_set(o->inflight, 0, (double)r->fwd.live);
+    met_set(o->clients, 0, (double)r->nconns);
+    met_set(o->upstream, 0, (double)rt_up_open_conns(r));
+    met_set(o->nodes, 0, (double)r->up.nnodes);
+    met_dyn_reset(o->group_pending);
+    for (size_t i = 0; i < r->route.ngroups && i < RT_OBS_MAX_GROUPS; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "%llu", (unsigned long long)r->route.groups[i].id);
+        met_dyn_set(o->group_pending, id, (double)r->route.groups[i].pending);
+    }
+}
+
+int rt_obs_init(rt_router_t *r)
+{
+    struct rt_obs *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return -1;
+    r->obs = o;
+    met_registry_t *g = o->reg = met_registry_new();
+    if (g == NULL)
+        return -1;
+    o->requests = met_counter(g, "shale_router_requests_total",
+                              "Client requests answered by the router, by operation and outcome "
+                              "(ok or the error code).",
+                              "op=" OPS ",outcome=" OUTCOMES);
+    o->duration = met_histogram(g, "shale_router_request_duration_seconds",
+                                "Time from a request's arrival at the router to its answer, "
+                                "retries included, by operation.",
+                                "op=" OPS, met_latency_buckets, MET_LATENCY_NBUCKETS);
+    o->retries = met_counter(g, "shale_router_retries_total",
+                             "Attempts retried, by cause (the error that made the router try "
+                             "again).",
+                             "cause=" CAUSES);
+    o->map_epoch = met_gauge(g, "shale_router_map_epoch",
+                             "Epoch of the cluster map the router routes with (0: none).", NULL);
+    o->map_installs =
+        met_counter(g, "shale_router_map_installs_total", "Newer cluster maps installed.", NULL);
+    o->map_refreshes = met_counter(g, "shale_router_map_refreshes_total",
+                                   "Immediate map refreshes sent to the meta group (after "
+                                   "WRONG_GROUP or while there is no map).",
+                                   NULL);
+    o->group_pending = met_gauge_dynamic(g, "shale_router_group_pending_requests",
+                                         "Requests queued or in flight per shard group (the "
+                                         "--max-pending admission count).",
+                                         "group", RT_OBS_MAX_GROUPS);
+    o->inflight = met_gauge(g, "shale_router_inflight_requests",
+                            "Client requests accepted and not yet answered.", NULL);
+    o->clients = met_gauge(g, "shale_router_client_connections", "Open client connections.", NULL);
+    o->upstream = met_gauge(g, "shale_router_upstream_connections",
+                            "Open pooled connections to nodes.", NULL);
+    o->nodes =
+        met_gauge(g, "shale_router_upstream_nodes", "Nodes the router has connected to.", NULL);
+    o->ready = met_gauge(g, "shale_ready", "1 when /health answers ready.", NULL);
+    if (o->requests == NULL || o->duration == NULL || o->retries == NULL ||
+        o->group_pending == NULL || o->ready == NULL || met_register_process(g) != 0 ||
+        met_on_collect(g, collect, r) != 0)
+        return -1;
+    return 0;
+}
+
+static void on_metrics(void *arg, const http_request_t *req, http_response_t *resp)
+{
+    (void)req;
+    rt_router_t *r = arg;
+    if (met_render(r->obs->reg, &resp->body, &resp->len) != 0) {
+        resp->status = 500;
+        return;
+    }
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void on_health(void *arg, const http_request_t *req, http_response_t *resp)
+{
+    (void)req;
+    rt_router_t *r = arg;
+    char why[300];
+    int ok = ready(r, why, sizeof(why));
+    char *b = malloc(400);
+    if (b == NULL) {
+        resp->status = 500;
+        return;
+    }
+    resp->len =
+        (size_t)(ok ? snprintf(b, 400, "ready\n") : snprintf(b, 400, "not ready: %s\n", why));
+    resp->status = ok ? 200 : 503;
+    resp->body = b;
+}
+
+int rt_obs_start(rt_router_t *r, char *err, size_t errlen)
+{
+    if (r->cfg.http[0] == '\0' || r->obs == NULL)
+        return 0;
+    char host[128], addr[200], sub[256];
+    int port;
+    if (rt_split_addr(r->cfg.listen, host, sizeof(host), &port) != 0 ||
+        http_resolve_addr(r->cfg.http, host, addr, sizeof(addr)) != 0) {
+        snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", r->cfg.http);
+        return -1;
+    }
+    if (http_server_start(r->loop, addr, &r->obs->http, sub, sizeof(sub)) != 0) {
+        snprintf(err, errlen, "http: %s", sub);
+        return -1;
+    }
+    http_route(r->obs->http, "/metrics", on_metrics, r);
+    http_route(r->obs->http, "/health", on_health, r);
+    rt_info("serving metrics", " http=%s paths=/metrics,/health", addr);
+    return 0;
+}
+
+void rt_obs_stop(rt_router_t *r)
+{
+    if (r->obs == NULL)
+        return;
+    http_server_close(r->obs->http);
+    r->obs->http = NULL;
+}
+
+void rt_obs_free(rt_router_t *r)
+{
+    if (r->obs == NULL)
+        return;
+    met_registry_free(r->obs->reg);
+    free(r->obs);
+    r->obs = NULL;
+}

@@ -1,0 +1,399 @@
+/* Observability of shaled: the metrics it keeps (registry in metrics.c),
+ * the HTTP endpoint (--http, http.c) serving /metrics and /health, and the
+ * readiness rule. docs/observability.md lists every metric.
+ *
+ * Rules:
+ *  - counting on the request path is an array increment plus one clock read
+ *    per answered request; everything that mirrors state owned elsewhere
+ *    (Raft indexes, ownership, RocksDB, guard counters) is read at scrape
+ *    time by collect(), never maintained on the hot path;
+ *  - the registry exists whether or not --http is set (counting is cheap,
+ *    and it keeps call sites unconditional); only the listener is optional;
+ *  - ready (/health 200) means: running, storage healthy, Raft knows a
+ *    leader of this group, and a data node of a cluster has applied a slot
+ *    ownership record. Otherwise 503 with the first reason that applies. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+
+#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|other"
+enum { OP_OTHER = 10 };
+/* Outcome i (1..15) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
+#define OUTCOMES                                                                                   \
+    "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
+    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|other"
+enum { OUTCOME_OTHER = 16 };
+
+#define GUARD_KINDS                                                                                \
+    "votes_rewritten|candidacy_deferred|votes_held|timeout_now_dropped|timeout_now_held|"          \
+    "acks_held|acks_clamped|noops|uv_ops_deferred|double_callbacks|barriers_failed"
+
+static const double snapshot_buckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+
+struct obs {
+    met_registry_t *reg;
+    http_server_t *http;
+    uint64_t last_leader;
+    met_family_t *requests, *duration, *leader_changes, *app_entries, *app_bytes;
+    met_family_t *snapshots, *snap_duration;
+    met_family_t *term, *commit, *applied, *last_index, *is_leader, *leader_known, *lag;
+    met_family_t *staleness, *applied_entries, *applied_mutations, *conns, *pending, *inflight;
+    met_family_t *own_epoch, *slots_owned, *map_epoch, *map_watchers, *guard, *ready;
+    met_family_t *sst, *memtable, *pending_compaction, *cache_usage, *cache_capacity, *keys;
+    met_family_t *live_data;
+};
+
+static int op_index(uint16_t type)
+{
+    switch (type) {
+    case SHALE_MSG_GET_REQ:
+        return 0;
+    case SHALE_MSG_PUT_REQ:
+        return 1;
+    case SHALE_MSG_DEL_REQ:
+        return 2;
+    case SHALE_MSG_CAS_REQ:
+        return 3;
+    case SHALE_MSG_MGET_REQ:
+        return 4;
+    case SHALE_MSG_MPUT_REQ:
+        return 5;
+    case SHALE_MSG_MAP_GET_REQ:
+        return 6;
+    case SHALE_MSG_MAP_CAS_REQ:
+        return 7;
+    case SHALE_MSG_STATUS_REQ:
+        return 8;
+    case SHALE_MSG_MEMBER_ADD_REQ:
+    case SHALE_MSG_MEMBER_REMOVE_REQ:
+    case SHALE_MSG_LEADER_TRANSFER_REQ:
+        return 9;
+    default:
+        return OP_OTHER;
+    }
+}
+
+static int outcome_index(int code)
+{
+    if (code == 0)
+        return 0;
+    if (code <= -1 && code >= -15)
+        return -code;
+    return OUTCOME_OTHER;
+}
+
+void obs_request_done(shaled_t *s, uint16_t type, int code, uint64_t received_us)
+{
+    struct obs *o = s->obs;
+    if (o == NULL)
+        return;
+    int op = op_index(type);
+    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)outcome_index(code)), 1);
+    uint64_t now = shaled_now_us();
+    double secs = now > received_us ? (double)(now - received_us) / 1e6 : 0;
+    met_observe(o->duration, (size_t)op, secs);
+}
+
+void obs_turn(shaled_t *s)
+{
+    struct obs *o = s->obs;
+    if (o == NULL || !s->raft_inited || s->raft_closed)
+        return;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&s->raft, &lid, &laddr);
+    if (lid != 0 && lid != o->last_leader) {
+        o->last_leader = lid;
+        met_add(o->leader_changes, 0, 1);
+    }
+}
+
+void obs_appended(shaled_t *s, unsigned n, uint64_t bytes)
+{
+    struct obs *o = s->obs;
+    if (o == NULL)
+        return;
+    met_add(o->app_entries, 0, n);
+    met_add(o->app_bytes, 0, bytes);
+}
+
+void obs_snapshot(shaled_t *s, int install, uint64_t us)
+{
+    struct obs *o = s->obs;
+    if (o == NULL)
+        return;
+    met_add(o->snapshots, install ? 1 : 0, 1);
+    met_observe(o->snap_duration, install ? 1 : 0, (double)us / 1e6);
+}
+
+/* 1 when ready; else 0 with the reason. */
+static int health(shaled_t *s, char *why, size_t n)
+{
+    if (s->stopping) {
+        snprintf(why, n, "shutting down");
+        return 0;
+    }
+    if (s->storage_failed) {
+        snprintf(why, n, "storage failed: %s", s->storage_err);
+        return 0;
+    }
+    if (!s->raft_inited || s->raft_closed) {
+        snprintf(why, n, "raft is not running");
+        return 0;
+    }
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&s->raft, &lid, &laddr);
+    if (lid == 0) {
+        static const char *const states[] = {"unavailable", "follower", "candidate", "leader"};
+        int st = raft_state(&s->raft);
+        snprintf(why, n, "no known leader of this group (raft state %s, term %llu)",
+                 st >= 0 && st <= 3 ? states[st] : "?", (unsigned long long)s->raft.current_term);
+        return 0;
+    }
+    if (strcmp(s->cfg.mode, "data") == 0 && s->cfg.group != 0 && s->own == NULL) {
+        snprintf(why, n,
+                 "no slot ownership record applied yet (group %llu; is the cluster "
+                 "map initialised?)",
+                 (unsigned long long)s->cfg.group);
+        return 0;
+    }
+    return 1;
+}
+
+static void collect(void *arg)
+{
+    shaled_t *s = arg;
+    struct obs *o = s->obs;
+    char why[300];
+    met_set(o->ready, 0, health(s, why, sizeof(why)));
+    if (s->raft_inited && !s->raft_closed) {
+        uint64_t applied = store_applied_index(s->store);
+        met_set(o->term, 0, (double)s->raft.current_term);
+        met_set(o->commit, 0, (double)s->raft.commit_index);
+        met_set(o->applied, 0, (double)applied);
+        met_set(o->last_index, 0, (double)raft_last_index(&s->raft));
+        met_set(o->is_leader, 0, raft_node_is_leader(s));
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&s->raft, &lid, &laddr);
+        met_set(o->leader_known, 0, lid != 0);
+        met_set(o->lag, 0,
+                s->raft.commit_index > applied ? (double)(s->raft.commit_index - applied) : 0);
+    }
+    if (s->applied_leader_ms == 0) {
+        met_set(o->staleness, 0, NAN);
+    } else {
+        uint64_t now = shaled_now_ms();
+        met_set(o->staleness, 0,
+                now > s->applied_leader_ms ? (double)(now - s->applied_leader_ms) / 1e3 : 0);
+    }
+    met_counter_set(o->applied_entries, 0, s->applied_entries);
+    met_counter_set(o->applied_mutations, 0, s->applied_mutations);
+    met_set(o->conns, 0, (double)s->nconns);
+    met_set(o->pending, 0, (double)s->npending);
+    met_set(o->inflight, 0, (double)s->ninflight);
+    if (o->own_epoch != NULL) {
+        met_set(o->own_epoch, 0, s->own != NULL ? (double)s->own->epoch : 0);
+        met_set(o->slots_owned, 0, (double)own_count(s));
+    }
+    if (o->map_epoch != NULL) {
+        met_set(o->map_epoch, 0, s->map != NULL ? (double)s->map->epoch : 0);
+        met_set(o->map_watchers, 0, (double)s->nmap_watchers);
+    }
+    const rg_stats_t *g = &s->guard.stats;
+    const uint64_t gv[] = {
+        g->votes_rewritten,  g->candidacy_deferred, g->votes_held,     g->timeout_now_dropped,
+        g->timeout_now_held, g->acks_held,          g->acks_clamped,   g->noops,
+        g->uv_ops_deferred,  g->double_callbacks,   g->barriers_failed};
+    for (size_t i = 0; i < sizeof(gv) / sizeof(gv[0]); i++)
+        met_counter_set(o->guard, i, gv[i]);
+    if (s->store != NULL && !s->storage_failed) {
+        uint64_t v = 0, cap = 0;
+        met_set(o->sst, 0,
+                store_property(s->store, "rocksdb.total-sst-files-size", &v) == 0 ? (double)v
+                                                                                  : NAN);
+        met_set(o->live_data, 0,
+                store_property(s->store, "rocksdb.estimate-live-data-size", &v) == 0 ? (double)v
+                                                                                     : NAN);
+        met_set(o->memtable, 0,
+                store_property(s->store, "rocksdb.cur-size-all-mem-tables", &v) == 0 ? (double)v
+                                                                                     : NAN);
+        met_set(o->pending_compaction, 0,
+                store_property(s->store, "rocksdb.estimate-pending-compaction-bytes", &v) == 0
+                    ? (double)v
+                    : NAN);
+        met_set(o->keys, 0, (double)store_estimate_keys(s->store));
+        store_block_cache(s->store, &v, &cap);
+        met_set(o->cache_usage, 0, (double)v);
+        met_set(o->cache_capacity, 0, (double)cap);
+    }
+}
+
+int obs_init(shaled_t *s)
+{
+    struct obs *o = calloc(1, sizeof(*o));
+    if (o == NULL)
+        return -1;
+    s->obs = o;
+    met_registry_t *r = o->reg = met_registry_new();
+    if (r == NULL)
+        return -1;
+    o->requests = met_counter(r, "shale_requests_total",
+                              "Client requests answered, by operation and outcome (ok or the "
+                              "error code).",
+                              "op=" OPS ",outcome=" OUTCOMES);
+    o->duration = met_histogram(r, "shale_request_duration_seconds",
+                                "Time from a request's arrival to its answer, by operation.",
+                                "op=" OPS, met_latency_buckets, MET_LATENCY_NBUCKETS);
+    o->term = met_gauge(r, "shale_raft_term", "Current Raft term of this node.", NULL);
+    o->commit =
+        met_gauge(r, "shale_raft_commit_index", "Highest Raft index known committed.", NULL);
+    o->applied =
+        met_gauge(r, "shale_raft_applied_index", "Highest Raft index applied to storage.", NULL);
+    o->last_index =
+        met_gauge(r, "shale_raft_last_index", "Last index in this node's Raft log.", NULL);
+    o->is_leader =
+        met_gauge(r, "shale_raft_is_leader", "1 when this node is the group leader.", NULL);
+    o->leader_known = met_gauge(r, "shale_raft_leader_known",
+                                "1 when this node knows a leader of its group.", NULL);
+    o->leader_changes =
+        met_counter(r, "shale_raft_leader_changes_total",
+                    "Times this node saw a new leader (the first one included).", NULL);
+    o->app_entries = met_counter(r, "shale_raft_entries_appended_total",
+                                 "Entries appended to this node's Raft log.", NULL);
+    o->app_bytes =
+        met_counter(r, "shale_raft_bytes_appended_total",
+                    "Payload bytes of the entries appended to this node's Raft log.", NULL);
+    o->applied_entries = met_counter(r, "shale_raft_entries_applied_total",
+                                     "Raft entries applied by this process.", NULL);
+    o->applied_mutations = met_counter(r, "shale_mutations_applied_total",
+                                       "Client mutations applied by this process.", NULL);
+    o->snapshots = met_counter(r, "shale_snapshots_total",
+                               "Raft snapshots taken, and installed from a peer's checkpoint.",
+                               "kind=take|install");
+    o->snap_duration = met_histogram(r, "shale_snapshot_duration_seconds",
+                                     "Time to take a snapshot (storage sync) or install one "
+                                     "(checkpoint transfer and swap).",
+                                     "kind=take|install", snapshot_buckets,
+                                     sizeof(snapshot_buckets) / sizeof(snapshot_buckets[0]));
+    o->lag = met_gauge(r, "shale_replica_lag_entries",
+                       "Committed entries this node has not applied yet.", NULL);
+    o->staleness = met_gauge(r, "shale_replica_staleness_seconds",
+                             "Age of the newest leader timestamp applied here (the STALE-read "
+                             "bound); NaN until one is applied.",
+                             NULL);
+    o->conns = met_gauge(r, "shale_client_connections", "Open client connections.", NULL);
+    o->pending = met_gauge(r, "shale_pending_mutations",
+                           "Mutations queued for the next Raft entry (leader).", NULL);
+    o->inflight = met_gauge(r, "shale_inflight_entries",
+                            "Raft entries proposed and not yet applied (leader).", NULL);
+    if (strcmp(s->cfg.mode, "meta") == 0) {
+        o->map_epoch = met_gauge(r, "shale_map_epoch",
+                                 "Epoch of the cluster map applied on this meta node.", NULL);
+        o->map_watchers = met_gauge(r, "shale_map_watchers",
+                                    "MAP_GET long-polls waiting on this meta node.", NULL);
+    } else if (s->cfg.group != 0) {
+        o->own_epoch =
+            met_gauge(r, "shale_ownership_epoch",
+                      "Map epoch of the slot ownership record applied in this group.", NULL);
+        o->slots_owned = met_gauge(r, "shale_slots_owned",
+                                   "Slots this node's group owns at its ownership epoch.", NULL);
+    }
+    o->guard = met_counter(r, "shale_raft_guard_events_total",
+                           "Interventions of the libraft 0.15 safety guard (docs/raft-safety.md).",
+                           "kind=" GUARD_KINDS);
+    o->ready = met_gauge(r, "shale_ready", "1 when /health answers ready.", NULL);
+    o->sst = met_gauge(r, "shale_rocksdb_sst_bytes", "Total size of RocksDB SST files.", NULL);
+    o->live_data =
+        met_gauge(r, "shale_rocksdb_live_data_bytes", "RocksDB estimate of live data size.", NULL);
+    o->memtable =
+        met_gauge(r, "shale_rocksdb_memtable_bytes", "Size of all RocksDB memtables.", NULL);
+    o->pending_compaction = met_gauge(r, "shale_rocksdb_pending_compaction_bytes",
+                                      "RocksDB estimate of bytes compaction has to rewrite.", NULL);
+    o->cache_usage = met_gauge(r, "shale_rocksdb_block_cache_usage_bytes",
+                               "Bytes held by the RocksDB block cache.", NULL);
+    o->cache_capacity = met_gauge(r, "shale_rocksdb_block_cache_capacity_bytes",
+                                  "Capacity of the RocksDB block cache.", NULL);
+    o->keys = met_gauge(r, "shale_rocksdb_estimated_keys",
+                        "RocksDB estimate of the number of keys (data and sessions).", NULL);
+    if (o->requests == NULL || o->duration == NULL || o->keys == NULL || o->guard == NULL ||
+        met_register_process(r) != 0 || met_on_collect(r, collect, s) != 0)
+        return -1;
+    return 0;
+}
+
+static void on_metrics(void *arg, const http_request_t *req, http_response_t *resp)
+{
+    (void)req;
+    shaled_t *s = arg;
+    if (met_render(s->obs->reg, &resp->body, &resp->len) != 0) {
+        resp->status = 500;
+        return;
+    }
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static void on_health(void *arg, const http_request_t *req, http_response_t *resp)
+{
+    (void)req;
+    shaled_t *s = arg;
+    char why[300];
+    int ok = health(s, why, sizeof(why));
+    char *b = malloc(400);
+    if (b == NULL) {
+        resp->status = 500;
+        return;
+    }
+    if (ok)
+        resp->len = (size_t)snprintf(b, 400, "ready\n");
+    else
+        resp->len = (size_t)snprintf(b, 400, "not ready: %s\n", why);
+    resp->status = ok ? 200 : 503;
+    resp->body = b;
+}
+
+int obs_start(shaled_t *s, char *err, size_t errlen)
+{
+    if (s->cfg.http[0] == '\0' || s->obs == NULL)
+        return 0;
+    char host[128], addr[200], sub[256];
+    int port;
+    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0 ||
+        http_resolve_addr(s->cfg.http, host, addr, sizeof(addr)) != 0) {
+        snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", s->cfg.http);
+        return -1;
+    }
+    if (http_server_start(s->loop, addr, &s->obs->http, sub, sizeof(sub)) != 0) {
+        snprintf(err, errlen, "http: %s", sub);
+        return -1;
+    }
+    http_route(s->obs->http, "/metrics", on_metrics, s);
+    http_route(s->obs->http, "/health", on_health, s);
+    log_info("serving metrics", " http=%s paths=/metrics,/health", addr);
+    return 0;
+}
+
+void obs_stop(shaled_t *s)
+{
+    if (s->obs == NULL)
+        return;
+    http_server_close(s->obs->http);
+    s->obs->http = NULL;
+}
+
+void obs_free(shaled_t *s)
+{
+    if (s->obs == NULL)
+        return;
+    met_registry_free(s->obs->reg);
+    free(s->obs);
+    s->obs = NULL;
+}
