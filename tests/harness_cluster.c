@@ -226,9 +226,10 @@ int th_cluster_wait_epoch(th_cluster_t *c, uint64_t e, int timeout_ms)
     long long end = mono_ms() + timeout_ms;
     while (mono_ms() < end) {
         int behind = 0;
-        for (int g = 0; g < c->ngroups; g++)
-            for (int i = 0; i < c->groups[g].n; i++) {
-                th_node_t *n = &c->groups[g].nodes[i];
+        /* g == -1: the meta group (its map epoch); then every shard group. */
+        for (int g = -1; g < c->ngroups; g++)
+            for (int i = 0; i < (g < 0 ? c->meta.n : c->groups[g].n); i++) {
+                th_node_t *n = g < 0 ? &c->meta.nodes[i] : &c->groups[g].nodes[i];
                 Shale__StatusResponse *st;
                 if (n->pid <= 0)
                     continue;

@@ -34,7 +34,10 @@ int th_cluster_start_ex(th_cluster_t *c, int ngroups, int voters, int first_host
 /* Create the map (MAP_CAS epoch 0): every group, slots split evenly; then
  * wait until every group's leader applied ownership at epoch 1. */
 int th_cluster_init(th_cluster_t *c, uint32_t slots, int timeout_ms);
-/* Wait until every running node of every group reports map_epoch >= e. */
+/* Wait until every running node — meta members (map epoch) and every
+ * group's members (ownership epoch) — reports map_epoch >= e. Any meta
+ * member answers MAP_GET, so a test reading the map after a change waits
+ * here first. */
 int th_cluster_wait_epoch(th_cluster_t *c, uint64_t e, int timeout_ms);
 void th_cluster_stop(th_cluster_t *c);
 

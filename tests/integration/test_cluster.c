@@ -98,6 +98,7 @@ START_TEST(test_map_cas_between_two_admins)
     ck_assert_int_eq(th_map_cas(g_cl.meta.addrs, 1, a, 77, 1, &out, &epoch, msg), SHALE_OK);
     ck_assert_uint_eq(out->epoch, 2);
     cmap_free(out);
+    ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, 2, 20000), 0);
     Shale__ClusterMap *now = get_map(0, 0);
     ck_assert_uint_eq(now->epoch, 2);
     ck_assert_uint_eq(cmap_slot_count(now, 1), 256);
@@ -369,6 +370,7 @@ START_TEST(test_meta_leader_kill_and_garbage)
         ck_assert_msg(waitpid(g_cl.groups[0].nodes[i].pid, &st, WNOHANG) == 0,
                       "data node %d died after garbage on its ports", i + 1);
     }
+    ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, 2, 20000), 0);
     Shale__ClusterMap *after = get_map(0, 0);
     ck_assert_uint_eq(after->epoch, 2);
     cmap_free(after);
