@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http.h"
+#include "obs_http.h"
 #include "metrics.h"
 #include "router.h"
 
@@ -38,7 +38,7 @@ enum {
 
 struct rt_obs {
     met_registry_t *reg;
-    http_server_t *http;
+    obs_http_t ep; /* /metrics and /health (obs_http.h) */
     met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
     met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
 };
@@ -204,61 +204,35 @@ int rt_obs_init(rt_router_t *r)
     return 0;
 }
 
-static void on_metrics(void *arg, const http_request_t *req, http_response_t *resp)
+static int ready_cb(void *arg, char *why, size_t whylen)
 {
-    (void)req;
-    rt_router_t *r = arg;
-    if (met_render(r->obs->reg, &resp->body, &resp->len) != 0) {
-        resp->status = 500;
-        return;
-    }
-    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-}
-
-static void on_health(void *arg, const http_request_t *req, http_response_t *resp)
-{
-    (void)req;
-    rt_router_t *r = arg;
-    char why[300];
-    int ok = ready(r, why, sizeof(why));
-    char *b = malloc(400);
-    if (b == NULL) {
-        resp->status = 500;
-        return;
-    }
-    resp->len =
-        (size_t)(ok ? snprintf(b, 400, "ready\n") : snprintf(b, 400, "not ready: %s\n", why));
-    resp->status = ok ? 200 : 503;
-    resp->body = b;
+    return ready(arg, why, whylen);
 }
 
 int rt_obs_start(rt_router_t *r, char *err, size_t errlen)
 {
     if (r->cfg.http[0] == '\0' || r->obs == NULL)
         return 0;
-    char host[128], addr[200], sub[256];
+    char host[128], addr[200];
     int port;
-    if (rt_split_addr(r->cfg.listen, host, sizeof(host), &port) != 0 ||
-        http_resolve_addr(r->cfg.http, host, addr, sizeof(addr)) != 0) {
-        snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", r->cfg.http);
+    if (rt_split_addr(r->cfg.listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "--listen '%s' is not HOST:PORT", r->cfg.listen);
         return -1;
     }
-    if (http_server_start(r->loop, addr, &r->obs->http, sub, sizeof(sub)) != 0) {
-        snprintf(err, errlen, "http: %s", sub);
+    obs_http_t *ep = &r->obs->ep;
+    ep->reg = r->obs->reg;
+    ep->ready = ready_cb;
+    ep->arg = r;
+    if (obs_http_start(ep, r->loop, r->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
         return -1;
-    }
-    http_route(r->obs->http, "/metrics", on_metrics, r);
-    http_route(r->obs->http, "/health", on_health, r);
     rt_info("serving metrics", " http=%s paths=/metrics,/health", addr);
     return 0;
 }
 
 void rt_obs_stop(rt_router_t *r)
 {
-    if (r->obs == NULL)
-        return;
-    http_server_close(r->obs->http);
-    r->obs->http = NULL;
+    if (r->obs != NULL)
+        obs_http_stop(&r->obs->ep);
 }
 
 void rt_obs_free(rt_router_t *r)

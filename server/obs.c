@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "frame.h"
-#include "http.h"
+#include "obs_http.h"
 #include "log.h"
 #include "metrics.h"
 #include "server.h"
@@ -39,7 +39,7 @@ static const double snapshot_buckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 
 
 struct obs {
     met_registry_t *reg;
-    http_server_t *http;
+    obs_http_t ep; /* /metrics and /health (obs_http.h) */
     uint64_t last_leader;
     met_family_t *requests, *duration, *leader_changes, *app_entries, *app_bytes;
     met_family_t *snapshots, *snap_duration;
@@ -330,63 +330,35 @@ int obs_init(shaled_t *s)
     return 0;
 }
 
-static void on_metrics(void *arg, const http_request_t *req, http_response_t *resp)
+static int ready_cb(void *arg, char *why, size_t whylen)
 {
-    (void)req;
-    shaled_t *s = arg;
-    if (met_render(s->obs->reg, &resp->body, &resp->len) != 0) {
-        resp->status = 500;
-        return;
-    }
-    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
-}
-
-static void on_health(void *arg, const http_request_t *req, http_response_t *resp)
-{
-    (void)req;
-    shaled_t *s = arg;
-    char why[300];
-    int ok = health(s, why, sizeof(why));
-    char *b = malloc(400);
-    if (b == NULL) {
-        resp->status = 500;
-        return;
-    }
-    if (ok)
-        resp->len = (size_t)snprintf(b, 400, "ready\n");
-    else
-        resp->len = (size_t)snprintf(b, 400, "not ready: %s\n", why);
-    resp->status = ok ? 200 : 503;
-    resp->body = b;
+    return health(arg, why, whylen);
 }
 
 int obs_start(shaled_t *s, char *err, size_t errlen)
 {
     if (s->cfg.http[0] == '\0' || s->obs == NULL)
         return 0;
-    char host[128], addr[200], sub[256];
+    char host[128], addr[200];
     int port;
-    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0 ||
-        http_resolve_addr(s->cfg.http, host, addr, sizeof(addr)) != 0) {
-        snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", s->cfg.http);
+    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "--listen '%s' is not HOST:PORT", s->cfg.listen);
         return -1;
     }
-    if (http_server_start(s->loop, addr, &s->obs->http, sub, sizeof(sub)) != 0) {
-        snprintf(err, errlen, "http: %s", sub);
+    obs_http_t *ep = &s->obs->ep;
+    ep->reg = s->obs->reg;
+    ep->ready = ready_cb;
+    ep->arg = s;
+    if (obs_http_start(ep, s->loop, s->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
         return -1;
-    }
-    http_route(s->obs->http, "/metrics", on_metrics, s);
-    http_route(s->obs->http, "/health", on_health, s);
     log_info("serving metrics", " http=%s paths=/metrics,/health", addr);
     return 0;
 }
 
 void obs_stop(shaled_t *s)
 {
-    if (s->obs == NULL)
-        return;
-    http_server_close(s->obs->http);
-    s->obs->http = NULL;
+    if (s->obs != NULL)
+        obs_http_stop(&s->obs->ep);
 }
 
 void obs_free(shaled_t *s)

@@ -85,20 +85,9 @@ void th_node_init(th_node_t *n, uint64_t id, const char *host, const char *base)
     snprintf(n->log, sizeof(n->log), "%s/node%llu.log", base, (unsigned long long)id);
 }
 
-int th_node_start(th_node_t *n, const char *const *extra)
+int th_spawn(th_node_t *n, const char *const *argv)
 {
-    char bin[600], id[32], listen[64], raft[64];
-    snprintf(bin, sizeof(bin), "%s/server/shaled", th_bin_dir());
-    snprintf(id, sizeof(id), "%llu", (unsigned long long)n->id);
-    snprintf(listen, sizeof(listen), "%s:%d", n->host, n->port);
-    snprintf(raft, sizeof(raft), "%s:%d", n->host, n->raft_port);
-    const char *argv[64] = {bin, "--id", id, "--listen", listen, "--raft", raft,
-                            "--data", n->dir, "--segment-mb", "8",
-                            "--block-cache-mb", "16"};
-    int argc = 13;
-    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
+    const char *bin = argv[0];
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -114,6 +103,23 @@ int th_node_start(th_node_t *n, const char *const *extra)
     }
     n->pid = pid;
     return 0;
+}
+
+int th_node_start(th_node_t *n, const char *const *extra)
+{
+    char bin[600], id[32], listen[64], raft[64];
+    snprintf(bin, sizeof(bin), "%s/server/shaled", th_bin_dir());
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)n->id);
+    snprintf(listen, sizeof(listen), "%s:%d", n->host, n->port);
+    snprintf(raft, sizeof(raft), "%s:%d", n->host, n->raft_port);
+    const char *argv[64] = {bin, "--id", id, "--listen", listen, "--raft", raft,
+                            "--data", n->dir, "--segment-mb", "8",
+                            "--block-cache-mb", "16"};
+    int argc = 13;
+    for (int i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    return th_spawn(n, argv);
 }
 
 int th_raw_connect(const char *host, int port, int timeout_ms)

@@ -38,6 +38,9 @@ void th_node_init(th_node_t *n, uint64_t id, const char *host,
 /* Start shaled for n with optional extra argv (NULL-terminated, may be
  * NULL). Output goes to n->log. Returns 0 or -1. */
 int th_node_start(th_node_t *n, const char *const *extra);
+/* Start argv[0] (NULL-terminated argv) as n's process, stdout and stderr
+ * appended to n->log; sets n->pid. 0, or -1 when fork fails. */
+int th_spawn(th_node_t *n, const char *const *argv);
 
 /* Poll (HELLO + STATUS over the raw protocol) until the node reports itself
  * leader, up to timeout_ms. Returns 0, or -1 (also when the process died). */

@@ -47,21 +47,7 @@ static int router_start(th_node_t *n, const char *meta)
     char bin[600];
     snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
     const char *argv[] = {bin, "--listen", n->addr, "--meta", meta, "--http", g_http_flag, NULL};
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    n->pid = pid;
-    return 0;
+    return th_spawn(n, argv);
 }
 
 /* Every process under test: meta 0..2, group 3..5, router 6. */

@@ -68,25 +68,14 @@ static int router_exec(th_node_t *n, const char *const *args, int wait_exit)
     for (int i = 0; args[i] != NULL && argc < 30; i++)
         argv[argc++] = args[i];
     argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
+    if (th_spawn(n, argv) != 0)
         return -1;
-    if (pid == 0) {
-        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
     if (wait_exit) {
         int st;
-        waitpid(pid, &st, 0);
+        waitpid(n->pid, &st, 0);
+        n->pid = 0;
         return st;
     }
-    n->pid = pid;
     return 0;
 }
 
