@@ -72,6 +72,124 @@ int cmap_validate(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, 
     return 0;
 }
 
+const Shale__Migration *cmap_migration(const Shale__ClusterMap *m, uint64_t id)
+{
+    for (size_t i = 0; m != NULL && i < m->n_migrations; i++)
+        if (m->migrations[i]->id == id)
+            return m->migrations[i];
+    return NULL;
+}
+
+static int same_slots(const Shale__Migration *a, const Shale__Migration *b)
+{
+    if (a->n_slots != b->n_slots)
+        return 0;
+    for (size_t i = 0; i < a->n_slots; i++)
+        if (a->slots[i] != b->slots[i])
+            return 0;
+    return 1;
+}
+
+int cmap_validate_change(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, int force,
+                         char *err, size_t errlen)
+{
+    if (cmap_validate(prev, next, err, errlen) != 0)
+        return -1;
+    if (prev != NULL && prev->epoch == 0)
+        prev = NULL;
+    uint64_t next_id = next->has_next_migration_id ? next->next_migration_id : 0;
+    uint64_t prev_next_id = prev != NULL && prev->has_next_migration_id
+                                ? prev->next_migration_id : 0;
+    if (next_id < prev_next_id)
+        return fail(err, errlen, "next_migration_id may not go back (%llu < %llu)",
+                    (unsigned long long)next_id, (unsigned long long)prev_next_id);
+    /* slot -> index+1 of the migration that lists it */
+    uint32_t *in = next->n_migrations > 0 ? calloc(next->slots, sizeof(*in)) : NULL;
+    if (next->n_migrations > 0 && in == NULL)
+        return fail(err, errlen, "out of memory checking migrations");
+    int rv = 0;
+    for (size_t i = 0; i < next->n_migrations && rv == 0; i++) {
+        const Shale__Migration *m = next->migrations[i];
+        if (m->id == 0 || m->id >= next_id)
+            rv = fail(err, errlen, "migration id %llu is not below next_migration_id %llu",
+                      (unsigned long long)m->id, (unsigned long long)next_id);
+        else if (m->from_group == m->to_group || cmap_group(next, m->from_group) == NULL ||
+                 cmap_group(next, m->to_group) == NULL)
+            rv = fail(err, errlen, "migration %llu must name two different groups of the map",
+                      (unsigned long long)m->id);
+        else if (m->n_slots == 0)
+            rv = fail(err, errlen, "migration %llu has no slot", (unsigned long long)m->id);
+        else if (m->state != SHALE__MIGRATION_STATE__MIG_COPYING &&
+                 m->state != SHALE__MIGRATION_STATE__MIG_FENCED)
+            rv = fail(err, errlen, "migration %llu has an unknown state",
+                      (unsigned long long)m->id);
+        for (size_t j = 0; j < i && rv == 0; j++)
+            if (next->migrations[j]->id == m->id)
+                rv = fail(err, errlen, "migration id %llu appears twice",
+                          (unsigned long long)m->id);
+        for (size_t k = 0; k < m->n_slots && rv == 0; k++) {
+            uint32_t sl = m->slots[k];
+            if (sl >= next->slots)
+                rv = fail(err, errlen, "migration %llu names slot %u of %u",
+                          (unsigned long long)m->id, sl, next->slots);
+            else if (next->slot_group[sl] != m->from_group)
+                rv = fail(err, errlen, "migration %llu moves slot %u from group %llu, which "
+                          "does not own it", (unsigned long long)m->id, sl,
+                          (unsigned long long)m->from_group);
+            else if (in[sl] != 0)
+                rv = fail(err, errlen, "slot %u is in two migrations", sl);
+            else
+                in[sl] = (uint32_t)i + 1;
+        }
+        if (rv != 0)
+            break;
+        const Shale__Migration *p = cmap_migration(prev, m->id);
+        if (p == NULL) {
+            if (m->id < prev_next_id)
+                rv = fail(err, errlen, "migration id %llu was used before",
+                          (unsigned long long)m->id);
+            else if (m->state != SHALE__MIGRATION_STATE__MIG_COPYING)
+                rv = fail(err, errlen, "a new migration starts COPYING");
+        } else if (p->from_group != m->from_group || p->to_group != m->to_group ||
+                   !same_slots(p, m)) {
+            rv = fail(err, errlen, "migration %llu may not change its groups or slots",
+                      (unsigned long long)m->id);
+        } else if ((m->has_run ? m->run : 0) < (p->has_run ? p->run : 0)) {
+            rv = fail(err, errlen, "migration %llu's run may not go back",
+                      (unsigned long long)m->id);
+        }
+    }
+    free(in);
+    if (rv != 0 || prev == NULL)
+        return rv;
+    for (uint32_t sl = 0; sl < next->slots; sl++) {
+        uint64_t was = prev->slot_group[sl], now = next->slot_group[sl];
+        if (was == now || was == 0)
+            continue;
+        if (now == 0)
+            return fail(err, errlen, "slot %u is owned by group %llu: it cannot become "
+                        "unassigned", sl, (unsigned long long)was);
+        if (force)
+            continue;
+        const Shale__Migration *flip = NULL;
+        for (size_t i = 0; i < prev->n_migrations && flip == NULL; i++) {
+            const Shale__Migration *m = prev->migrations[i];
+            for (size_t k = 0; k < m->n_slots; k++)
+                if (m->slots[k] == sl) {
+                    flip = m;
+                    break;
+                }
+        }
+        if (flip == NULL || flip->to_group != now ||
+            flip->state != SHALE__MIGRATION_STATE__MIG_FENCED ||
+            cmap_migration(next, flip->id) != NULL)
+            return fail(err, errlen, "slot %u moves from group %llu to %llu without a fenced "
+                        "migration completing (use shalectl slot move)", sl,
+                        (unsigned long long)was, (unsigned long long)now);
+    }
+    return 0;
+}
+
 const Shale__ShardGroup *cmap_group(const Shale__ClusterMap *m, uint64_t id)
 {
     for (size_t i = 0; m != NULL && i < m->n_groups; i++)

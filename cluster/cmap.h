@@ -26,6 +26,25 @@
 int cmap_validate(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, char *err,
                   size_t errlen);
 
+/* cmap_validate plus the rules of a change from prev (may be NULL) to next
+ * that involve migrations (docs/resharding.md):
+ *  - every migration names two different groups of next, a non-empty set
+ *    of slots < slots that from_group owns in next, a valid state, an id
+ *    below next_migration_id; no slot is in two migrations; ids are unique;
+ *  - next_migration_id never decreases; a new migration (id not in prev)
+ *    has id >= prev's next_migration_id and starts COPYING;
+ *  - a migration in both keeps its groups and slots, and its run never
+ *    decreases;
+ *  - a slot owned by a group in prev changes owner only by a flip: prev has
+ *    a FENCED migration of the slot to the new owner and next does not have
+ *    it any more; unless force (data is not moved then: tests, disaster
+ *    recovery). A slot may not become unassigned (0) while owned. */
+int cmap_validate_change(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, int force,
+                         char *err, size_t errlen);
+
+/* The migration with this id, or NULL. */
+const Shale__Migration *cmap_migration(const Shale__ClusterMap *m, uint64_t id);
+
 /* The group with this id, or NULL. */
 const Shale__ShardGroup *cmap_group(const Shale__ClusterMap *m, uint64_t id);
 

@@ -38,6 +38,10 @@ static const char *const type_names[SHALE_MSG_MAX_ + 1] = {
     [SHALE_MSG_MAP_CAS_REQ] = "MAP_CAS",
     [SHALE_MSG_SNAP_FETCH_REQ] = "SNAP_FETCH",
     [SHALE_MSG_SNAP_CHUNK] = "SNAP_CHUNK",
+    [SHALE_MSG_MIG_EXPORT_REQ] = "MIG_EXPORT",
+    [SHALE_MSG_MIG_BATCH] = "MIG_BATCH",
+    [SHALE_MSG_MIG_IMPORT_REQ] = "MIG_IMPORT",
+    [SHALE_MSG_MIG_IMPORT_RESP] = "MIG_IMPORT_RESP",
 };
 
 const char *frame_type_name(uint16_t type)

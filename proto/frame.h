@@ -52,7 +52,11 @@ enum shale_msg_type {
     SHALE_MSG_MAP_CAS_REQ = 72,
     SHALE_MSG_SNAP_FETCH_REQ = 80, /* snapshot transfer: 80..89 */
     SHALE_MSG_SNAP_CHUNK = 81,
-    /* 40..59 router, 60..79 admin / meta, 90..99 migration: reserved. */
+    SHALE_MSG_MIG_EXPORT_REQ = 90, /* slot migration: 90..99 */
+    SHALE_MSG_MIG_BATCH = 91,
+    SHALE_MSG_MIG_IMPORT_REQ = 92,
+    SHALE_MSG_MIG_IMPORT_RESP = 93,
+    /* 40..59 router, 60..79 admin / meta: reserved. */
     SHALE_MSG_MAX_ = 127
 };
 

@@ -34,6 +34,10 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_MAP_CAS_REQ: return &shale__map_cas_request__descriptor;
     case SHALE_MSG_SNAP_FETCH_REQ: return &shale__snap_fetch_request__descriptor;
     case SHALE_MSG_SNAP_CHUNK: return &shale__snap_chunk__descriptor;
+    case SHALE_MSG_MIG_EXPORT_REQ: return &shale__mig_export_request__descriptor;
+    case SHALE_MSG_MIG_BATCH: return &shale__mig_batch__descriptor;
+    case SHALE_MSG_MIG_IMPORT_REQ: return &shale__mig_import_request__descriptor;
+    case SHALE_MSG_MIG_IMPORT_RESP: return &shale__mig_import_response__descriptor;
     default: return NULL;
     }
 }

@@ -267,7 +267,7 @@ static const Shale__Route *route_of(const sreq_t *r)
 /* A data node in a cluster serves only the slots its group owns (at its
  * applied ownership epoch): every key of the request is checked. Returns 0
  * or answers the request (WRONG_GROUP carries the node's epoch). */
-static int check_ownership(shaled_t *s, sreq_t *r)
+int dispatch_check_ownership(shaled_t *s, sreq_t *r)
 {
     char msg[200];
     uint64_t epoch = 0;
@@ -391,7 +391,8 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
 
     if (!is_read(type) && !is_write(type) && !is_admin(type) &&
         type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ &&
-        type != SHALE_MSG_MAP_GET_REQ && type != SHALE_MSG_MAP_CAS_REQ) {
+        type != SHALE_MSG_MAP_GET_REQ && type != SHALE_MSG_MAP_CAS_REQ &&
+        type != SHALE_MSG_MIG_EXPORT_REQ && type != SHALE_MSG_MIG_IMPORT_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
         sreq_fail(r, SHALE_EPROTO, msg);
@@ -445,12 +446,24 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
                   "(shale-router) or a shard group");
         return;
     }
+    if (type == SHALE_MSG_MIG_EXPORT_REQ || type == SHALE_MSG_MIG_IMPORT_REQ) {
+        if (s->cfg.group == 0)
+            sreq_fail(r, SHALE_EINVAL, "not a cluster data node: slot migrations need "
+                      "shaled --group/--meta");
+        else if (type == SHALE_MSG_MIG_EXPORT_REQ)
+            mig_export(s, r); /* any member of the source group */
+        else if (!raft_node_is_leader(s))
+            sreq_fail(r, SHALE_ENOTLEADER, "imports go to the leader");
+        else
+            mig_import(s, r);
+        return;
+    }
     int rv = validate(s, r, msg, sizeof(msg));
     if (rv != 0) {
         sreq_fail(r, rv, msg);
         return;
     }
-    if (check_ownership(s, r) != 0)
+    if (dispatch_check_ownership(s, r) != 0)
         return;
     const ProtobufCBinaryData *k = first_key(r);
     r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);

@@ -258,7 +258,8 @@ int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err
         }
         return store_apply_noop(s->store, index, err);
     }
-    int bad = cmap_validate(s->map, c->map, msg, sizeof(msg)) != 0;
+    int bad = cmap_validate_change(s->map, c->map, c->has_force && c->force, msg,
+                                   sizeof(msg)) != 0;
     if (!bad && c->map->cluster_id != NULL && c->map->cluster_id[0] != '\0' &&
         strcmp(c->map->cluster_id, s->cfg.cluster_id) != 0) {
         snprintf(msg, sizeof(msg), "map names cluster '%s'; this is '%s'", c->map->cluster_id,

@@ -48,6 +48,7 @@ struct obs {
     met_family_t *own_epoch, *slots_owned, *map_epoch, *map_watchers, *guard, *ready;
     met_family_t *sst, *memtable, *pending_compaction, *cache_usage, *cache_capacity, *keys;
     met_family_t *live_data;
+    met_family_t *mig_bytes, *mig_keys, *mig_active;
 };
 
 static int op_index(uint16_t type)
@@ -133,6 +134,15 @@ void obs_snapshot(shaled_t *s, int install, uint64_t us)
     met_observe(o->snap_duration, install ? 1 : 0, (double)us / 1e6);
 }
 
+void obs_migration(shaled_t *s, int source, uint64_t bytes, uint64_t keys)
+{
+    struct obs *o = s->obs;
+    if (o == NULL || o->mig_bytes == NULL)
+        return;
+    met_add(o->mig_bytes, source ? 0 : 1, bytes);
+    met_add(o->mig_keys, source ? 0 : 1, keys);
+}
+
 /* 1 when ready; else 0 with the reason. */
 static int health(shaled_t *s, char *why, size_t n)
 {
@@ -203,6 +213,17 @@ static void collect(void *arg)
     if (o->own_epoch != NULL) {
         met_set(o->own_epoch, 0, s->own != NULL ? (double)s->own->epoch : 0);
         met_set(o->slots_owned, 0, (double)own_count(s));
+    }
+    if (o->mig_active != NULL) {
+        size_t out = 0, in = 0;
+        for (size_t i = 0; s->own != NULL && i < s->own->n_migrations; i++) {
+            if (s->own->migrations[i]->from_group == s->cfg.group)
+                out++;
+            else
+                in++;
+        }
+        met_set(o->mig_active, 0, (double)out);
+        met_set(o->mig_active, 1, (double)in);
     }
     if (o->map_epoch != NULL) {
         met_set(o->map_epoch, 0, s->map != NULL ? (double)s->map->epoch : 0);
@@ -306,6 +327,17 @@ int obs_init(shaled_t *s)
                       "Map epoch of the slot ownership record applied in this group.", NULL);
         o->slots_owned = met_gauge(r, "shale_slots_owned",
                                    "Slots this node's group owns at its ownership epoch.", NULL);
+        o->mig_bytes = met_counter(r, "shale_migration_bytes_total",
+                                   "Raw record bytes of slot migrations: exported by this "
+                                   "node (source) or applied from imports (target).",
+                                   "role=source|target");
+        o->mig_keys = met_counter(r, "shale_migration_keys_total",
+                                  "Records (keys, changes, sessions) of slot migrations "
+                                  "exported (source) or applied (target) here.",
+                                  "role=source|target");
+        o->mig_active = met_gauge(r, "shale_migrations_active",
+                                  "Migrations in this group's applied ownership record, by "
+                                  "this group's side.", "role=source|target");
     }
     o->guard = met_counter(r, "shale_raft_guard_events_total",
                            "Interventions of the libraft 0.15 safety guard (docs/raft-safety.md).",

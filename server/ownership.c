@@ -13,6 +13,12 @@
  *  - the request check (own_check): a slot the group does not own at its
  *    epoch is refused with WRONG_GROUP{epoch} so the router refreshes.
  *
+ *  - the migration side of the record (docs/resharding.md): a slot of a
+ *    migration out of this group is logged (store changelog) and, once the
+ *    migration is FENCED, refused with SLOT_MOVING; a slot of a migration
+ *    into this group accepts imports (migrate.c) and nothing else; a record
+ *    that drops a slot deletes what this node stored of it.
+ *
  * A node without --meta is a standalone group and owns every slot. Never
  * changes the map; never calls into Raft from a callback (proposals leave
  * from own_flush in the end-of-turn check). */
@@ -39,11 +45,102 @@ static int in_cluster(const shaled_t *s)
     return s->cfg.group != 0;
 }
 
+int own_mig_has_slot(const Shale__Migration *m, uint32_t slot)
+{
+    for (size_t i = 0; i < m->n_slots; i++)
+        if (m->slots[i] == slot)
+            return 1;
+    return 0;
+}
+
+/* Per-slot state of record o (NULL: all OWN_NONE) into st (o->slots bytes). */
+static void derive_state(const Shale__SlotOwnership *o, uint64_t group, uint8_t *st)
+{
+    if (o == NULL)
+        return;
+    memset(st, OWN_NONE, o->slots);
+    for (uint32_t sl = 0; sl < o->slots; sl++)
+        if ((o->owned.data[sl / 8] >> (sl % 8)) & 1)
+            st[sl] = OWN_SERVE;
+    for (size_t i = 0; i < o->n_migrations; i++) {
+        const Shale__Migration *m = o->migrations[i];
+        for (size_t j = 0; j < m->n_slots; j++) {
+            uint32_t sl = m->slots[j];
+            if (sl >= o->slots)
+                continue;
+            if (m->from_group == group && st[sl] == OWN_SERVE &&
+                m->state == SHALE__MIGRATION_STATE__MIG_FENCED)
+                st[sl] = OWN_FENCED;
+            else if (m->to_group == group && st[sl] == OWN_NONE)
+                st[sl] = OWN_IMPORTING;
+        }
+    }
+}
+
+/* Whether record o logs changes of slot (a migration out of group lists it
+ * and the group owns it). */
+static int logs_slot(const Shale__SlotOwnership *o, uint64_t group, const uint8_t *st,
+                     uint32_t sl)
+{
+    if (o == NULL || sl >= o->slots || (st[sl] != OWN_SERVE && st[sl] != OWN_FENCED))
+        return 0;
+    for (size_t i = 0; i < o->n_migrations; i++)
+        if (o->migrations[i]->from_group == group && own_mig_has_slot(o->migrations[i], sl))
+            return 1;
+    return 0;
+}
+
 static void set_own(shaled_t *s, Shale__SlotOwnership *o)
 {
     if (s->own != NULL)
         shale__slot_ownership__free_unpacked(s->own, NULL);
     s->own = o;
+    free(s->own_state);
+    s->own_state = NULL;
+    if (o != NULL) {
+        s->own_state = malloc(o->slots);
+        if (s->own_state != NULL) {
+            derive_state(o, s->cfg.group, s->own_state);
+            for (uint32_t sl = 0; sl < o->slots; sl++)
+                store_changelog_set(s->store, (uint16_t)sl,
+                                    logs_slot(o, s->cfg.group, s->own_state, sl));
+        }
+    }
+}
+
+int own_slot_state(const shaled_t *s, uint32_t slot)
+{
+    if (s->cfg.group == 0)
+        return OWN_SERVE;
+    if (s->own == NULL || s->own_state == NULL || slot >= s->own->slots)
+        return OWN_NONE;
+    return s->own_state[slot];
+}
+
+const Shale__Migration *own_migration(const shaled_t *s, uint64_t id, int *outgoing)
+{
+    if (s->own == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->own->n_migrations; i++) {
+        const Shale__Migration *m = s->own->migrations[i];
+        if (m->id == id) {
+            *outgoing = m->from_group == s->cfg.group;
+            return m;
+        }
+    }
+    return NULL;
+}
+
+int own_apply_check(const shaled_t *s, const uint16_t *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int st = own_slot_state(s, slots[i]);
+        if (st == OWN_FENCED)
+            return SHALE_ESLOTMOVING;
+        if (st != OWN_SERVE)
+            return SHALE_EWRONGGROUP;
+    }
+    return 0;
 }
 
 static uint32_t count_owned(const Shale__SlotOwnership *o)
@@ -77,14 +174,14 @@ int own_load(shaled_t *s, char *err)
     }
     s->cfg.slots = o->slots; /* the cluster's S, fixed at init */
     set_own(s, o);
+    if (s->own_state == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory loading slot ownership");
+        return SHALE_ENOMEM;
+    }
     s->own_count = count_owned(o);
     return 0;
 }
 
-static int owns(const shaled_t *s, uint32_t slot)
-{
-    return slot < s->own->slots && (s->own->owned.data[slot / 8] >> (slot % 8)) & 1;
-}
 
 /* ---- Request check ---------------------------------------------------------*/
 
@@ -106,7 +203,13 @@ int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shal
                      route->slot, slot);
             return SHALE_EINVAL;
         }
-        if (!owns(s, slot)) {
+        int st = own_slot_state(s, slot);
+        if (st == OWN_FENCED) {
+            snprintf(msg, msglen, "slot %u is fenced for a migration out of group %llu: "
+                     "retry shortly", slot, (unsigned long long)s->cfg.group);
+            return SHALE_ESLOTMOVING;
+        }
+        if (st != OWN_SERVE) {
             snprintf(msg, msglen, "slot %u is not owned by group %llu at epoch %llu", slot,
                      (unsigned long long)s->cfg.group, (unsigned long long)s->own->epoch);
             if (route != NULL && route->has_epoch && route->epoch > s->own->epoch)
@@ -240,12 +343,31 @@ void own_flush(shaled_t *s)
     o.has_owned = 1;
     o.owned.data = bits;
     o.owned.len = nbytes;
+    Shale__Migration *migs[64];
+    Shale__Migration **mp = migs;
+    size_t nm = 0;
+    if (s->own_map->n_migrations > 64) {
+        mp = malloc(s->own_map->n_migrations * sizeof(*mp));
+        if (mp == NULL) {
+            free(bits);
+            return;
+        }
+    }
+    for (size_t i = 0; i < s->own_map->n_migrations; i++) {
+        Shale__Migration *m = s->own_map->migrations[i];
+        if (m->from_group == s->cfg.group || m->to_group == s->cfg.group)
+            mp[nm++] = m;
+    }
+    o.n_migrations = nm;
+    o.migrations = mp;
     Shale__Command cmd = SHALE__COMMAND__INIT;
     cmd.timestamp_ms = shaled_now_ms();
     cmd.ownership = &o;
     struct raft_buffer buf;
     int rv = raft_cmd_encode(&cmd, &buf);
     free(bits);
+    if (mp != migs)
+        free(mp);
     if (rv != 0)
         return;
     s->own_apply.data = s;
@@ -259,6 +381,61 @@ void own_flush(shaled_t *s)
     s->last_proposal_ms = cmd.timestamp_ms;
 }
 
+/* The data a new record o makes obsolete, deleted before the record is
+ * stored (deletes do not move the applied index, so a crash in between
+ * re-applies the entry and deletes again):
+ *  - a slot this node held (owned or importing) that o neither owns nor
+ *    imports: its data, sessions and changelog (after a flip: the source;
+ *    after an abort: the target's partial import);
+ *  - a slot o starts importing under a migration the old record did not
+ *    have: leftovers of an earlier attempt, so the import starts clean;
+ *  - a slot still owned whose changelog o stops: the changelog (abort). */
+static int own_transition(shaled_t *s, const Shale__SlotOwnership *o, char *err)
+{
+    uint8_t *nst = malloc(o->slots);
+    if (nst == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory applying slot ownership");
+        return SHALE_ENOMEM;
+    }
+    derive_state(o, s->cfg.group, nst);
+    const Shale__SlotOwnership *old = s->own;
+    int rv = 0;
+    uint32_t dropped = 0, cleared = 0;
+    for (uint32_t sl = 0; sl < o->slots && rv == 0; sl++) {
+        int was = old != NULL && s->own_state != NULL && sl < old->slots ? s->own_state[sl]
+                                                                        : OWN_NONE;
+        int now = nst[sl];
+        if (was != OWN_NONE && now == OWN_NONE) {
+            rv = store_delete_slot(s->store, (uint16_t)sl, 0, err);
+            dropped++;
+        } else if (now == OWN_IMPORTING) {
+            /* The migration importing it now: new to this record? */
+            int fresh = 1;
+            for (size_t i = 0; old != NULL && i < o->n_migrations && fresh; i++) {
+                const Shale__Migration *m = o->migrations[i];
+                if (m->to_group != s->cfg.group || !own_mig_has_slot(m, sl))
+                    continue;
+                int out;
+                const Shale__Migration *pm = own_migration(s, m->id, &out);
+                fresh = pm == NULL || !own_mig_has_slot(pm, sl);
+            }
+            if (fresh && was != OWN_SERVE) {
+                rv = store_delete_slot(s->store, (uint16_t)sl, 0, err);
+                cleared++;
+            }
+        } else if ((now == OWN_SERVE || now == OWN_FENCED) &&
+                   store_changelog_on(s->store, (uint16_t)sl) &&
+                   !logs_slot(o, s->cfg.group, nst, sl)) {
+            rv = store_delete_changelog(s->store, (uint16_t)sl, err);
+        }
+    }
+    free(nst);
+    if (dropped > 0 || cleared > 0)
+        log_info("slot data deleted by an ownership change", " epoch=%llu dropped=%u "
+                 "cleared_for_import=%u", (unsigned long long)o->epoch, dropped, cleared);
+    return rv;
+}
+
 int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err)
 {
     if (index <= store_applied_index(s->store))
@@ -269,6 +446,9 @@ int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *
         o->owned.len < (o->slots + 7) / 8 ||
         (s->own != NULL && (o->epoch <= s->own->epoch || o->slots != s->own->slots)))
         return store_apply_noop(s->store, index, err);
+    int rv = own_transition(s, o, err);
+    if (rv != 0)
+        return rv;
     size_t len = shale__slot_ownership__get_packed_size(o);
     uint8_t *buf = malloc(len ? len : 1);
     if (buf == NULL) {
@@ -276,7 +456,7 @@ int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *
         return SHALE_ENOMEM;
     }
     shale__slot_ownership__pack(o, buf);
-    int rv = store_apply_meta(s->store, index, META_OWNERSHIP, buf, len, err);
+    rv = store_apply_meta(s->store, index, META_OWNERSHIP, buf, len, err);
     Shale__SlotOwnership *c = rv == 0 ? shale__slot_ownership__unpack(NULL, len, buf) : NULL;
     free(buf);
     if (rv != 0)
@@ -289,8 +469,13 @@ int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *
     s->cfg.slots = c->slots;
     set_own(s, c);
     s->own_count = n;
-    log_info("slot ownership applied", " epoch=%llu group=%llu slots_owned=%u",
-             (unsigned long long)c->epoch, (unsigned long long)c->group_id, n);
+    if (s->own_state == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory applying slot ownership");
+        return SHALE_ENOMEM;
+    }
+    log_info("slot ownership applied", " epoch=%llu group=%llu slots_owned=%u migrations=%zu",
+             (unsigned long long)c->epoch, (unsigned long long)c->group_id, n,
+             c->n_migrations);
     return 0;
 }
 

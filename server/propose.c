@@ -206,6 +206,16 @@ void propose_fail_all(shaled_t *s, int code, const char *msg)
 
 static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
 {
+    if (sr->code == SHALE_EWRONGGROUP) {
+        sreq_fail_epoch(r, sr->code, "the slot left this group before the write was applied; "
+                        "it was not applied", s->own != NULL ? s->own->epoch : 0);
+        return;
+    }
+    if (sr->code == SHALE_ESLOTMOVING) {
+        sreq_fail(r, sr->code, "the slot was fenced for a migration before the write was "
+                  "applied; it was not applied: retry shortly");
+        return;
+    }
     if (sr->code != SHALE_OK) {
         sreq_fail(r, sr->code, sr->code == SHALE_ESESSION
                                    ? "retry older than the session window: "

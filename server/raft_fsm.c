@@ -169,6 +169,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     store_op_t *ops = calloc(nops ? nops : 1, sizeof(*ops));
     store_result_t *res = calloc(nops ? nops : 1, sizeof(*res));
     int rv = 0, skipped = 0;
+    int *refused = NULL; /* per request: refused by ownership at apply time */
     char err[STORE_ERRLEN] = "";
     if (reqs == NULL || ops == NULL || res == NULL) {
         shaled_storage_failed(s, "out of memory applying an entry");
@@ -179,6 +180,26 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     for (size_t i = 0; i < nreq; i++) {
         size_t k = mutation_ops(s, cmd->mutations[i], ops + at, &reqs[i]);
         reqs[i].results = res + at;
+        /* Ownership at apply time, decided by the records applied before
+         * this entry (the same on every member): a write proposed before a
+         * fence or a flip and committed after it is refused, so nothing is
+         * applied to a slot this group no longer serves. */
+        if (s->cfg.group != 0 && k > 0) {
+            int code = 0;
+            for (size_t j = 0; j < k && code == 0; j++)
+                code = own_apply_check(s, &ops[at + j].slot, 1);
+            if (code != 0) {
+                if (refused == NULL)
+                    refused = calloc(nreq, sizeof(*refused));
+                if (refused == NULL) {
+                    shaled_storage_failed(s, "out of memory applying an entry");
+                    rv = RAFT_NOMEM;
+                    goto out;
+                }
+                refused[i] = code;
+                reqs[i].nops = 0; /* store_apply skips it (EINVAL) */
+            }
+        }
         at += k;
     }
     if (cmd->has_expire_sessions_before_ms && nreq == 0) {
@@ -197,11 +218,16 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         if (rv == 0)
             log_info("member table changed", " index=%llu members=%zu",
                      (unsigned long long)index, cmd->members->n_members);
+    } else if (nreq == 0 && cmd->import != NULL) {
+        rv = mig_apply_import(s, index, cmd, err);
     } else if (nreq == 0) {
         rv = store_apply_noop(s->store, index, err);
     } else {
         rv = store_apply(s->store, index, cmd->timestamp_ms, reqs, nreq,
                          &skipped, err);
+        for (size_t i = 0; refused != NULL && i < nreq; i++)
+            if (refused[i] != 0)
+                reqs[i].code = refused[i];
     }
     if (rv != 0) {
         shaled_storage_failed(s, err);
@@ -218,6 +244,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         cmd->has_proposer_boot && cmd->proposer_boot == s->boot_nonce)
         propose_deliver(s, cmd->proposal_seq, reqs, nreq, cmd);
 out:
+    free(refused);
     free(reqs);
     free(ops);
     free(res);

@@ -151,6 +151,10 @@ static void barrier_cb(void *data, int status)
         while (!q_empty(&b->reads)) {
             sreq_t *r = q_data(b->reads.next, sreq_t, link);
             q_remove(&r->link);
+            /* Again after the barrier: a fence or a flip applied while the
+             * read waited means another group may have accepted writes. */
+            if (dispatch_check_ownership(s, r) != 0)
+                continue;
             reads_serve(s, r);
         }
     }

@@ -126,12 +126,18 @@ struct shaled {
     /* slot ownership (ownership.c, data node with --group/--meta) */
     Shale__SlotOwnership *own;   /* applied record; NULL: none yet */
     uint32_t own_count;          /* slots set in own */
+    uint8_t *own_state;          /* per slot: OWN_* (derived from own) */
     Shale__ClusterMap *own_map;  /* newest map seen from meta */
     struct shale_client *meta_client;
     struct shale_req own_req;    /* the MAP_GET long-poll */
     int own_watching, own_hurry, own_proposing, own_slots_warned;
     struct raft_apply own_apply;
     uv_timer_t own_timer;
+
+    /* slot migration (migrate.c) */
+    qnode_t mig_pending;         /* MIG_IMPORT waiting to be proposed */
+    qnode_t mig_props;           /* imports proposed, callback pending */
+    uint64_t nmig_imports;
 
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
@@ -278,6 +284,18 @@ void meta_stop(shaled_t *s);
 void meta_free(shaled_t *s);
 
 /* ownership.c: the slots this data node's group owns (--group/--meta) */
+/* Answer r (WRONG_GROUP / SLOT_MOVING / UNAVAILABLE) and return -1 unless
+ * this node serves every key's slot now; 0 otherwise. */
+int dispatch_check_ownership(shaled_t *s, sreq_t *r);
+
+/* Slot migration, node side (migrate.c, docs/resharding.md). */
+void mig_start(shaled_t *s);
+void mig_export(shaled_t *s, sreq_t *r); /* MIG_EXPORT: any member of the source */
+void mig_import(shaled_t *s, sreq_t *r); /* MIG_IMPORT: queued for mig_flush */
+void mig_flush(shaled_t *s);             /* end of turn: propose queued imports */
+int mig_apply_import(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err);
+void mig_fail_all(shaled_t *s, int code, const char *msg);
+
 int own_load(shaled_t *s, char *err);
 int own_start(shaled_t *s, char *err, size_t errlen);
 /* 0, or SHALE_EWRONGGROUP (*epoch set) / SHALE_EUNAVAILABLE / SHALE_EINVAL
@@ -287,6 +305,17 @@ int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shal
 void own_flush(shaled_t *s);             /* end of turn: leader proposes a newer record */
 int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err);
 uint32_t own_count(const shaled_t *s);
+/* What the applied record says of one slot. */
+enum { OWN_NONE = 0, OWN_SERVE = 1, OWN_FENCED = 2, OWN_IMPORTING = 3 };
+int own_slot_state(const shaled_t *s, uint32_t slot);
+/* The applied record's migration with this id, or NULL; *outgoing says
+ * whether this group is its source. */
+const Shale__Migration *own_migration(const shaled_t *s, uint64_t id, int *outgoing);
+/* Whether the migration lists slot. */
+int own_mig_has_slot(const Shale__Migration *m, uint32_t slot);
+/* 0 when every op's slot is served here now (apply time, deterministic on
+ * every member), else SHALE_ESLOTMOVING / SHALE_EWRONGGROUP. */
+int own_apply_check(const shaled_t *s, const uint16_t *slots, size_t n);
 void own_stop(shaled_t *s);
 void own_free(shaled_t *s);
 
@@ -304,6 +333,8 @@ void obs_turn(shaled_t *s);
 void obs_appended(shaled_t *s, unsigned n, uint64_t bytes);
 /* A snapshot taken (install 0) or installed (1) in us microseconds. */
 void obs_snapshot(shaled_t *s, int install, uint64_t us);
+/* Migration records exported (source 1) or imported and applied (0). */
+void obs_migration(shaled_t *s, int source, uint64_t bytes, uint64_t keys);
 
 /* shaled.c */
 void shaled_stop(shaled_t *s, int exit_code);

@@ -44,6 +44,7 @@ static void on_flush(uv_check_t *h)
     admin_poll(s);
     meta_flush(s);
     own_flush(s);
+    mig_flush(s);
     propose_flush(s);
     reads_flush(s);
     conn_flush_all(s);
@@ -139,6 +140,7 @@ void shaled_stop(shaled_t *s, int exit_code)
     propose_stop(s);
     raft_disk_stop(s);
     meta_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
+    mig_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     meta_stop(s);
     own_stop(s);
     obs_stop(s);
@@ -329,6 +331,7 @@ int main(int argc, char **argv)
     uv_check_start(&s->flush, on_flush);
     propose_start(s);
     meta_start(s);
+    mig_start(s);
     uv_timer_init(s->loop, &s->tick_timer);
     s->tick_timer.data = s;
     uv_timer_start(&s->tick_timer, on_tick, s->cfg.tick_ms, s->cfg.tick_ms);

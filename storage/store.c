@@ -32,6 +32,8 @@
 #define TAG_RESULT 's'
 #define TAG_HEADER 'c'
 #define TAG_META 'm'
+#define TAG_CLOG 'x'
+#define CLOG_KEY_LEN 15 /* [slot:2]['x'][index:8][n:4] */
 #define META_SLOT 0xFFFFu
 
 #define HEADER_KEY_LEN 11 /* [slot:2]['c'][client:8] */
@@ -59,6 +61,9 @@ struct store {
     /* Scratch buffer for data keys ([slot]['d'][key]); grows, never shrinks. */
     uint8_t *kbuf;
     size_t kcap;
+    /* Slots whose changes are logged for a migration: bit per slot,
+     * allocated when the first is turned on. */
+    uint8_t *clog;
 };
 
 struct store_iter {
@@ -193,6 +198,7 @@ static void store_free(store_t *s)
         rocksdb_cache_destroy(s->cache);
     }
     free(s->kbuf);
+    free(s->clog);
     free(s);
 }
 
@@ -447,6 +453,49 @@ static int request_valid(const store_request_t *r)
     return 1;
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Log one change of a migrating slot: under [slot]['x'][index][n], the
+ * record [op][klen][key][vlen][version value] (version/value only for a
+ * put). key is the store key after the slot prefix. */
+static int changelog_put(apply_ctx_t *c, uint16_t slot, int op, const uint8_t *key,
+                         size_t klen, const uint8_t *ver, const uint8_t *val, size_t vlen)
+{
+    uint8_t lk[CLOG_KEY_LEN], head[5], vhead[4];
+    size_t stored = ver != NULL ? VERSION_LEN + vlen : 0;
+
+    if (klen > UINT32_MAX || stored > UINT32_MAX) {
+        set_err(c->err, "changelog: record too large");
+        return SHALE_EINVAL;
+    }
+    put_be16(lk, slot);
+    lk[2] = TAG_CLOG;
+    put_be64(lk + 3, c->index);
+    put_be32(lk + 11, (uint32_t)(c->nop > UINT32_MAX ? UINT32_MAX : c->nop));
+    head[0] = (uint8_t)op;
+    put_be32(head + 1, (uint32_t)klen);
+    put_be32(vhead, (uint32_t)stored);
+    const char *kp = (const char *)lk;
+    size_t ks = sizeof(lk);
+    const char *parts[5] = {(const char *)head, (const char *)key, (const char *)vhead,
+                            (const char *)ver, val != NULL ? (const char *)val : ""};
+    size_t sizes[5] = {sizeof(head), klen, sizeof(vhead), ver != NULL ? VERSION_LEN : 0,
+                       ver != NULL ? vlen : 0};
+    rocksdb_writebatch_wi_putv(c->wb, 1, &kp, &ks, ver != NULL ? 5 : 3, parts, sizes);
+    return SHALE_OK;
+}
+
 /* Execute one op against the batch (reads see earlier ops of the entry). */
 static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
 {
@@ -532,9 +581,17 @@ static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
         /* putv: the value goes into the batch once, without a joined copy. */
         rocksdb_writebatch_wi_putv(c->wb, 1, &kp, &dlen, 2, parts, sizes);
         res->version = newver;
+        if (store_changelog_on(s, op->slot)) {
+            return changelog_put(c, op->slot, STORE_REC_PUT, s->kbuf + 2, dlen - 2, verbuf,
+                                 op->value, op->vlen);
+        }
     } else if (do_del) {
         if (found) {
             rocksdb_writebatch_wi_delete(c->wb, (const char *)s->kbuf, dlen);
+            if (store_changelog_on(s, op->slot)) {
+                return changelog_put(c, op->slot, STORE_REC_DEL, s->kbuf + 2, dlen - 2,
+                                     NULL, NULL, 0);
+            }
         }
         res->version = oldver;
     }
@@ -1222,6 +1279,299 @@ void store_block_cache(store_t *s, uint64_t *usage, uint64_t *capacity)
         return;
     *usage = (uint64_t)rocksdb_cache_get_usage(s->cache);
     *capacity = (uint64_t)rocksdb_cache_get_capacity(s->cache);
+}
+
+/* ---- Slot migration ---------------------------------------------------------*/
+
+int store_changelog_set(store_t *s, uint16_t slot, int on)
+{
+    if (s == NULL || slot >= STORE_MAX_SLOTS) {
+        return SHALE_EINVAL;
+    }
+    if (s->clog == NULL) {
+        if (!on) {
+            return SHALE_OK;
+        }
+        s->clog = calloc(1, (STORE_MAX_SLOTS + 7) / 8);
+        if (s->clog == NULL) {
+            return SHALE_ENOMEM;
+        }
+    }
+    if (on) {
+        s->clog[slot / 8] |= (uint8_t)(1u << (slot % 8));
+    } else {
+        s->clog[slot / 8] &= (uint8_t)~(1u << (slot % 8));
+    }
+    return SHALE_OK;
+}
+
+int store_changelog_on(const store_t *s, uint16_t slot)
+{
+    return s->clog != NULL && slot < STORE_MAX_SLOTS && (s->clog[slot / 8] >> (slot % 8)) & 1;
+}
+
+static int buf_reserve(store_buf_t *b, size_t more)
+{
+    if (b->len + more <= b->cap) {
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->data, cap);
+    if (p == NULL) {
+        return -1;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static int buf_add_record(store_buf_t *b, int op, const char *k, size_t kl, const char *v,
+                          size_t vl)
+{
+    if (kl > UINT32_MAX || vl > UINT32_MAX || buf_reserve(b, 9 + kl + vl) != 0) {
+        return -1;
+    }
+    uint8_t *p = b->data + b->len;
+    p[0] = (uint8_t)op;
+    put_be32(p + 1, (uint32_t)kl);
+    memcpy(p + 5, k, kl);
+    put_be32(p + 5 + kl, (uint32_t)vl);
+    if (vl > 0) {
+        memcpy(p + 9 + kl, v, vl);
+    }
+    b->len += 9 + kl + vl;
+    return 0;
+}
+
+int store_scan_records(store_t *s, uint16_t slot, store_scan_kind_t kind, const uint8_t *after,
+                       size_t alen, size_t max_bytes, store_buf_t *out, uint32_t *count,
+                       uint8_t **next, size_t *nlen, int *done, char *err)
+{
+    uint8_t lo[2 + 1], hi[3], skip_to[3];
+    uint8_t tag_lo, tag_hi;
+    size_t start = out->len;
+    uint8_t *seek = NULL;
+    char *rerr = NULL;
+    int rc = SHALE_OK;
+
+    *count = 0;
+    *next = NULL;
+    *nlen = 0;
+    *done = 0;
+    if (s == NULL || slot >= STORE_MAX_SLOTS || (after == NULL && alen > 0)) {
+        set_err(err, "store_scan_records: bad argument");
+        return SHALE_EINVAL;
+    }
+    switch (kind) {
+    case STORE_SCAN_DATA:
+        tag_lo = TAG_DATA;
+        tag_hi = TAG_DATA + 1;
+        break;
+    case STORE_SCAN_LOG:
+        tag_lo = TAG_CLOG;
+        tag_hi = TAG_CLOG + 1;
+        break;
+    case STORE_SCAN_SESSIONS:
+        tag_lo = TAG_HEADER; /* 'c' .. 's' inclusive, data ('d') skipped */
+        tag_hi = TAG_RESULT + 1;
+        break;
+    default:
+        set_err(err, "store_scan_records: unknown kind %d", (int)kind);
+        return SHALE_EINVAL;
+    }
+    put_be16(lo, slot);
+    lo[2] = tag_lo;
+    put_be16(hi, slot);
+    hi[2] = tag_hi;
+    put_be16(skip_to, slot);
+    skip_to[2] = TAG_RESULT;
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (ro == NULL) {
+        set_err(err, "store_scan_records: out of memory");
+        return SHALE_ENOMEM;
+    }
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, sizeof(hi));
+    rocksdb_readoptions_set_fill_cache(ro, 0); /* read once: keep the cache */
+    rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
+    if (alen > 0) {
+        seek = malloc(2 + alen);
+        if (seek == NULL) {
+            rc = SHALE_ENOMEM;
+            set_err(err, "store_scan_records: out of memory");
+            goto out;
+        }
+        put_be16(seek, slot);
+        memcpy(seek + 2, after, alen);
+        rocksdb_iter_seek(it, (const char *)seek, 2 + alen);
+        if (rocksdb_iter_valid(it)) {
+            size_t kl;
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (kl == 2 + alen && memcmp(k, seek, kl) == 0) {
+                rocksdb_iter_next(it);
+            }
+        }
+    } else {
+        rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
+    }
+    const char *last = NULL;
+    size_t lastlen = 0;
+    while (rocksdb_iter_valid(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (kl < 3 || memcmp(k, lo, 3) < 0) { /* a cursor before the range */
+            rocksdb_iter_seek(it, (const char *)lo, sizeof(lo));
+            continue;
+        }
+        if (kind == STORE_SCAN_SESSIONS && (uint8_t)k[2] == TAG_DATA) {
+            rocksdb_iter_seek(it, (const char *)skip_to, sizeof(skip_to));
+            continue;
+        }
+        if (out->len - start >= max_bytes && *count > 0) {
+            break;
+        }
+        const char *v = rocksdb_iter_value(it, &vl);
+        int bad;
+        if (kind == STORE_SCAN_LOG) {
+            bad = buf_reserve(out, vl) != 0;
+            if (!bad) {
+                memcpy(out->data + out->len, v, vl);
+                out->len += vl;
+            }
+        } else {
+            bad = buf_add_record(out, STORE_REC_PUT, k + 2, kl - 2, v, vl) != 0;
+        }
+        if (bad) {
+            rc = SHALE_ENOMEM;
+            set_err(err, "store_scan_records: out of memory");
+            goto out;
+        }
+        (*count)++;
+        free(seek);
+        seek = malloc(kl - 2);
+        if (seek == NULL) {
+            rc = SHALE_ENOMEM;
+            set_err(err, "store_scan_records: out of memory");
+            goto out;
+        }
+        memcpy(seek, k + 2, kl - 2);
+        last = (const char *)seek;
+        lastlen = kl - 2;
+        rocksdb_iter_next(it);
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    if (rerr != NULL) {
+        rc = rdb_fail(err, rerr, "scan records");
+        goto out;
+    }
+    *done = !rocksdb_iter_valid(it);
+    if (last != NULL) {
+        *next = seek;
+        *nlen = lastlen;
+        seek = NULL;
+    }
+out:
+    free(seek);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t *recs,
+                        size_t len, uint32_t *count, char *err)
+{
+    uint32_t n = 0;
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (s == NULL || slot >= STORE_MAX_SLOTS || (recs == NULL && len > 0)) {
+        set_err(err, "store_apply_records: bad argument");
+        return SHALE_EINVAL;
+    }
+    if (index != 0 && index <= s->applied) {
+        return SHALE_OK;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    uint8_t *kb = NULL;
+    size_t kcap = 0;
+    if (wb == NULL) {
+        set_err(err, "store_apply_records: out of memory");
+        return SHALE_ENOMEM;
+    }
+    size_t at = 0;
+    while (at < len) {
+        if (len - at < 9) {
+            goto bad;
+        }
+        int op = recs[at];
+        uint32_t kl = get_be32(recs + at + 1);
+        if (kl < 1 || len - at - 5 < (size_t)kl + 4) {
+            goto bad;
+        }
+        const uint8_t *k = recs + at + 5;
+        uint32_t vl = get_be32(recs + at + 5 + kl);
+        if (len - at - 9 - kl < vl) {
+            goto bad;
+        }
+        const uint8_t *v = recs + at + 9 + kl;
+        if ((k[0] != TAG_DATA && k[0] != TAG_HEADER && k[0] != TAG_RESULT) ||
+            (op != STORE_REC_PUT && op != STORE_REC_DEL) ||
+            (k[0] == TAG_DATA && op == STORE_REC_PUT && vl < VERSION_LEN)) {
+            goto bad;
+        }
+        if (kcap < 2 + (size_t)kl) {
+            uint8_t *p = realloc(kb, 2 + (size_t)kl);
+            if (p == NULL) {
+                rocksdb_writebatch_destroy(wb);
+                free(kb);
+                set_err(err, "store_apply_records: out of memory");
+                return SHALE_ENOMEM;
+            }
+            kb = p;
+            kcap = 2 + (size_t)kl;
+        }
+        put_be16(kb, slot);
+        memcpy(kb + 2, k, kl);
+        if (op == STORE_REC_PUT) {
+            rocksdb_writebatch_put(wb, (const char *)kb, 2 + (size_t)kl, (const char *)v, vl);
+        } else {
+            rocksdb_writebatch_delete(wb, (const char *)kb, 2 + (size_t)kl);
+        }
+        n++;
+        at += 9 + (size_t)kl + vl;
+    }
+    free(kb);
+    if (count != NULL) {
+        *count = n;
+    }
+    return write_plain(s, wb, index, "apply records: write batch", err);
+bad:
+    free(kb);
+    rocksdb_writebatch_destroy(wb);
+    set_err(err, "record batch is malformed at byte %zu", at);
+    return SHALE_EINVAL;
+}
+
+int store_delete_changelog(store_t *s, uint16_t slot, char *err)
+{
+    uint8_t lo[3], hi[3];
+    if (s == NULL || slot >= STORE_MAX_SLOTS) {
+        set_err(err, "store_delete_changelog: bad argument");
+        return SHALE_EINVAL;
+    }
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    if (wb == NULL) {
+        set_err(err, "store_delete_changelog: out of memory");
+        return SHALE_ENOMEM;
+    }
+    put_be16(lo, slot);
+    lo[2] = TAG_CLOG;
+    put_be16(hi, slot);
+    hi[2] = TAG_CLOG + 1;
+    rocksdb_writebatch_delete_range(wb, (const char *)lo, 3, (const char *)hi, 3);
+    return write_plain(s, wb, 0, "delete changelog: write batch", err);
 }
 
 /* ---- Durability, checkpoints ----------------------------------------------*/

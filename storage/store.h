@@ -14,6 +14,8 @@
  *   [slot:2]['d'][user key]                 data:  [version:8][value]
  *   [slot:2]['s'][client_id:8][seq:8]       session result (see below)
  *   [slot:2]['c'][client_id:8]              session header: [max_seq:8][last_ms:8]
+ *   [slot:2]['x'][index:8][n:4]             changelog of a migrating slot:
+ *                                           one record (see Slot migration)
  *   [0xFF 0xFF]['m'][name]                  node metadata (applied index...)
  * Slot numbers are < STORE_MAX_SLOTS, so the metadata prefix is never a slot.
  */
@@ -192,6 +194,59 @@ uint64_t store_estimate_keys(store_t *s);
 int store_property(store_t *s, const char *name, uint64_t *out);
 /* Block cache bytes in use and its capacity (0, 0 without a cache). */
 void store_block_cache(store_t *s, uint64_t *usage, uint64_t *capacity);
+
+/* ---- Slot migration (docs/resharding.md) -----------------------------------
+ *
+ * A "record" is a raw store entry of one slot, without the slot prefix:
+ *   [op:1][klen:4 BE][key][vlen:4 BE][value]     op STORE_REC_PUT / _DEL
+ * key starts with its kind byte ('d' data, 'c'/'s' sessions); the value is
+ * stored as is (data values begin with their 8-byte version). A record batch
+ * is records back to back. */
+
+#define STORE_REC_PUT 1
+#define STORE_REC_DEL 2
+
+typedef enum store_scan_kind {
+    STORE_SCAN_DATA = 1,     /* the slot's user data, key order */
+    STORE_SCAN_LOG = 2,      /* the slot's changelog, apply order */
+    STORE_SCAN_SESSIONS = 3, /* the slot's session headers and results */
+} store_scan_kind_t;
+
+/* A growing byte buffer (data is malloc'd; free(buf.data) when done). */
+typedef struct store_buf {
+    uint8_t *data;
+    size_t len, cap;
+} store_buf_t;
+
+/* Turn the changelog of slot on or off. While on, every data change the
+ * store applies to the slot (store_apply) also writes a record of the
+ * change (the key's new stored value, or its deletion) under
+ * [slot]['x'][index][n] in the same batch. In memory only: the owner sets
+ * it from replicated state, at open and at apply, identically on every
+ * member. */
+int store_changelog_set(store_t *s, uint16_t slot, int on);
+int store_changelog_on(const store_t *s, uint16_t slot);
+
+/* Append to out the records of kind in slot that follow the cursor `after`
+ * (alen 0: from the start), from a consistent view taken now, until about
+ * max_bytes were added (at least one record when any is left). For
+ * STORE_SCAN_LOG the records are the changelog's, in apply order. *count
+ * gets the number of records, *next (malloc'd, free it; NULL when nothing
+ * was added) the cursor to pass next time, *done whether the end was
+ * reached. */
+int store_scan_records(store_t *s, uint16_t slot, store_scan_kind_t kind, const uint8_t *after,
+                       size_t alen, size_t max_bytes, store_buf_t *out, uint32_t *count,
+                       uint8_t **next, size_t *nlen, int *done, char *err);
+
+/* Apply a record batch to slot in one atomic batch that records index (same
+ * no-op rule as store_apply). Only kinds 'd', 'c' and 's' are accepted: a
+ * malformed batch is SHALE_EINVAL with nothing written. *count (may be
+ * NULL) gets the number of records. */
+int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t *recs,
+                        size_t len, uint32_t *count, char *err);
+
+/* Delete slot's changelog (range delete; does not touch the applied index). */
+int store_delete_changelog(store_t *s, uint16_t slot, char *err);
 
 /* ---- Durability, checkpoints -------------------------------------------------*/
 

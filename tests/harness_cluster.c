@@ -166,6 +166,8 @@ int th_map_cas(const char *meta_addrs, uint64_t expect, const Shale__ClusterMap 
         c.session = &ses;
     }
     c.note = "test";
+    c.has_force = 1; /* tests reassign slots directly (no data to move) */
+    c.force = 1;
     size_t len = shale__map_cas_request__get_packed_size(&c);
     uint8_t *buf = malloc(len ? len : 1);
     shale__map_cas_request__pack(&c, buf);

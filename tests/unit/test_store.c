@@ -1292,6 +1292,157 @@ START_TEST(test_disk_full)
 }
 END_TEST
 
+/* ---- Slot migration ----------------------------------------------------------*/
+
+/* Every page of kind from slot, concatenated, in pages of max bytes. */
+static store_buf_t scan_all(uint16_t slot, store_scan_kind_t kind, size_t max,
+                            uint32_t *records, int *pages)
+{
+    store_buf_t out = {0};
+    uint8_t *cur = NULL;
+    size_t curlen = 0;
+    *records = 0;
+    *pages = 0;
+    for (;;) {
+        uint32_t n = 0;
+        uint8_t *next = NULL;
+        size_t nlen = 0;
+        int done = 0;
+        ck_assert_int_eq(store_scan_records(g_s, slot, kind, cur, curlen, max, &out,
+                                            &n, &next, &nlen, &done, g_err),
+                         SHALE_OK);
+        *records += n;
+        (*pages)++;
+        if (next != NULL) {
+            free(cur);
+            cur = next;
+            curlen = nlen;
+        }
+        if (done) {
+            break;
+        }
+        ck_assert_uint_gt(n, 0);
+    }
+    free(cur);
+    return out;
+}
+
+/* The changelog records every change of a logged slot (puts with their
+ * version, deletes of existing keys), nothing of other slots, in apply
+ * order; replaying DATA then LOG on another slot's copy gives the same
+ * contents; turning it off stops logging and store_delete_changelog
+ * drops it. */
+START_TEST(test_changelog_scan_apply)
+{
+    char k[16], v[16];
+    uint64_t idx = 1;
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof(k), "k%02d", i);
+        put(idx++, 4, k, "old");
+        put(idx++, 5, k, "other");
+    }
+    ck_assert_int_eq(store_changelog_set(g_s, 4, 1), SHALE_OK);
+    ck_assert(store_changelog_on(g_s, 4));
+    ck_assert(!store_changelog_on(g_s, 5));
+    uint32_t n;
+    int pages;
+    store_buf_t data = scan_all(4, STORE_SCAN_DATA, 100, &n, &pages);
+    ck_assert_uint_eq(n, 50);
+    ck_assert_int_gt(pages, 5);
+    /* changes after the scan: 10 puts, 5 deletes, a delete of an absent
+     * key (not logged), and changes to slot 5 (not logged) */
+    for (int i = 0; i < 10; i++) {
+        snprintf(k, sizeof(k), "k%02d", i);
+        snprintf(v, sizeof(v), "new%d", i);
+        put(idx++, 4, k, v);
+        put(idx++, 5, k, v);
+    }
+    for (int i = 40; i < 45; i++) {
+        snprintf(k, sizeof(k), "k%02d", i);
+        apply1(idx++, 0, 0, op_del(4, k), NULL, NULL);
+    }
+    apply1(idx++, 0, 0, op_del(4, "absent"), NULL, NULL);
+    put(idx++, 4, "k99", "born");
+    store_buf_t log = scan_all(4, STORE_SCAN_LOG, 64, &n, &pages);
+    ck_assert_uint_eq(n, 16);
+    /* Replay into slot 9: DATA, then LOG. */
+    uint32_t cnt = 0;
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 9, data.data, data.len, &cnt, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(cnt, 50);
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 9, log.data, log.len, &cnt, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(cnt, 16);
+    for (int i = 0; i < 50; i++) {
+        snprintf(k, sizeof(k), "k%02d", i);
+        snprintf(v, sizeof(v), "new%d", i);
+        const char *want = i < 10 ? v : (i >= 40 && i < 45) ? NULL : "old";
+        uint64_t v9 = expect_val(9, k, want);
+        uint64_t v4 = expect_val(4, k, want);
+        ck_assert_uint_eq(v9, v4); /* versions travel with the data */
+    }
+    expect_val(9, "k99", "born");
+    free(data.data);
+    free(log.data);
+    /* off: no more records; delete_changelog empties it */
+    ck_assert_int_eq(store_changelog_set(g_s, 4, 0), SHALE_OK);
+    put(idx++, 4, "k00", "unlogged");
+    log = scan_all(4, STORE_SCAN_LOG, 1 << 20, &n, &pages);
+    ck_assert_uint_eq(n, 16);
+    free(log.data);
+    ck_assert_int_eq(store_delete_changelog(g_s, 4, g_err), SHALE_OK);
+    log = scan_all(4, STORE_SCAN_LOG, 1 << 20, &n, &pages);
+    ck_assert_uint_eq(n, 0);
+    free(log.data);
+    expect_val(4, "k00", "unlogged");
+}
+END_TEST
+
+/* Sessions travel too: a retry of a request after its slot's sessions were
+ * copied elsewhere is a duplicate there. Data is not part of the session
+ * scan; malformed batches are refused whole. */
+START_TEST(test_sessions_scan_and_bad_batches)
+{
+    uint64_t idx = 1;
+    int dup = 0;
+    store_result_t r1 = apply1(idx++, 42, 1, op_put(6, "a", "x"), &dup, NULL);
+    ck_assert(!dup);
+    apply1(idx++, 42, 2, op_put(6, "b", "y"), &dup, NULL);
+    uint32_t n;
+    int pages;
+    store_buf_t ses = scan_all(6, STORE_SCAN_SESSIONS, 1 << 20, &n, &pages);
+    ck_assert_uint_eq(n, 3); /* one header, two results */
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 8, ses.data, ses.len, NULL, g_err),
+                     SHALE_OK);
+    store_result_t r2 = apply1(idx++, 42, 1, op_put(8, "a", "retry"), &dup, NULL);
+    ck_assert(dup);
+    ck_assert_uint_eq(r2.version, r1.version);
+    expect_val(8, "a", NULL); /* the retry applied nothing */
+    /* malformed: truncated, unknown kind, changelog kind, bad op */
+    uint64_t before = store_applied_index(g_s);
+    uint8_t bad1[] = {1, 0, 0, 0, 5, 'd', 'x'};
+    uint8_t bad2[] = {1, 0, 0, 0, 1, 'm', 0, 0, 0, 0};
+    uint8_t bad3[] = {1, 0, 0, 0, 1, 'x', 0, 0, 0, 0};
+    uint8_t bad4[] = {7, 0, 0, 0, 1, 'c', 0, 0, 0, 0};
+    uint8_t bad5[] = {1, 0, 0, 0, 2, 'd', 'k', 0, 0, 0, 1, 'v'}; /* shorter than a version */
+    ck_assert_int_eq(store_apply_records(g_s, idx, 8, bad1, sizeof(bad1), NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply_records(g_s, idx, 8, bad2, sizeof(bad2), NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply_records(g_s, idx, 8, bad3, sizeof(bad3), NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply_records(g_s, idx, 8, bad4, sizeof(bad4), NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_int_eq(store_apply_records(g_s, idx, 8, bad5, sizeof(bad5), NULL, g_err),
+                     SHALE_EINVAL);
+    ck_assert_uint_eq(store_applied_index(g_s), before);
+    /* a good batch at an old index is a no-op */
+    ck_assert_int_eq(store_apply_records(g_s, 1, 8, ses.data, ses.len, NULL, g_err), SHALE_OK);
+    ck_assert_uint_eq(store_applied_index(g_s), before);
+    free(ses.data);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1301,6 +1452,8 @@ static Suite *store_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_put_get_versions);
+    tcase_add_test(tc, test_changelog_scan_apply);
+    tcase_add_test(tc, test_sessions_scan_and_bad_batches);
     tcase_add_test(tc, test_version_max_rule);
     tcase_add_test(tc, test_cas);
     tcase_add_test(tc, test_batch_sees_earlier_ops);
