@@ -457,9 +457,30 @@ int th_node_wait_up(const th_node_t *n, int timeout_ms)
     return -1;
 }
 
+int th_log_sanitizer_errors(const th_node_t *n)
+{
+    FILE *f = fopen(n->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[1024];
+    int bad = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "ERROR: AddressSanitizer") != NULL ||
+            strstr(line, "ERROR: LeakSanitizer") != NULL || strstr(line, "runtime error:") != NULL) {
+            if (bad++ == 0)
+                fprintf(stderr, "harness: sanitizer report in %s:\n", n->log);
+            if (bad <= 5)
+                fputs(line, stderr);
+        }
+    fclose(f);
+    return bad;
+}
+
 void th_group_stop_all(th_group_t *g)
 {
     for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].pid > 0)
+        if (g->nodes[i].pid > 0) {
             th_node_stop(&g->nodes[i], SIGTERM);
+            th_log_sanitizer_errors(&g->nodes[i]);
+        }
 }

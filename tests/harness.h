@@ -50,6 +50,10 @@ int th_node_wait_ready(th_node_t *n, int timeout_ms);
  * Returns the exit status as waitpid gave it, or -1. */
 int th_node_stop(th_node_t *n, int sig);
 
+/* Print the sanitizer reports (ASan, LeakSanitizer, UBSan) found in the
+ * node's log to stderr; returns how many lines matched. */
+int th_log_sanitizer_errors(const th_node_t *n);
+
 /* Print the tail of the node's log to stderr (for failures). */
 void th_node_dump_log(const th_node_t *n);
 

@@ -9,6 +9,7 @@
  *
  * Hosts 127.0.0.150.. (meta), .160.. (group 1), .170.. (group 2). */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,123 @@ START_TEST(test_abort_leaves_source_intact)
 }
 END_TEST
 
+/* Leader index of g (waits for one). */
+static int leader_of(th_group_t *g)
+{
+    int l = th_group_wait_leader(g, 20000);
+    ck_assert_int_ge(l, 0);
+    return l;
+}
+
+static void restart_data_node(int group, int i)
+{
+    char gid[16];
+    snprintf(gid, sizeof(gid), "%d", group);
+    const char *args[] = {"--group", gid, "--meta", g_cl.meta.addrs, NULL};
+    ck_assert_int_eq(th_group_start_node(&g_cl.groups[group - 1], i, args), 0);
+}
+
+/* kill -9 at three steps of one migration, with 3-voter groups: the source
+ * leader during the copy, the target leader between the fence and the
+ * drain, the meta leader before the flip. The state of the migration lives
+ * in the Raft logs (the map's record, each group's ownership record and
+ * changelog, the imports), so the steps continue against the new leaders
+ * and the migration completes with every write and one owner. */
+START_TEST(test_leader_kills_at_each_step)
+{
+    start_cluster(3);
+    Shale__ClusterMap *m0 = get_map();
+    const uint32_t slot = 5;
+    shale_client_t *a = client_for(&g_cl.groups[0]), *b = client_for(&g_cl.groups[1]);
+    char key[32], val[64], msg[SHALE_ERRMSG_LEN];
+    for (int i = 0; i < 60; i++) {
+        key_in_slot(slot, i, key, sizeof(key));
+        snprintf(val, sizeof(val), "v-%d", i);
+        ck_assert_int_eq(shale_put(a, key, strlen(key), val, strlen(val), NULL), SHALE_OK);
+    }
+    Shale__ClusterMap *m1 = cmap_copy(m0);
+    add_migration(m1, new_migration(1, 1, 2, slot));
+    ck_assert_int_eq(map_change(m1, m0->epoch, msg), SHALE_OK);
+    uint64_t e = m0->epoch + 1;
+
+    /* Source leader killed during the copy. */
+    uint8_t cur[256];
+    size_t curlen = 0;
+    copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_DATA, cur, &curlen, NULL);
+    int la = leader_of(&g_cl.groups[0]);
+    th_node_stop(&g_cl.groups[0].nodes[la], SIGKILL);
+    for (int i = 0; i < 60; i += 2) { /* changes land on the new leader */
+        key_in_slot(slot, i, key, sizeof(key));
+        snprintf(val, sizeof(val), "w-%d", i);
+        ck_assert_int_eq(shale_put(a, key, strlen(key), val, strlen(val), NULL), SHALE_OK);
+    }
+    uint8_t lcur[256];
+    size_t lcurlen = 0;
+    int fenced = 1;
+    ck_assert_uint_eq(copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_LOG, lcur,
+                                 &lcurlen, &fenced), 30);
+    ck_assert(!fenced);
+    restart_data_node(1, la);
+
+    /* Fence, then the target leader dies before the drain. */
+    Shale__ClusterMap *m2 = cmap_copy(m1);
+    m2->migrations[0]->state = SHALE__MIGRATION_STATE__MIG_FENCED;
+    ck_assert_int_eq(map_change(m2, e, msg), SHALE_OK);
+    e++;
+    int lb = leader_of(&g_cl.groups[1]);
+    th_node_stop(&g_cl.groups[1].nodes[lb], SIGKILL);
+    copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_LOG, lcur, &lcurlen, &fenced);
+    ck_assert(fenced);
+    uint8_t scur[256];
+    size_t scurlen = 0;
+    copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_SESSIONS, scur, &scurlen, NULL);
+    restart_data_node(2, lb);
+
+    /* The meta leader dies before the flip. */
+    int lm = leader_of(&g_cl.meta);
+    th_node_stop(&g_cl.meta.nodes[lm], SIGKILL);
+    Shale__ClusterMap *m3 = cmap_copy(m2);
+    drop_migrations(m3);
+    m3->slot_group[slot] = 2;
+    ck_assert_int_eq(map_change(m3, e, msg), SHALE_OK);
+    /* One owner: every member of group 2 serves the slot (stale reads on
+     * each member, after it applied the flip), group 1 refuses it. */
+    for (int i = 0; i < 60; i++) {
+        key_in_slot(slot, i, key, sizeof(key));
+        snprintf(val, sizeof(val), i % 2 == 0 ? "w-%d" : "v-%d", i);
+        expect_value(b, key, val);
+    }
+    shale_read_opts_t ro = {.consistency = SHALE_STALE, .max_staleness_ms = 0};
+    key_in_slot(slot, 0, key, sizeof(key));
+    for (int g = 0; g < 2; g++)
+        for (int i = 0; i < 3; i++) {
+            shale_options_t o;
+            shale_options_init(&o);
+            o.timeout_ms = 3000;
+            shale_client_t *c = NULL;
+            ck_assert_int_eq(shale_connect(g_cl.groups[g].nodes[i].addr, &o, &c, NULL),
+                             SHALE_OK);
+            shale_value_t v;
+            int rv = shale_get(c, key, strlen(key), &ro, &v);
+            if (g == 0) {
+                ck_assert_int_eq(rv, SHALE_EWRONGGROUP);
+            } else {
+                ck_assert_int_eq(rv, SHALE_OK);
+                ck_assert(v.found && v.len == 3 && memcmp(v.data, "w-0", 3) == 0);
+                shale_value_free(&v);
+            }
+            shale_close(c);
+        }
+    cmap_free(m0);
+    cmap_free(m1);
+    cmap_free(m2);
+    cmap_free(m3);
+    shale_close(a);
+    shale_close(b);
+    stop_cluster();
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("migrate_node");
@@ -502,6 +620,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_migration_by_hand);
     tcase_add_test(tc, test_abort_leaves_source_intact);
+    tcase_add_test(tc, test_leader_kills_at_each_step);
     suite_add_tcase(s, tc);
     return s;
 }
