@@ -478,9 +478,14 @@ int th_log_sanitizer_errors(const th_node_t *n)
 
 void th_group_stop_all(th_group_t *g)
 {
+    int bad = 0;
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].pid > 0) {
             th_node_stop(&g->nodes[i], SIGTERM);
-            th_log_sanitizer_errors(&g->nodes[i]);
+            bad += th_log_sanitizer_errors(&g->nodes[i]);
         }
+    /* A node's memory error or undefined behaviour fails the test that ran
+     * it (the test runs in a forked child: abort is reported as an error). */
+    if (bad > 0)
+        abort();
 }

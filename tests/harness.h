@@ -86,7 +86,8 @@ int th_group_start_node(th_group_t *g, int i, const char *const *extra);
 int th_group_start(th_group_t *g, const char *const *extra);
 /* Index of a node that reports itself leader, or -1 after timeout_ms. */
 int th_group_wait_leader(th_group_t *g, int timeout_ms);
-/* SIGTERM every running node. */
+/* SIGTERM every running node; abort() (failing the calling test) when a
+ * node's log holds a sanitizer report. */
 void th_group_stop_all(th_group_t *g);
 
 /* ---- Raw protocol client (blocking socket, the real frame codec) ---------
