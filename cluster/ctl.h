@@ -11,6 +11,9 @@
  *                 conflict, map edits, the map and slot verbs
  *   ctl_admin.c   cluster verbs through the meta group: init, group
  *                 add/remove, replica add/remove, leader transfer, status
+ *   ctl_migrate.c online resharding: slot move, rebalance, migration
+ *                 status/abort/resume, the drain of group remove
+ *                 (rebalance.c is its pure planner)
  *
  * Never speaks the wire protocol itself: every request goes through libshale
  * (shale_call for the messages that have no typed call). */
@@ -266,6 +269,35 @@ int run_replica_add(shale_client_t *c, const cmd_t *cmd);
 int run_replica_remove(shale_client_t *c, const cmd_t *cmd);
 int run_leader_transfer(shale_client_t *c, const cmd_t *cmd);
 int run_cluster_status(shale_client_t *c, const cmd_t *cmd);
+
+/* ---- Slot migration (ctl_migrate.c) -----------------------------------------------*/
+
+extern const flag_spec_t slot_move_flags[];
+extern const flag_spec_t rebalance_flags[];
+extern const flag_spec_t migration_abort_flags[];
+extern const flag_spec_t migration_resume_flags[];
+extern const flag_spec_t group_remove_flags[];
+int check_slot_move(const cmd_t *cmd, char *err, size_t errlen);
+int check_rebalance(const cmd_t *cmd, char *err, size_t errlen);
+int check_migration_ids(const cmd_t *cmd, char *err, size_t errlen);
+int check_group_remove(const cmd_t *cmd, char *err, size_t errlen);
+int run_slot_move(shale_client_t *c, const cmd_t *cmd);
+int run_rebalance(shale_client_t *c, const cmd_t *cmd);
+int run_migration_status(shale_client_t *c, const cmd_t *cmd);
+int run_migration_abort(shale_client_t *c, const cmd_t *cmd);
+int run_migration_resume(shale_client_t *c, const cmd_t *cmd);
+
+/* Move every slot of group gid to the other groups (a rebalance that
+ * drains it), with cmd's migration flags. Refused while a migration
+ * involves gid. Returns the exit code; *finished says the group owns no
+ * slot now (0 after --stop-after or a failure). */
+int mig_drain_group(const cmd_t *cmd, const char *verb, const Shale__ClusterMap *map, uint64_t gid,
+                    int *finished);
+
+/* The map's migrations: a table (ID FROM TO STATE RUN AGE SLOTS RANGES),
+ * each line prefixed by indent; or a JSON array. */
+void mig_print_list(const Shale__ClusterMap *map, const char *indent);
+void mig_json_list(const Shale__ClusterMap *map);
 
 /* ---- Data verbs (ctl_data.c) ---------------------------------------------------*/
 

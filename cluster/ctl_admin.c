@@ -1,5 +1,6 @@
 /* shalectl cluster verbs: init, group add/remove, replica add/remove,
  * leader transfer, status — all through the meta group's cluster map.
+ * (group remove drains the group first with ctl_migrate.c's migrations.)
  *
  * Rules:
  *  - a group's members are what its own leader says (STATUS, following the
@@ -397,13 +398,23 @@ static map_edit_result_t edit_group_remove(const Shale__ClusterMap *cur, Shale__
         snprintf(why, len, "there is no group %" PRIu64 " in the map", gid);
         return EDIT_REFUSE;
     }
+    for (size_t i = 0; i < cur->n_migrations; i++) {
+        const Shale__Migration *r = cur->migrations[i];
+        if (r->from_group == gid || r->to_group == gid) {
+            snprintf(why, len,
+                     "migration %" PRIu64 " (group %" PRIu64 " -> %" PRIu64
+                     ") involves group %" PRIu64 ": wait for it, or abort it",
+                     r->id, r->from_group, r->to_group, gid);
+            return EDIT_REFUSE;
+        }
+    }
     uint32_t owned = cmap_slot_count(cur, gid);
     if (owned > 0) {
         char ranges[128];
         map_group_ranges(cur, gid, ranges, sizeof(ranges));
         snprintf(why, len,
-                 "group %" PRIu64 " owns %u slot%s (%s): move them to other groups first "
-                 "(draining arrives with rebalance)",
+                 "group %" PRIu64 " still owns %u slot%s (%s): slots moved to it while it "
+                 "was drained; run group remove again",
                  gid, owned, owned == 1 ? "" : "s", ranges);
         return EDIT_REFUSE;
     }
@@ -411,18 +422,35 @@ static map_edit_result_t edit_group_remove(const Shale__ClusterMap *cur, Shale__
     return EDIT_APPLY;
 }
 
+static int load_group(const cmd_t *cmd, const char *verb, meta_t *m, uint64_t gid,
+                      Shale__ClusterMap **map, const Shale__ShardGroup **g);
+
 int run_group_remove(shale_client_t *c, const cmd_t *cmd)
 {
     (void)c;
+    const char *verb = "group remove";
     uint64_t gid = 0;
     ctl_parse_id(cmd->pos[0], &gid);
     meta_t m;
-    int code = meta_open(cmd, "group remove", &m);
-    if (code != 0)
+    Shale__ClusterMap *map = NULL;
+    const Shale__ShardGroup *g = NULL;
+    int code = load_group(cmd, verb, &m, gid, &map, &g);
+    if (code != 0 || g == NULL)
+        return code != 0 ? code : EXIT_FAIL;
+    /* Drain first: the group's slots go to the others, as migrations. The
+     * connection to meta is not kept across it (the migrations have their
+     * own); the removal re-reads the map. */
+    meta_close(&m);
+    int finished = 0;
+    code = mig_drain_group(cmd, verb, map, gid, &finished);
+    cmap_free(map);
+    if (code != 0 || !finished)
+        return code;
+    if ((code = meta_open(cmd, verb, &m)) != 0)
         return code;
     char note[64];
     snprintf(note, sizeof(note), "group remove %" PRIu64, gid);
-    code = map_update(cmd, &m, "group remove", NULL, edit_group_remove, &gid, note);
+    code = map_update(cmd, &m, verb, NULL, edit_group_remove, &gid, note);
     meta_close(&m);
     return code;
 }
@@ -917,7 +945,9 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
             printf("%s", i ? "," : "");
             group_json(map, &views[i]);
         }
-        printf("]}\n");
+        printf("],\"migrations\":");
+        mig_json_list(map);
+        printf("}\n");
     } else {
         if (map->epoch == 0)
             printf("cluster %s: no cluster map yet (epoch 0): create it with 'shalectl init'\n",
@@ -937,6 +967,12 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
         for (size_t i = 0; i < map->n_groups; i++) {
             group_header_text(map, &views[i]);
             rows_print(views[i].rows, views[i].nrows, "  ");
+        }
+        if (map->n_migrations > 0) {
+            printf("\nmigrations: %zu in progress (a fenced one pauses its slots; see "
+                   "'shalectl migration status')\n",
+                   map->n_migrations);
+            mig_print_list(map, "  ");
         }
     }
     code = EXIT_OKAY;

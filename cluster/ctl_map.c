@@ -1,7 +1,7 @@
 /* shalectl: the cluster map — reading it, changing it, printing it.
  *
  * Every change is read-modify-CAS (DESIGN §5): read the map at epoch E,
- * edit a copy, check it with cmap_validate, MAP_CAS it with expect_epoch E.
+ * edit a copy, check it with cmap_validate_change, MAP_CAS it with expect_epoch E.
  * The meta leader commits it as E+1 or answers CAS_FAILED with the epoch it
  * has. Rules map_update follows:
  *  - on CAS_FAILED it re-reads and re-runs the edit, because someone else's
@@ -211,7 +211,7 @@ int map_update(const cmd_t *cmd, meta_t *m, const char *verb, const Shale__Clust
         }
         why[0] = '\0';
         map_edit_result_t er = edit(cur, next, arg, why, sizeof(why));
-        if (er == EDIT_APPLY && cmap_validate(cur, next, why, sizeof(why)) != 0) {
+        if (er == EDIT_APPLY && cmap_validate_change(cur, next, 0, why, sizeof(why)) != 0) {
             char tmp[512];
             snprintf(tmp, sizeof(tmp), "the new map would be invalid: %s", why);
             snprintf(why, sizeof(why), "%s", tmp);

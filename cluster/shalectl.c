@@ -10,8 +10,8 @@
  * another error; 2 wrong arguments; 3 cluster unreachable; 4 change refused.
  *
  * Never speaks the wire protocol itself: everything goes through libshale.
- * The verbs live in ctl_data.c, ctl_node.c, ctl_map.c and ctl_admin.c
- * (ctl.h says which does what). */
+ * The verbs live in ctl_data.c, ctl_node.c, ctl_map.c, ctl_admin.c and
+ * ctl_migrate.c (ctl.h says which does what). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -183,9 +183,29 @@ static const verb_t verbs[] = {
      "register a running shard group (any member's client address) with no slots; its "
      "members come from its leader",
      2, 2, NULL, CTL_META, check_group_add, run_group_add},
-    {"group remove", "group remove ID",
-     "drop a group from the map; refused (4) while it owns slots", 1, 1, NULL, CTL_META, check_ids,
-     run_group_remove},
+    {"group remove", "group remove ID [--max-parallel N] [--rate MB/s] [--batch N]",
+     "drain the group (move its slots to the other groups, evening them out, as rebalance "
+     "does), then drop it from the map; refused (4) while migrations are in progress",
+     1, 1, group_remove_flags, CTL_META, check_group_remove, run_group_remove},
+    {"slot move", "slot move SLOT|FROM-TO GROUP [--rate MB/s] [--batch N]",
+     "move a slot or a range of slots to GROUP while the cluster serves them: one migration "
+     "per source group and --batch slots (copy, fence, drain, flip; docs/resharding.md)",
+     2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move},
+    {"rebalance", "rebalance [--dry-run] [--max-parallel N] [--rate MB/s] [--batch N]",
+     "even out the groups' slot counts (they end up differing by at most one) with the fewest "
+     "slot moves; prints the plan, then runs it as migrations of --batch slots",
+     0, 0, rebalance_flags, CTL_META, check_rebalance, run_rebalance},
+    {"migration status", "migration status",
+     "the migrations in progress in the map: id, groups, state, run, age, slots", 0, 0, NULL,
+     CTL_META, NULL, run_migration_status},
+    {"migration resume", "migration resume [ID...] [--max-parallel N] [--rate MB/s]",
+     "finish migrations left in the map by an interrupted or killed shalectl (default: all); "
+     "a fenced one is unfenced and copied again under a new run",
+     0, CTL_MAX_POS, migration_resume_flags, CTL_META, check_migration_ids, run_migration_resume},
+    {"migration abort", "migration abort (ID... | --all)",
+     "undo migrations: their records leave the map, the source group keeps (and unfences) "
+     "the slots, the target drops what it imported; a shalectl still running one stops",
+     0, CTL_MAX_POS, migration_abort_flags, CTL_META, check_migration_ids, run_migration_abort},
     {"replica add", "replica add GROUP ID RAFT_ADDR CLIENT_ADDR [--read-only]",
      "add node ID (started with --id ID --group GROUP --initial-cluster none) to GROUP as a "
      "voter or read replica, then record the group's members in the map",

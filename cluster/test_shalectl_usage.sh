@@ -69,6 +69,35 @@ expect 2 "unknown option '--replica'" replica add 1 2 $A $A --replica
 expect 2 "replica remove: missing arguments" replica remove 1
 expect 2 "leader transfer: missing arguments" leader transfer
 expect 2 "too many arguments ('3')" leader transfer 1 2 3
+# slot migration
+expect 0 "slot move SLOT|FROM-TO GROUP" slot --help
+expect 0 "rebalance [--dry-run]" rebalance --help
+expect 0 "migration abort (ID... | --all)" migration --help
+expect 2 "needs a second word" migration
+expect 2 "slot move: missing arguments" slot move 5
+expect 2 "SLOTS must be a slot number or a range FROM-TO, not 'x'" slot move x 2
+expect 2 "SLOTS must be a slot number or a range FROM-TO, not '1-x'" slot move 1-x 2
+expect 2 "SLOTS must be a slot number or a range FROM-TO" slot move 70000 2
+expect 2 "is empty (FROM > TO)" slot move 9-3 2
+expect 2 "GROUP must be a positive integer, not '0'" slot move 3 0
+expect 2 "--rate needs MB/s as a number >= 0" slot move 3 2 --rate fast
+expect 2 "--rate needs MB/s as a number >= 0" slot move 3 2 --rate -1
+expect 2 "--batch needs a number of slots in 1..65535" slot move 3 2 --batch 0
+expect 2 "--stop-after needs start, copy, fence or drain, not 'flip'" slot move 3 2 --stop-after flip
+expect 2 "unknown option '--max-parallel'" slot move 3 2 --max-parallel 2
+expect 2 "too many arguments ('now')" rebalance now
+expect 2 "--max-parallel needs a number in 1..32, not '0'" rebalance --max-parallel 0
+expect 2 "--max-parallel needs a number in 1..32, not '33'" rebalance --max-parallel 33
+expect 2 "option '--dry-run' given twice" rebalance --dry-run --dry-run
+expect 2 "use --meta, not --addr" --addr $A rebalance
+expect 2 "too many arguments ('1')" migration status 1
+expect 2 "name the migrations to abort (IDs) or --all" migration abort
+expect 2 "give migration ids or --all, not both" migration abort 3 --all
+expect 2 "migration ids are positive integers, not '0'" migration abort 0
+expect 2 "migration ids are positive integers, not 'x'" migration resume x
+expect 2 "unknown option '--batch'" migration resume --batch 3
+expect 2 "--stop-after needs start, copy, fence or drain" group remove 3 --stop-after never
+expect 2 "--max-parallel needs a number" group remove 3 --max-parallel x
 # one group directly
 expect 2 "give its members with --addr" member add 4 $A $A
 expect 2 "'a' is not HOST:PORT" --addr $A member add 4 a $A
@@ -79,6 +108,9 @@ expect 3 "cannot connect" --timeout 300 status
 expect 3 "cannot connect" --timeout 300 init --group 1=$A
 expect 3 "cannot connect" --timeout 300 get k
 expect 3 "cannot connect" --timeout 300 --addr $A status
+expect 3 "cannot connect" --timeout 300 rebalance --dry-run
+expect 3 "cannot connect" --timeout 300 migration status
+expect 3 "cannot connect" --timeout 300 slot move 1 2
 
 if [ $fails -ne 0 ]; then
   echo "$fails failed"

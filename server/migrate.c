@@ -159,7 +159,14 @@ static int import_refusal(const shaled_t *s, uint64_t id, uint64_t run, uint32_t
                  (unsigned long long)id, (unsigned long long)s->cfg.group);
         return SHALE_EUNAVAILABLE;
     }
-    if ((m->has_run ? m->run : 0) != run) {
+    uint64_t have = m->has_run ? m->run : 0;
+    if (run > have) {
+        snprintf(msg, msglen, "migration %llu is at run %llu here, not yet %llu (not applied "
+                 "here yet)", (unsigned long long)id, (unsigned long long)have,
+                 (unsigned long long)run);
+        return SHALE_EUNAVAILABLE;
+    }
+    if (have != run) {
         snprintf(msg, msglen, "migration %llu is at run %llu here, not %llu: another "
                  "coordinator took it over", (unsigned long long)id,
                  (unsigned long long)(m->has_run ? m->run : 0), (unsigned long long)run);
