@@ -14,9 +14,11 @@
  *   ctl_migrate.c online resharding: slot move, rebalance, migration
  *                 status/abort/resume, the drain of group remove
  *                 (rebalance.c is its pure planner)
+ *   ctl_top.c     top: the live view from every process's /metrics
  *
  * Never speaks the wire protocol itself: every request goes through libshale
- * (shale_call for the messages that have no typed call). */
+ * (shale_call for the messages that have no typed call); the observability
+ * endpoints (/health, /metrics) are read with httpc.h and prom.h. */
 #ifndef SHALE_CTL_H
 #define SHALE_CTL_H
 
@@ -89,6 +91,7 @@ typedef struct verb {
     int (*check)(const cmd_t *cmd, char *err, size_t errlen);
     /* c: the connected client (NULL for CTL_META). Returns the exit code. */
     int (*run)(shale_client_t *c, const cmd_t *cmd);
+    int with_router; /* a CTL_META verb that also looks at --router (top) */
 } verb_t;
 
 /* ---- Helpers (shalectl.c) ---------------------------------------------------*/
@@ -134,6 +137,12 @@ typedef struct probe {
     int rv; /* SHALE_OK or the error */
     char err[SHALE_ERRMSG_LEN];
     Shale__StatusResponse *st; /* when rv == SHALE_OK; probe_free releases */
+    /* Its /health (probe_health): status 200 ready, 503 not ready, 0 not
+     * asked (down, or no --http), -1 no answer; health: the reason it is
+     * not ready, or why /health did not answer. */
+    char http[160]; /* where it serves /metrics and /health ("": nowhere) */
+    int health_status;
+    char health[240];
     /* private */
     shale_client_t *c_;
     shale_req_t req_;
@@ -143,6 +152,11 @@ typedef struct probe {
  * answer or failed (bounded by --timeout, default CTL_PROBE_TIMEOUT_MS). */
 void probe_all(const cmd_t *cmd, probe_t *p, size_t n);
 void probe_free(probe_t *p, size_t n);
+/* GET /health of every probe that answered STATUS with an http_addr, one
+ * after the other (a node that answered STATUS answers at once; each GET is
+ * bounded by --timeout, default CTL_HEALTH_TIMEOUT_MS). */
+#define CTL_HEALTH_TIMEOUT_MS 1000
+void probe_health(const cmd_t *cmd, probe_t *p, size_t n);
 
 /* STATUS of the node c is connected to (*st: free with
  * shale__status_response__free_unpacked). */
@@ -172,9 +186,12 @@ typedef struct member_row {
 
 /* down, wrong-group, no-leader, lagging, stale or ok. */
 const char *row_health(const member_row_t *r);
+/* The member's own /health verdict: ready, not-ready, "?" (no answer) or
+ * "-" (not asked: down, or no --http). */
+const char *row_ready(const member_row_t *r);
 /* Lag from the leader's applied index (else the most advanced member's). */
 void rows_compute_lag(member_row_t *rows, size_t n);
-/* The table (ID KIND ROLE CLIENT APPLIED LAG STALENESS HEALTH), each line
+/* The table (ID KIND ROLE CLIENT APPLIED LAG STALENESS READY HEALTH), each line
  * prefixed by indent; or a JSON array. */
 void rows_print(const member_row_t *rows, size_t n, const char *indent);
 void rows_json(const member_row_t *rows, size_t n);
@@ -298,6 +315,11 @@ int mig_drain_group(const cmd_t *cmd, const char *verb, const Shale__ClusterMap 
  * each line prefixed by indent; or a JSON array. */
 void mig_print_list(const Shale__ClusterMap *map, const char *indent);
 void mig_json_list(const Shale__ClusterMap *map);
+/* ---- Live view (ctl_top.c) -----------------------------------------------------*/
+
+extern const flag_spec_t top_flags[];
+int check_top(const cmd_t *cmd, char *err, size_t errlen);
+int run_top(shale_client_t *c, const cmd_t *cmd);
 
 /* ---- Data verbs (ctl_data.c) ---------------------------------------------------*/
 

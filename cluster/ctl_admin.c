@@ -919,6 +919,7 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
     }
     if (k > round2)
         probe_all(cmd, &probes[round2], k - round2);
+    probe_health(cmd, probes, k);
     rows_compute_lag(rows, nmeta);
     for (size_t i = 0; i < map->n_groups; i++)
         rows_compute_lag(views[i].rows, views[i].nrows);

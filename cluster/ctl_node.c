@@ -6,7 +6,10 @@
  *  - Probing many nodes (status) runs every request at once on one private
  *    loop: a cluster with dead nodes costs one deadline, not one per node.
  *  - A node that does not answer is a row that says so, never a failed
- *    command. */
+ *    command.
+ *  - A node's own readiness comes from its /health (the http_addr its
+ *    STATUS names), read only from nodes that answered STATUS; a node
+ *    without --http shows "-". */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@
 
 #include "ctl.h"
 #include "frame.h"
+#include "httpc.h"
 
 /* ---- STATUS -------------------------------------------------------------------*/
 
@@ -93,6 +97,41 @@ void probe_all(const cmd_t *cmd, probe_t *p, size_t n)
             shale_client_close(p[i].c_, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+}
+
+void probe_health(const cmd_t *cmd, probe_t *p, size_t n)
+{
+    int timeout = cmd->timeout_ms ? (int)cmd->timeout_ms : CTL_HEALTH_TIMEOUT_MS;
+    for (size_t i = 0; i < n; i++) {
+        p[i].http[0] = p[i].health[0] = '\0';
+        p[i].health_status = 0;
+        if (p[i].rv != SHALE_OK || p[i].st->http_addr == NULL || p[i].st->http_addr[0] == '\0')
+            continue;
+        if (httpc_reach_addr(p[i].st->http_addr, p[i].addr, p[i].http, sizeof(p[i].http)) != 0) {
+            p[i].health_status = -1;
+            snprintf(p[i].health, sizeof(p[i].health), "bad http address '%.100s'",
+                     p[i].st->http_addr);
+            continue;
+        }
+        char *body = NULL, err[200];
+        size_t len = 0;
+        int status = 0;
+        int rv = httpc_get(p[i].http, "/health", timeout, &status, &body, &len, err, sizeof(err));
+        if (rv != 0) {
+            p[i].health_status = -1;
+            snprintf(p[i].health, sizeof(p[i].health), "%s", err);
+            continue;
+        }
+        /* "ready\n" or "not ready: <reason>\n": keep the reason. */
+        const char *why = body;
+        if (strncmp(why, "not ready: ", 11) == 0)
+            why += 11;
+        size_t wl = strcspn(why, "\r\n");
+        p[i].health_status = status;
+        if (status != 200)
+            snprintf(p[i].health, sizeof(p[i].health), "%.*s", (int)(wl < 200 ? wl : 200), why);
+        free(body);
+    }
 }
 
 void probe_free(probe_t *p, size_t n)
@@ -209,6 +248,31 @@ const char *row_health(const member_row_t *r)
     return "ok";
 }
 
+const char *row_ready(const member_row_t *r)
+{
+    const probe_t *p = r->probe;
+    if (p == NULL || p->health_status == 0)
+        return "-";
+    if (p->health_status == 200)
+        return "ready";
+    return p->health_status == 503 ? "not-ready" : "?";
+}
+
+/* " (not ready: why)" / " (/health: why)" after the health word, or "". */
+static void ready_note(const member_row_t *r, char *buf, size_t len)
+{
+    const probe_t *p = r->probe;
+    buf[0] = '\0';
+    if (p == NULL || p->health_status == 0 || p->health_status == 200)
+        return;
+    if (p->health_status == 503)
+        snprintf(buf, len, " (not ready: %s)", p->health);
+    else if (p->health_status < 0)
+        snprintf(buf, len, " (/health: %s)", p->health);
+    else
+        snprintf(buf, len, " (/health answered %d %s)", p->health_status, p->health);
+}
+
 void rows_compute_lag(member_row_t *rows, size_t n)
 {
     /* Lag is measured from the leader's applied index when the leader
@@ -236,8 +300,8 @@ void rows_compute_lag(member_row_t *rows, size_t n)
 
 void rows_print(const member_row_t *rows, size_t n, const char *indent)
 {
-    printf("%s%-4s %-8s %-10s %-22s %10s %8s %10s  %s\n", indent, "ID", "KIND", "ROLE", "CLIENT",
-           "APPLIED", "LAG", "STALENESS", "HEALTH");
+    printf("%s%-4s %-8s %-10s %-22s %10s %8s %10s  %-9s  %s\n", indent, "ID", "KIND", "ROLE",
+           "CLIENT", "APPLIED", "LAG", "STALENESS", "READY", "HEALTH");
     for (size_t i = 0; i < n; i++) {
         const member_row_t *r = &rows[i];
         const probe_t *p = r->probe;
@@ -246,8 +310,8 @@ void rows_print(const member_row_t *rows, size_t n, const char *indent)
         if (r->note != NULL)
             snprintf(note, sizeof(note), " (%s)", r->note);
         if (p == NULL || p->rv != SHALE_OK) {
-            printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10s %8s %10s  %s: %s%s\n", indent, r->m->id,
-                   member_kind(r->m), "-", r->m->client_addr, "-", "-", "-", health,
+            printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10s %8s %10s  %-9s  %s: %s%s\n", indent,
+                   r->m->id, member_kind(r->m), "-", r->m->client_addr, "-", "-", "-", "-", health,
                    p != NULL ? p->err : "not asked", note);
             continue;
         }
@@ -257,9 +321,11 @@ void rows_print(const member_row_t *rows, size_t n, const char *indent)
             snprintf(stal, sizeof(stal), "%" PRIu64 "ms", st->staleness_ms);
         else
             snprintf(stal, sizeof(stal), "-");
-        printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10" PRIu64 " %8" PRIu64 " %10s  %s%s\n", indent,
-               r->m->id, member_kind(r->m), st->role ? st->role : "?", r->m->client_addr,
-               st->applied_index, r->lag, stal, health, note);
+        char rnote[300];
+        ready_note(r, rnote, sizeof(rnote));
+        printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10" PRIu64 " %8" PRIu64 " %10s  %-9s  %s%s%s\n",
+               indent, r->m->id, member_kind(r->m), st->role ? st->role : "?", r->m->client_addr,
+               st->applied_index, r->lag, stal, row_ready(r), health, rnote, note);
     }
 }
 
@@ -278,6 +344,18 @@ void rows_json(const member_row_t *rows, size_t n)
         if (r->note != NULL) {
             printf(",\"note\":");
             ctl_json_str(stdout, r->note);
+        }
+        printf(",\"http\":");
+        if (p != NULL && p->http[0] != '\0')
+            ctl_json_str(stdout, p->http);
+        else
+            printf("null");
+        printf(",\"ready\":%s", p == NULL || p->health_status == 0 ? "null"
+                                : p->health_status == 200          ? "true"
+                                                                   : "false");
+        if (p != NULL && p->health_status != 0 && p->health_status != 200) {
+            printf(",\"ready_reason\":");
+            ctl_json_str(stdout, p->health);
         }
         if (p == NULL || p->rv != SHALE_OK) {
             printf(",\"up\":false,\"error\":");
@@ -328,6 +406,7 @@ int run_node_status(shale_client_t *c, const cmd_t *cmd)
         rows[i].probe = &probes[i];
     }
     probe_all(cmd, probes, n);
+    probe_health(cmd, probes, n);
     rows_compute_lag(rows, n);
     const char *mode = first->mode != NULL ? first->mode : "data";
     if (cmd->json) {

@@ -156,82 +156,88 @@ uint64_t ctl_random_id(void)
 static const verb_t verbs[] = {
     /* data */
     {"get", "get KEY [--stale MS]", "print the value of KEY and its version", 1, 1, get_flags,
-     CTL_DATA, check_get, run_get},
+     CTL_DATA, check_get, run_get, 0},
     {"put", "put KEY VALUE", "set KEY to VALUE; prints the new version", 2, 2, NULL, CTL_DATA, NULL,
-     run_put},
-    {"del", "del KEY", "delete KEY", 1, 1, NULL, CTL_DATA, NULL, run_del},
+     run_put, 0},
+    {"del", "del KEY", "delete KEY", 1, 1, NULL, CTL_DATA, NULL, run_del, 0},
     {"cas",
      "cas KEY (--expect-absent | --expect-version N | --expect-value V) (NEWVALUE | --delete)",
      "compare-and-set: write NEWVALUE (or delete) only if the expectation holds", 1, 2, cas_flags,
-     CTL_DATA, check_cas, run_cas},
+     CTL_DATA, check_cas, run_cas, 0},
     /* cluster, through the meta group */
     {"init", "init --group ID=ADDR [--group ID=ADDR ...] [--slots S]",
      "create the cluster map from running shard groups (started with --group ID --meta ...): "
      "asks each group's leader for its members, splits the slots evenly, commits epoch 1; "
      "refused (4) if the cluster exists",
-     0, 0, init_flags, CTL_META, check_init, run_init},
+     0, 0, init_flags, CTL_META, check_init, run_init, 0},
     {"status", "status",
      "the whole cluster: map epoch and slots, the meta group, every group's members with role, "
-     "applied index, lag behind the leader, staleness and health (down members are shown, "
-     "not fatal)",
-     0, 0, NULL, CTL_META, NULL, run_cluster_status},
+     "applied index, lag behind the leader, staleness, the member's own /health verdict "
+     "(READY; - for nodes without --http) and health (down members are shown, not fatal)",
+     0, 0, NULL, CTL_META, NULL, run_cluster_status, 0},
+    {"top", "top [--interval S] [--count N]",
+     "live view refreshed every --interval seconds, from each process's /metrics (nodes "
+     "started with --http): per group the leader, term, members up, ops/s, errors/s, p50/p99 "
+     "latency, replica lag (entries, ms) and leader changes; with --router ADDRS the routers' "
+     "ops/s, latency, retries/s and requests in flight; --json prints one object per refresh",
+     0, 0, top_flags, CTL_META, check_top, run_top, 1},
     {"map", "map", "print the cluster map: epoch, groups and members, slot ranges", 0, 0, NULL,
-     CTL_META, NULL, run_map},
+     CTL_META, NULL, run_map, 0},
     {"slot", "slot KEY...", "where keys live: KEY -> slot -> group, at the current map", 1,
-     CTL_MAX_POS, NULL, CTL_META, NULL, run_slot},
+     CTL_MAX_POS, NULL, CTL_META, NULL, run_slot, 0},
     {"group add", "group add ID ADDR",
      "register a running shard group (any member's client address) with no slots; its "
      "members come from its leader",
-     2, 2, NULL, CTL_META, check_group_add, run_group_add},
+     2, 2, NULL, CTL_META, check_group_add, run_group_add, 0},
     {"group remove", "group remove ID [--max-parallel N] [--rate MB/s] [--batch N]",
      "drain the group (move its slots to the other groups, evening them out, as rebalance "
      "does), then drop it from the map; refused (4) while migrations are in progress",
-     1, 1, group_remove_flags, CTL_META, check_group_remove, run_group_remove},
+     1, 1, group_remove_flags, CTL_META, check_group_remove, run_group_remove, 0},
     {"slot move", "slot move SLOT|FROM-TO GROUP [--rate MB/s] [--batch N]",
      "move a slot or a range of slots to GROUP while the cluster serves them: one migration "
      "per source group and --batch slots (copy, fence, drain, flip; docs/resharding.md)",
-     2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move},
+     2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move, 0},
     {"rebalance", "rebalance [--dry-run] [--max-parallel N] [--rate MB/s] [--batch N]",
      "even out the groups' slot counts (they end up differing by at most one) with the fewest "
      "slot moves; prints the plan, then runs it as migrations of --batch slots",
-     0, 0, rebalance_flags, CTL_META, check_rebalance, run_rebalance},
+     0, 0, rebalance_flags, CTL_META, check_rebalance, run_rebalance, 0},
     {"migration status", "migration status",
      "the migrations in progress in the map: id, groups, state, run, age, slots", 0, 0, NULL,
-     CTL_META, NULL, run_migration_status},
+     CTL_META, NULL, run_migration_status, 0},
     {"migration resume", "migration resume [ID...] [--max-parallel N] [--rate MB/s]",
      "finish migrations left in the map by an interrupted or killed shalectl (default: all); "
      "a fenced one is unfenced and copied again under a new run",
-     0, CTL_MAX_POS, migration_resume_flags, CTL_META, check_migration_ids, run_migration_resume},
+     0, CTL_MAX_POS, migration_resume_flags, CTL_META, check_migration_ids, run_migration_resume, 0},
     {"migration abort", "migration abort (ID... | --all)",
      "undo migrations: their records leave the map, the source group keeps (and unfences) "
      "the slots, the target drops what it imported; a shalectl still running one stops",
-     0, CTL_MAX_POS, migration_abort_flags, CTL_META, check_migration_ids, run_migration_abort},
+     0, CTL_MAX_POS, migration_abort_flags, CTL_META, check_migration_ids, run_migration_abort, 0},
     {"replica add", "replica add GROUP ID RAFT_ADDR CLIENT_ADDR [--read-only]",
      "add node ID (started with --id ID --group GROUP --initial-cluster none) to GROUP as a "
      "voter or read replica, then record the group's members in the map",
-     4, 4, replica_add_flags, CTL_META, check_replica_add, run_replica_add},
+     4, 4, replica_add_flags, CTL_META, check_replica_add, run_replica_add, 0},
     {"replica remove", "replica remove GROUP ID",
      "remove member ID from GROUP, then record the group's members in the map", 2, 2, NULL,
-     CTL_META, check_ids, run_replica_remove},
+     CTL_META, check_ids, run_replica_remove, 0},
     {"leader transfer", "leader transfer GROUP [ID]",
      "hand GROUP's leadership to voter ID (default: the most up-to-date voter)", 1, 2, NULL,
-     CTL_META, check_ids, run_leader_transfer},
+     CTL_META, check_ids, run_leader_transfer, 0},
     /* one group directly (--addr) */
     {"status", "--addr ADDRS status",
      "one group (or the meta group) directly: every member, its role, applied index, lag, "
      "staleness and health",
-     0, 0, NULL, CTL_NODE, NULL, run_node_status},
+     0, 0, NULL, CTL_NODE, NULL, run_node_status, 0},
     {"leader transfer", "--addr ADDRS leader transfer [ID]",
      "hand the group's leadership to voter ID (default: the most up-to-date voter)", 0, 1, NULL,
-     CTL_NODE, check_ids, run_node_leader_transfer},
+     CTL_NODE, check_ids, run_node_leader_transfer, 0},
     {"member add", "--addr ADDRS member add ID RAFT_ADDR CLIENT_ADDR [--replica]",
      "add a node (started with --initial-cluster none) to the group at --addr as a voter or "
      "read replica; does not touch the cluster map (see replica add)",
-     3, 3, member_add_flags, CTL_NODE, check_member_add, run_member_add},
+     3, 3, member_add_flags, CTL_NODE, check_member_add, run_member_add, 0},
     {"member remove", "--addr ADDRS member remove ID",
      "remove a node from the group at --addr; does not touch the cluster map (see replica "
      "remove)",
-     1, 1, NULL, CTL_NODE, check_ids, run_member_remove},
+     1, 1, NULL, CTL_NODE, check_ids, run_member_remove, 0},
 };
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
 
@@ -298,11 +304,11 @@ static void usage(FILE *f)
             "                      default $SHALE_META, else\n"
             "                      %s\n"
             "  --router ADDRS      router(s) for the data verbs (default $SHALE_ROUTER, then\n"
-            "                      $SHALE_ADDR, then %s)\n"
+            "                      $SHALE_ADDR, then %s); top shows the routers named\n"
             "  --addr ADDRS        one group's members: data verbs go to it directly, and\n"
             "                      status / leader transfer / member act on that group alone\n"
             "  --timeout MS        per-request deadline in ms (default 5000; 2000 per node for\n"
-            "                      status)\n"
+            "                      status and top, 1000 per /health or /metrics read)\n"
             "  --cluster-id ID     refuse nodes of another cluster\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
@@ -347,7 +353,9 @@ static void verb_usage(FILE *f, const char *name)
         if (v->flags != NULL)
             print_flags(f, v, "  ");
         fprintf(f, "  talks to: %s\n",
-                v->target == CTL_DATA   ? "--router (or one group: --addr)"
+                v->target == CTL_DATA ? "--router (or one group: --addr)"
+                : v->target == CTL_META && v->with_router
+                    ? "the meta group (--meta), then the groups it names, and --router"
                 : v->target == CTL_META ? "the meta group (--meta), then the groups it names"
                                         : "the group at --addr");
     }
@@ -490,7 +498,7 @@ static int pick_target(cmd_t *cmd)
         }
         break;
     case CTL_META:
-        if (cmd->addr != NULL || cmd->router != NULL) {
+        if (cmd->addr != NULL || (cmd->router != NULL && !v->with_router)) {
             fprintf(stderr, "shalectl: %s: works through the meta group: use --meta, not %s\n",
                     name, cmd->addr != NULL ? "--addr" : "--router");
             return EXIT_USAGE;

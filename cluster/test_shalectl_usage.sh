@@ -67,6 +67,13 @@ expect 2 "CLIENT 'noport' is not HOST:PORT" replica add 1 2 $A noport
 expect 2 "GROUP must be a positive integer" replica add 0 2 $A $A
 expect 2 "unknown option '--replica'" replica add 1 2 $A $A --replica
 expect 2 "replica remove: missing arguments" replica remove 1
+expect 0 "top [--interval S] [--count N]" top --help
+expect 2 "--count needs a positive number" top --count 0
+expect 2 "--interval needs seconds in 0.1..3600" top --interval 0
+expect 2 "--interval needs seconds in 0.1..3600" top --interval x
+expect 2 "too many arguments" top now
+expect 2 "use --meta, not --router" --router $A status
+expect 2 "use --meta, not --addr" --addr $A top
 expect 2 "leader transfer: missing arguments" leader transfer
 expect 2 "too many arguments ('3')" leader transfer 1 2 3
 # slot migration
@@ -105,6 +112,7 @@ expect 2 "too many arguments ('2')" --addr $A leader transfer 1 2
 expect 2 "--meta does not apply" --addr $A --meta $A status
 # nobody listening
 expect 3 "cannot connect" --timeout 300 status
+expect 3 "cannot connect" --timeout 300 --router $A top --count 1
 expect 3 "cannot connect" --timeout 300 init --group 1=$A
 expect 3 "cannot connect" --timeout 300 get k
 expect 3 "cannot connect" --timeout 300 --addr $A status

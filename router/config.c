@@ -51,6 +51,9 @@ static const setting_t settings[] = {
     U64("node-conns", node_conns, 1, 16,
         "pooled connections per node, each multiplexing many requests (default 1)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
+    U64("slow-ms", slow_ms, 0, 3600000,
+        "log a request answered after this many ms at info/warn with its trace id, retries "
+        "and their causes (default 100; 0: never; at debug every request is logged)"),
     STR("http", http,
         "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host "
         "(default off)"),
@@ -70,6 +73,7 @@ void rt_config_defaults(rt_config_t *c)
     c->max_value = 1048576;
     c->conn_max_inflight = 4096;
     c->node_conns = 1;
+    c->slow_ms = 100;
 }
 
 void rt_config_usage(const char *prog)

@@ -21,7 +21,8 @@ typedef struct rt_config {
     uint64_t conn_max_inflight; /* per client connection before reading pauses */
     uint64_t node_conns;        /* pooled connections per node */
     char log_level[16];
-    char http[160]; /* metrics/health HTTP address; "" off */
+    uint64_t slow_ms; /* log requests taking this long at info/warn; 0 off */
+    char http[160];   /* metrics/health HTTP address; "" off */
 } rt_config_t;
 
 void rt_config_defaults(rt_config_t *c);

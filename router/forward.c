@@ -11,7 +11,13 @@
  *    STALE_TOO_OLD, ... reach the client exactly as the node sent them), by
  *    a merged answer (multi-part), or by the router's own error;
  *  - every attempt is stamped Route{slot, epoch, trace_id} (the request
- *    re-encoded); the client's Session is never touched, so a mutation
+ *    re-encoded); the trace id is the client's own Route.trace_id when it
+ *    sent one, else this router's (a random per-process base plus a
+ *    counter, never 0), the same for every attempt and part;
+ *  - an answered request is logged with that trace id, its total time,
+ *    attempts, retries and their causes: at debug always, at info/warn when
+ *    it took --slow-ms or longer (the nodes log the same id);
+ *  - the client's Session is never touched, so a mutation
  *    re-sent after a lost connection, a NOT_LEADER or an attempt timeout is
  *    applied at most once by the group (its session table);
  *  - retries follow retry.c within the deadline (--timeout-ms from
@@ -54,7 +60,8 @@ typedef struct rt_part {
     size_t *idx;    /* multi: their request positions (malloc) */
     void *arr;      /* multi: ProtobufCBinaryData[n] (MGET) or KeyValue*[n] (MPUT) */
     rt_upcall_t *call;
-    char node[128]; /* node of the current / last attempt */
+    char node[128];      /* node of the current / last attempt */
+    uint64_t last_group; /* group of the current / last attempt (logs) */
     uint64_t tried, tried_epoch;
     unsigned backoffs, redirects, attempts;
     int written;    /* a mutation handed to a node at least once */
@@ -76,6 +83,8 @@ struct rt_req {
     int mutation, stale, multi;
     uint64_t start, deadline;
     uint64_t start_ns; /* uv_hrtime() at arrival: latency metric */
+    unsigned retries;  /* attempts retried, every part */
+    uint32_t causes;   /* their causes: bit rt_obs_cause(code) */
     size_t nkeys;
     ProtobufCBinaryData *keys; /* multi: request keys by position (shallow) */
     uint32_t *slots;           /* multi: their slots */
@@ -322,6 +331,43 @@ static int req_outcome(const rt_req_t *q)
     return code;
 }
 
+/* The request's log line (docs/observability.md, "Request tracing"):
+ * debug always, info/warn when it took --slow-ms or longer. The slot,
+ * group and node are those of its first part. */
+static void log_answered(const rt_req_t *q)
+{
+    const rt_router_t *r = q->r;
+    int code = req_outcome(q);
+    uint64_t now = uv_hrtime();
+    double ms = now > q->start_ns ? (double)(now - q->start_ns) / 1e6 : 0;
+    int expected = code == SHALE_OK || code == SHALE_ECASFAILED || code == SHALE_ENOTFOUND;
+    int level = log_request_level(ms, r->cfg.slow_ms, expected);
+    if (level < rt_log_get_level())
+        return;
+    char trace[LOG_TRACE_LEN], causes[160] = "-";
+    size_t n = 0;
+    for (int c = 0; c < RT_OBS_NCAUSES; c++) {
+        if (!(q->causes & (1u << c)))
+            continue;
+        int w =
+            snprintf(causes + n, sizeof(causes) - n, "%s%s", n ? "," : "", rt_obs_cause_name(r, c));
+        if (w < 0 || (size_t)w >= sizeof(causes) - n)
+            break;
+        n += (size_t)w;
+    }
+    unsigned attempts = 0;
+    for (size_t i = 0; i < q->nparts; i++)
+        attempts += q->parts[i]->attempts;
+    const rt_part_t *p0 = q->parts[0];
+    rt_log_write(level, level == RT_LOG_DEBUG ? "request" : "slow request",
+                 " trace=%s op=%s slot=%u group=%llu node=%s parts=%zu attempts=%u retries=%u "
+                 "causes=%s outcome=%s ms=%.3f peer=%s",
+                 log_trace_str(q->trace, trace), rt_obs_op_name(r, q->type), p0->slot,
+                 (unsigned long long)p0->last_group, p0->node[0] ? p0->node : "-", q->nparts,
+                 attempts, q->retries, causes, rt_obs_outcome_name(r, code), ms,
+                 rt_cconn_peer(q->conn));
+}
+
 static void complete(rt_req_t *q)
 {
     rt_router_t *r = q->r;
@@ -339,9 +385,7 @@ static void complete(rt_req_t *q)
     } else {
         answer_multi(q);
     }
-    rt_debug("request answered", " trace=%llu type=%s parts=%zu code=%d ms=%llu",
-             (unsigned long long)q->trace, frame_type_name(q->type), q->nparts, q->parts[0]->code,
-             (unsigned long long)(now_ms(r) - q->start));
+    log_answered(q);
     req_free(q);
 }
 
@@ -559,13 +603,17 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
 /* Wait (or not) and try again as d says; the deadline timer ends it. */
 static void retry(rt_part_t *p, const rt_retry_t *d, int cause)
 {
-    rt_router_t *r = p->req->r;
+    rt_req_t *q = p->req;
+    rt_router_t *r = q->r;
     r->fwd.retries++;
     rt_obs_retry(r, cause);
+    q->retries++;
+    q->causes |= 1u << rt_obs_cause(cause);
     p->remap = d->action == RT_REMAP;
-    rt_debug("retrying", " trace=%llu node=%s group=%llu delay_ms=%u err=\"%s\"",
-             (unsigned long long)p->req->trace, p->node, (unsigned long long)p->group, d->delay_ms,
-             p->msg);
+    char trace[LOG_TRACE_LEN];
+    rt_debug("retrying", " trace=%s cause=%s node=%s group=%llu delay_ms=%u err=\"%s\"",
+             log_trace_str(q->trace, trace), rt_obs_cause_name(r, rt_obs_cause(cause)), p->node,
+             (unsigned long long)p->group, d->delay_ms, p->msg);
     schedule(p, d->delay_ms);
 }
 
@@ -588,6 +636,7 @@ static void part_send(rt_part_t *p)
         return;
     }
     charge(p, gid);
+    p->last_group = gid;
     if (p->tried_epoch != r->route.epoch) {
         p->tried = 0;
         p->tried_epoch = r->route.epoch;
@@ -844,10 +893,23 @@ static int is_data(uint16_t t)
            t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ;
 }
 
+/* The debug line of a request answered at once, never forwarded (no trace
+ * id): STATUS, and requests refused before routing. */
+static void log_immediate(rt_router_t *r, rt_cconn_t *c, uint16_t type, int code, uint64_t t0)
+{
+    if (rt_log_get_level() > RT_LOG_DEBUG)
+        return;
+    uint64_t now = uv_hrtime();
+    rt_debug("request", " trace=- op=%s outcome=%s ms=%.3f peer=%s", rt_obs_op_name(r, type),
+             rt_obs_outcome_name(r, code), now > t0 ? (double)(now - t0) / 1e6 : 0.0,
+             rt_cconn_peer(c));
+}
+
 static void answer_now(rt_router_t *r, uint16_t type, uint64_t t0, rt_cconn_t *c, uint64_t id,
                        int code, const char *msg)
 {
     rt_obs_request(r, type, code, t0);
+    log_immediate(r, c, type, code, t0);
     rt_cconn_send_error(c, id, code, msg);
     rt_cconn_request_done(c);
 }
@@ -860,6 +922,7 @@ static void reply_status(rt_router_t *r, rt_cconn_t *c, uint64_t id)
     st.role = (char *)"router";
     st.mode = (char *)"router";
     st.cluster_id = r->cfg.cluster_id;
+    st.http_addr = (char *)rt_obs_http_addr(r);
     st.has_map_epoch = 1;
     st.map_epoch = r->route.epoch;
     size_t len;
@@ -984,6 +1047,42 @@ static int is_stale(uint16_t type, ProtobufCMessage *m)
     return ro != NULL && ro->has_consistency && ro->consistency == SHALE__CONSISTENCY__STALE;
 }
 
+/* The trace id the client stamped in its own Route (0: none). */
+static uint64_t client_trace(uint16_t type, ProtobufCMessage *m)
+{
+    const Shale__Route *rt = NULL;
+    switch (type) {
+    case SHALE_MSG_GET_REQ:
+        rt = ((Shale__GetRequest *)m)->route;
+        break;
+    case SHALE_MSG_PUT_REQ:
+        rt = ((Shale__PutRequest *)m)->route;
+        break;
+    case SHALE_MSG_DEL_REQ:
+        rt = ((Shale__DeleteRequest *)m)->route;
+        break;
+    case SHALE_MSG_CAS_REQ:
+        rt = ((Shale__CasRequest *)m)->route;
+        break;
+    case SHALE_MSG_MGET_REQ:
+        rt = ((Shale__MGetRequest *)m)->route;
+        break;
+    case SHALE_MSG_MPUT_REQ:
+        rt = ((Shale__MPutRequest *)m)->route;
+        break;
+    default:
+        break;
+    }
+    return rt != NULL && rt->has_trace_id ? rt->trace_id : 0;
+}
+
+/* A new trace id: the random base plus a counter, never 0. */
+static uint64_t new_trace(rt_forward_t *f)
+{
+    uint64_t t = f->trace_base + ++f->trace_seq;
+    return t != 0 ? t : f->trace_base + ++f->trace_seq;
+}
+
 /* Admit a new part to its group (OVERLOADED when the group is full) and
  * send it. */
 static void part_start(rt_part_t *p, uint64_t gid)
@@ -1053,6 +1152,7 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     char msg[240];
     uint64_t t0 = uv_hrtime();
     if (type == SHALE_MSG_STATUS_REQ) {
+        log_immediate(r, c, type, SHALE_OK, t0);
         reply_status(r, c, id);
         rt_obs_request(r, type, SHALE_OK, t0);
         return;
@@ -1089,7 +1189,9 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     q->r = r;
     q->conn = c;
     q->id = id;
-    q->trace = ++r->fwd.next_trace;
+    q->trace = client_trace(type, m);
+    if (q->trace == 0)
+        q->trace = new_trace(&r->fwd);
     q->type = type;
     q->resp_type = (uint16_t)(type + 1); /* every *_REQ's answer is the next type */
     q->msg = m;
@@ -1157,6 +1259,10 @@ void rt_fwd_init(rt_router_t *r)
         rt_q_init(&f->backoff[i]);
     uv_timer_init(r->loop, &f->timer);
     f->timer.data = r;
+    /* Random so two routers (or one restarted) do not hand out the same
+     * ids: a trace id names one request across every process's logs. */
+    if (uv_random(NULL, NULL, &f->trace_base, sizeof(f->trace_base), 0, NULL) != 0)
+        f->trace_base = uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
     f->attempt_ms = r->cfg.timeout_ms / 4;
     if (f->attempt_ms < 100)
         f->attempt_ms = r->cfg.timeout_ms;

@@ -91,9 +91,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     rt_router_t *r = h->data;
     if (signum == SIGUSR1) {
-        int next = (rt_log_get_level() + 1) % 4;
-        rt_log_set_level(next);
-        rt_log_write(RT_LOG_WARN, "log level changed", " level=%s", rt_log_level_name(next));
+        log_cycle_level();
         return;
     }
     rt_info("signal received", " signal=%d", signum);

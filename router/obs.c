@@ -35,10 +35,12 @@ enum {
     C_OVERLOAD,
     C_OTHER
 };
+_Static_assert(C_OTHER + 1 == RT_OBS_NCAUSES, "router.h counts the retry causes");
 
 struct rt_obs {
     met_registry_t *reg;
-    obs_http_t ep; /* /metrics and /health (obs_http.h) */
+    obs_http_t ep;       /* /metrics and /health (obs_http.h) */
+    char http_addr[200]; /* where ep serves ("" until started) */
     met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
     met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
 };
@@ -65,51 +67,63 @@ static int op_index(uint16_t type)
     }
 }
 
+static int outcome_index(int code)
+{
+    return code == 0 ? 0 : (code <= -1 && code >= -15 ? -code : OUTCOME_OTHER);
+}
+
 void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns)
 {
     struct rt_obs *o = r->obs;
     if (o == NULL)
         return;
     int op = op_index(type);
-    int oc = code == 0 ? 0 : (code <= -1 && code >= -15 ? -code : OUTCOME_OTHER);
-    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)oc), 1);
+    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)outcome_index(code)), 1);
     uint64_t now = uv_hrtime();
     met_observe(o->duration, (size_t)op, now > start_ns ? (double)(now - start_ns) / 1e9 : 0);
 }
 
-void rt_obs_retry(rt_router_t *r, int code)
+int rt_obs_cause(int code)
 {
-    struct rt_obs *o = r->obs;
-    if (o == NULL)
-        return;
-    int c;
     switch (code) {
     case SHALE_ENOTLEADER:
-        c = C_NOT_LEADER;
-        break;
+        return C_NOT_LEADER;
     case SHALE_EWRONGGROUP:
-        c = C_WRONG_GROUP;
-        break;
+        return C_WRONG_GROUP;
     case SHALE_EUNAVAILABLE:
-        c = C_UNAVAILABLE;
-        break;
+        return C_UNAVAILABLE;
     case SHALE_ETIMEOUT:
-        c = C_TIMEOUT;
-        break;
+        return C_TIMEOUT;
     case SHALE_EIO:
-        c = C_CONNECTION;
-        break;
+        return C_CONNECTION;
     case SHALE_ESTALE:
-        c = C_STALE;
-        break;
+        return C_STALE;
     case SHALE_EOVERLOAD:
-        c = C_OVERLOAD;
-        break;
+        return C_OVERLOAD;
     default:
-        c = C_OTHER;
-        break;
+        return C_OTHER;
     }
-    met_add(o->retries, (size_t)c, 1);
+}
+
+void rt_obs_retry(rt_router_t *r, int code)
+{
+    if (r->obs != NULL)
+        met_add(r->obs->retries, (size_t)rt_obs_cause(code), 1);
+}
+
+const char *rt_obs_op_name(const rt_router_t *r, uint16_t type)
+{
+    return r->obs != NULL ? met_label_value(r->obs->requests, 0, (size_t)op_index(type)) : "?";
+}
+
+const char *rt_obs_outcome_name(const rt_router_t *r, int code)
+{
+    return r->obs != NULL ? met_label_value(r->obs->requests, 1, (size_t)outcome_index(code)) : "?";
+}
+
+const char *rt_obs_cause_name(const rt_router_t *r, int cause)
+{
+    return r->obs != NULL ? met_label_value(r->obs->retries, 0, (size_t)cause) : "?";
 }
 
 void rt_obs_map_installed(rt_router_t *r)
@@ -225,8 +239,14 @@ int rt_obs_start(rt_router_t *r, char *err, size_t errlen)
     ep->arg = r;
     if (obs_http_start(ep, r->loop, r->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
         return -1;
+    snprintf(r->obs->http_addr, sizeof(r->obs->http_addr), "%s", addr);
     rt_info("serving metrics", " http=%s paths=/metrics,/health", addr);
     return 0;
+}
+
+const char *rt_obs_http_addr(const rt_router_t *r)
+{
+    return r->obs != NULL && r->obs->http_addr[0] != '\0' ? r->obs->http_addr : NULL;
 }
 
 void rt_obs_stop(rt_router_t *r)

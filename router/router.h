@@ -141,7 +141,8 @@ typedef struct rt_forward {
     uint64_t timer_at;                 /* when it fires, 0: not armed */
     uint64_t attempt_ms;               /* one attempt's answer time limit */
     size_t live;                       /* requests not yet answered */
-    uint64_t next_trace;
+    uint64_t trace_base;               /* random per process: trace ids are base + seq */
+    uint64_t trace_seq;
     /* counters for the shutdown summary */
     uint64_t requests, retries, redirects, timeouts, overloaded;
 } rt_forward_t;
@@ -199,6 +200,16 @@ void rt_obs_free(rt_router_t *r);
 void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns);
 /* An attempt retried because of code (SHALE_EIO: the connection). */
 void rt_obs_retry(rt_router_t *r, int code);
+/* The retry cause (0..RT_OBS_NCAUSES-1) of an attempt that ended with code. */
+#define RT_OBS_NCAUSES 8
+int rt_obs_cause(int code);
+/* Words for log lines, the same as the metric labels: the op of a request
+ * type, the outcome of a code, the name of a cause. Never NULL. */
+const char *rt_obs_op_name(const rt_router_t *r, uint16_t type);
+const char *rt_obs_outcome_name(const rt_router_t *r, int code);
+const char *rt_obs_cause_name(const rt_router_t *r, int cause);
+/* The address /metrics and /health are served on, or NULL without --http. */
+const char *rt_obs_http_addr(const rt_router_t *r);
 void rt_obs_map_installed(rt_router_t *r);
 void rt_obs_map_refresh(rt_router_t *r);
 

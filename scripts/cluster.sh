@@ -252,6 +252,7 @@ if command -v curl >/dev/null; then
   curl -s "http://${ROUTER%:*}:$HTTP_PORT/health" || true
   curl -s "http://$(ip 11):$HTTP_PORT/metrics" | grep '^shale_raft_' || true
 fi
+echo "live view from those metrics: ./build/cluster/shalectl top --router $ROUTER   (Ctrl-C ends it)"
 
 stop_cmd="bash scripts/cluster.sh --stop"
 if [ -n "${SHALE_RUN_DIR:-}" ]; then stop_cmd="SHALE_RUN_DIR=$SHALE_RUN_DIR $stop_cmd"; fi

@@ -51,6 +51,7 @@ static const setting_t settings[] = {
     U64(group, "data node in a cluster: this node's shard group id (needs --meta)"),
     STR("meta", meta, "data node in a cluster: meta group client addresses HOST:PORT,...; without it the group serves every slot (standalone)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
+    {"slow-ms", K_U64, offsetof(shaled_config_t, slow_ms), 0, "log a request answered after this many ms at info/warn with its trace id (default 100; 0: never; at debug every request is logged)"},
     STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -79,6 +80,7 @@ void shaled_config_defaults(shaled_config_t *c)
     c->conn_max_inflight = 4096;
     c->session_ttl_s = 3600;
     c->tick_ms = 100;
+    c->slow_ms = 100;
 }
 
 void shaled_config_usage(const char *prog)
@@ -367,6 +369,10 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", c->http);
             return -1;
         }
+    }
+    if (c->slow_ms > 3600000) {
+        snprintf(err, errlen, "slow-ms must be <= 3600000 (one hour)");
+        return -1;
     }
     if (log_parse_level(c->log_level) < 0) {
         snprintf(err, errlen, "--log-level must be debug, info, warn or error");

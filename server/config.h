@@ -37,6 +37,7 @@ typedef struct shaled_config {
     uint64_t group;             /* data: shard group id in the cluster map (0: standalone) */
     char meta[1024];            /* data: meta group client addresses, comma list */
     char log_level[16];
+    uint64_t slow_ms;           /* log requests taking this long at info/warn; 0 off */
     char http[160];             /* metrics/health HTTP address; "" off */
     char config_file[512];
 } shaled_config_t;

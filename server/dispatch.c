@@ -17,7 +17,7 @@
 
 void sreq_free(sreq_t *r)
 {
-    obs_request_done(conn_server(r->conn), r->type, r->code, r->received_us);
+    obs_request_done(conn_server(r->conn), r);
     if (r->msg != NULL)
         protobuf_c_message_free_unpacked(r->msg, NULL);
     conn_request_done(r->conn);
@@ -340,6 +340,7 @@ static void reply_status(shaled_t *s, sreq_t *r)
         st.members = s->members->members;
     }
     st.mode = s->cfg.mode;
+    st.http_addr = (char *)obs_http_addr(s);
     if (strcmp(s->cfg.mode, "meta") == 0) {
         st.has_map_epoch = 1;
         st.map_epoch = s->map != NULL ? s->map->epoch : 0;
@@ -404,6 +405,9 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
         sreq_fail(r, SHALE_EINVAL, msg);
         return;
     }
+    const Shale__Route *rt = route_of(r);
+    if (rt != NULL && rt->has_trace_id)
+        r->trace = rt->trace_id;
     if (s->stopping) {
         sreq_fail(r, SHALE_EUNAVAILABLE, "node is shutting down");
         return;
@@ -463,10 +467,11 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
         sreq_fail(r, rv, msg);
         return;
     }
-    if (dispatch_check_ownership(s, r) != 0)
-        return;
     const ProtobufCBinaryData *k = first_key(r);
     r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
+    r->has_slot = 1;
+    if (dispatch_check_ownership(s, r) != 0)
+        return;
 
     if (is_read(type)) {
         const Shale__ReadOptions *ro = read_opts(r);

@@ -34,15 +34,29 @@ const char *log_level_name(int level)
     return (level >= 0 && level <= 3) ? names[level] : "?";
 }
 
+int log_request_level(double ms, uint64_t slow_ms, int expected)
+{
+    if (slow_ms > 0 && ms >= (double)slow_ms)
+        return expected ? LOG_INFO : LOG_WARN;
+    return LOG_DEBUG;
+}
+
+const char *log_trace_str(uint64_t trace, char *buf)
+{
+    if (trace == 0)
+        snprintf(buf, LOG_TRACE_LEN, "-");
+    else
+        snprintf(buf, LOG_TRACE_LEN, "%016llx", (unsigned long long)trace);
+    return buf;
+}
+
 void log_set_proc(const char *proc)
 {
     snprintf(g_proc, sizeof(g_proc), "%s", proc);
 }
 
-void log_write(int level, const char *msg, const char *fmt, ...)
+static void vwrite_line(int level, const char *msg, const char *fmt, va_list ap)
 {
-    if (level < g_level)
-        return;
     char line[2048];
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -57,10 +71,7 @@ void log_write(int level, const char *msg, const char *fmt, ...)
     if (n < 0)
         return;
     if ((size_t)n < sizeof(line) && fmt != NULL && fmt[0] != '\0') {
-        va_list ap;
-        va_start(ap, fmt);
         int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-        va_end(ap);
         if (m > 0)
             n += m;
     }
@@ -69,4 +80,30 @@ void log_write(int level, const char *msg, const char *fmt, ...)
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+void log_write(int level, const char *msg, const char *fmt, ...)
+{
+    if (level < g_level)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vwrite_line(level, msg, fmt, ap);
+    va_end(ap);
+}
+
+static void write_always(int level, const char *msg, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vwrite_line(level, msg, fmt, ap);
+    va_end(ap);
+}
+
+int log_cycle_level(void)
+{
+    int next = (g_level + 1) % 4;
+    g_level = next;
+    write_always(LOG_WARN, "log level changed", " level=%s", names[next]);
+    return next;
 }

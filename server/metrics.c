@@ -252,6 +252,13 @@ int met_label_index(const met_family_t *f, int dim, const char *value)
     return -1;
 }
 
+const char *met_label_value(const met_family_t *f, int dim, size_t i)
+{
+    if (f == NULL || f->dynamic || dim < 0 || dim >= f->ndims || f->dim_n[dim] == 0)
+        return "";
+    return f->dim_val[dim][i < f->dim_n[dim] ? i : f->dim_n[dim] - 1];
+}
+
 size_t met_series_at(const met_family_t *f, size_t i0, size_t i1)
 {
     if (f == NULL || f->ndims == 0)

@@ -64,6 +64,10 @@ int met_dyn_set(met_family_t *f, const char *value, double v);
 size_t met_series(const met_family_t *f, const char *v0, const char *v1);
 /* Index of value in dimension dim, or -1. */
 int met_label_index(const met_family_t *f, int dim, const char *value);
+/* The i-th value of dimension dim as registered (i past the end: the last
+ * value, the catch-all), or "" for a bad dimension. Never NULL. Lets a log
+ * line name an operation or outcome exactly as the metrics label it. */
+const char *met_label_value(const met_family_t *f, int dim, size_t i);
 /* Series index from per-dimension value indexes. */
 size_t met_series_at(const met_family_t *f, size_t i0, size_t i1);
 

@@ -9,6 +9,9 @@
  *    time by collect(), never maintained on the hot path;
  *  - the registry exists whether or not --http is set (counting is cheap,
  *    and it keeps call sites unconditional); only the listener is optional;
+ *  - every answered request is logged with its trace id (Route.trace_id)
+ *    at debug, and at info/warn when it took --slow-ms or longer
+ *    (log_request_level); the op and outcome words are the metric labels;
  *  - ready (/health 200) means: running, storage healthy, Raft knows a
  *    leader of this group, and a data node of a cluster has applied a slot
  *    ownership record. Otherwise 503 with the first reason that applies. */
@@ -24,7 +27,7 @@
 #include "server.h"
 
 #define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|other"
-enum { OP_OTHER = 10 };
+enum { OP_MAP_GET = 6, OP_OTHER = 10 };
 /* Outcome i (1..15) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
@@ -40,6 +43,7 @@ static const double snapshot_buckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 
 struct obs {
     met_registry_t *reg;
     obs_http_t ep; /* /metrics and /health (obs_http.h) */
+    char http_addr[200]; /* where ep serves ("" until started) */
     uint64_t last_leader;
     met_family_t *requests, *duration, *leader_changes, *app_entries, *app_bytes;
     met_family_t *snapshots, *snap_duration;
@@ -67,7 +71,7 @@ static int op_index(uint16_t type)
     case SHALE_MSG_MPUT_REQ:
         return 5;
     case SHALE_MSG_MAP_GET_REQ:
-        return 6;
+        return OP_MAP_GET;
     case SHALE_MSG_MAP_CAS_REQ:
         return 7;
     case SHALE_MSG_STATUS_REQ:
@@ -90,16 +94,38 @@ static int outcome_index(int code)
     return OUTCOME_OTHER;
 }
 
-void obs_request_done(shaled_t *s, uint16_t type, int code, uint64_t received_us)
+/* Whether a request of op may count as slow: a MAP_GET long-poll waits by
+ * design, and snapshot streams (other) last as long as the transfer. */
+static int op_can_be_slow(int op)
+{
+    return op != OP_MAP_GET && op != OP_OTHER;
+}
+
+void obs_request_done(shaled_t *s, const sreq_t *r)
 {
     struct obs *o = s->obs;
     if (o == NULL)
         return;
-    int op = op_index(type);
-    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)outcome_index(code)), 1);
+    int op = op_index(r->type);
+    int oc = outcome_index(r->code);
+    met_add(o->requests, met_series_at(o->requests, (size_t)op, (size_t)oc), 1);
     uint64_t now = shaled_now_us();
-    double secs = now > received_us ? (double)(now - received_us) / 1e6 : 0;
-    met_observe(o->duration, (size_t)op, secs);
+    uint64_t us = now > r->received_us ? now - r->received_us : 0;
+    met_observe(o->duration, (size_t)op, (double)us / 1e6);
+
+    double ms = (double)us / 1e3;
+    int expected = r->code == 0 || r->code == SHALE_ECASFAILED || r->code == SHALE_ENOTFOUND;
+    int level = log_request_level(ms, op_can_be_slow(op) ? s->cfg.slow_ms : 0, expected);
+    if (level < log_get_level())
+        return;
+    char trace[LOG_TRACE_LEN], slot[8] = "-";
+    if (r->has_slot)
+        snprintf(slot, sizeof(slot), "%u", (unsigned)r->slot);
+    log_write(level, level == LOG_DEBUG ? "request" : "slow request",
+              " trace=%s op=%s slot=%s outcome=%s ms=%.3f peer=%s id=%llu",
+              log_trace_str(r->trace, trace), met_label_value(o->requests, 0, (size_t)op), slot,
+              met_label_value(o->requests, 1, (size_t)oc), ms, conn_peer(r->conn),
+              (unsigned long long)r->id);
 }
 
 void obs_turn(shaled_t *s)
@@ -383,8 +409,14 @@ int obs_start(shaled_t *s, char *err, size_t errlen)
     ep->arg = s;
     if (obs_http_start(ep, s->loop, s->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
         return -1;
+    snprintf(s->obs->http_addr, sizeof(s->obs->http_addr), "%s", addr);
     log_info("serving metrics", " http=%s paths=/metrics,/health", addr);
     return 0;
+}
+
+const char *obs_http_addr(const shaled_t *s)
+{
+    return s->obs != NULL && s->obs->http_addr[0] != '\0' ? s->obs->http_addr : NULL;
 }
 
 void obs_stop(shaled_t *s)

@@ -61,7 +61,9 @@ struct sreq {
     uint64_t id;           /* frame request id */
     uint16_t type;         /* SHALE_MSG_*_REQ */
     ProtobufCMessage *msg; /* unpacked request (owned) */
-    uint16_t slot;         /* first key's slot */
+    uint16_t slot;         /* first key's slot (when has_slot) */
+    int has_slot;
+    uint64_t trace;        /* Route.trace_id a router stamped (0: none) */
     uint64_t received_us;
     int code;              /* outcome answered (SHALE_E*, 0 ok): for metrics */
 };
@@ -325,8 +327,11 @@ int obs_init(shaled_t *s);
 int obs_start(shaled_t *s, char *err, size_t errlen);
 void obs_stop(shaled_t *s);
 void obs_free(shaled_t *s);
-/* A request of type was answered with code (0 ok) (sreq_free). */
-void obs_request_done(shaled_t *s, uint16_t type, int code, uint64_t received_us);
+/* A request was answered with r->code (0 ok) (sreq_free): counts it, and
+ * logs it with its trace id when slow (--slow-ms) or at debug. */
+void obs_request_done(shaled_t *s, const sreq_t *r);
+/* The address /metrics and /health are served on, or NULL without --http. */
+const char *obs_http_addr(const shaled_t *s);
 /* End of loop turn: notice leader changes. */
 void obs_turn(shaled_t *s);
 /* n entries of bytes payload handed to the Raft log (raft_disk.c). */

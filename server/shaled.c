@@ -170,9 +170,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     shaled_t *s = h->data;
     if (signum == SIGUSR1) {
-        int next = (log_get_level() + 1) % 4;
-        log_set_level(next);
-        log_write(LOG_WARN, "log level changed", " level=%s", log_level_name(next));
+        log_cycle_level();
         return;
     }
     log_info("signal received", " signal=%d", signum);

@@ -1,6 +1,7 @@
 /* Test helpers for the observability endpoints (header-only, static): a
  * checker of the Prometheus text exposition format, a sample lookup, and a
- * blocking HTTP/1.1 client for exact bytes.
+ * blocking HTTP/1.1 client for exact bytes. Functions are static inline: a
+ * test uses the ones it needs.
  *
  * expo_check rules: every sample belongs to a family announced by one
  * `# HELP` and one `# TYPE` line before it; names and label names are
@@ -31,7 +32,7 @@ typedef struct expo_family {
     int help, typed;
 } expo_family_t;
 
-static int expo_name_ok(const char *s, size_t n)
+static inline int expo_name_ok(const char *s, size_t n)
 {
     if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_' || s[0] == ':'))
         return 0;
@@ -41,7 +42,7 @@ static int expo_name_ok(const char *s, size_t n)
     return 1;
 }
 
-static expo_family_t *expo_find(expo_family_t *f, int n, const char *name, size_t len)
+static inline expo_family_t *expo_find(expo_family_t *f, int n, const char *name, size_t len)
 {
     for (int i = 0; i < n; i++)
         if (strlen(f[i].name) == len && strncmp(f[i].name, name, len) == 0)
@@ -49,7 +50,7 @@ static expo_family_t *expo_find(expo_family_t *f, int n, const char *name, size_
     return NULL;
 }
 
-static int expo_value_parse(const char *s, double *v)
+static inline int expo_value_parse(const char *s, double *v)
 {
     if (strcmp(s, "NaN") == 0)
         *v = NAN;
@@ -68,7 +69,7 @@ static int expo_value_parse(const char *s, double *v)
 
 /* Parse `{k="v",...}` at *p: the labels without le into rest, le into le
  * ("" if none). Advances *p past the closing brace. 0 or -1. */
-static int expo_labels(const char **p, char *rest, size_t rlen, char *le, size_t llen)
+static inline int expo_labels(const char **p, char *rest, size_t rlen, char *le, size_t llen)
 {
     const char *s = *p;
     rest[0] = le[0] = '\0';
@@ -115,7 +116,7 @@ static int expo_labels(const char **p, char *rest, size_t rlen, char *le, size_t
     return 0;
 }
 
-static int expo_check(const char *text, char *err, size_t errlen)
+static inline int expo_check(const char *text, char *err, size_t errlen)
 {
     static expo_family_t fam[EXPO_MAX_FAMILIES];
     int nfam = 0, lineno = 0;
@@ -285,7 +286,7 @@ static int expo_check(const char *text, char *err, size_t errlen)
 
 /* The value of sample `name{labels}` (labels as rendered, "" for none), or
  * NAN when absent. */
-static double expo_value(const char *text, const char *name, const char *labels)
+static inline double expo_value(const char *text, const char *name, const char *labels)
 {
     char want[600];
     if (labels == NULL || labels[0] == '\0')
@@ -311,7 +312,7 @@ static double expo_value(const char *text, const char *name, const char *labels)
 
 /* ---- Blocking HTTP client ---------------------------------------------------*/
 
-static int obs_connect(const char *host, int port, int timeout_ms)
+static inline int obs_connect(const char *host, int port, int timeout_ms)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -328,7 +329,7 @@ static int obs_connect(const char *host, int port, int timeout_ms)
     return fd;
 }
 
-static int obs_send(int fd, const char *p, size_t n)
+static inline int obs_send(int fd, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
@@ -342,7 +343,7 @@ static int obs_send(int fd, const char *p, size_t n)
 
 /* Read one response: status, body (malloc'd, NUL-terminated; may be NULL).
  * Uses Content-Length. 0 or -1 (EOF, timeout, malformed). */
-static int obs_read_response(int fd, int *status, char **body, size_t *blen)
+static inline int obs_read_response(int fd, int *status, char **body, size_t *blen)
 {
     static char buf[1 << 20];
     size_t n = 0;
@@ -388,7 +389,7 @@ static int obs_read_response(int fd, int *status, char **body, size_t *blen)
 }
 
 /* GET path with Connection: close. 0 with *status and *body (malloc'd). */
-static int obs_get(const char *host, int port, const char *path, int *status, char **body)
+static inline int obs_get(const char *host, int port, const char *path, int *status, char **body)
 {
     int fd = obs_connect(host, port, 5000);
     if (fd < 0)
@@ -402,7 +403,7 @@ static int obs_get(const char *host, int port, const char *path, int *status, ch
 }
 
 /* Send raw bytes, read one response: its status, or -1. */
-static int obs_raw_status(const char *host, int port, const char *bytes, size_t n)
+static inline int obs_raw_status(const char *host, int port, const char *bytes, size_t n)
 {
     int fd = obs_connect(host, port, 5000);
     if (fd < 0)
