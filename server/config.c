@@ -52,6 +52,7 @@ static const setting_t settings[] = {
     STR("meta", meta, "data node in a cluster: meta group client addresses HOST:PORT,...; without it the group serves every slot (standalone)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
     STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
+    {"test-broken-reads", K_U64, offsetof(shaled_config_t, test_broken_reads), 0, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -367,6 +368,10 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", c->http);
             return -1;
         }
+    }
+    if (c->test_broken_reads > 1) {
+        snprintf(err, errlen, "test-broken-reads must be 0 or 1 (and is for the fault harness only)");
+        return -1;
     }
     if (log_parse_level(c->log_level) < 0) {
         snprintf(err, errlen, "--log-level must be debug, info, warn or error");

@@ -38,6 +38,7 @@ typedef struct shaled_config {
     char meta[1024];            /* data: meta group client addresses, comma list */
     char log_level[16];
     char http[160];             /* metrics/health HTTP address; "" off */
+    uint64_t test_broken_reads; /* TEST ONLY (jepsen/run --broken-reads): read_index.c */
     char config_file[512];
 } shaled_config_t;
 
