@@ -53,6 +53,7 @@ static const setting_t settings[] = {
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
     {"slow-ms", K_U64, offsetof(shaled_config_t, slow_ms), 0, "log a request answered after this many ms at info/warn with its trace id (default 100; 0: never; at debug every request is logged)"},
     STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
+    {"test-broken-reads", K_U64, offsetof(shaled_config_t, test_broken_reads), 0, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -372,6 +373,10 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->slow_ms > 3600000) {
         snprintf(err, errlen, "slow-ms must be <= 3600000 (one hour)");
+        return -1;
+    }
+    if (c->test_broken_reads > 1) {
+        snprintf(err, errlen, "test-broken-reads must be 0 or 1 (and is for the fault harness only)");
         return -1;
     }
     if (log_parse_level(c->log_level) < 0) {

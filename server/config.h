@@ -39,6 +39,7 @@ typedef struct shaled_config {
     char log_level[16];
     uint64_t slow_ms;           /* log requests taking this long at info/warn; 0 off */
     char http[160];             /* metrics/health HTTP address; "" off */
+    uint64_t test_broken_reads; /* TEST ONLY (jepsen/run --broken-reads): read_index.c */
     char config_file[512];
 } shaled_config_t;
 

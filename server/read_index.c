@@ -24,6 +24,34 @@ struct rd_barrier {
     shaled_t *s;
 };
 
+/* The deliberately broken read path of --test-broken-reads (a test-only
+ * flag: the fault harness must report it INVALID, docs/jepsen.md "The
+ * broken build"). It is the classic stale-read bug, a leader lease that
+ * never expires:
+ *  - a node that has been the leader answers LINEARIZABLE reads from its
+ *    local state at once, with no barrier, and keeps doing so after it
+ *    stepped down, until it learns of another leader;
+ *  - so a leader cut off from its peers (but not from the routers) keeps
+ *    serving its frozen state while the majority elects a new leader and
+ *    acknowledges writes it never sees.
+ * libraft's own check (a leader steps down after an election timeout
+ * without hearing from a quorum) would otherwise end the bug within a
+ * second; "until it learns of another leader" is what a leader without
+ * that check, or with a lease but no clock bound, does. */
+int reads_broken_local(shaled_t *s)
+{
+    if (!s->cfg.test_broken_reads || !s->raft_inited || s->raft_closed)
+        return 0;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&s->raft, &lid, &laddr);
+    if (raft_node_is_leader(s))
+        s->broken_lease = 1;
+    else if (lid != 0 && lid != s->cfg.id)
+        s->broken_lease = 0;
+    return s->broken_lease;
+}
+
 void reads_enqueue(shaled_t *s, sreq_t *r)
 {
     q_push(&s->reads_waiting, &r->link);

@@ -144,6 +144,7 @@ struct shaled {
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
     struct rd_barrier *barrier; /* in flight, or NULL */
+    int broken_lease;         /* TEST ONLY (--test-broken-reads): reads_broken_local */
 
     /* lifecycle */
     uv_signal_t sigterm, sigint, sigusr1;
@@ -232,6 +233,10 @@ void reads_flush(shaled_t *s);
 void reads_fail_all(shaled_t *s, int code, const char *msg);
 /* Serve one read request from the local store now. */
 void reads_serve(shaled_t *s, sreq_t *r);
+/* TEST ONLY (--test-broken-reads 1): whether this node answers a
+ * LINEARIZABLE read from its local state at once, skipping the barrier.
+ * Always 0 without the flag. */
+int reads_broken_local(shaled_t *s);
 
 /* raft_node.c */
 /* seed: founding voters to bootstrap on an empty log; NULL when joining. */

@@ -354,6 +354,9 @@ int main(int argc, char **argv)
         log_error("cannot serve metrics", " err=\"%s\"", err);
         failed = 1;
     } else {
+        if (s->cfg.test_broken_reads)
+            log_warn("TEST ONLY: --test-broken-reads: LINEARIZABLE reads are answered without "
+                     "a read barrier; this node is deliberately NOT linearizable", "%s", "");
         log_info("serving", " id=%llu listen=%s raft=%s data=%s cluster=%s applied=%llu",
                  (unsigned long long)s->cfg.id, s->cfg.listen, s->cfg.raft,
                  s->cfg.data, s->cfg.cluster_id,

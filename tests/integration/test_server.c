@@ -702,9 +702,15 @@ START_TEST(test_startup_errors_are_clear)
     const char *tiny_snap[] = {"--id", "1", "--data", "/tmp/x", "--snapshot-threshold", "1", NULL};
     ck_assert_int_eq(run_shaled(tiny_snap, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "snapshot-threshold"));
+    /* The fault harness's broken-build setting takes 0 or 1 only, and
+     * --help says it is for tests. */
+    const char *broken[] = {"--id", "1", "--data", "/tmp/x", "--test-broken-reads", "2", NULL};
+    ck_assert_int_eq(run_shaled(broken, out, sizeof(out)), 2);
+    ck_assert_ptr_nonnull(strstr(out, "test-broken-reads must be 0 or 1"));
     const char *help[] = {"--help", NULL};
     ck_assert_int_eq(run_shaled(help, out, sizeof(out)), 0);
     ck_assert_ptr_nonnull(strstr(out, "--election-timeout-ms"));
+    ck_assert_ptr_nonnull(strstr(out, "--test-broken-reads      TEST ONLY"));
 
     /* A data dir that cannot be created (a regular file is in the way). */
     char *base = th_tmpdir("startup");
