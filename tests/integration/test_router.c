@@ -756,12 +756,23 @@ START_TEST(test_multi_key_across_groups)
         }
     }
     shale_item_results_free(res, N + 10);
-    /* STALE MGET works too (served by any member). */
+    /* STALE MGET works too (served by any member). A member may not have
+     * applied the MPUT yet — a STALE read allows that — so poll until every
+     * key shows up (members apply within milliseconds). */
     shale_read_opts_t ro = {.consistency = SHALE_STALE, .max_staleness_ms = 60000};
-    ck_assert_int_eq(shale_mget(c, items, N, &ro, res), SHALE_OK);
-    for (int i = 0; i < N; i++)
-        ck_assert(res[i].status == SHALE_OK && res[i].found);
-    shale_item_results_free(res, N);
+    int all = 0;
+    for (int tries = 0; tries < 100 && !all; tries++) {
+        ck_assert_int_eq(shale_mget(c, items, N, &ro, res), SHALE_OK);
+        all = 1;
+        for (int i = 0; i < N; i++) {
+            ck_assert_int_eq(res[i].status, SHALE_OK);
+            all &= res[i].found;
+        }
+        shale_item_results_free(res, N);
+        if (!all)
+            usleep(20 * 1000);
+    }
+    ck_assert_msg(all, "STALE MGET never saw every key");
     shale_close(c);
 }
 END_TEST
