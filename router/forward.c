@@ -641,7 +641,7 @@ static void part_send(rt_part_t *p)
         p->tried = 0;
         p->tried_epoch = r->route.epoch;
     }
-    const char *addr = rt_group_pick(g, q->stale, &p->tried);
+    const char *addr = rt_group_pick(g, q->stale, &p->tried, now_ms(r));
     if (addr == NULL) {
         /* STALE read: every member refused; the last refusal stands. */
         part_finish(p, SHALE_ESTALE, NULL, NULL, 0);
@@ -660,7 +660,7 @@ static void part_send(rt_part_t *p)
     if (p->call == NULL) {
         /* Not sent: the node is down (or in its reconnect backoff). */
         snprintf(p->msg, sizeof(p->msg), "%s", err);
-        rt_group_note_failure(g, addr);
+        rt_group_note_failure(g, addr, now_ms(r));
         rt_retry_t d;
         rt_retry_decide(SHALE_EIO, q->stale, NULL, addr, &p->backoffs, &p->redirects, &d);
         retry(p, &d, SHALE_EIO);
@@ -695,7 +695,7 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
     if (status != 0) {
         snprintf(p->msg, sizeof(p->msg), "%s", errmsg != NULL ? errmsg : "connection lost");
         if (g != NULL)
-            rt_group_note_failure(g, p->node);
+            rt_group_note_failure(g, p->node, now_ms(r));
         rt_retry_decide(SHALE_EIO, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
         retry(p, &d, SHALE_EIO);
         return;
@@ -761,7 +761,7 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
         return;
     }
     if (g != NULL && d.forget_node)
-        rt_group_note_failure(g, p->node);
+        rt_group_note_failure(g, p->node, now_ms(r));
     if (g != NULL && d.action == RT_REDIRECT) {
         rt_group_note_leader(g, hint);
         r->fwd.redirects++;
@@ -824,7 +824,7 @@ static void attempt_timeout(rt_part_t *p)
              (unsigned long long)r->fwd.attempt_ms);
     rt_group_t *g = p->group != 0 ? rt_route_group(&r->route, p->group) : NULL;
     if (g != NULL)
-        rt_group_note_failure(g, p->node);
+        rt_group_note_failure(g, p->node, now_ms(r));
     rt_retry_t d;
     rt_retry_decide(SHALE_ETIMEOUT, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
     retry(p, &d, SHALE_ETIMEOUT);

@@ -118,24 +118,31 @@ static uint64_t bit(size_t i)
 }
 
 /* One of the members that pass the filter and are not in tried, chosen by
- * the group's rotation so successive requests spread evenly over them; -1
- * if none. */
-static int rotate_untried(const rt_group_t *g, uint64_t tried, int want_replica, int skip_leader)
+ * the group's rotation so successive requests spread evenly over them;
+ * members that are suspects at now only when no other one passes; -1 if
+ * none. */
+static int rotate_untried(const rt_group_t *g, uint64_t tried, int want_replica, int skip_leader,
+                          uint64_t now)
 {
-    int ok[RT_MAX_MEMBERS];
-    size_t n = 0;
+    int ok[RT_MAX_MEMBERS], sus[RT_MAX_MEMBERS];
+    size_t n = 0, ns = 0;
     for (size_t i = 0; i < g->nmembers; i++) {
         const rt_member_t *m = &g->members[i];
         if ((tried & bit(i)) || m->replica != want_replica)
             continue;
         if (skip_leader && g->leader[0] != '\0' && strcmp(m->addr, g->leader) == 0)
             continue;
-        ok[n++] = (int)i;
+        if (m->suspect_until > now)
+            sus[ns++] = (int)i;
+        else
+            ok[n++] = (int)i;
     }
-    return n == 0 ? -1 : ok[g->rr % n];
+    if (n > 0)
+        return ok[g->rr % n];
+    return ns == 0 ? -1 : sus[g->rr % ns];
 }
 
-const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried)
+const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried, uint64_t now)
 {
     int i;
     if (!stale) {
@@ -144,11 +151,11 @@ const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried)
             *tried |= li >= 0 ? bit((size_t)li) : RT_TRIED_LEADER;
             return g->leader;
         }
-        i = rotate_untried(g, *tried, 0, 0);
+        i = rotate_untried(g, *tried, 0, 0, now);
         if (i < 0) {
             /* Every voter was asked once: start a new round. */
             *tried = 0;
-            i = rotate_untried(g, 0, 0, 0);
+            i = rotate_untried(g, 0, 0, 0, now);
         }
         if (i < 0)
             return NULL; /* no voter at all (cmap_validate forbids it) */
@@ -156,10 +163,16 @@ const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried)
         *tried |= bit((size_t)i);
         return g->members[i].addr;
     }
-    /* STALE: replicas, then followers, then the leader. */
-    i = rotate_untried(g, *tried, 1, 0);
+    /* STALE: replicas, then followers, then the leader (suspects last
+     * within each kind). */
+    i = rotate_untried(g, *tried, 1, 0, now);
+    if (i >= 0 && g->members[i].suspect_until > now) {
+        int j = rotate_untried(g, *tried, 0, 1, now);
+        if (j >= 0 && g->members[j].suspect_until <= now)
+            i = j;
+    }
     if (i < 0)
-        i = rotate_untried(g, *tried, 0, 1);
+        i = rotate_untried(g, *tried, 0, 1, now);
     if (i >= 0) {
         g->rr++;
         *tried |= bit((size_t)i);
@@ -182,8 +195,13 @@ void rt_group_note_leader(rt_group_t *g, const char *addr)
         snprintf(g->leader, sizeof(g->leader), "%s", addr);
 }
 
-void rt_group_note_failure(rt_group_t *g, const char *addr)
+void rt_group_note_failure(rt_group_t *g, const char *addr, uint64_t now)
 {
-    if (addr != NULL && strcmp(g->leader, addr) == 0)
+    if (addr == NULL)
+        return;
+    if (strcmp(g->leader, addr) == 0)
         g->leader[0] = '\0';
+    int i = rt_group_member(g, addr);
+    if (i >= 0)
+        g->members[i].suspect_until = now + RT_SUSPECT_MS;
 }

@@ -16,7 +16,11 @@
  *    probe different voters;
  *  - STALE reads spread evenly over the members: read replicas first, then
  *    followers (voters other than the known leader), finally the leader;
- *    each member at most once per request; NULL when every one was tried. */
+ *    each member at most once per request; NULL when every one was tried;
+ *  - a member that just failed (timed out, lost its connection) is a
+ *    suspect for RT_SUSPECT_MS: rotations pick suspects only when no other
+ *    untried member is left, so a paused node does not cost every request
+ *    an attempt timeout. */
 #ifndef SHALE_RT_ROUTE_H
 #define SHALE_RT_ROUTE_H
 
@@ -27,11 +31,13 @@
 
 #define RT_MAX_MEMBERS 63            /* members of a group the router uses (mask bits) */
 #define RT_TRIED_LEADER (1ull << 63) /* mask bit: a leader hint outside the map */
+#define RT_SUSPECT_MS 3000           /* how long a failed member is asked last */
 
 typedef struct rt_member {
     uint64_t id;
     char addr[128]; /* client address */
     int replica;    /* read replica (Raft standby): never leads */
+    uint64_t suspect_until; /* caller's ms clock: asked last until then */
 } rt_member_t;
 
 typedef struct rt_group {
@@ -74,13 +80,13 @@ int rt_group_member(const rt_group_t *g, const char *addr);
 /* The address of the node for the next attempt (see the rules above), or
  * NULL (STALE reads only) when every member was tried. Marks the choice in
  * *tried and advances the group's rotation. */
-const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried);
+const char *rt_group_pick(rt_group_t *g, int stale, uint64_t *tried, uint64_t now_ms);
 
 /* A node said it leads (answered a leader-only request) or was named in a
  * NOT_LEADER hint. */
 void rt_group_note_leader(rt_group_t *g, const char *addr);
 /* A node failed (connection lost, no leader, not answering): forget it as
- * the leader. */
-void rt_group_note_failure(rt_group_t *g, const char *addr);
+ * the leader and make it a suspect until now_ms + RT_SUSPECT_MS. */
+void rt_group_note_failure(rt_group_t *g, const char *addr, uint64_t now_ms);
 
 #endif

@@ -134,29 +134,29 @@ START_TEST(test_pick_leader_and_voters)
     uint64_t tried = 0;
     int seen[4] = {0};
     for (int i = 0; i < 3; i++) {
-        const char *a = rt_group_pick(g, 0, &tried);
+        const char *a = rt_group_pick(g, 0, &tried, 0);
         ck_assert_ptr_nonnull(a);
         int idx = rt_group_member(g, a);
         ck_assert_int_ge(idx, 0);
         ck_assert(!g->members[idx].replica);
         ck_assert_int_eq(seen[idx]++, 0);
     }
-    ck_assert_ptr_nonnull(rt_group_pick(g, 0, &tried)); /* a new round */
+    ck_assert_ptr_nonnull(rt_group_pick(g, 0, &tried, 0)); /* a new round */
     /* A leader learned (e.g. from a NOT_LEADER hint) takes every request. */
     rt_group_note_leader(g, "10.0.1.2:7000");
     for (int i = 0; i < 5; i++) {
         tried = 0;
-        ck_assert_str_eq(rt_group_pick(g, 0, &tried), "10.0.1.2:7000");
+        ck_assert_str_eq(rt_group_pick(g, 0, &tried, 0), "10.0.1.2:7000");
     }
     /* Another node failing changes nothing; the leader failing forgets it. */
-    rt_group_note_failure(g, "10.0.1.3:7000");
+    rt_group_note_failure(g, "10.0.1.3:7000", 0);
     ck_assert_str_eq(g->leader, "10.0.1.2:7000");
-    rt_group_note_failure(g, "10.0.1.2:7000");
+    rt_group_note_failure(g, "10.0.1.2:7000", 0);
     ck_assert_str_eq(g->leader, "");
     /* A hint outside the map is followed too (the map may be behind). */
     rt_group_note_leader(g, "10.9.9.9:7000");
     tried = 0;
-    ck_assert_str_eq(rt_group_pick(g, 0, &tried), "10.9.9.9:7000");
+    ck_assert_str_eq(rt_group_pick(g, 0, &tried, 0), "10.9.9.9:7000");
     ck_assert(tried & RT_TRIED_LEADER);
     rt_route_free(&r);
 }
@@ -176,7 +176,7 @@ START_TEST(test_pick_stale_order)
     uint64_t tried = 0;
     const char *order[5];
     for (int i = 0; i < 5; i++) {
-        order[i] = rt_group_pick(g, 1, &tried);
+        order[i] = rt_group_pick(g, 1, &tried, 0);
         ck_assert_ptr_nonnull(order[i]);
     }
     ck_assert(g->members[rt_group_member(g, order[0])].replica);
@@ -187,12 +187,53 @@ START_TEST(test_pick_stale_order)
     ck_assert_str_ne(order[2], "10.0.1.1:7000");
     ck_assert_str_ne(order[3], "10.0.1.1:7000");
     ck_assert_str_eq(order[4], "10.0.1.1:7000");
-    ck_assert_ptr_null(rt_group_pick(g, 1, &tried));
+    ck_assert_ptr_null(rt_group_pick(g, 1, &tried, 0));
     /* Many requests: first choices spread over both replicas. */
     int first[2] = {0, 0};
     for (int i = 0; i < 100; i++) {
         tried = 0;
-        const char *a = rt_group_pick(g, 1, &tried);
+        const char *a = rt_group_pick(g, 1, &tried, 0);
+        first[strcmp(a, "10.0.1.10:7000") == 0 ? 0 : 1]++;
+    }
+    ck_assert_int_gt(first[0], 30);
+    ck_assert_int_gt(first[1], 30);
+    rt_route_free(&r);
+}
+END_TEST
+
+/* A member that just failed (a paused node: its requests time out) is
+ * asked last for RT_SUSPECT_MS, then spread over again. */
+START_TEST(test_pick_avoids_suspects)
+{
+    rt_route_t r;
+    char err[256];
+    rt_route_init(&r);
+    ck_assert_int_eq(
+        rt_route_install(&r, make_map(1, 1, 2, 16, "shale"), "shale", err, sizeof(err)), 0);
+    rt_group_t *g = rt_route_group(&r, 1);
+    rt_group_note_leader(g, "10.0.1.1:7000");
+    rt_group_note_failure(g, "10.0.1.10:7000", 1000);
+    for (int i = 0; i < 50; i++) {
+        uint64_t tried = 0;
+        ck_assert_str_eq(rt_group_pick(g, 1, &tried, 1500), "10.0.1.11:7000");
+    }
+    /* both replicas suspect: a follower first, the suspects after it */
+    rt_group_note_failure(g, "10.0.1.11:7000", 1000);
+    uint64_t tried = 0;
+    const char *a = rt_group_pick(g, 1, &tried, 1500);
+    ck_assert(!g->members[rt_group_member(g, a)].replica);
+    ck_assert_str_ne(a, "10.0.1.1:7000");
+    /* every member is still tried once per request */
+    int n = 1;
+    while (rt_group_pick(g, 1, &tried, 1500) != NULL)
+        n++;
+    ck_assert_int_eq(n, 5);
+    /* suspicion ends */
+    int first[2] = {0, 0};
+    for (int i = 0; i < 100; i++) {
+        tried = 0;
+        a = rt_group_pick(g, 1, &tried, 1000 + RT_SUSPECT_MS + 1);
+        ck_assert(g->members[rt_group_member(g, a)].replica);
         first[strcmp(a, "10.0.1.10:7000") == 0 ? 0 : 1]++;
     }
     ck_assert_int_gt(first[0], 30);
@@ -214,7 +255,7 @@ START_TEST(test_pick_stale_followers)
     int hits[4] = {0};
     for (int i = 0; i < 90; i++) {
         uint64_t tried = 0;
-        hits[rt_group_member(g, rt_group_pick(g, 1, &tried))]++;
+        hits[rt_group_member(g, rt_group_pick(g, 1, &tried, 0))]++;
     }
     ck_assert_int_eq(hits[2], 0); /* the leader only as the last resort */
     ck_assert_int_gt(hits[0], 30);
@@ -255,6 +296,7 @@ int main(void)
     tcase_add_test(tc, test_key_to_group);
     tcase_add_test(tc, test_pick_leader_and_voters);
     tcase_add_test(tc, test_pick_stale_order);
+    tcase_add_test(tc, test_pick_avoids_suspects);
     tcase_add_test(tc, test_pick_stale_followers);
     tcase_add_test(tc, test_new_map_keeps_learned_state);
     suite_add_tcase(s, tc);
