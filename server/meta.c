@@ -30,13 +30,7 @@
 #define MAP_WATCHERS_MAX 10000
 #define MAP_SWEEP_MS 50
 
-struct meta_prop {
-    struct raft_apply req;
-    qnode_t link; /* s->map_props */
-    shaled_t *s;
-    sreq_t *r; /* NULL once answered */
-    uint64_t seq;
-};
+static void cas_unanswered(shaled_t *s, sreq_t *r, int status);
 
 static uint64_t map_epoch(const shaled_t *s)
 {
@@ -113,7 +107,7 @@ void meta_start(shaled_t *s)
 {
     q_init(&s->map_watchers);
     q_init(&s->map_cas_pending);
-    q_init(&s->map_props);
+    rp_init(&s->map_props, s, cas_unanswered);
     uv_timer_init(s->loop, &s->map_sweep);
     s->map_sweep.data = s;
     if (strcmp(s->cfg.mode, "meta") == 0)
@@ -149,21 +143,15 @@ void meta_cas(shaled_t *s, sreq_t *r)
     q_push(&s->map_cas_pending, &r->link);
 }
 
-static void apply_cb(struct raft_apply *req, int status, void *result)
+/* A MAP_CAS whose entry completed without its apply answering it. */
+static void cas_unanswered(shaled_t *s, sreq_t *r, int status)
 {
-    (void)result;
-    struct meta_prop *p = req->data;
-    if (p->r != NULL) {
-        if (status != 0)
-            sreq_fail(p->r, SHALE_ENOTLEADER,
-                      "leadership lost before the map change was confirmed; outcome "
-                      "unknown, retry with the same session");
-        else
-            reply_map(p->s, p->r); /* applied as a replay: the map as it is */
-        p->r = NULL;
-    }
-    q_remove(&p->link);
-    free(p);
+    if (status != 0)
+        sreq_fail(r, SHALE_ENOTLEADER,
+                  "leadership lost before the map change was confirmed; outcome "
+                  "unknown, retry with the same session");
+    else
+        reply_map(s, r); /* applied as a replay: the map as it is */
 }
 
 void meta_flush(shaled_t *s)
@@ -176,37 +164,9 @@ void meta_flush(shaled_t *s)
                       s->stopping ? "node is shutting down" : "map changes go to the leader");
             continue;
         }
-        struct meta_prop *p = calloc(1, sizeof(*p));
         Shale__Command cmd = SHALE__COMMAND__INIT;
-        cmd.timestamp_ms = shaled_now_ms();
         cmd.map_cas = (Shale__MapCasRequest *)r->msg;
-        cmd.has_proposer_id = 1;
-        cmd.proposer_id = s->cfg.id;
-        cmd.has_proposer_boot = 1;
-        cmd.proposer_boot = s->boot_nonce;
-        cmd.has_proposal_seq = 1;
-        cmd.proposal_seq = ++s->proposal_seq;
-        struct raft_buffer buf;
-        if (p == NULL || raft_cmd_encode(&cmd, &buf) != 0) {
-            free(p);
-            sreq_fail(r, SHALE_ENOMEM, "out of memory proposing a map change");
-            continue;
-        }
-        p->s = s;
-        p->r = r;
-        p->seq = cmd.proposal_seq;
-        p->req.data = p;
-        int rv = raft_apply(&s->raft, &p->req, &buf, 1, apply_cb);
-        if (rv != 0) {
-            if (rv == RAFT_NOTLEADER)
-                raft_free(buf.base); /* refused up front (raft-notes.md) */
-            sreq_fail(r, rv == RAFT_NOTLEADER ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
-                      raft_strerror(rv));
-            free(p);
-            continue;
-        }
-        q_push(&s->map_props, &p->link);
-        s->last_proposal_ms = cmd.timestamp_ms;
+        rp_submit(&s->map_props, r, &cmd);
     }
 }
 
@@ -215,29 +175,12 @@ static int same_session(const Shale__Session *a, const Shale__Session *b)
     return a != NULL && b != NULL && a->client_id == b->client_id && a->seq == b->seq;
 }
 
-/* The proposer's pending request for seq, or NULL. */
-static sreq_t *take_proposer(shaled_t *s, const Shale__Command *cmd)
-{
-    if (!cmd->has_proposer_id || cmd->proposer_id != s->cfg.id || !cmd->has_proposer_boot ||
-        cmd->proposer_boot != s->boot_nonce)
-        return NULL;
-    for (qnode_t *n = s->map_props.next; n != &s->map_props; n = n->next) {
-        struct meta_prop *p = q_data(n, struct meta_prop, link);
-        if (p->seq == cmd->proposal_seq) {
-            sreq_t *r = p->r;
-            p->r = NULL;
-            return r;
-        }
-    }
-    return NULL;
-}
-
 int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err)
 {
     const Shale__MapCasRequest *c = cmd->map_cas;
     if (index <= store_applied_index(s->store))
         return 0; /* replay: the stored map already includes it */
-    sreq_t *r = take_proposer(s, cmd);
+    sreq_t *r = rp_take(&s->map_props, cmd);
     if (strcmp(s->cfg.mode, "meta") != 0) {
         if (r != NULL)
             sreq_fail(r, SHALE_EINVAL, "not a meta node");

@@ -32,14 +32,6 @@
 /* Imports proposed and not yet applied, per node. */
 #define MIG_IMPORTS_MAX 64
 
-struct mig_prop {
-    struct raft_apply req;
-    qnode_t link; /* s->mig_props */
-    shaled_t *s;
-    sreq_t *r; /* NULL once answered */
-    uint64_t seq;
-};
-
 /* ---- Export --------------------------------------------------------------*/
 
 void mig_export(shaled_t *s, sreq_t *r)
@@ -189,27 +181,21 @@ void mig_import(shaled_t *s, sreq_t *r)
         sreq_fail(r, rv, msg);
         return;
     }
-    if (s->nmig_imports >= MIG_IMPORTS_MAX) {
+    if (s->mig_props.n >= MIG_IMPORTS_MAX) {
         sreq_fail(r, SHALE_EOVERLOAD, "too many imports in flight; back off and retry");
         return;
     }
     q_push(&s->mig_pending, &r->link);
 }
 
-static void import_cb(struct raft_apply *req, int status, void *result)
+/* An import whose entry completed without its apply answering it. */
+static void import_unanswered(shaled_t *s, sreq_t *r, int status)
 {
-    (void)result;
-    struct mig_prop *p = req->data;
-    if (p->r != NULL) {
-        sreq_fail(p->r, status != 0 ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
-                  status != 0 ? "leadership lost before the import was confirmed; outcome "
-                                "unknown, send it again (imports are idempotent)"
-                              : "import applied as a replay; send it again");
-        p->r = NULL;
-    }
-    p->s->nmig_imports--;
-    q_remove(&p->link);
-    free(p);
+    (void)s;
+    sreq_fail(r, status != 0 ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
+              status != 0 ? "leadership lost before the import was confirmed; outcome "
+                            "unknown, send it again (imports are idempotent)"
+                          : "import applied as a replay; send it again");
 }
 
 void mig_flush(shaled_t *s)
@@ -222,56 +208,10 @@ void mig_flush(shaled_t *s)
                       s->stopping ? "node is shutting down" : "imports go to the leader");
             continue;
         }
-        struct mig_prop *p = calloc(1, sizeof(*p));
         Shale__Command cmd = SHALE__COMMAND__INIT;
-        cmd.timestamp_ms = shaled_now_ms();
         cmd.import = (Shale__MigImportRequest *)r->msg;
-        cmd.has_proposer_id = 1;
-        cmd.proposer_id = s->cfg.id;
-        cmd.has_proposer_boot = 1;
-        cmd.proposer_boot = s->boot_nonce;
-        cmd.has_proposal_seq = 1;
-        cmd.proposal_seq = ++s->proposal_seq;
-        struct raft_buffer buf;
-        if (p == NULL || raft_cmd_encode(&cmd, &buf) != 0) {
-            free(p);
-            sreq_fail(r, SHALE_ENOMEM, "out of memory proposing an import");
-            continue;
-        }
-        p->s = s;
-        p->r = r;
-        p->seq = cmd.proposal_seq;
-        p->req.data = p;
-        int rv = raft_apply(&s->raft, &p->req, &buf, 1, import_cb);
-        if (rv != 0) {
-            if (rv == RAFT_NOTLEADER)
-                raft_free(buf.base); /* refused up front (raft-notes.md) */
-            sreq_fail(r, rv == RAFT_NOTLEADER ? SHALE_ENOTLEADER : SHALE_EUNAVAILABLE,
-                      raft_strerror(rv));
-            free(p);
-            continue;
-        }
-        q_push(&s->mig_props, &p->link);
-        s->nmig_imports++;
-        s->last_proposal_ms = cmd.timestamp_ms;
+        rp_submit(&s->mig_props, r, &cmd);
     }
-}
-
-/* The proposer's pending import for this entry, or NULL. */
-static sreq_t *take_proposer(shaled_t *s, const Shale__Command *cmd)
-{
-    if (!cmd->has_proposer_id || cmd->proposer_id != s->cfg.id || !cmd->has_proposer_boot ||
-        cmd->proposer_boot != s->boot_nonce)
-        return NULL;
-    for (qnode_t *n = s->mig_props.next; n != &s->mig_props; n = n->next) {
-        struct mig_prop *p = q_data(n, struct mig_prop, link);
-        if (p->seq == cmd->proposal_seq) {
-            sreq_t *r = p->r;
-            p->r = NULL;
-            return r;
-        }
-    }
-    return NULL;
 }
 
 int mig_apply_import(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err)
@@ -279,7 +219,7 @@ int mig_apply_import(shaled_t *s, uint64_t index, const Shale__Command *cmd, cha
     const Shale__MigImportRequest *q = cmd->import;
     if (index <= store_applied_index(s->store))
         return 0;
-    sreq_t *r = take_proposer(s, cmd);
+    sreq_t *r = rp_take(&s->mig_props, cmd);
     char msg[256];
     int rv = import_refusal(s, q->id, q->run, q->slot, msg, sizeof(msg));
     uint8_t *raw = NULL;
@@ -333,8 +273,7 @@ int mig_apply_import(shaled_t *s, uint64_t index, const Shale__Command *cmd, cha
 void mig_start(shaled_t *s)
 {
     q_init(&s->mig_pending);
-    q_init(&s->mig_props);
-    s->nmig_imports = 0;
+    rp_init(&s->mig_props, s, import_unanswered);
 }
 
 void mig_fail_all(shaled_t *s, int code, const char *msg)

@@ -29,6 +29,7 @@ typedef struct shaled shaled_t;
 typedef struct conn conn_t;
 typedef struct sreq sreq_t;
 typedef struct batch batch_t;
+typedef struct rp_list rp_list_t;
 
 /* Intrusive doubly linked queue (as in libuv's QUEUE). */
 typedef struct qnode {
@@ -69,6 +70,18 @@ struct sreq {
 };
 
 /* Process-wide server state. */
+/* A request proposed as its own Raft entry and answered from its apply
+ * (req_prop.c). unanswered gets a request whose entry completed without
+ * rp_take finding it: status 0 (applied as a replay) or a Raft error
+ * (leadership lost: outcome unknown); it must answer r. */
+typedef void (*rp_unanswered_cb)(shaled_t *s, sreq_t *r, int status);
+struct rp_list {
+    qnode_t props;
+    shaled_t *s;
+    uint64_t n; /* proposed, callback pending */
+    rp_unanswered_cb unanswered;
+};
+
 struct shaled {
     shaled_config_t cfg;
     uv_loop_t *loop;
@@ -122,7 +135,7 @@ struct shaled {
     qnode_t map_watchers;        /* MAP_GET long-polls waiting for news */
     uint64_t nmap_watchers;
     qnode_t map_cas_pending;     /* MAP_CAS waiting to be proposed */
-    qnode_t map_props;           /* MAP_CAS proposed, callback pending */
+    rp_list_t map_props;         /* MAP_CAS proposed, callback pending */
     uv_timer_t map_sweep;        /* ends long-polls whose wait is over */
 
     /* slot ownership (ownership.c, data node with --group/--meta) */
@@ -138,8 +151,7 @@ struct shaled {
 
     /* slot migration (migrate.c) */
     qnode_t mig_pending;         /* MIG_IMPORT waiting to be proposed */
-    qnode_t mig_props;           /* imports proposed, callback pending */
-    uint64_t nmig_imports;
+    rp_list_t mig_props;         /* imports proposed, callback pending */
 
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
@@ -294,6 +306,14 @@ void meta_free(shaled_t *s);
 /* Answer r (WRONG_GROUP / SLOT_MOVING / UNAVAILABLE) and return -1 unless
  * this node serves every key's slot now; 0 otherwise. */
 int dispatch_check_ownership(shaled_t *s, sreq_t *r);
+
+void rp_init(rp_list_t *l, shaled_t *s, rp_unanswered_cb unanswered);
+/* Propose cmd for r (this stamps timestamp and proposer fields); on
+ * failure r is answered and -1 returned. */
+int rp_submit(rp_list_t *l, sreq_t *r, Shale__Command *cmd);
+/* In apply: the proposer's request for this entry, or NULL (another
+ * node's entry, an earlier boot's, or already answered). */
+sreq_t *rp_take(rp_list_t *l, const Shale__Command *cmd);
 
 /* Slot migration, node side (migrate.c, docs/resharding.md). */
 void mig_start(shaled_t *s);
