@@ -1966,6 +1966,25 @@ static int read_map(const cmd_t *cmd, const char *verb, meta_t *m, Shale__Cluste
     return 0;
 }
 
+/* read_map for a verb that needs only the map: the meta connection is
+ * closed once it is read. 0 (free *map with cmap_free) or the exit code. */
+static int read_map_only(const cmd_t *cmd, const char *verb, Shale__ClusterMap **map)
+{
+    meta_t m;
+    int code = read_map(cmd, verb, &m, map);
+    if (code == 0)
+        meta_close(&m);
+    return code;
+}
+
+/* The migration options of a verb whose flags its check_* function has
+ * accepted already (so parsing them again cannot fail). */
+static void opts_checked(const cmd_t *cmd, mig_opts_t *o)
+{
+    char err[256];
+    parse_opts(cmd, o, err, sizeof(err));
+}
+
 /* Rebalancing plans assume no slot is moving. */
 static int refuse_if_migrating(const char *verb, const Shale__ClusterMap *map)
 {
@@ -2028,15 +2047,13 @@ int run_slot_move(shale_client_t *c, const cmd_t *cmd)
     mig_opts_t o;
     char err[256];
     uint64_t first = 0, last = 0, to = 0;
-    parse_opts(cmd, &o, err, sizeof(err));
+    opts_checked(cmd, &o);
     parse_slot_range(cmd->pos[0], &first, &last);
     ctl_parse_id(cmd->pos[1], &to);
-    meta_t m;
     Shale__ClusterMap *map = NULL;
-    int code = read_map(cmd, verb, &m, &map);
+    int code = read_map_only(cmd, verb, &map);
     if (code != 0)
         return code;
-    meta_close(&m);
     rb_plan_t plan;
     mig_job_t *jobs = NULL;
     size_t njobs = 0;
@@ -2099,14 +2116,11 @@ int run_rebalance(shale_client_t *c, const cmd_t *cmd)
     (void)c;
     const char *verb = "rebalance";
     mig_opts_t o;
-    char err[256];
-    parse_opts(cmd, &o, err, sizeof(err));
-    meta_t m;
+    opts_checked(cmd, &o);
     Shale__ClusterMap *map = NULL;
-    int code = read_map(cmd, verb, &m, &map);
+    int code = read_map_only(cmd, verb, &map);
     if (code != 0)
         return code;
-    meta_close(&m);
     if ((code = refuse_if_migrating(verb, map)) == 0)
         code = rebalance(cmd, verb, &o, map, 0, 0, NULL);
     cmap_free(map);
@@ -2117,12 +2131,10 @@ int run_migration_status(shale_client_t *c, const cmd_t *cmd)
 {
     (void)c;
     const char *verb = "migration status";
-    meta_t m;
     Shale__ClusterMap *map = NULL;
-    int code = read_map(cmd, verb, &m, &map);
+    int code = read_map_only(cmd, verb, &map);
     if (code != 0)
         return code;
-    meta_close(&m);
     if (cmd->json) {
         printf("{\"epoch\":%" PRIu64 ",\"next_migration_id\":%" PRIu64 ",\"migrations\":",
                map->epoch, map->next_migration_id);
@@ -2208,14 +2220,11 @@ int run_migration_resume(shale_client_t *c, const cmd_t *cmd)
     (void)c;
     const char *verb = "migration resume";
     mig_opts_t o;
-    char err[256];
-    parse_opts(cmd, &o, err, sizeof(err));
-    meta_t m;
+    opts_checked(cmd, &o);
     Shale__ClusterMap *map = NULL;
-    int code = read_map(cmd, verb, &m, &map);
+    int code = read_map_only(cmd, verb, &map);
     if (code != 0)
         return code;
-    meta_close(&m);
     size_t n = cmd->npos > 0 ? (size_t)cmd->npos : map->n_migrations;
     mig_job_t *jobs = calloc(n ? n : 1, sizeof(*jobs));
     if (jobs == NULL) {
@@ -2267,8 +2276,7 @@ int mig_drain_group(const cmd_t *cmd, const char *verb, const Shale__ClusterMap 
                     int *finished)
 {
     mig_opts_t o;
-    char err[256];
-    parse_opts(cmd, &o, err, sizeof(err));
+    opts_checked(cmd, &o);
     *finished = 0;
     for (size_t i = 0; i < map->n_migrations; i++) {
         const Shale__Migration *r = map->migrations[i];

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXPO_MAX_FAMILIES 256
@@ -413,6 +414,28 @@ static inline int obs_raw_status(const char *host, int port, const char *bytes, 
         status = -1;
     close(fd);
     return status;
+}
+
+/* Milliseconds on the monotonic clock. */
+static inline long long obs_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Poll GET /health on host:port every 50 ms until it answers want: 0, or
+ * -1 when it has not after timeout_ms. */
+static inline int obs_wait_health(const char *host, int port, int want, int timeout_ms)
+{
+    long long end = obs_mono_ms() + timeout_ms;
+    while (obs_mono_ms() < end) {
+        int st = -1;
+        if (obs_get(host, port, "/health", &st, NULL) == 0 && st == want)
+            return 0;
+        usleep(50 * 1000);
+    }
+    return -1;
 }
 
 #endif

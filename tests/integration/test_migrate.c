@@ -265,6 +265,31 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Start the NWRITERS writers w[0..] (cleared first), writer i on keys w<i>.*. */
+static void writers_start(writer_t *w)
+{
+    memset(w, 0, NWRITERS * sizeof(*w));
+    for (int i = 0; i < NWRITERS; i++) {
+        w[i].id = i;
+        ck_assert_int_eq(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
+    }
+}
+
+/* Stop the writers and join them; each must have had a write acknowledged.
+ * Their summed oks and errors into *oks and *errors (when not NULL). */
+static void writers_stop(writer_t *w, long *oks, long *errors)
+{
+    for (int i = 0; i < NWRITERS; i++) {
+        w[i].stop = 1;
+        pthread_join(w[i].th, NULL);
+        if (oks != NULL)
+            *oks += w[i].oks;
+        if (errors != NULL)
+            *errors += w[i].errors;
+        ck_assert_msg(w[i].oks > 0, "writer %d: no write acknowledged (%s)", i, w[i].last_err);
+    }
+}
+
 /* Each w<i> holds its last acknowledged value or a later attempted one. */
 static void writer_check(const writer_t *w)
 {
@@ -348,11 +373,7 @@ START_TEST(test_rebalance_under_writes)
     start_cluster(3, 2, 3);
     bulk_load(20000);
     static writer_t w[NWRITERS];
-    memset(w, 0, sizeof(w));
-    for (int i = 0; i < NWRITERS; i++) {
-        w[i].id = i;
-        ck_assert_int_eq(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
-    }
+    writers_start(w);
     usleep(500 * 1000);
     long long t0 = mono_ms();
     /* Slow enough (0.5 MB/s of ~1.6 MB) that many writes land mid-copy. */
@@ -361,13 +382,7 @@ START_TEST(test_rebalance_under_writes)
     ck_assert_ptr_nonnull(strstr(g_out, "OK moved 85 slots"));
     usleep(300 * 1000);
     long oks = 0, errors = 0;
-    for (int i = 0; i < NWRITERS; i++) {
-        w[i].stop = 1;
-        pthread_join(w[i].th, NULL);
-        oks += w[i].oks;
-        errors += w[i].errors;
-        ck_assert_msg(w[i].oks > 0, "writer %d: no write acknowledged (%s)", i, w[i].last_err);
-    }
+    writers_stop(w, &oks, &errors);
     fprintf(stderr,
             "test_rebalance_under_writes: rebalance %lld ms, writers %ld ok, %ld errors\n%s", took,
             oks, errors, g_out);
@@ -502,11 +517,7 @@ START_TEST(test_coordinator_killed)
     start_cluster(3, 2, 3);
     bulk_load(20000);
     static writer_t w[NWRITERS];
-    memset(w, 0, sizeof(w));
-    for (int i = 0; i < NWRITERS; i++) {
-        w[i].id = i;
-        ck_assert_int_eq(pthread_create(&w[i].th, NULL, writer_main, &w[i]), 0);
-    }
+    writers_start(w);
     /* Slow (0.3 MB/s of ~1.6 MB), so the kill lands mid-copy. */
     th_node_t co;
     memset(&co, 0, sizeof(co));
@@ -528,11 +539,7 @@ START_TEST(test_coordinator_killed)
     assert_no_migrations();
     CTL_OK("rebalance", "--rate", "0");
     usleep(300 * 1000);
-    for (int i = 0; i < NWRITERS; i++) {
-        w[i].stop = 1;
-        pthread_join(w[i].th, NULL);
-        ck_assert_msg(w[i].oks > 0, "writer %d: no write acknowledged (%s)", i, w[i].last_err);
-    }
+    writers_stop(w, NULL, NULL);
     assert_no_migrations();
     m = get_map();
     uint32_t lo = SLOTS, hi = 0;

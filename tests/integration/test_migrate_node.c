@@ -96,12 +96,7 @@ static shale_client_t *client_to(const th_group_t *g, uint32_t timeout_ms)
 
 static shale_client_t *client_for(const th_group_t *g)
 {
-    shale_options_t o;
-    shale_options_init(&o);
-    o.timeout_ms = 5000;
-    shale_client_t *c = NULL;
-    ck_assert_int_eq(shale_connect(g->addrs, &o, &c, NULL), SHALE_OK);
-    return c;
+    return client_to(g, 5000);
 }
 
 /* The nth key (of a fixed sequence) whose slot is `slot`. */
@@ -136,6 +131,17 @@ static void add_migration(Shale__ClusterMap *m, Shale__Migration *mig)
     m->migrations[m->n_migrations++] = mig;
     m->has_next_migration_id = 1;
     m->next_migration_id = mig->id + 1;
+}
+
+/* Start migration 1 (group 1 -> 2) of slot: m0 with its record, applied at
+ * m0's epoch. Returns that new map (cmap_free). */
+static Shale__ClusterMap *start_migration(const Shale__ClusterMap *m0, uint32_t slot)
+{
+    char msg[SHALE_ERRMSG_LEN];
+    Shale__ClusterMap *m1 = cmap_copy(m0);
+    add_migration(m1, new_migration(1, 1, 2, slot));
+    ck_assert_int_eq(map_change(m1, m0->epoch, msg), SHALE_OK);
+    return m1;
 }
 
 /* Drop the record (cmap_free frees what the map holds). */
@@ -262,6 +268,28 @@ static int put_session(shale_client_t *c, const char *key, const char *val, uint
     return rv;
 }
 
+/* PUT the first n keys of slot through c, the ith with the value
+ * "<prefix>-<i>". */
+static void put_keys(shale_client_t *c, uint32_t slot, int n, const char *prefix)
+{
+    char key[32], val[64];
+    for (int i = 0; i < n; i++) {
+        key_in_slot(slot, i, key, sizeof(key));
+        snprintf(val, sizeof(val), "%s-%d", prefix, i);
+        ck_assert_int_eq(shale_put(c, key, strlen(key), val, strlen(val), NULL), SHALE_OK);
+    }
+}
+
+/* A test's end: free its maps, close its two clients, stop the cluster. */
+static void finish(Shale__ClusterMap *const *maps, size_t n, shale_client_t *a, shale_client_t *b)
+{
+    for (size_t i = 0; i < n; i++)
+        cmap_free(maps[i]);
+    shale_close(a);
+    shale_close(b);
+    stop_cluster();
+}
+
 static void expect_value(shale_client_t *c, const char *key, const char *want)
 {
     shale_value_t v;
@@ -310,9 +338,7 @@ START_TEST(test_migration_by_hand)
     cmap_free(bad);
 
     /* 1. start: the record; group 2 imports, group 1 logs. */
-    Shale__ClusterMap *m1 = cmap_copy(m0);
-    add_migration(m1, new_migration(1, 1, 2, slot));
-    ck_assert_int_eq(map_change(m1, m0->epoch, msg), SHALE_OK);
+    Shale__ClusterMap *m1 = start_migration(m0, slot);
     uint64_t e = m0->epoch + 1;
     /* group 2 does not serve the slot yet */
     ck_assert_int_eq(shale_put(b, key, strlen(key), "x", 1, NULL), SHALE_EWRONGGROUP);
@@ -407,13 +433,8 @@ START_TEST(test_migration_by_hand)
     shale_close(qa);
     shale_close(qb);
 
-    cmap_free(m0);
-    cmap_free(m1);
-    cmap_free(m2);
-    cmap_free(m3);
-    shale_close(a);
-    shale_close(b);
-    stop_cluster();
+    Shale__ClusterMap *maps[] = {m0, m1, m2, m3};
+    finish(maps, sizeof(maps) / sizeof(maps[0]), a, b);
 }
 END_TEST
 
@@ -427,14 +448,8 @@ START_TEST(test_abort_leaves_source_intact)
     const uint32_t slot = 7;
     shale_client_t *a = client_for(&g_cl.groups[0]), *b = client_for(&g_cl.groups[1]);
     char key[32], val[64], msg[SHALE_ERRMSG_LEN];
-    for (int i = 0; i < 40; i++) {
-        key_in_slot(slot, i, key, sizeof(key));
-        snprintf(val, sizeof(val), "a-%d", i);
-        ck_assert_int_eq(shale_put(a, key, strlen(key), val, strlen(val), NULL), SHALE_OK);
-    }
-    Shale__ClusterMap *m1 = cmap_copy(m0);
-    add_migration(m1, new_migration(1, 1, 2, slot));
-    ck_assert_int_eq(map_change(m1, m0->epoch, msg), SHALE_OK);
+    put_keys(a, slot, 40, "a");
+    Shale__ClusterMap *m1 = start_migration(m0, slot);
     uint8_t cur[256];
     size_t curlen = 0;
     ck_assert_uint_eq(copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_DATA, cur,
@@ -491,11 +506,7 @@ START_TEST(test_abort_leaves_source_intact)
     key_in_slot(slot, 1, key, sizeof(key));
     expect_value(b, key, "after-abort");
     Shale__ClusterMap *maps[] = {m0, m1, m2, m3, m4, m5, m6};
-    for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
-        cmap_free(maps[i]);
-    shale_close(a);
-    shale_close(b);
-    stop_cluster();
+    finish(maps, sizeof(maps) / sizeof(maps[0]), a, b);
 }
 END_TEST
 
@@ -528,14 +539,8 @@ START_TEST(test_leader_kills_at_each_step)
     const uint32_t slot = 5;
     shale_client_t *a = client_for(&g_cl.groups[0]), *b = client_for(&g_cl.groups[1]);
     char key[32], val[64], msg[SHALE_ERRMSG_LEN];
-    for (int i = 0; i < 60; i++) {
-        key_in_slot(slot, i, key, sizeof(key));
-        snprintf(val, sizeof(val), "v-%d", i);
-        ck_assert_int_eq(shale_put(a, key, strlen(key), val, strlen(val), NULL), SHALE_OK);
-    }
-    Shale__ClusterMap *m1 = cmap_copy(m0);
-    add_migration(m1, new_migration(1, 1, 2, slot));
-    ck_assert_int_eq(map_change(m1, m0->epoch, msg), SHALE_OK);
+    put_keys(a, slot, 60, "v");
+    Shale__ClusterMap *m1 = start_migration(m0, slot);
     uint64_t e = m0->epoch + 1;
 
     /* Source leader killed during the copy. */
@@ -606,13 +611,8 @@ START_TEST(test_leader_kills_at_each_step)
             }
             shale_close(c);
         }
-    cmap_free(m0);
-    cmap_free(m1);
-    cmap_free(m2);
-    cmap_free(m3);
-    shale_close(a);
-    shale_close(b);
-    stop_cluster();
+    Shale__ClusterMap *maps[] = {m0, m1, m2, m3};
+    finish(maps, sizeof(maps) / sizeof(maps[0]), a, b);
 }
 END_TEST
 

@@ -35,13 +35,6 @@ static char g_http_flag[16];
 static int g_ready;
 static int g_stopped[3]; /* group nodes SIGSTOPped by a test */
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int router_start(th_node_t *n, const char *meta)
 {
     char bin[600];
@@ -81,15 +74,10 @@ static int health(const th_node_t *n, char **body)
     return st;
 }
 
+/* Poll n's /health until it answers want: 0, or -1 after timeout_ms. */
 static int wait_health(const th_node_t *n, int want, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
-        if (health(n, NULL) == want)
-            return 0;
-        usleep(50 * 1000);
-    }
-    return -1;
+    return obs_wait_health(n->host, g_http, want, timeout_ms);
 }
 
 static void resume_all(void)

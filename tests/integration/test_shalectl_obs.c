@@ -36,32 +36,10 @@ static char g_http_flag[16];
 static int g_ready;
 static int g_stopped[3];
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int health(const th_node_t *n)
-{
-    int st = -1;
-    char *body = NULL;
-    if (obs_get(n->host, g_http, "/health", &st, &body) != 0)
-        return -1;
-    free(body);
-    return st;
-}
-
+/* Poll n's /health until it answers want: 0, or -1 after timeout_ms. */
 static int wait_health(const th_node_t *n, int want, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
-        if (health(n) == want)
-            return 0;
-        usleep(50 * 1000);
-    }
-    return -1;
+    return obs_wait_health(n->host, g_http, want, timeout_ms);
 }
 
 static void resume_all(void)
@@ -273,8 +251,8 @@ START_TEST(test_top_json_under_load)
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(g_rt.addr, &o, &c, NULL), SHALE_OK);
     int st = 0, done = 0, puts_ok = 0;
-    long long end = mono_ms() + 30000;
-    for (int i = 0; !done && mono_ms() < end; i++) {
+    long long end = obs_mono_ms() + 30000;
+    for (int i = 0; !done && obs_mono_ms() < end; i++) {
         char k[32];
         snprintf(k, sizeof(k), "top-key-%d", i % 500);
         if (shale_put(c, k, strlen(k), "v", 1, NULL) == SHALE_OK)

@@ -26,6 +26,7 @@
 #include "frame.h"
 #include "harness_cluster.h"
 #include "keyhash.h"
+#include "obs_util.h"
 #include "shale.h"
 
 #define FIRST_HOST 190
@@ -35,13 +36,6 @@ static char *g_base;
 static th_node_t g_ra, g_rb; /* A: debug, --slow-ms 0; B: info, --slow-ms 100 */
 static int g_ready;
 static pid_t g_stopped; /* a node SIGSTOPped by a test */
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int router_start(th_node_t *n, const char *meta, const char *level, const char *slow)
 {
@@ -54,8 +48,8 @@ static int router_start(th_node_t *n, const char *meta, const char *level, const
 
 static int router_wait_map(const th_node_t *n, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
+    long long end = obs_mono_ms() + timeout_ms;
+    while (obs_mono_ms() < end) {
         Shale__StatusResponse *st = NULL;
         if (th_node_status(n, &st) == 0) {
             int ok = st->has_map_epoch && st->map_epoch >= 1;
@@ -139,12 +133,12 @@ static int log_find(const char *path, char *out, size_t outlen, const char *cons
 static int log_wait(const char *path, char *out, size_t outlen, const char *const *needles,
                     int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
+    long long end = obs_mono_ms() + timeout_ms;
     do {
         if (log_find(path, out, outlen, needles) == 0)
             return 0;
         usleep(20 * 1000);
-    } while (mono_ms() < end);
+    } while (obs_mono_ms() < end);
     return -1;
 }
 
@@ -311,9 +305,9 @@ START_TEST(test_slow_request_logged_at_info)
         kill(leader->pid, SIGCONT);
         _exit(0);
     }
-    long long t0 = mono_ms();
+    long long t0 = obs_mono_ms();
     int rv = shale_put(c, "slow-key", 8, "v", 1, NULL);
-    long long took = mono_ms() - t0;
+    long long took = obs_mono_ms() - t0;
     waitpid(child, NULL, 0);
     kill(leader->pid, SIGCONT);
     g_stopped = 0;
@@ -387,15 +381,15 @@ START_TEST(test_sigusr1_changes_level)
             snprintf(want, sizeof(want), "msg=\"log level changed\" level=%s", next[k]);
             int had = log_count(p->log, want);
             ck_assert_int_eq(kill(p->pid, SIGUSR1), 0);
-            long long end = mono_ms() + 5000;
-            while (log_count(p->log, want) == had && mono_ms() < end)
+            long long end = obs_mono_ms() + 5000;
+            while (log_count(p->log, want) == had && obs_mono_ms() < end)
                 usleep(20 * 1000);
             ck_assert_msg(log_count(p->log, want) == had + 1, "%s: no change to %s", p->addr,
                           next[k]);
         }
         poke(p);
-        long long end = mono_ms() + 5000;
-        while (log_count(p->log, "msg=\"request\"") == before && mono_ms() < end)
+        long long end = obs_mono_ms() + 5000;
+        while (log_count(p->log, "msg=\"request\"") == before && obs_mono_ms() < end)
             usleep(20 * 1000);
         ck_assert_msg(log_count(p->log, "msg=\"request\"") > before,
                       "%s: back at debug, requests are not logged", p->addr);

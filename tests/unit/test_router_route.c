@@ -58,6 +58,16 @@ static Shale__ClusterMap *make_map(uint64_t epoch, int groups, int replicas, uin
     return c;
 }
 
+/* Init r with make_map(epoch 1, groups, replicas, 16 slots) installed. */
+static void route_init_with(rt_route_t *r, int groups, int replicas)
+{
+    char err[256];
+    rt_route_init(r);
+    ck_assert_int_eq(
+        rt_route_install(r, make_map(1, groups, replicas, 16, "shale"), "shale", err, sizeof(err)),
+        0);
+}
+
 START_TEST(test_install_rules)
 {
     rt_route_t r;
@@ -124,10 +134,7 @@ END_TEST
 START_TEST(test_pick_leader_and_voters)
 {
     rt_route_t r;
-    char err[256];
-    rt_route_init(&r);
-    ck_assert_int_eq(
-        rt_route_install(&r, make_map(1, 1, 1, 16, "shale"), "shale", err, sizeof(err)), 0);
+    route_init_with(&r, 1, 1);
     rt_group_t *g = rt_route_group(&r, 1);
     ck_assert_uint_eq(g->nmembers, 4);
     /* No leader known: each voter once, never the replica, then again. */
@@ -165,10 +172,7 @@ END_TEST
 START_TEST(test_pick_stale_order)
 {
     rt_route_t r;
-    char err[256];
-    rt_route_init(&r);
-    ck_assert_int_eq(
-        rt_route_install(&r, make_map(1, 1, 2, 16, "shale"), "shale", err, sizeof(err)), 0);
+    route_init_with(&r, 1, 2);
     rt_group_t *g = rt_route_group(&r, 1);
     rt_group_note_leader(g, "10.0.1.1:7000");
     /* One request: both replicas, then the two followers, then the
@@ -206,10 +210,7 @@ END_TEST
 START_TEST(test_pick_avoids_suspects)
 {
     rt_route_t r;
-    char err[256];
-    rt_route_init(&r);
-    ck_assert_int_eq(
-        rt_route_install(&r, make_map(1, 1, 2, 16, "shale"), "shale", err, sizeof(err)), 0);
+    route_init_with(&r, 1, 2);
     rt_group_t *g = rt_route_group(&r, 1);
     rt_group_note_leader(g, "10.0.1.1:7000");
     rt_group_note_failure(g, "10.0.1.10:7000", 1000);
@@ -246,10 +247,7 @@ END_TEST
 START_TEST(test_pick_stale_followers)
 {
     rt_route_t r;
-    char err[256];
-    rt_route_init(&r);
-    ck_assert_int_eq(
-        rt_route_install(&r, make_map(1, 1, 0, 16, "shale"), "shale", err, sizeof(err)), 0);
+    route_init_with(&r, 1, 0);
     rt_group_t *g = rt_route_group(&r, 1);
     rt_group_note_leader(g, "10.0.1.3:7000");
     int hits[4] = {0};
@@ -269,9 +267,7 @@ START_TEST(test_new_map_keeps_learned_state)
 {
     rt_route_t r;
     char err[256];
-    rt_route_init(&r);
-    ck_assert_int_eq(
-        rt_route_install(&r, make_map(1, 2, 0, 16, "shale"), "shale", err, sizeof(err)), 0);
+    route_init_with(&r, 2, 0);
     rt_group_note_leader(rt_route_group(&r, 1), "10.0.1.2:7000");
     rt_group_note_leader(rt_route_group(&r, 2), "10.9.9.9:7000"); /* not a member */
     rt_route_group(&r, 1)->pending = 7;
