@@ -310,7 +310,7 @@ void mig_json_list(const Shale__ClusterMap *map)
                    "killed there would", 0}
 // clang-format on
 
-const flag_spec_t slot_move_flags[] = {FLAG_RATE, FLAG_BATCH, FLAG_STOP, {NULL, NULL, NULL, 0}};
+const flag_spec_t slot_move_flags[] = {FLAG_PARALLEL, FLAG_RATE, FLAG_BATCH, FLAG_STOP, {NULL, NULL, NULL, 0}};
 const flag_spec_t rebalance_flags[] = {
     {"dry-run", NULL, "print the plan and stop", 0},
     FLAG_PARALLEL,

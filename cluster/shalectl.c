@@ -193,7 +193,7 @@ static const verb_t verbs[] = {
      "drain the group (move its slots to the other groups, evening them out, as rebalance "
      "does), then drop it from the map; refused (4) while migrations are in progress",
      1, 1, group_remove_flags, CTL_META, check_group_remove, run_group_remove, 0},
-    {"slot move", "slot move SLOT|FROM-TO GROUP [--rate MB/s] [--batch N]",
+    {"slot move", "slot move SLOT|FROM-TO GROUP [--max-parallel N] [--rate MB/s] [--batch N]",
      "move a slot or a range of slots to GROUP while the cluster serves them: one migration "
      "per source group and --batch slots (copy, fence, drain, flip; docs/resharding.md)",
      2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move, 0},

@@ -91,7 +91,8 @@ expect 2 "--rate needs MB/s as a number >= 0" slot move 3 2 --rate fast
 expect 2 "--rate needs MB/s as a number >= 0" slot move 3 2 --rate -1
 expect 2 "--batch needs a number of slots in 1..65535" slot move 3 2 --batch 0
 expect 2 "--stop-after needs start, copy, fence or drain, not 'flip'" slot move 3 2 --stop-after flip
-expect 2 "unknown option '--max-parallel'" slot move 3 2 --max-parallel 2
+expect 2 "--max-parallel needs a number in 1..32, not 'x'" slot move 3 2 --max-parallel x
+expect 2 "unknown option '--dry-run'" slot move 3 2 --dry-run
 expect 2 "too many arguments ('now')" rebalance now
 expect 2 "--max-parallel needs a number in 1..32, not '0'" rebalance --max-parallel 0
 expect 2 "--max-parallel needs a number in 1..32, not '33'" rebalance --max-parallel 33
