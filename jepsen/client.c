@@ -699,8 +699,11 @@ static int cmd_final(const opts_t *o)
 /* ---- check -------------------------------------------------------------------------- */
 
 /* The nemesis log: lines "MONO_US start NAME [detail...]" / "MONO_US stop NAME
- * [...]" / "MONO_US final". An op belongs to the phase active at its invoke:
- * the names of the faults in force (joined with +), "healthy" or "final". */
+ * [...]" / "MONO_US final", in time order (other lines are notes). An op
+ * belongs to the phase active at its invoke: the names of the faults in
+ * force (joined with +), "healthy" or "final". Everything after "final"
+ * (the end of a migration still running then, the runner finishing what
+ * is left in the map) is part of the final phase. */
 typedef struct {
     int64_t t;
     char phase[96];
@@ -747,12 +750,24 @@ static int load_phases(const char *path, phase_mark **out, size_t *n)
         m->phase[0] = 0;
         if (!strcmp(what, "final")) {
             strcpy(m->phase, "final");
+            break;
         } else if (!nact) {
             strcpy(m->phase, "healthy");
         } else {
+            /* In name order, so that two faults make one phase whichever
+             * started first (the migration nemesis overlaps the others). */
+            const char *sorted[8];
+            for (int i = 0; i < nact; i++) {
+                int j = i;
+                while (j > 0 && strcmp(sorted[j - 1], active[i]) > 0) {
+                    sorted[j] = sorted[j - 1];
+                    j--;
+                }
+                sorted[j] = active[i];
+            }
             for (int i = 0; i < nact; i++) {
                 size_t l = strlen(m->phase);
-                snprintf(m->phase + l, sizeof(m->phase) - l, "%s%s", i ? "+" : "", active[i]);
+                snprintf(m->phase + l, sizeof(m->phase) - l, "%s%s", i ? "+" : "", sorted[i]);
             }
         }
     }
@@ -776,19 +791,19 @@ static int cmp_i64(const void *a, const void *b)
 
 static void phase_stats(const jep_op *ops, size_t n, const phase_mark *m, size_t nm)
 {
-    const char *names[64];
+    const char *names[128];
     size_t np = 0;
     for (size_t i = 0; i < n; i++) {
         const char *p = phase_at(m, nm, ops[i].call_us);
         size_t j = 0;
         while (j < np && strcmp(names[j], p))
             j++;
-        if (j == np && np < 64)
+        if (j == np && np < 128)
             names[np++] = p;
     }
     int64_t *lat = malloc((n ? n : 1) * sizeof(*lat));
     printf("per phase (avail = ops answered ok or fail / ops invoked in the phase; latency of ok and fail):\n");
-    printf("  %-28s %7s %7s %7s %7s %8s %9s %9s %9s\n", "phase", "ops", "ok", "fail", "info",
+    printf("  %-36s %7s %7s %7s %7s %8s %9s %9s %9s\n", "phase", "ops", "ok", "fail", "info",
            "avail", "p50 ms", "p99 ms", "max ms");
     for (size_t j = 0; j < np; j++) {
         size_t ok = 0, fail = 0, info = 0, nl = 0;
@@ -809,7 +824,7 @@ static void phase_stats(const jep_op *ops, size_t n, const phase_mark *m, size_t
         double p50 = nl ? (double)lat[(nl - 1) / 2] / 1000.0 : 0;
         double p99 = nl ? (double)lat[(size_t)((double)(nl - 1) * 0.99)] / 1000.0 : 0;
         double mx = nl ? (double)lat[nl - 1] / 1000.0 : 0;
-        printf("  %-28s %7zu %7zu %7zu %7zu %7.1f%% %9.2f %9.2f %9.2f\n", names[j], tot, ok, fail,
+        printf("  %-36s %7zu %7zu %7zu %7zu %7.1f%% %9.2f %9.2f %9.2f\n", names[j], tot, ok, fail,
                info, tot ? 100.0 * (double)(ok + fail) / (double)tot : 0.0, p50, p99, mx);
     }
     free(lat);
