@@ -52,6 +52,9 @@
 #define MIG_IMPORT_DEPTH 4        /* pages queued per import lane */
 #define MIG_LANES 4               /* import lanes (threads, B clients) per migration */
 #define MIG_FENCE_POLL_MS 5       /* drain: asking again until the fence is applied */
+/* drain: a source member still not fenced after this long may be cut off
+ * from its group (a deposed leader): ask the next member instead. */
+#define MIG_FENCE_ROTATE_MS 300
 #define MIG_MAX_PARALLEL 32
 #define MIG_DEFAULT_BATCH 64
 #define MIG_DEFAULT_RATE_MB 64.0
@@ -944,6 +947,37 @@ static void dslot_send(dslot_t *d, shale_client_t *c, uint16_t type, uint16_t re
     }
 }
 
+/* The comma list `list` rotated left by k entries (k modulo its length)
+ * into out; 0, or -1 when it does not fit. */
+static int rotate_list(const char *list, size_t k, char *out, size_t len)
+{
+    const char *items[64];
+    size_t lens[64], n = 0;
+    for (const char *p = list; *p != '\0' && n < 64;) {
+        const char *c = strchr(p, ',');
+        size_t l = c != NULL ? (size_t)(c - p) : strlen(p);
+        if (l > 0) {
+            items[n] = p;
+            lens[n++] = l;
+        }
+        p += l + (c != NULL);
+    }
+    if (n == 0)
+        return -1;
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = (i + k) % n;
+        if (used + lens[j] + 2 > len)
+            return -1;
+        if (i > 0)
+            out[used++] = ',';
+        memcpy(out + used, items[j], lens[j]);
+        used += lens[j];
+    }
+    out[used] = '\0';
+    return 0;
+}
+
 /* Step 4 for every slot of the migration together, in rounds on one event
  * loop: a round sends an export for every slot that has nothing waiting,
  * then an import for every slot whose page has data, each kind all at once
@@ -953,7 +987,9 @@ static void dslot_send(dslot_t *d, shale_client_t *c, uint16_t type, uint16_t re
  * acknowledged. Rules:
  *  - LOG continues from the slot's kept cursor until a page says done and
  *    fenced (the member answering applied the fence: nothing can follow);
- *    done but not fenced is asked again MIG_FENCE_POLL_MS later;
+ *    done but not fenced is asked again MIG_FENCE_POLL_MS later, and after
+ *    MIG_FENCE_ROTATE_MS of that the next member of A is asked instead (the
+ *    one answering may be a deposed leader cut off from its group);
  *  - then SESSIONS from an empty cursor until done;
  *  - transient errors (and B refusing our run before it applied it) are
  *    tried again next round, until MIG_RETRY_MS passes with no progress.
@@ -983,6 +1019,8 @@ static int drain(mig_t *mg, const char *alist, const char *blist, char *err, siz
         ds[i].left = &left;
     }
     uint64_t deadline = mono_ms() + MIG_RETRY_MS;
+    uint64_t unfenced_since = 0; /* when the source member first said "not fenced" */
+    size_t rot = 0;              /* how far the source's address list is rotated */
     size_t open = job->nslots, pending = 0; /* slots not finished; pages not imported */
     while ((open > 0 || pending > 0) && rv == SHALE_OK) {
         int progress = 0, waiting = 0;
@@ -1087,6 +1125,25 @@ static int drain(mig_t *mg, const char *alist, const char *blist, char *err, siz
                 snprintf(err, errlen, "import of slot %u into group %" PRIu64 ": %s", job->slots[i],
                          job->to, d->err);
             }
+        }
+        if (!waiting) {
+            unfenced_since = 0;
+        } else if (unfenced_since == 0) {
+            unfenced_since = mono_ms();
+        } else if (mono_ms() - unfenced_since >= MIG_FENCE_ROTATE_MS && rv == SHALE_OK) {
+            /* The member keeps answering without the fence: it may be cut
+             * off from its group while the others applied it long ago.
+             * Start with the next member of the list (the export is the
+             * same from any member). */
+            char rotated[2048];
+            if (rotate_list(alist, ++rot, rotated, sizeof(rotated)) == 0) {
+                shale_client_t *nc = NULL;
+                if (shale_client_open(&loop, rotated, &o, &nc) == SHALE_OK) {
+                    shale_client_close(ac, NULL);
+                    ac = nc;
+                }
+            }
+            unfenced_since = mono_ms();
         }
         if (progress)
             deadline = mono_ms() + MIG_RETRY_MS;
