@@ -40,7 +40,6 @@ _Static_assert(C_OTHER + 1 == RT_OBS_NCAUSES, "router.h counts the retry causes"
 struct rt_obs {
     met_registry_t *reg;
     obs_http_t ep;       /* /metrics and /health (obs_http.h) */
-    char http_addr[200]; /* where ep serves ("" until started) */
     met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
     met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
 };
@@ -227,26 +226,19 @@ int rt_obs_start(rt_router_t *r, char *err, size_t errlen)
 {
     if (r->cfg.http[0] == '\0' || r->obs == NULL)
         return 0;
-    char host[128], addr[200];
-    int port;
-    if (rt_split_addr(r->cfg.listen, host, sizeof(host), &port) != 0) {
-        snprintf(err, errlen, "--listen '%s' is not HOST:PORT", r->cfg.listen);
-        return -1;
-    }
     obs_http_t *ep = &r->obs->ep;
     ep->reg = r->obs->reg;
     ep->ready = ready_cb;
     ep->arg = r;
-    if (obs_http_start(ep, r->loop, r->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
+    if (obs_http_start(ep, r->loop, r->cfg.http, r->cfg.listen, err, errlen) != 0)
         return -1;
-    snprintf(r->obs->http_addr, sizeof(r->obs->http_addr), "%s", addr);
-    rt_info("serving metrics", " http=%s paths=/metrics,/health", addr);
+    rt_info("serving metrics", " http=%s paths=/metrics,/health", ep->addr);
     return 0;
 }
 
 const char *rt_obs_http_addr(const rt_router_t *r)
 {
-    return r->obs != NULL && r->obs->http_addr[0] != '\0' ? r->obs->http_addr : NULL;
+    return r->obs != NULL ? obs_http_bound(&r->obs->ep) : NULL;
 }
 
 void rt_obs_stop(rt_router_t *r)

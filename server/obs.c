@@ -43,7 +43,6 @@ static const double snapshot_buckets[] = {0.001, 0.01, 0.1, 0.5, 1, 2.5, 5, 10, 
 struct obs {
     met_registry_t *reg;
     obs_http_t ep; /* /metrics and /health (obs_http.h) */
-    char http_addr[200]; /* where ep serves ("" until started) */
     uint64_t last_leader;
     met_family_t *requests, *duration, *leader_changes, *app_entries, *app_bytes;
     met_family_t *snapshots, *snap_duration;
@@ -397,26 +396,19 @@ int obs_start(shaled_t *s, char *err, size_t errlen)
 {
     if (s->cfg.http[0] == '\0' || s->obs == NULL)
         return 0;
-    char host[128], addr[200];
-    int port;
-    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0) {
-        snprintf(err, errlen, "--listen '%s' is not HOST:PORT", s->cfg.listen);
-        return -1;
-    }
     obs_http_t *ep = &s->obs->ep;
     ep->reg = s->obs->reg;
     ep->ready = ready_cb;
     ep->arg = s;
-    if (obs_http_start(ep, s->loop, s->cfg.http, host, addr, sizeof(addr), err, errlen) != 0)
+    if (obs_http_start(ep, s->loop, s->cfg.http, s->cfg.listen, err, errlen) != 0)
         return -1;
-    snprintf(s->obs->http_addr, sizeof(s->obs->http_addr), "%s", addr);
-    log_info("serving metrics", " http=%s paths=/metrics,/health", addr);
+    log_info("serving metrics", " http=%s paths=/metrics,/health", ep->addr);
     return 0;
 }
 
 const char *obs_http_addr(const shaled_t *s)
 {
-    return s->obs != NULL && s->obs->http_addr[0] != '\0' ? s->obs->http_addr : NULL;
+    return s->obs != NULL ? obs_http_bound(&s->obs->ep) : NULL;
 }
 
 void obs_stop(shaled_t *s)

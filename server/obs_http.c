@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "obs_http.h"
 
 #define HEALTH_BODY_MAX 400
@@ -35,11 +37,19 @@ static void on_health(void *arg, const http_request_t *req, http_response_t *res
     resp->body = b;
 }
 
-int obs_http_start(obs_http_t *o, uv_loop_t *loop, const char *spec, const char *default_host,
-                   char *addr, size_t addrlen, char *err, size_t errlen)
+int obs_http_start(obs_http_t *o, uv_loop_t *loop, const char *spec, const char *listen,
+                   char *err, size_t errlen)
 {
-    char bound[200], sub[256];
-    if (http_resolve_addr(spec, default_host, bound, sizeof(bound)) != 0) {
+    char bound[200], sub[256], host[128];
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon != NULL ? (size_t)(colon - listen) : 0;
+    if (colon == NULL || hl == 0 || hl >= sizeof(host)) {
+        snprintf(err, errlen, "--listen '%s' is not HOST:PORT", listen);
+        return -1;
+    }
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (http_resolve_addr(spec, host, bound, sizeof(bound)) != 0) {
         snprintf(err, errlen, "--http '%s' is not HOST:PORT or :PORT", spec);
         return -1;
     }
@@ -49,9 +59,13 @@ int obs_http_start(obs_http_t *o, uv_loop_t *loop, const char *spec, const char 
     }
     http_route(o->http, "/metrics", on_metrics, o);
     http_route(o->http, "/health", on_health, o);
-    if (addr != NULL)
-        snprintf(addr, addrlen, "%s", bound);
+    snprintf(o->addr, sizeof(o->addr), "%s", bound);
     return 0;
+}
+
+const char *obs_http_bound(const obs_http_t *o)
+{
+    return o->addr[0] != '\0' ? o->addr : NULL;
 }
 
 void obs_http_stop(obs_http_t *o)

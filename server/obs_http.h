@@ -23,13 +23,16 @@ typedef struct obs_http {
     obs_ready_fn ready;  /* answers /health */
     void *arg;
     http_server_t *http; /* NULL until started */
+    char addr[200];      /* the address bound ("" until started) */
 } obs_http_t;
 
-/* Start serving on spec ("HOST:PORT" or ":PORT", the host then being
- * default_host). addr (may be NULL) receives the address bound. Returns 0,
- * or -1 with a message in err. */
-int obs_http_start(obs_http_t *o, uv_loop_t *loop, const char *spec, const char *default_host,
-                   char *addr, size_t addrlen, char *err, size_t errlen);
+/* Start serving on spec ("HOST:PORT" or ":PORT", the host then being the
+ * host of listen, the process's client address "HOST:PORT"); o->addr gets
+ * the address bound. Returns 0, or -1 with a message in err. */
+int obs_http_start(obs_http_t *o, uv_loop_t *loop, const char *spec, const char *listen,
+                   char *err, size_t errlen);
+/* o->addr once started, else NULL. */
+const char *obs_http_bound(const obs_http_t *o);
 void obs_http_stop(obs_http_t *o);
 
 #endif
