@@ -197,6 +197,14 @@ typedef struct {
     long ops;
 } worker_t;
 
+/* Worker w's client: the routers rotated by its id, retried until its end. */
+static shale_client_t *worker_connect(const worker_t *w)
+{
+    char routers[1024];
+    rotate_list(w->o->routers, w->tid, routers, sizeof(routers));
+    return connect_retry(routers, w->o->timeout_ms, w->end_us);
+}
+
 static uint64_t rnd(uint64_t *s)
 {
     /* splitmix64 */
@@ -413,9 +421,7 @@ static void *counter_worker(void *arg)
     worker_t *w = arg;
     const opts_t *o = w->o;
     int64_t proc = w->tid;
-    char routers[1024];
-    rotate_list(o->routers, w->tid, routers, sizeof(routers));
-    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
     while (mono_us() < w->end_us) {
@@ -446,9 +452,7 @@ static void *stale_worker(void *arg)
     const opts_t *o = w->o;
     int64_t proc = w->tid;
     uint64_t counter = 0;
-    char routers[1024];
-    rotate_list(o->routers, w->tid, routers, sizeof(routers));
-    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
     while (mono_us() < w->end_us) {
@@ -481,9 +485,7 @@ static void *set_worker(void *arg)
     const opts_t *o = w->o;
     int64_t proc = w->tid;
     uint64_t counter = 0;
-    char routers[1024];
-    rotate_list(o->routers, w->tid, routers, sizeof(routers));
-    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
     while (mono_us() < w->end_us) {
