@@ -12,6 +12,14 @@
  *            -> applied -> answer
  *   TRANSFER raft_transfer -> done -> answer with the new leader
  *
+ * Every configuration change goes to libraft through the Raft guard
+ * (rg_add / rg_assign / rg_remove), which refuses it with RAFT_BUSY until
+ * this leader has committed an entry of its own term (docs/raft-safety.md,
+ * "Membership change before the leader's first commit"). The step then
+ * waits, re-trying every loop turn, for at most CHANGE_WAIT_MS, and answers
+ * UNAVAILABLE (retryable) after that. This is the only place in Shale that
+ * changes a Raft configuration after bootstrap.
+ *
  * The member table is written before Raft learns of a new node, so any node
  * that sees it in the configuration can also name its client address.
  * Losing leadership mid-change fails the request with NOT_LEADER; the
@@ -47,6 +55,7 @@ struct admin_op {
     char raft_addr[128];
     int cb_done, cb_status;
     uint64_t started_ms;
+    uint64_t busy_since_ms; /* first RAFT_BUSY of the current step, 0 = none */
     union {
         struct raft_change change;
         struct raft_transfer transfer;
@@ -54,6 +63,10 @@ struct admin_op {
 };
 
 #define ADMIN_TIMEOUT_MS 60000
+/* How long a change waits for the leader's first commit in its term. A
+ * leader with a reachable majority commits its no-op within a round trip;
+ * one that cannot for this long cannot commit the change either. */
+#define CHANGE_WAIT_MS 5000
 
 static int callback_pending(const struct admin_op *op)
 {
@@ -120,6 +133,30 @@ static int raft_code(int rv)
                    rv == RAFT_DUPLICATEADDRESS
                ? SHALE_EINVAL
                : SHALE_EUNAVAILABLE;
+}
+
+/* The guard refused a configuration change (RAFT_BUSY: no entry of this
+ * leader's term committed yet). Returns 1 while the step should be tried
+ * again next turn; after CHANGE_WAIT_MS answers UNAVAILABLE and returns 1.
+ * Returns 0 for any other result, which the caller handles. */
+static int change_busy(shaled_t *s, struct admin_op *op, int rv)
+{
+    if (rv != RAFT_BUSY) {
+        op->busy_since_ms = 0;
+        return 0;
+    }
+    op->cb_done = 1; /* libraft was not called: no callback will come */
+    uint64_t now = shaled_now_ms();
+    if (op->busy_since_ms == 0) {
+        op->busy_since_ms = now;
+        log_info("membership change waits for the leader's first commit in its term",
+                 " id=%llu", (unsigned long long)op->id);
+    } else if (now - op->busy_since_ms > CHANGE_WAIT_MS) {
+        finish(s, SHALE_EUNAVAILABLE,
+               "the leader has not committed an entry of its term yet (Raft's rule before a "
+               "membership change): no majority reachable? retry");
+    }
+    return 1;
 }
 
 void admin_start(shaled_t *s, sreq_t *r)
@@ -246,7 +283,9 @@ void admin_poll(shaled_t *s)
             return;
         }
         op->cb_done = 0;
-        rv = raft_add(&s->raft, &op->req.change, op->id, op->raft_addr, change_cb);
+        rv = rg_add(&s->guard, &op->req.change, op->id, op->raft_addr, change_cb);
+        if (change_busy(s, op, rv))
+            return;
         op->step = ST_RAFT_ADD_WAIT;
         break;
     }
@@ -255,7 +294,9 @@ void admin_poll(shaled_t *s)
         return;
     case ST_ASSIGN:
         op->cb_done = 0;
-        rv = raft_assign(&s->raft, &op->req.change, op->id, op->role, change_cb);
+        rv = rg_assign(&s->guard, &op->req.change, op->id, op->role, change_cb);
+        if (change_busy(s, op, rv))
+            return;
         op->step = ST_ASSIGN_WAIT;
         break;
     case ST_ASSIGN_WAIT:
@@ -265,7 +306,9 @@ void admin_poll(shaled_t *s)
         return;
     case ST_REMOVE:
         op->cb_done = 0;
-        rv = raft_remove(&s->raft, &op->req.change, op->id, change_cb);
+        rv = rg_remove(&s->guard, &op->req.change, op->id, change_cb);
+        if (change_busy(s, op, rv))
+            return;
         op->step = ST_REMOVE_WAIT;
         break;
     case ST_REMOVE_WAIT: {

@@ -7,7 +7,8 @@
  *  2. the log mirror (terms, persisted index);
  *  3. io wrappers: load, start/recv, send, append, truncate, snapshot_put,
  *     close, and the raft_uv barrier serialisation;
- *  4. the barrier pool and rg_poll. */
+ *  4. configuration changes (rg_add, rg_assign, rg_remove);
+ *  5. the barrier pool and rg_poll. */
 #include "raft_guard.h"
 
 #include <assert.h>
@@ -316,15 +317,29 @@ static void w_recv(struct raft_io *io, struct raft_message *msg)
 
     /* #467: 0.15 converts to candidate on a TimeoutNow even while entries
      * are being stored; upstream ignores it then (the leader retries). */
-    if (msg->type == RAFT_IO_TIMEOUT_NOW && (g->defences & RG_NO_CANDIDACY) && g->inflight > 0) {
+    if (msg->type == RAFT_IO_TIMEOUT_NOW && (g->defences & RG_TN_DROP) && g->inflight > 0) {
         g->stats.timeout_now_dropped++;
+        return;
+    }
+
+    /* One vote per term: 0.15's electionVote grants a RequestVote that
+     * carries disrupt_leader (a transfer target's) even when this server
+     * already voted for another candidate in that term, and r->transfer
+     * survives a step-down, so a deposed leader can elect two servers in one
+     * term. A request of the current term from anyone but the server voted
+     * for is dropped like a lost message; a higher term resets the vote in
+     * the library as usual, and pre-votes change nothing persistent. */
+    if (msg->type == RAFT_IO_REQUEST_VOTE && (g->defences & RG_ONE_VOTE) &&
+        !msg->request_vote.pre_vote && msg->request_vote.term == g->r->current_term &&
+        g->r->voted_for != 0 && g->r->voted_for != msg->request_vote.candidate_id) {
+        g->stats.votes_refused++;
         return;
     }
 
     g->ae_valid = msg->type == RAFT_IO_APPEND_ENTRIES;
     if (g->ae_valid)
         g->ae_last = msg->append_entries.prev_log_index + msg->append_entries.n_entries;
-    if (msg->type == RAFT_IO_APPEND_ENTRIES_RESULT && (g->defences & RG_COMMIT_RULE))
+    if (msg->type == RAFT_IO_APPEND_ENTRIES_RESULT && (g->defences & RG_ACK_HOLDBACK))
         hold_back_ack(g, msg);
     g->recv_cb(io, msg);
     g->ae_valid = saved_valid;
@@ -341,7 +356,7 @@ static void w_tick(struct raft_io *io)
 {
     raft_guard_t *g = guard_of(io);
     struct raft *r = g->r;
-    if ((g->defences & RG_NO_CANDIDACY) && g->inflight > 0 && r->state == RAFT_FOLLOWER) {
+    if ((g->defences & RG_DEFER_CANDIDACY) && g->inflight > 0 && r->state == RAFT_FOLLOWER) {
         raft_time now = io->time(io);
         if (now - r->election_timer_start >= r->follower_state.randomized_election_timeout) {
             r->election_timer_start = now;
@@ -360,6 +375,8 @@ static int w_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raf
 }
 
 /* Outgoing messages:
+ *  - RequestVote result: a granted vote is remembered, and a second one in
+ *    the same term to another candidate counted (evidence, any defences);
  *  - RequestVote (#467): not sent while appends are in flight (a candidacy
  *    that started anyway, e.g. a leader stepping down with writes queued),
  *    so no node is elected on entries it has not stored; the library sees a
@@ -376,7 +393,7 @@ static int w_send(struct raft_io *io, struct raft_io_send *req, const struct raf
     struct raft_message copy;
 
     if (msg->type == RAFT_IO_REQUEST_VOTE) {
-        if ((g->defences & RG_NO_CANDIDACY) && g->inflight > 0) {
+        if ((g->defences & RG_VOTE_HOLD) && g->inflight > 0) {
             g->stats.votes_held++;
             return RAFT_NOCONNECTION;
         }
@@ -397,6 +414,14 @@ static int w_send(struct raft_io *io, struct raft_io_send *req, const struct raf
         if (g->inflight > 0 || copy.request_vote.last_log_index > g->persisted)
             g->stats.votes_unpersisted++;
         return g->orig.send(io, req, &copy, cb);
+    } else if (msg->type == RAFT_IO_REQUEST_VOTE_RESULT) {
+        const struct raft_request_vote_result *res = &msg->request_vote_result;
+        if (res->vote_granted && !res->pre_vote) {
+            if (res->term == g->granted_term && msg->server_id != g->granted_to)
+                g->stats.double_votes++;
+            g->granted_term = res->term;
+            g->granted_to = msg->server_id;
+        }
     } else if (msg->type == RAFT_IO_TIMEOUT_NOW && cb == NULL && (g->defences & RG_TIMEOUT_NOW) &&
                raft_state(r) == RAFT_LEADER) {
         unsigned i = conf_index(r, msg->server_id);
@@ -789,7 +814,52 @@ raft_term rg_persisted_term(const raft_guard_t *g)
     return term_of(g, g->persisted);
 }
 
-/* ---- 4. Barrier pool and rg_poll ----------------------------------------- */
+/* ---- 4. Configuration changes --------------------------------------------*/
+
+/* The rule (see raft_guard.h): the entry at the leader's commit index is of
+ * its current term. The mirror knows the term of every index from the
+ * snapshot on, and a leader's commit index is never below its snapshot. */
+int rg_change_allowed(const raft_guard_t *g)
+{
+    const struct raft *r = g->r;
+    if (g->closed || raft_state((struct raft *)r) != RAFT_LEADER || r->transfer != NULL)
+        return RAFT_NOTLEADER;
+    if (!(g->defences & RG_CHANGE_RULE))
+        return 0;
+    if (r->commit_index == 0 || term_of(g, r->commit_index) != r->current_term)
+        return RAFT_BUSY;
+    return 0;
+}
+
+static int change_gate(raft_guard_t *g)
+{
+    int rv = rg_change_allowed(g);
+    if (rv == RAFT_BUSY)
+        g->stats.changes_deferred++;
+    /* RAFT_NOTLEADER: let libraft say it, with its own error message. */
+    return rv == RAFT_BUSY ? rv : 0;
+}
+
+int rg_add(raft_guard_t *g, struct raft_change *req, raft_id id, const char *address,
+           raft_change_cb cb)
+{
+    int rv = change_gate(g);
+    return rv != 0 ? rv : raft_add(g->r, req, id, address, cb);
+}
+
+int rg_assign(raft_guard_t *g, struct raft_change *req, raft_id id, int role, raft_change_cb cb)
+{
+    int rv = change_gate(g);
+    return rv != 0 ? rv : raft_assign(g->r, req, id, role, cb);
+}
+
+int rg_remove(raft_guard_t *g, struct raft_change *req, raft_id id, raft_change_cb cb)
+{
+    int rv = change_gate(g);
+    return rv != 0 ? rv : raft_remove(g->r, req, id, cb);
+}
+
+/* ---- 5. Barrier pool and rg_poll ----------------------------------------- */
 
 static void on_barrier(struct raft_barrier *req, int status)
 {
@@ -968,7 +1038,7 @@ int rg_poll(raft_guard_t *g)
      * acknowledgements held back by hold_back_ack become countable (not
      * during a leadership transfer: raft_barrier refuses then, and the
      * target appends its own). */
-    if ((g->defences & RG_COMMIT_RULE) && leader && r->transfer == NULL &&
+    if ((g->defences & RG_NOOP) && leader && r->transfer == NULL &&
         term_of(g, raft_last_index(r)) != r->current_term) {
         int rv = slot_barrier(g, NULL, NULL);
         if (rv != 0)

@@ -30,6 +30,12 @@
  *              (the appends after it wait with it, in order), a snapshot put
  *              waits for the previous one and for a truncate to take effect;
  *              a completion delivered twice is dropped;
+ *  - (2015)    no configuration change reaches libraft before the leader
+ *              has committed an entry of its current term (rg_add,
+ *              rg_assign, rg_remove: RAFT_BUSY until then);
+ *  - (transfer) a RequestVote (not a pre-vote) of the current term from a
+ *              candidate other than the one this server voted for is
+ *              dropped: 0.15 grants a transfer target a second vote;
  *  - rg_barrier delivers each callback exactly once, from rg_poll, and fails
  *              with RAFT_LEADERSHIPLOST a barrier still pending once this node
  *              is no longer leader of the term it was issued in.
@@ -54,12 +60,23 @@
  * needed on its own; production never changes them. */
 enum {
     RG_VOTE_PERSISTED = 1u << 0, /* #429: RequestVote from the persisted log */
-    RG_NO_CANDIDACY = 1u << 1,   /* #467: no candidacy while appends in flight */
+    RG_DEFER_CANDIDACY = 1u << 1, /* #467: election timer restarted while
+                                     appends are in flight */
     RG_TIMEOUT_NOW = 1u << 2,    /* #477: TimeoutNow only to a caught-up target */
-    RG_COMMIT_RULE = 1u << 3,    /* #336: ack hold-back + no-op */
+    RG_ACK_HOLDBACK = 1u << 3,   /* #336: leader acks held until it stored an
+                                    entry of its term */
     RG_TRUTHFUL_ACKS = 1u << 4,  /* #336 companion: ack only what was sent */
     RG_UV_BARRIERS = 1u << 5,    /* #344 / #435 */
-    RG_ALL = (1u << 6) - 1,
+    RG_CHANGE_RULE = 1u << 6,    /* no configuration change before the leader
+                                    committed an entry of its term */
+    RG_ONE_VOTE = 1u << 7,       /* never a second vote in a term (transfer) */
+    RG_TN_DROP = 1u << 8,        /* #467: TimeoutNow ignored, appends in flight */
+    RG_VOTE_HOLD = 1u << 9,      /* #467: no RequestVote sent, appends in flight */
+    RG_NOOP = 1u << 10,          /* #336: a new leader appends a no-op at once */
+    RG_ALL = (1u << 11) - 1,
+    /* The groups the first tests were written against. */
+    RG_NO_CANDIDACY = RG_DEFER_CANDIDACY | RG_TN_DROP | RG_VOTE_HOLD,
+    RG_COMMIT_RULE = RG_ACK_HOLDBACK | RG_NOOP,
 };
 
 /* What the guard did, for tests and the status page. */
@@ -80,6 +97,12 @@ typedef struct rg_stats {
     uint64_t double_callbacks;    /* #344: completions delivered twice, dropped */
     uint64_t barriers_failed;     /* rg_barrier failed early by rg_poll */
     uint64_t late_callbacks;      /* library callbacks after an early failure */
+    uint64_t changes_deferred;    /* configuration changes refused with
+                                     RAFT_BUSY: no entry of the term committed */
+    uint64_t votes_refused;       /* second vote in a term: RequestVote dropped */
+    uint64_t double_votes;        /* votes granted to a second candidate in one
+                                     term (counted with every defence off too:
+                                     evidence) */
     uint64_t appends_in_flight;   /* current, not cumulative */
 } rg_stats_t;
 
@@ -147,6 +170,10 @@ typedef struct raft_guard {
     int ae_valid;
     raft_index ae_last;
 
+    /* Last vote this server granted (evidence for double_votes). */
+    raft_term granted_term;
+    raft_id granted_to;
+
     /* #477: TimeoutNow held until the target caught up. */
     raft_id tn_target;
     raft_term tn_term;
@@ -176,6 +203,28 @@ int rg_poll(raft_guard_t *g);
  * RAFT_NOTLEADER) without calling @cb, or RAFT_NOMEM. The slot is allocated
  * from the guard's pool (owned by the guard, freed by rg_close). */
 int rg_barrier(raft_guard_t *g, void *data, rg_barrier_cb cb);
+
+/* Configuration changes (Raft dissertation §4.1, Ongaro's 2015 correction
+ * to single-server changes): a leader may hand libraft a configuration change
+ * only once the entry at its commit index is of its current term. Before
+ * that, a change can commit under a configuration that a server elected
+ * later, on an older uncommitted configuration, never saw (the scenario in
+ * docs/raft-safety.md): committed entries are then overwritten.
+ *
+ * rg_change_allowed returns 0 when a change may go to libraft now,
+ * RAFT_NOTLEADER when this server is not leader (or is transferring
+ * leadership), RAFT_BUSY while no entry of the leader's term is committed
+ * yet (retry shortly: the leader's no-op commits within a round trip when a
+ * majority is reachable). rg_add / rg_assign / rg_remove check it, then call
+ * raft_add / raft_assign / raft_remove with the same arguments; they return
+ * RAFT_BUSY (counted in stats.changes_deferred) without calling libraft, or
+ * what libraft returned. Every membership change in Shale goes through them
+ * (server/admin.c). */
+int rg_change_allowed(const raft_guard_t *g);
+int rg_add(raft_guard_t *g, struct raft_change *req, raft_id id, const char *address,
+           raft_change_cb cb);
+int rg_assign(raft_guard_t *g, struct raft_change *req, raft_id id, int role, raft_change_cb cb);
+int rg_remove(raft_guard_t *g, struct raft_change *req, raft_id id, raft_change_cb cb);
 
 /* Last index (and its term) that is persisted with no hole before it. */
 raft_index rg_persisted_index(const raft_guard_t *g);

@@ -192,6 +192,12 @@ static int has_applied(cluster_t *c, unsigned i, raft_index x)
     return c->nodes[i].r->last_applied >= x;
 }
 
+static int is_follower(cluster_t *c, unsigned i, raft_index x)
+{
+    (void)x;
+    return raft_state(c->nodes[i].r) == RAFT_FOLLOWER;
+}
+
 static int is_dead(cluster_t *c, unsigned i, raft_index x)
 {
     (void)x;
@@ -844,6 +850,204 @@ START_TEST(test_stale_ack_guarded_consistent)
 }
 END_TEST
 
+/* ---- Membership change before the leader's first commit (Ongaro 2015) -----*/
+
+#define MC_W 0x6101u  /* the write S1 gets committed under C2 */
+#define MC_V 0x6202u  /* the write S0 gets committed under C1 afterwards */
+
+/* S1 (index 1), in the step it is elected, stops reaching S3: its first
+ * entries (the no-op, when guarded) never get there. */
+static void hook_isolate_s3(cluster_t *c)
+{
+    if (raft_state(c->nodes[1].r) == RAFT_LEADER && !raft_fixture_saturated(&c->f, 1, 3)) {
+        saturate_both(c, 1, 3);
+        saturate_both(c, 2, 3);
+    }
+}
+
+/* Change @id's role on leader @i the way the variant under test does it:
+ * the bare library directly, a guarded cluster through rg_assign/rg_remove
+ * (which apply RG_CHANGE_RULE when that defence is on). Returns the call's
+ * result; on 0 the change's callback status lands in change_status[k]. */
+static int change(cluster_t *c, unsigned i, unsigned k, raft_id id, int role)
+{
+    struct raft_change *req = &c->changes[k];
+    c->change_status[k] = -1;
+    req->data = &c->change_status[k];
+    if (!c->guarded)
+        return role < 0 ? raft_remove(c->nodes[i].r, req, id, on_change)
+                        : raft_assign(c->nodes[i].r, req, id, role, on_change);
+    return role < 0 ? rg_remove(&c->guards[i], req, id, on_change)
+                    : rg_assign(&c->guards[i], req, id, role, on_change);
+}
+
+/* Five servers: voters S0..S3, stand-by S4 (indexes 0..4; ids 1..5).
+ *  1. Leader S0 promotes S4: the new configuration C1 (five voters) reaches
+ *     only S4; S0 dies.
+ *  2. S1 is elected by S1, S2, S3 under C0 (four voters); S3 is cut off at
+ *     once, so S1's first entry of its term (the guard's no-op) cannot commit
+ *     (2 of 4).
+ *  3. The operator removes the unreachable S3. Without the rule, C2 = {S0,
+ *     S1, S2} is appended at once, commits with S1 + S2, and so does a client
+ *     write W: both applied on S1 and S2. With it, the removal is refused
+ *     (RAFT_BUSY) and W cannot commit (2 of 4).
+ *  4. S1 and S2 go down; S0 comes back, still on C1, and wins with S0, S3, S4
+ *     (3 of 5) — its log is as long as theirs — and commits V at W's index.
+ * Returns the result of the removal call in step 3. */
+static int run_change_early(cluster_t *c, raft_index *w_index)
+{
+    ck_assert(step_until(c, is_leader, 0, 0, 10000));
+    elapse(c, 300);
+    ck_assert_int_eq(c->nodes[0].r->configuration.servers[4].role, RAFT_STANDBY);
+
+    /* 1 */
+    for (unsigned j = 1; j < 4; j++)
+        raft_fixture_saturate(&c->f, 0, j);
+    raft_index before = raft_last_index(c->nodes[0].r);
+    ck_assert_int_eq(change(c, 0, 0, 5, RAFT_VOTER), 0);
+    ck_assert_uint_eq(raft_last_index(c->nodes[0].r), before + 1);
+    ck_assert(step_until(c, has_stored, 4, before + 1, 2000));
+    raft_fixture_kill(&c->f, 0);
+    dump(c, "C1 on S0 and S4 only");
+
+    /* 2: S4 hears nobody but S0 (and S3, later) from now on. */
+    for (unsigned j = 1; j < 4; j++)
+        saturate_both(c, 4, j);
+    c->hook = hook_isolate_s3;
+    elect(c, 1);
+    c->hook = NULL;
+    saturate_both(c, 2, 3); /* elect() reopened the links it closed */
+    elapse(c, 500);
+    ck_assert_int_eq(raft_state(c->nodes[1].r), RAFT_LEADER);
+    dump(c, "S1 leads, S3 cut off");
+
+    /* 3 */
+    int rv = change(c, 1, 1, 4, -1);
+    if (rv == 0) {
+        ck_assert(step_until(c, change_done, 1, 0, 3000));
+        ck_assert_int_eq(c->change_status[1], 0);
+    }
+    *w_index = propose(c, 1, MC_W);
+    elapse(c, 1000);
+    dump(c, "after the removal and W");
+
+    /* 4 */
+    raft_fixture_kill(&c->f, 1);
+    raft_fixture_kill(&c->f, 2);
+    raft_fixture_revive(&c->f, 0);
+    saturate_both(c, 0, 1);
+    saturate_both(c, 0, 2);
+    raft_fixture_desaturate(&c->f, 0, 3);
+    raft_fixture_desaturate(&c->f, 3, 0);
+    raft_fixture_desaturate(&c->f, 3, 4);
+    raft_fixture_desaturate(&c->f, 4, 3);
+    /* S0 wakes up as the leader of term 2 it was; it steps down first. */
+    ck_assert(step_until(c, is_follower, 0, 0, 5000));
+    elect(c, 0);
+    raft_index v = propose(c, 0, MC_V);
+    ck_assert(step_until(c, has_applied, 3, v, 5000));
+    ck_assert(step_until(c, has_applied, 4, v, 5000));
+    dump(c, "S0 leads again on C1");
+    return rv;
+}
+
+/* Server @i applied value @v at some index. */
+static int applied_value(const cluster_t *c, unsigned i, uint64_t v)
+{
+    for (raft_index idx = 1; idx < MAX_IDX; idx++)
+        if (c->nodes[i].applied[idx] == v)
+            return 1;
+    return 0;
+}
+
+/* Both sides committed: S1 and S2 applied W (a client would have been told
+ * it is committed); S0, S3, S4 overwrote it and applied V at its index. */
+static void assert_change_early_diverged(cluster_t *c, raft_index w)
+{
+    raft_index at = 0;
+    ck_assert(committed_logs_diverged(c, &at));
+    ck_assert(diverged(c, &at));
+    ck_assert_uint_eq(at, w);
+    ck_assert_uint_eq(c->nodes[1].applied[w], MC_W);
+    ck_assert_uint_eq(c->nodes[2].applied[w], MC_W);
+    for (unsigned i = 0; i < 5; i += (i == 0 ? 3 : 1)) {
+        ck_assert_uint_eq(c->nodes[i].applied[w], MC_V);
+        ck_assert(!applied_value(c, i, MC_W));
+    }
+}
+
+START_TEST(test_change_early_bare_diverges)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index w = 0;
+    cluster_init(c, 5, 4, 0, 0);
+    ck_assert_int_eq(run_change_early(c, &w), 0);
+    assert_change_early_diverged(c, w);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* Every other defence on: the commit rule does not help, C2 and W are of
+ * S1's term and were committed by a majority of C2. */
+START_TEST(test_change_early_guarded_without_rule_diverges)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index w = 0;
+    cluster_init(c, 5, 4, 1, RG_ALL & ~RG_CHANGE_RULE);
+    ck_assert_int_eq(run_change_early(c, &w), 0);
+    assert_change_early_diverged(c, w);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_change_early_guarded_refused)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index w = 0, at = 0;
+    cluster_init(c, 5, 4, 1, RG_ALL);
+    ck_assert_int_eq(run_change_early(c, &w), RAFT_BUSY);
+    ck_assert_uint_eq(c->guards[1].stats.changes_deferred, 1);
+    ck_assert_msg(!diverged(c, &at), "servers applied different values at %llu",
+                  (unsigned long long)at);
+    ck_assert_msg(!committed_logs_diverged(c, &at), "committed logs differ at %llu",
+                  (unsigned long long)at);
+    /* W was never committed, so nothing acknowledged was lost. */
+    ck_assert_uint_lt(c->nodes[1].r->commit_index, w);
+    for (unsigned i = 0; i < 5; i++)
+        ck_assert(!applied_value(c, i, MC_W));
+    ck_assert(applied_value(c, 3, MC_V) && applied_value(c, 4, MC_V));
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* The rule is not a brake: once the leader's no-op is committed, changes go
+ * through at once, and a change asked too early succeeds when asked again. */
+START_TEST(test_change_rule_liveness)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 4, 3, 1, RG_ALL);
+    ck_assert(step_until(c, is_leader, 0, 0, 10000));
+    /* The step it is elected: nothing of its term is committed yet. */
+    ck_assert_int_eq(rg_change_allowed(&c->guards[0]), RAFT_BUSY);
+    ck_assert_int_eq(change(c, 0, 0, 4, RAFT_VOTER), RAFT_BUSY);
+    ck_assert_int_eq(rg_change_allowed(&c->guards[1]), RAFT_NOTLEADER);
+    elapse(c, 300);
+    ck_assert_int_eq(rg_change_allowed(&c->guards[0]), 0);
+    ck_assert_int_eq(change(c, 0, 0, 4, RAFT_VOTER), 0);
+    ck_assert(step_until(c, change_done, 0, 0, 3000));
+    ck_assert_int_eq(c->change_status[0], 0);
+    ck_assert_int_eq(change(c, 0, 1, 3, -1), 0);
+    ck_assert(step_until(c, change_done, 1, 0, 3000));
+    ck_assert_int_eq(c->change_status[1], 0);
+    ck_assert_uint_eq(c->guards[0].stats.changes_deferred, 1);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
 /* ---- rg_barrier: exactly once, and never left hanging ----------------------*/
 
 typedef struct {
@@ -1479,6 +1683,13 @@ int main(void)
     tc = tcase_create("transfer_467_477");
     tcase_add_test(tc, test_transfer_bare_campaigns_unpersisted);
     tcase_add_test(tc, test_transfer_guarded_waits_for_persisted);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("change_rule_2015");
+    tcase_add_test(tc, test_change_early_bare_diverges);
+    tcase_add_test(tc, test_change_early_guarded_without_rule_diverges);
+    tcase_add_test(tc, test_change_early_guarded_refused);
+    tcase_add_test(tc, test_change_rule_liveness);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("barrier_api");
