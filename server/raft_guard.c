@@ -416,7 +416,7 @@ static int w_send(struct raft_io *io, struct raft_io_send *req, const struct raf
         return g->orig.send(io, req, &copy, cb);
     } else if (msg->type == RAFT_IO_REQUEST_VOTE_RESULT) {
         const struct raft_request_vote_result *res = &msg->request_vote_result;
-        if (res->vote_granted && !res->pre_vote) {
+        if (res->vote_granted && res->pre_vote != raft_tribool_true) {
             if (res->term == g->granted_term && msg->server_id != g->granted_to)
                 g->stats.double_votes++;
             g->granted_term = res->term;

@@ -16,6 +16,7 @@
 #include <raft.h>
 #include <raft/fixture.h>
 #include <raft/uv.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,8 @@ struct cluster {
     raft_index kill_at;
     int kill_armed;
     unsigned max_leaders; /* most servers in leader state at once */
+    raft_id leader_of_term[64]; /* the leader seen in each term (< 64) */
+    int two_leaders_one_term;   /* two servers led the same term */
     int z2_applied;       /* the second side's write was proposed */
     raft_term first_commit_entry_term, first_commit_current_term;
     int seen_commit;
@@ -119,6 +122,15 @@ static void on_step(struct raft_fixture *f, struct raft_fixture_event *event)
             leaders++;
     if (leaders > c->max_leaders)
         c->max_leaders = leaders;
+    for (unsigned i = 0; i < c->n; i++) {
+        struct raft *r = c->nodes[i].r;
+        if (!raft_fixture_alive(f, i) || raft_state(r) != RAFT_LEADER || r->current_term >= 64)
+            continue;
+        raft_id *seen = &c->leader_of_term[r->current_term];
+        if (*seen != 0 && *seen != r->id)
+            c->two_leaders_one_term = 1;
+        *seen = r->id;
+    }
     if (c->hook != NULL)
         c->hook(c);
 }
@@ -1048,6 +1060,130 @@ START_TEST(test_change_rule_liveness)
 }
 END_TEST
 
+/* ---- One vote per term: leadership transfer and a deposed leader ----------*/
+
+/* Once S0 (index 0) granted a second vote in a term, S1 dies before the
+ * vote arrives: the bare run then ends without the fixture's own
+ * election-safety abort, so the test can look at what happened. */
+static void hook_stop_second_vote(cluster_t *c)
+{
+    if (c->guards[0].stats.double_votes > 0 && raft_fixture_alive(&c->f, 1))
+        raft_fixture_kill(&c->f, 1);
+}
+
+/* Three servers. S0 leads (term 2) and starts a transfer to S1; S1's
+ * messages take 3 s from now on, and S2's do not reach S0, so S0 hears from
+ * neither and steps down to follower — with its transfer still recorded
+ * (0.15 clears it only on success, timeout as leader, or unavailability).
+ * S1 got the TimeoutNow and is candidate in term 3; its RequestVote is on
+ * its slow way. S2 times out, campaigns in term 3 and S0 votes for it: S2
+ * leads term 3. Then S1's RequestVote (term 3, disrupt_leader) reaches S0,
+ * which on 0.15 grants it too, transfer target that S1 is: S1 leads term 3
+ * as well. */
+static int voted_for_s2(cluster_t *c, unsigned i, raft_index x)
+{
+    (void)x;
+    return c->nodes[i].r->current_term == 3 && c->nodes[i].r->voted_for == 3;
+}
+
+static void run_double_vote(cluster_t *c)
+{
+    ck_assert(step_until(c, is_leader, 0, 0, 10000));
+    elapse(c, 300);
+    ck_assert_uint_eq(c->nodes[0].r->current_term, 2);
+    set_timeout(c, 1, 20000); /* S1 stays candidate of term 3 */
+    /* S0 hears from nobody from now on. It checks for a majority once per
+     * election timeout (1 s): the next check still sees the answers sent
+     * before now, the one after steps it down. Starting the transfer between
+     * the two makes the step-down come before the transfer's own timeout. */
+    raft_fixture_saturate(&c->f, 1, 0);
+    raft_fixture_saturate(&c->f, 2, 0);
+    raft_fixture_saturate(&c->f, 2, 1); /* S2, leading, would not reach S1 */
+    elapse(c, 1050);
+    ck_assert_int_eq(raft_state(c->nodes[0].r), RAFT_LEADER);
+    raft_time start = raft_fixture_time(&c->f);
+    /* S1's messages get through again, but slowly: its RequestVote, sent
+     * when the TimeoutNow arrives, reaches S0 850 ms from now. */
+    raft_fixture_set_network_latency(&c->f, 1, 850);
+    raft_fixture_desaturate(&c->f, 1, 0);
+    c->transfer.data = &c->transfer_done;
+    ck_assert_int_eq(raft_transfer(c->nodes[0].r, &c->transfer, 2, on_transfer), 0);
+    ck_assert(step_until(c, is_follower, 0, 0, 1000));
+    ck_assert_ptr_nonnull(c->nodes[0].r->transfer);
+    ck_assert_uint_lt(raft_fixture_time(&c->f) - start, 800);
+    dump(c, "S0 stepped down, transfer pending");
+    /* S2 campaigns at once; S0 votes for it rather than campaigning. */
+    set_timeout(c, 0, 10000);
+    raft_fixture_desaturate(&c->f, 2, 0);
+    set_timeout(c, 2, 1);
+    ck_assert(step_until(c, voted_for_s2, 0, 0, 150));
+    /* S2's entries (its no-op, when guarded) reach S0 only after S1's
+     * RequestVote: otherwise S0 would refuse S1 for its shorter log, which
+     * narrows the window without closing it. */
+    raft_fixture_set_network_latency(&c->f, 2, 600);
+    ck_assert(step_until(c, is_leader, 2, 0, 150));
+    ck_assert_uint_eq(c->nodes[2].r->current_term, 3);
+    dump(c, "S2 leads term 3");
+    elapse(c, 3000);
+    dump(c, "end");
+}
+
+/* The bare library: the fixture's own check aborts the run ("server 2 and 3
+ * are both leaders in term 3"); that abort is the expected end. */
+START_TEST(test_double_vote_bare_two_leaders)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 3, 0, 0);
+    run_double_vote(c);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* The same run with pass-through observers that count votes: S0 granted two
+ * candidates a vote in term 3 (S1 dies before the second grant reaches it,
+ * so the fixture does not abort). */
+START_TEST(test_double_vote_bare_counted)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 3, 1, 0);
+    c->hook = hook_stop_second_vote;
+    run_double_vote(c);
+    ck_assert_uint_eq(c->guards[0].stats.double_votes, 1);
+    ck_assert_uint_eq(c->nodes[0].r->current_term, 3);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* Every defence but RG_ONE_VOTE: the guard's no-op, the held TimeoutNow and
+ * the rest do not stop it; the fixture aborts with two leaders in term 3. */
+START_TEST(test_double_vote_guarded_without_rule)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 3, 1, RG_ALL & ~RG_ONE_VOTE);
+    run_double_vote(c);
+
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_double_vote_guarded)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 3, 1, RG_ALL);
+    run_double_vote(c);
+    elapse(c, 20000); /* S1's campaign times out; a later term elects one */
+    ck_assert(!c->two_leaders_one_term);
+    ck_assert_uint_eq(c->guards[0].stats.votes_refused, 1);
+    ck_assert_uint_eq(c->guards[0].stats.double_votes, 0);
+    ck_assert_uint_eq(c->leader_of_term[3], c->nodes[2].r->id);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
 /* ---- rg_barrier: exactly once, and never left hanging ----------------------*/
 
 typedef struct {
@@ -1690,6 +1826,13 @@ int main(void)
     tcase_add_test(tc, test_change_early_guarded_without_rule_diverges);
     tcase_add_test(tc, test_change_early_guarded_refused);
     tcase_add_test(tc, test_change_rule_liveness);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("one_vote_per_term");
+    tcase_add_test_raise_signal(tc, test_double_vote_bare_two_leaders, SIGABRT);
+    tcase_add_test(tc, test_double_vote_bare_counted);
+    tcase_add_test_raise_signal(tc, test_double_vote_guarded_without_rule, SIGABRT);
+    tcase_add_test(tc, test_double_vote_guarded);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("barrier_api");
