@@ -410,7 +410,13 @@ static void run_figure8(cluster_t *c, raft_index *x_index)
     c->kill_armed = 1;
     c->hook = hook_kill_on_commit;
     elect(c, 0);
-    ck_assert(step_until(c, is_dead, 0, 0, 10000));
+    if (!step_until(c, is_dead, 0, 0, 3000)) {
+        /* Without the guard's no-op nothing of S1's term exists, and with
+         * the ack hold-back X is never committed: S1 just crashes. */
+        ck_assert_uint_lt(c->nodes[0].r->commit_index, x);
+        raft_fixture_kill(&c->f, 0);
+        c->kill_armed = 0;
+    }
     c->hook = NULL;
     dump(c, "c");
 
@@ -456,6 +462,39 @@ START_TEST(test_figure8_guarded_consistent)
     ck_assert_uint_eq(c->nodes[4].applied[x] == 0 || c->nodes[4].applied[x] == FIG8_X, 1);
     ck_assert_uint_gt(c->guards[0].stats.noops, 0);
     ck_assert_uint_gt(c->guards[0].stats.acks_held, 0);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* The ack hold-back on its own: without the no-op, S1 (elected in (c)) has
+ * no entry of its term, so the held-back acknowledgements never commit X;
+ * S1 crashes with X uncommitted and S5 overwrites it safely. Remove the hold
+ * back as well and X is committed by counting, applied, and overwritten. */
+START_TEST(test_figure8_holdback_without_noop_consistent)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index x, at = 0;
+    cluster_init(c, 5, 5, 1, RG_ALL & ~RG_NOOP);
+    run_figure8(c, &x);
+    ck_assert_msg(!diverged(c, &at), "servers applied different values at %llu",
+                  (unsigned long long)at);
+    ck_assert_uint_eq(c->nodes[0].applied[x], 0);
+    ck_assert_uint_gt(c->guards[0].stats.acks_held, 0);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_figure8_neither_holdback_nor_noop_diverges)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index x, at = 0;
+    cluster_init(c, 5, 5, 1, RG_ALL & ~RG_COMMIT_RULE);
+    run_figure8(c, &x);
+    ck_assert(diverged(c, &at));
+    ck_assert_uint_eq(c->nodes[0].applied[x], FIG8_X);
+    ck_assert_uint_eq(c->nodes[1].applied[x], FIG8_Y);
     cluster_close(c);
     free(c);
 }
@@ -652,6 +691,24 @@ START_TEST(test_split_brain_guarded)
     assert_no_split_brain(c);
     ck_assert_uint_gt(c->guards[1].stats.candidacy_deferred, 0);
     ck_assert_uint_eq(c->guards[1].stats.votes_unpersisted, 0);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* The deferred candidacy removed alone, every other defence on: the
+ * RequestVote hold and the persisted-log rewrite only delay S2's campaign
+ * until its entries are stored; S2 is candidate by then, 0.15 does not apply
+ * the stored configurations, and it wins on its stale one. */
+START_TEST(test_split_brain_without_deferred_candidacy)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index at = 0;
+    cluster_init(c, 4, 3, 1, RG_ALL & ~RG_DEFER_CANDIDACY);
+    run_split_brain(c);
+    ck_assert_uint_eq(c->max_leaders, 2);
+    ck_assert(c->z2_applied);
+    ck_assert(committed_logs_diverged(c, &at));
     cluster_close(c);
     free(c);
 }
@@ -1799,6 +1856,8 @@ int main(void)
     tc = tcase_create("commit_rule_336");
     tcase_add_test(tc, test_figure8_bare_diverges);
     tcase_add_test(tc, test_figure8_guarded_consistent);
+    tcase_add_test(tc, test_figure8_holdback_without_noop_consistent);
+    tcase_add_test(tc, test_figure8_neither_holdback_nor_noop_diverges);
     tcase_add_test(tc, test_commit_rule_bare_counts_earlier_term);
     tcase_add_test(tc, test_commit_rule_guarded_liveness);
     suite_add_tcase(s, tc);
@@ -1813,6 +1872,7 @@ int main(void)
     tcase_add_test(tc, test_split_brain_bare);
     tcase_add_test(tc, test_split_brain_guarded);
     tcase_add_test(tc, test_split_brain_guarded_no_candidacy_only);
+    tcase_add_test(tc, test_split_brain_without_deferred_candidacy);
     tcase_add_test(tc, test_vote_persisted_alone_not_enough);
     suite_add_tcase(s, tc);
 
