@@ -55,8 +55,9 @@ int rsc_scan(const uint8_t *buf, size_t len, rsc_segment_t *out);
 int rsc_check_dir(const char *dir, char *msg, size_t msglen);
 
 /* The recovery step named in every refusal (docs/operations.md). */
-#define RSC_RECOVERY                                                                               \
-    "recover this node by wiping its data directory and re-joining it from its peers "             \
-    "(shalectl replica rejoin GROUP ID; docs/operations.md, \"A damaged Raft log\")"
+#define RSC_RECOVERY                                                                              \
+    "recover by wiping this node's data and re-joining it from its peers: shalectl replica "        \
+    "remove GROUP ID, wipe the data directory, start it with --initial-cluster none, shalectl "     \
+    "replica add GROUP ID RAFT CLIENT (docs/operations.md, \"A damaged Raft log\")"
 
 #endif
