@@ -304,7 +304,8 @@ int rsc_check_dir(const char *dir, char *msg, size_t msglen)
         free(segs);
         return rv;
     }
-    qsort(segs, n_segs, sizeof(*segs), cmp_open);
+    if (n_segs > 1)
+        qsort(segs, n_segs, sizeof(*segs), cmp_open);
 
     /* raft_uv numbers the first open segment's entries after the last
      * closed segment, or after the snapshot when there is none. */
