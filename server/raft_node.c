@@ -3,7 +3,8 @@
  *
  * Rules (FACTS.md):
  *  - auto-recovery off: on 0.15 it renamed a readable segment to corrupt-*
- *    and came back with an empty log;
+ *    and came back with an empty log; open segments, which the flag does
+ *    not cover, are checked first (raft_segcheck.c);
  *  - large segments (default 64 MiB): every rollover stalls the loop;
  *  - raft_close() only from a timer, never inside a Raft callback; the io
  *    and transport are released after uv_run() returns.
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "raft_segcheck.h"
 #include "server.h"
 #include "snapshot_xfer.h"
 
@@ -29,6 +31,12 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
         snprintf(err, errlen, "cannot create %s: %s", s->raft_dir, strerror(errno));
         return -1;
     }
+    /* Auto-recovery off (below) does not cover open segments: raft_uv 0.15
+     * truncates one at its first bad batch whatever the flag says. Damage
+     * before the last batch must stop the node, so the open segments are
+     * checked before raft_start lets raft_uv load them (raft_segcheck.c). */
+    if (rsc_check_dir(s->raft_dir, err, errlen) != RSC_OK)
+        return -1;
     rv = raft_uv_tcp_init(&s->transport, s->loop);
     if (rv != 0) {
         snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));

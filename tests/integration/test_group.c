@@ -476,6 +476,96 @@ START_TEST(test_follower_names_the_leader)
 }
 END_TEST
 
+/* The recovery from a damaged Raft log (docs/operations.md, "A damaged Raft
+ * log"): a follower killed with acknowledged entries in its open segment
+ * gets one byte flipped in the segment's first batch, while intact batches
+ * follow. It refuses to start (exit 1, the file named: raft_segcheck.c).
+ * Removing it from the group, wiping its data and adding it back as a
+ * joining node brings every acknowledged write back on it. */
+START_TEST(test_damaged_follower_rejoins)
+{
+    int leader = start_group(3, 64, NULL);
+    int f = (leader + 1) % 3;
+    th_node_t *fn = &g_grp.nodes[f];
+    shale_client_t *c = connect_to(g_grp.addrs, 10000);
+    enum { N = 200, B = 40 };
+    static char keys[B][32], vals[B][64];
+    char acked[N] = {0};
+    for (int b = 0; b < N / B; b++) {
+        shale_item_t items[B];
+        shale_item_result_t res[B];
+        for (int j = 0; j < B; j++) {
+            key_of(b * B + j, keys[j]);
+            size_t vl = val_of(b * B + j, vals[j]);
+            items[j] = (shale_item_t){keys[j], strlen(keys[j]), vals[j], vl};
+        }
+        ck_assert_int_eq(shale_mput(c, items, B, res), SHALE_OK);
+        for (int j = 0; j < B; j++) {
+            ck_assert_int_eq(res[j].status, SHALE_OK);
+            acked[b * B + j] = 1;
+        }
+        shale_item_results_free(res, B);
+    }
+    shale_close(c);
+    ck_assert_int_eq(th_node_wait_applied(fn, leader_applied(), 20000), 0);
+    ck_assert_int_ne(th_node_stop(fn, SIGKILL), -1);
+
+    char seg[700];
+    snprintf(seg, sizeof(seg), "%s/raft/open-1", fn->dir);
+    FILE *fp = fopen(seg, "r+b");
+    ck_assert_msg(fp != NULL, "no open segment %s", seg);
+    unsigned char hdr[24];
+    ck_assert_uint_eq(fread(hdr, 1, sizeof(hdr), fp), sizeof(hdr));
+    uint64_t count = 0;
+    for (int i = 7; i >= 0; i--)
+        count = count << 8 | hdr[16 + i];
+    ck_assert(count >= 1 && count < 1000);
+    long at = (long)(8 + 8 + 8 + 16 * count); /* batch 1's first payload byte */
+    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
+    int ch = fgetc(fp);
+    ck_assert_int_ne(ch, EOF);
+    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
+    fputc(ch ^ 0x10, fp);
+    fclose(fp);
+
+    ck_assert_int_eq(th_group_start_node(&g_grp, f, NULL), 0);
+    int st;
+    ck_assert_int_eq(waitpid(fn->pid, &st, 0), fn->pid);
+    fn->pid = 0;
+    static char logbuf[1 << 16];
+    fp = fopen(fn->log, "r");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    fseek(fp, size > (long)sizeof(logbuf) - 1 ? size - (long)sizeof(logbuf) + 1 : 0, SEEK_SET);
+    logbuf[fread(logbuf, 1, sizeof(logbuf) - 1, fp)] = '\0';
+    fclose(fp);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    ck_assert_msg(strstr(logbuf, seg) != NULL && strstr(logbuf, "is damaged") != NULL,
+                  "damage not reported:\n%s", logbuf);
+
+    /* The documented recovery: remove, wipe, start as a joiner, add. */
+    char others[512], raft[64], msg[SHALE_ERRMSG_LEN];
+    th_group_addrs(&g_grp, others, sizeof(others), f);
+    c = connect_to(others, 10000);
+    ck_assert_msg(shale_member_remove(c, fn->id, msg) == SHALE_OK, "remove: %s", shale_errmsg(c));
+    th_rmrf(fn->dir);
+    const char *join[] = {"--initial-cluster", "none", "--election-timeout-ms", "400",
+                          "--heartbeat-ms", "50", NULL};
+    ck_assert_int_eq(th_node_start(fn, join), 0);
+    snprintf(raft, sizeof(raft), "%s:%d", fn->host, fn->raft_port);
+    ck_assert_msg(shale_member_add(c, fn->id, raft, fn->addr, 0, msg) == SHALE_OK, "add: %s",
+                  shale_errmsg(c));
+    shale_close(c);
+    if (th_node_wait_applied(fn, leader_applied(), 30000) != 0) {
+        th_node_dump_log(fn);
+        ck_abort_msg("the re-joined node did not catch up");
+    }
+    check_node_has(fn->addr, acked, N);
+    stop_group();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("group");
@@ -488,6 +578,7 @@ int main(void)
     tcase_add_test(tc, test_follower_catches_up_through_snapshot);
     tcase_add_test(tc, test_read_replica_stale_reads);
     tcase_add_test(tc, test_membership_changes);
+    tcase_add_test(tc, test_damaged_follower_rejoins);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -766,6 +766,73 @@ START_TEST(test_startup_errors_are_clear)
 }
 END_TEST
 
+/* A damaged open Raft segment (issue 11, part 3): raft_uv 0.15 would cut
+ * the log at the first bad batch and start on what came before, silently,
+ * even with auto-recovery off. Acknowledged writes, kill -9 (the segment
+ * stays open), one byte flipped in the first batch of open-1 while intact
+ * batches follow it: the restart must exit 1 naming the file, and leave
+ * the file as it was. (The recovery, wipe and re-join, needs peers:
+ * docs/operations.md, "A damaged Raft log".) */
+START_TEST(test_damaged_open_segment_refused)
+{
+    start_node("127.0.0.11");
+    int fd = th_raw_connect_hello(g_node.host, g_node.port, NULL);
+    ck_assert_int_ge(fd, 0);
+    /* Rounds that each wait for their answers: several batches. */
+    for (int round = 0; round < 5; round++)
+        put_range(fd, round * 20, 20, 1000 + (uint64_t)round * 100, 0);
+    close(fd);
+    ck_assert_int_ne(th_node_stop(&g_node, SIGKILL), -1);
+
+    char seg[700];
+    snprintf(seg, sizeof(seg), "%s/raft/open-1", g_node.dir);
+    FILE *fp = fopen(seg, "r+b");
+    ck_assert_msg(fp != NULL, "no open segment %s after kill -9", seg);
+    unsigned char hdr[24];
+    ck_assert_uint_eq(fread(hdr, 1, sizeof(hdr), fp), sizeof(hdr));
+    uint64_t format = 0, count = 0;
+    for (int i = 7; i >= 0; i--) {
+        format = format << 8 | hdr[i];
+        count = count << 8 | hdr[16 + i];
+    }
+    ck_assert_uint_eq(format, 1);
+    ck_assert(count >= 1 && count < 1000);
+    /* First payload byte of batch 1: after the format header, the two
+     * checksums, the count and one 16-byte header per entry. */
+    long at = (long)(8 + 8 + 8 + 16 * count + 1);
+    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
+    int c = fgetc(fp);
+    ck_assert_int_ne(c, EOF);
+    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
+    fputc(c ^ 0x20, fp);
+    fclose(fp);
+
+    ck_assert_int_eq(th_node_start(&g_node, NULL), 0);
+    int st;
+    ck_assert_int_eq(waitpid(g_node.pid, &st, 0), g_node.pid);
+    g_node.pid = 0;
+    char log[16384];
+    fp = fopen(g_node.log, "r");
+    ck_assert_ptr_nonnull(fp);
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    fseek(fp, size > (long)sizeof(log) - 1 ? size - (long)sizeof(log) + 1 : 0, SEEK_SET);
+    size_t n = fread(log, 1, sizeof(log) - 1, fp);
+    log[n] = '\0';
+    fclose(fp);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d; log:\n%s", st, log);
+    ck_assert_msg(strstr(log, seg) != NULL, "file not named in:\n%s", log);
+    ck_assert_msg(strstr(log, "is damaged at byte 8") != NULL, "offset not named in:\n%s", log);
+    /* raft_bootstrap stored entry 1 (the configuration) as the closed
+     * segment 1-1, so open-1 starts at index 2. */
+    ck_assert_msg(strstr(log, "from index 2 on") != NULL, "index not named in:\n%s", log);
+    ck_assert_msg(strstr(log, "re-join") != NULL, "no recovery step in:\n%s", log);
+    struct stat sb;
+    ck_assert_msg(stat(seg, &sb) == 0, "the damaged segment was renamed or removed");
+    stop_node();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("server");
@@ -776,6 +843,7 @@ int main(void)
     tcase_add_test(tc, test_bad_input_leaves_server_serving);
     tcase_add_test(tc, test_retry_is_applied_once);
     tcase_add_test(tc, test_startup_errors_are_clear);
+    tcase_add_test(tc, test_damaged_open_segment_refused);
     tcase_add_test(tc, test_full_disk_loses_nothing);
     tcase_add_test(tc, test_full_raft_log_disk_loses_nothing);
     tcase_add_test(tc, test_sigterm_under_write_load);
