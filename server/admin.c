@@ -253,6 +253,7 @@ void admin_poll(shaled_t *s)
     if (waiting && !op->cb_done)
         return;
     int rv = 0;
+    uint64_t refused_before = s->guard.stats.changes_refused;
     if (waiting && op->cb_status != 0) {
         snprintf(msg, sizeof(msg), "raft refused the change: %s",
                  raft_strerror(op->cb_status));
@@ -351,8 +352,14 @@ void admin_poll(shaled_t *s)
     if (rv != 0) {
         /* Refused up front: the callback will not fire. */
         op->cb_done = 1;
-        snprintf(msg, sizeof(msg), "raft refused the change: %s (%s)", raft_strerror(rv),
-                 raft_errmsg(&s->raft));
+        if (s->guard.stats.changes_refused != refused_before)
+            snprintf(msg, sizeof(msg),
+                     "the change would leave no voter, or one voter that is not the leader "
+                     "(libraft 0.15 would let that voter lead this leader's term): transfer "
+                     "leadership to the voter that should remain first");
+        else
+            snprintf(msg, sizeof(msg), "raft refused the change: %s (%s)", raft_strerror(rv),
+                     raft_errmsg(&s->raft));
         finish(s, raft_code(rv), msg);
     }
 }

@@ -840,6 +840,36 @@ static int change_gate(raft_guard_t *g)
     return rv == RAFT_BUSY ? rv : 0;
 }
 
+/* Voters of the current configuration once @id is removed (@role < 0) or
+ * given @role; *only gets the one voter left when that count is 1. */
+static unsigned voters_after(const struct raft *r, raft_id id, int role, raft_id *only)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *srv = &r->configuration.servers[i];
+        int v = srv->id == id ? role == RAFT_VOTER : srv->role == RAFT_VOTER;
+        if (v) {
+            n++;
+            *only = srv->id;
+        }
+    }
+    return n;
+}
+
+/* The sole-voter rule (raft_guard.h): RAFT_BADROLE for a change that leaves
+ * one voter that is not this leader, or none. */
+static int sole_voter_gate(raft_guard_t *g, raft_id id, int role)
+{
+    raft_id only = 0;
+    if (!(g->defences & RG_SOLE_VOTER))
+        return 0;
+    unsigned n = voters_after(g->r, id, role, &only);
+    if (n > 1 || (n == 1 && only == g->r->id))
+        return 0;
+    g->stats.changes_refused++;
+    return RAFT_BADROLE;
+}
+
 int rg_add(raft_guard_t *g, struct raft_change *req, raft_id id, const char *address,
            raft_change_cb cb)
 {
@@ -850,12 +880,16 @@ int rg_add(raft_guard_t *g, struct raft_change *req, raft_id id, const char *add
 int rg_assign(raft_guard_t *g, struct raft_change *req, raft_id id, int role, raft_change_cb cb)
 {
     int rv = change_gate(g);
+    if (rv == 0)
+        rv = sole_voter_gate(g, id, role);
     return rv != 0 ? rv : raft_assign(g->r, req, id, role, cb);
 }
 
 int rg_remove(raft_guard_t *g, struct raft_change *req, raft_id id, raft_change_cb cb)
 {
     int rv = change_gate(g);
+    if (rv == 0)
+        rv = sole_voter_gate(g, id, -1);
     return rv != 0 ? rv : raft_remove(g->r, req, id, cb);
 }
 

@@ -33,6 +33,8 @@
  *  - (2015)    no configuration change reaches libraft before the leader
  *              has committed an entry of its current term (rg_add,
  *              rg_assign, rg_remove: RAFT_BUSY until then);
+ *  - (sole voter) no change leaves one voter other than the leader: 0.15
+ *              makes a sole voter leader without a new term;
  *  - (transfer) a RequestVote (not a pre-vote) of the current term from a
  *              candidate other than the one this server voted for is
  *              dropped: 0.15 grants a transfer target a second vote;
@@ -73,7 +75,9 @@ enum {
     RG_TN_DROP = 1u << 8,        /* #467: TimeoutNow ignored, appends in flight */
     RG_VOTE_HOLD = 1u << 9,      /* #467: no RequestVote sent, appends in flight */
     RG_NOOP = 1u << 10,          /* #336: a new leader appends a no-op at once */
-    RG_ALL = (1u << 11) - 1,
+    RG_SOLE_VOTER = 1u << 11,    /* a change never leaves one voter other than
+                                    the leader making it */
+    RG_ALL = (1u << 12) - 1,
     /* The groups the first tests were written against. */
     RG_NO_CANDIDACY = RG_DEFER_CANDIDACY | RG_TN_DROP | RG_VOTE_HOLD,
     RG_COMMIT_RULE = RG_ACK_HOLDBACK | RG_NOOP,
@@ -99,6 +103,8 @@ typedef struct rg_stats {
     uint64_t late_callbacks;      /* library callbacks after an early failure */
     uint64_t changes_deferred;    /* configuration changes refused with
                                      RAFT_BUSY: no entry of the term committed */
+    uint64_t changes_refused;     /* changes that would leave one voter other
+                                     than the leader: RAFT_BADROLE */
     uint64_t votes_refused;       /* second vote in a term: RequestVote dropped */
     uint64_t double_votes;        /* votes granted to a second candidate in one
                                      term (counted with every defence off too:
@@ -219,7 +225,15 @@ int rg_barrier(raft_guard_t *g, void *data, rg_barrier_cb cb);
  * raft_add / raft_assign / raft_remove with the same arguments; they return
  * RAFT_BUSY (counted in stats.changes_deferred) without calling libraft, or
  * what libraft returned. Every membership change in Shale goes through them
- * (server/admin.c). */
+ * (server/admin.c).
+ *
+ * rg_assign and rg_remove also refuse, with RAFT_BADROLE (counted in
+ * stats.changes_refused), a change that would leave no voter, or exactly one
+ * voter other than this leader: 0.15 lets a sole voter make itself leader without
+ * starting a new term (convertToCandidate's fast path), so it would lead the
+ * term this leader led, and two leaders' entries of one term at one index
+ * break log matching. Shrinking to one voter is done by keeping the leader
+ * (transfer leadership to the server that should remain first). */
 int rg_change_allowed(const raft_guard_t *g);
 int rg_add(raft_guard_t *g, struct raft_change *req, raft_id id, const char *address,
            raft_change_cb cb);

@@ -1117,6 +1117,82 @@ START_TEST(test_change_rule_liveness)
 }
 END_TEST
 
+/* ---- A sole voter that leads its predecessor's term ------------------------*/
+
+#define SV_W 0x7101u /* the demoted leader's last write, on S2 only */
+
+/* Voters S0 (leader) and S1, stand-by S2 (ids 1..3). S0 demotes itself:
+ * the configuration C1 has S1 as its only voter; S1 and S2 store it. S0
+ * then writes W, which only S2 gets, and steps down once C1 commits. S1,
+ * alone in C1, times out: 0.15's convertToCandidate makes a sole voter
+ * leader at once, in the term it is in — S0's term. The fixture's own
+ * election-safety check aborts there ("server 1 and 2 are both leaders in
+ * term 2"); went on, S1's first write would take W's index in W's term, and
+ * S2, seeing a matching index and term, would keep and apply W where S1
+ * applies its own. Returns the result of the demotion call. */
+static int run_sole_voter(cluster_t *c)
+{
+    ck_assert(step_until(c, is_leader, 0, 0, 10000));
+    elapse(c, 300);
+    raft_index k = raft_last_index(c->nodes[0].r) + 1;
+    int rv = change(c, 0, 0, 1, RAFT_STANDBY);
+    if (rv != 0)
+        return rv;
+    ck_assert(step_until(c, has_stored, 1, k, 2000));
+    ck_assert(step_until(c, has_stored, 2, k, 2000));
+    raft_fixture_saturate(&c->f, 0, 1);
+    raft_index w = propose(c, 0, SV_W);
+    ck_assert(step_until(c, has_stored, 2, w, 2000));
+    ck_assert(step_until(c, is_follower, 0, 0, 3000));
+    dump(c, "S0 demoted itself");
+    set_timeout(c, 1, 1000);
+    ck_assert(step_until(c, is_leader, 1, 0, 5000));
+    return 0;
+}
+
+/* The bare library: two leaders in term 2, the fixture aborts. */
+START_TEST(test_sole_voter_bare_same_term)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 2, 0, 0);
+    run_sole_voter(c);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* Every other defence on: the same. */
+START_TEST(test_sole_voter_guarded_without_rule)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 2, 1, RG_ALL & ~RG_SOLE_VOTER);
+    run_sole_voter(c);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* The guard refuses the demotion. Removing the other voter instead keeps
+ * the leader as the one voter left: allowed; demoting that last voter
+ * would leave none: refused. */
+START_TEST(test_sole_voter_guarded_refused)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    cluster_init(c, 3, 2, 1, RG_ALL);
+    ck_assert_int_eq(run_sole_voter(c), RAFT_BADROLE);
+    ck_assert_uint_eq(c->guards[0].stats.changes_refused, 1);
+    /* S1 goes instead; S0 stays the one voter. */
+    ck_assert_int_eq(change(c, 0, 0, 2, -1), 0);
+    ck_assert(step_until(c, change_done, 0, 0, 3000));
+    ck_assert_int_eq(c->change_status[0], 0);
+    /* Now S0 is the only voter: demoting it would leave none. */
+    ck_assert_int_eq(change(c, 0, 1, 1, RAFT_STANDBY), RAFT_BADROLE);
+    ck_assert_uint_eq(c->guards[0].stats.changes_refused, 2);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
 /* ---- One vote per term: leadership transfer and a deposed leader ----------*/
 
 /* Once S0 (index 0) granted a second vote in a term, S1 dies before the
@@ -1886,6 +1962,12 @@ int main(void)
     tcase_add_test(tc, test_change_early_guarded_without_rule_diverges);
     tcase_add_test(tc, test_change_early_guarded_refused);
     tcase_add_test(tc, test_change_rule_liveness);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("sole_voter");
+    tcase_add_test_raise_signal(tc, test_sole_voter_bare_same_term, SIGABRT);
+    tcase_add_test_raise_signal(tc, test_sole_voter_guarded_without_rule, SIGABRT);
+    tcase_add_test(tc, test_sole_voter_guarded_refused);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("one_vote_per_term");
