@@ -576,14 +576,27 @@ int run_replica_add(shale_client_t *c, const cmd_t *cmd)
     want.has_role = 1;
     want.role = read_only ? SHALE__MEMBER_ROLE__ROLE_STANDBY : SHALE__MEMBER_ROLE__ROLE_VOTER;
 
-    /* The map must accept the new member before the group gets it. */
+    /* The map must accept the new member before the group gets it. A
+     * member already there at the same addresses with the other role is a
+     * promotion (read replica -> voter) or a demotion (voter -> read
+     * replica): the group's leader assigns the new role (admin.c, the
+     * member is already in Raft's configuration). */
     const Shale__Member *old = group_find_member(g, id);
     if (old != NULL) {
-        if (!member_same(old, &want)) {
+        if (strcmp(old->raft_addr, raft) != 0 || strcmp(old->client_addr, client) != 0) {
             code = ctl_say(EXIT_REFUSED, verb,
                            "group %" PRIu64 " already has member %" PRIu64
                            " (%s, raft %s, client %s): remove it first",
                            gid, id, member_kind(old), old->raft_addr, old->client_addr);
+            goto out;
+        }
+        size_t voters, replicas;
+        count_kinds(g->members, g->n_members, &voters, &replicas);
+        if (read_only && strcmp(member_kind(old), "voter") == 0 && voters == 1) {
+            code = ctl_say(EXIT_REFUSED, verb,
+                           "member %" PRIu64 " is group %" PRIu64
+                           "'s only voter: add another voter first",
+                           id, gid);
             goto out;
         }
     } else {

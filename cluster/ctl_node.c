@@ -204,13 +204,36 @@ static int leader_round(const cmd_t *cmd, const char *addrs, Shale__StatusRespon
     return 0;
 }
 
+/* addrs ("a,b,c") rotated left by k entries into out ("b,c,a" for k = 1);
+ * addrs itself when it does not fit. */
+static const char *rotate_addrs(const char *addrs, unsigned k, char *out, size_t len)
+{
+    size_t n = 1, alen = strlen(addrs);
+    for (const char *p = addrs; *p != '\0'; p++)
+        n += *p == ',';
+    if (n < 2 || alen >= len)
+        return addrs;
+    const char *start = addrs;
+    for (unsigned i = 0; i < k % n; i++)
+        start = strchr(start, ',') + 1;
+    if (start == addrs)
+        return addrs;
+    size_t head = (size_t)(start - addrs) - 1; /* the entries before start, without the comma */
+    snprintf(out, len, "%s,%.*s", start, (int)head, addrs);
+    return out;
+}
+
 int group_leader_status(const cmd_t *cmd, const char *addrs, Shale__StatusResponse **st, char *err)
 {
     uint64_t deadline = now_ms() + (cmd->timeout_ms ? cmd->timeout_ms : 5000);
+    char rot[2048];
     *st = NULL;
-    for (;;) {
+    /* Each round starts at the next member: one cut off from its group
+     * answers (a candidate, naming no leader) and would otherwise be asked
+     * again every round while the others have a leader. */
+    for (unsigned round = 0;; round++) {
         int rv;
-        if (leader_round(cmd, addrs, st, &rv, err))
+        if (leader_round(cmd, rotate_addrs(addrs, round, rot, sizeof(rot)), st, &rv, err))
             return SHALE_OK;
         if (*st != NULL) {
             shale__status_response__free_unpacked(*st, NULL);

@@ -214,7 +214,8 @@ static const verb_t verbs[] = {
      0, CTL_MAX_POS, migration_abort_flags, CTL_META, check_migration_ids, run_migration_abort, 0},
     {"replica add", "replica add GROUP ID RAFT_ADDR CLIENT_ADDR [--read-only]",
      "add node ID (started with --id ID --group GROUP --initial-cluster none) to GROUP as a "
-     "voter or read replica, then record the group's members in the map",
+     "voter or read replica, then record the group's members in the map; an existing member "
+     "(same addresses) changes role: promoted to voter, or demoted with --read-only",
      4, 4, replica_add_flags, CTL_META, check_replica_add, run_replica_add, 0},
     {"replica remove", "replica remove GROUP ID",
      "remove member ID from GROUP, then record the group's members in the map", 2, 2, NULL,
