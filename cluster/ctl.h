@@ -276,14 +276,17 @@ int run_slot(shale_client_t *c, const cmd_t *cmd);
 
 extern const flag_spec_t init_flags[];
 extern const flag_spec_t replica_add_flags[];
+extern const flag_spec_t replica_rejoin_flags[];
 int check_init(const cmd_t *cmd, char *err, size_t errlen);
 int check_group_add(const cmd_t *cmd, char *err, size_t errlen);
 int check_replica_add(const cmd_t *cmd, char *err, size_t errlen);
+int check_replica_rejoin(const cmd_t *cmd, char *err, size_t errlen);
 int run_init(shale_client_t *c, const cmd_t *cmd);
 int run_group_add(shale_client_t *c, const cmd_t *cmd);
 int run_group_remove(shale_client_t *c, const cmd_t *cmd);
 int run_replica_add(shale_client_t *c, const cmd_t *cmd);
 int run_replica_remove(shale_client_t *c, const cmd_t *cmd);
+int run_replica_rejoin(shale_client_t *c, const cmd_t *cmd);
 int run_leader_transfer(shale_client_t *c, const cmd_t *cmd);
 int run_cluster_status(shale_client_t *c, const cmd_t *cmd);
 

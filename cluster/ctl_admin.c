@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmap.h"
 #include "ctl.h"
@@ -553,15 +554,10 @@ static int record_members(const cmd_t *cmd, const char *verb, meta_t *m,
     return code;
 }
 
-int run_replica_add(shale_client_t *c, const cmd_t *cmd)
+/* replica add's work, for it and replica rejoin. Returns an exit code. */
+static int replica_add(const cmd_t *cmd, const char *verb, uint64_t gid, uint64_t id,
+                       const char *raft, const char *client, int read_only)
 {
-    (void)c;
-    const char *verb = "replica add";
-    uint64_t gid = 0, id = 0;
-    const char *raft = cmd->pos[2], *client = cmd->pos[3];
-    int read_only = cmd->set[0];
-    ctl_parse_id(cmd->pos[0], &gid);
-    ctl_parse_id(cmd->pos[1], &id);
     meta_t m;
     Shale__ClusterMap *map = NULL, *trial = NULL;
     const Shale__ShardGroup *g = NULL;
@@ -674,13 +670,18 @@ out:
     return code;
 }
 
-int run_replica_remove(shale_client_t *c, const cmd_t *cmd)
+int run_replica_add(shale_client_t *c, const cmd_t *cmd)
 {
     (void)c;
-    const char *verb = "replica remove";
     uint64_t gid = 0, id = 0;
     ctl_parse_id(cmd->pos[0], &gid);
     ctl_parse_id(cmd->pos[1], &id);
+    return replica_add(cmd, "replica add", gid, id, cmd->pos[2], cmd->pos[3], cmd->set[0]);
+}
+
+/* replica remove's work, for it and replica rejoin. Returns an exit code. */
+static int replica_remove(const cmd_t *cmd, const char *verb, uint64_t gid, uint64_t id)
+{
     meta_t m;
     Shale__ClusterMap *map = NULL;
     const Shale__ShardGroup *g = NULL;
@@ -747,6 +748,138 @@ out:
     cmap_free(map);
     meta_close(&m);
     return code;
+}
+
+int run_replica_remove(shale_client_t *c, const cmd_t *cmd)
+{
+    (void)c;
+    uint64_t gid = 0, id = 0;
+    ctl_parse_id(cmd->pos[0], &gid);
+    ctl_parse_id(cmd->pos[1], &id);
+    return replica_remove(cmd, "replica remove", gid, id);
+}
+
+/* ---- replica rejoin -----------------------------------------------------------*/
+
+enum { REJOIN_WAIT };
+
+const flag_spec_t replica_rejoin_flags[] = {
+    [REJOIN_WAIT] = {"wait", "S",
+                     "how long to wait for the wiped node to answer as a joiner (default 600)",
+                     0},
+    {NULL, NULL, NULL, 0},
+};
+
+int check_replica_rejoin(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t v;
+    if (check_ids(cmd, err, errlen) != 0)
+        return -1;
+    if (cmd->set[REJOIN_WAIT] && (ctl_parse_u64(cmd->val[REJOIN_WAIT], &v) != 0 || v == 0 ||
+                                  v > 86400)) {
+        snprintf(err, errlen, "--wait takes seconds, 1..86400, not '%s'", cmd->val[REJOIN_WAIT]);
+        return -1;
+    }
+    return 0;
+}
+
+/* The node at @client as a fresh joiner of (gid, id): 1 yes, 0 not (yet);
+ * *has_log gets its last index when it answers with a log. */
+static int is_fresh_joiner(const cmd_t *cmd, const char *client, uint64_t gid, uint64_t id,
+                           uint64_t *has_log)
+{
+    shale_client_t *nc = NULL;
+    shale_options_t o;
+    char err[SHALE_ERRMSG_LEN] = "";
+    ctl_options(cmd, 1000, &o);
+    o.connect_timeout_ms = 1000;
+    if (shale_connect(client, &o, &nc, err) != SHALE_OK)
+        return 0;
+    Shale__StatusResponse *st = NULL;
+    int ok = 0;
+    if (node_status(nc, &st, err) == SHALE_OK) {
+        const char *mode = st->mode != NULL ? st->mode : "data";
+        if (strcmp(mode, "data") == 0 && st->group_id == gid && st->node_id == id) {
+            *has_log = st->last_index;
+            ok = st->last_index == 0;
+        }
+        shale__status_response__free_unpacked(st, NULL);
+    }
+    shale_close(nc);
+    return ok;
+}
+
+/* Re-join a member whose own data cannot be trusted (a damaged Raft log,
+ * docs/operations.md "A damaged Raft log"): take it out of the group (so
+ * the group stops counting its votes and acknowledgements), wait for the
+ * operator to wipe it and start it again as a joiner, and add it back with
+ * its addresses and role from the map. Every step is the same as replica
+ * remove / add; an interrupted rejoin is finished with those. */
+int run_replica_rejoin(shale_client_t *c, const cmd_t *cmd)
+{
+    (void)c;
+    const char *verb = "replica rejoin";
+    uint64_t gid = 0, id = 0, wait_s = 600;
+    ctl_parse_id(cmd->pos[0], &gid);
+    ctl_parse_id(cmd->pos[1], &id);
+    if (cmd->set[REJOIN_WAIT])
+        ctl_parse_u64(cmd->val[REJOIN_WAIT], &wait_s);
+    meta_t m;
+    Shale__ClusterMap *map = NULL;
+    const Shale__ShardGroup *g = NULL;
+    int code = load_group(cmd, verb, &m, gid, &map, &g);
+    if (code != 0 || g == NULL)
+        return code != 0 ? code : EXIT_FAIL;
+    const Shale__Member *old = group_find_member(g, id);
+    char raft[128], client[128];
+    int read_only = 0;
+    if (old == NULL || strlen(old->raft_addr) >= sizeof(raft) ||
+        strlen(old->client_addr) >= sizeof(client)) {
+        code = ctl_say(EXIT_REFUSED, verb,
+                       "the map has no member %" PRIu64 " in group %" PRIu64
+                       " (a node that is not a member joins with 'replica add')",
+                       id, gid);
+    } else {
+        snprintf(raft, sizeof(raft), "%s", old->raft_addr);
+        snprintf(client, sizeof(client), "%s", old->client_addr);
+        read_only = strcmp(member_kind(old), "voter") != 0;
+    }
+    cmap_free(map);
+    meta_close(&m);
+    if (code != 0)
+        return code;
+
+    if ((code = replica_remove(cmd, verb, gid, id)) != 0)
+        return code;
+    if (!cmd->json) {
+        printf("node %" PRIu64 " is out of group %" PRIu64
+               ". Now wipe its data directory and start it again as a joiner:\n"
+               "  shaled --id %" PRIu64 " --group %" PRIu64
+               " --meta ... --data DIR --listen %s --raft %s --initial-cluster none\n"
+               "waiting up to %" PRIu64 " s for it to answer at %s ...\n",
+               id, gid, id, gid, client, raft, wait_s, client);
+        fflush(stdout);
+    }
+    uint64_t has_log = 0, said = 0;
+    for (uint64_t waited_ms = 0;; waited_ms += 500) {
+        if (is_fresh_joiner(cmd, client, gid, id, &has_log))
+            break;
+        if (has_log != 0 && said != has_log) {
+            fprintf(stderr,
+                    "shalectl: %s: the node at %s still has a Raft log (last index %" PRIu64
+                    "): wipe its data directory and start it again\n",
+                    verb, client, has_log);
+            said = has_log;
+        }
+        if (waited_ms >= wait_s * 1000)
+            return ctl_say(EXIT_UNREACHABLE, verb,
+                           "node %" PRIu64 " did not come back as a joiner within %" PRIu64
+                           " s; when it is up: shalectl replica add %" PRIu64 " %" PRIu64
+                           " %s %s%s",
+                           id, wait_s, gid, id, raft, client, read_only ? " --read-only" : "");
+        usleep(500 * 1000);
+    }
+    return replica_add(cmd, verb, gid, id, raft, client, read_only);
 }
 
 int run_leader_transfer(shale_client_t *c, const cmd_t *cmd)

@@ -220,6 +220,10 @@ static const verb_t verbs[] = {
     {"replica remove", "replica remove GROUP ID",
      "remove member ID from GROUP, then record the group's members in the map", 2, 2, NULL,
      CTL_META, check_ids, run_replica_remove, 0},
+    {"replica rejoin", "replica rejoin GROUP ID [--wait S]",
+     "re-join a member whose own data cannot be trusted (a damaged Raft log): remove it, wait "
+     "while it is wiped and started again as a joiner, add it back with its addresses and role",
+     2, 2, replica_rejoin_flags, CTL_META, check_replica_rejoin, run_replica_rejoin, 0},
     {"leader transfer", "leader transfer GROUP [ID]",
      "hand GROUP's leadership to voter ID (default: the most up-to-date voter)", 1, 2, NULL,
      CTL_META, check_ids, run_leader_transfer, 0},

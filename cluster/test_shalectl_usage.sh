@@ -67,6 +67,9 @@ expect 2 "CLIENT 'noport' is not HOST:PORT" replica add 1 2 $A noport
 expect 2 "GROUP must be a positive integer" replica add 0 2 $A $A
 expect 2 "unknown option '--replica'" replica add 1 2 $A $A --replica
 expect 2 "replica remove: missing arguments" replica remove 1
+expect 2 "replica rejoin: missing arguments" replica rejoin 1
+expect 2 "--wait takes seconds" replica rejoin 1 2 --wait 0
+expect 2 "ids are positive integers" replica rejoin 1 x
 expect 0 "top [--interval S] [--count N]" top --help
 expect 2 "--count needs a positive number" top --count 0
 expect 2 "--interval needs seconds in 0.1..3600" top --interval 0

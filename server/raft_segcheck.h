@@ -56,8 +56,8 @@ int rsc_check_dir(const char *dir, char *msg, size_t msglen);
 
 /* The recovery step named in every refusal (docs/operations.md). */
 #define RSC_RECOVERY                                                                              \
-    "recover by wiping this node's data and re-joining it from its peers: shalectl replica "        \
-    "remove GROUP ID, wipe the data directory, start it with --initial-cluster none, shalectl "     \
-    "replica add GROUP ID RAFT CLIENT (docs/operations.md, \"A damaged Raft log\")"
+    "recover by wiping this node's data and re-joining it from its peers: run 'shalectl replica "  \
+    "rejoin GROUP ID', then wipe the data directory and start the node with --initial-cluster "    \
+    "none (docs/operations.md, \"A damaged Raft log\")"
 
 #endif

@@ -68,6 +68,12 @@ int th_node_wait_up(const th_node_t *n, int timeout_ms);
 /* Poll until the node reports applied >= index. 0 or -1 on timeout. */
 int th_node_wait_applied(const th_node_t *n, uint64_t index, int timeout_ms);
 
+/* Media damage for the Raft log check (server/raft_segcheck.c): flip one
+ * bit of the first payload byte of batch 1 in dir/raft/open-1 (a stopped
+ * node's data dir). seg (len bytes) gets the file's path. 0, or -1 when
+ * there is no such segment or batch. */
+int th_damage_open_segment(const char *dir, char *seg, size_t len);
+
 /* ---- Shard groups: n nodes on 127.0.0.first_host .. first_host+n-1 -------*/
 
 typedef struct th_group {

@@ -452,6 +452,91 @@ START_TEST(test_shalectl_cluster_verbs)
 }
 END_TEST
 
+/* shalectl replica rejoin (docs/operations.md, "A damaged Raft log"): a
+ * follower whose open Raft segment is damaged refuses to start; the one
+ * shalectl step takes it out of the group, waits while the operator wipes it
+ * and starts it as a joiner, and adds it back with its addresses and role
+ * from the map. It catches up with every write, and the map lists it as a
+ * voter again. A member the map does not have is refused. */
+START_TEST(test_replica_rejoin_damaged_member)
+{
+    start_cluster(1, 3);
+    static char out[65536];
+    char g1[96];
+    snprintf(g1, sizeof(g1), "1=%s", g_cl.groups[0].nodes[0].addr);
+    const char *init[] = {"init", "--slots", "64", "--group", g1, NULL};
+    ck_assert_msg(ctl(out, sizeof(out), init) == 0, "init: %s", out);
+    ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, 1, 20000), 0);
+    th_group_t *g = &g_cl.groups[0];
+    int leader = th_group_wait_leader(g, 10000);
+    ck_assert_int_ge(leader, 0);
+    int f = (leader + 1) % 3;
+    th_node_t *fn = &g->nodes[f];
+    shale_client_t *c = client_for(g);
+    char k[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(k, sizeof(k), "rejoin-%d", i);
+        ck_assert_int_eq(shale_put(c, k, strlen(k), "v", 1, NULL), SHALE_OK);
+    }
+    uint64_t top = th_node_applied(&g->nodes[leader]);
+    ck_assert_int_eq(th_node_wait_applied(fn, top, 20000), 0);
+    ck_assert_int_ne(th_node_stop(fn, SIGKILL), -1);
+    char seg[700];
+    ck_assert_msg(th_damage_open_segment(fn->dir, seg, sizeof(seg)) == 0, "nothing to damage: %s",
+                  seg);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd),
+             "%s/cluster/shalectl --meta %s --timeout 5000 replica rejoin 1 %llu --wait 60 2>&1",
+             th_bin_dir(), g_cl.meta.addrs, (unsigned long long)fn->id);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t used = 0;
+    int waiting = 0;
+    char line[1024];
+    while (!waiting && fgets(line, sizeof(line), p) != NULL) {
+        used += (size_t)snprintf(out + used, sizeof(out) - used, "%s", line);
+        waiting = strstr(line, "waiting up to") != NULL;
+    }
+    ck_assert_msg(waiting, "rejoin did not wait for the node:\n%s", out);
+    char gid[8] = "1";
+    const char *join[] = {"--initial-cluster", "none", "--election-timeout-ms", "400",
+                          "--heartbeat-ms", "50", "--group", gid, "--meta", g_cl.meta.addrs, NULL};
+    th_rmrf(fn->dir);
+    ck_assert_int_eq(th_node_start(fn, join), 0);
+    while (fgets(line, sizeof(line), p) != NULL && used < sizeof(out) - 1)
+        used += (size_t)snprintf(out + used, sizeof(out) - used, "%s", line);
+    int st = pclose(p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "rejoin exit %d:\n%s", st, out);
+    ck_assert_ptr_nonnull(strstr(out, "added as voter"));
+
+    ck_assert_int_eq(shale_put(c, "after", 5, "v", 1, NULL), SHALE_OK);
+    shale_close(c);
+    leader = th_group_wait_leader(g, 10000);
+    ck_assert_int_ge(leader, 0);
+    top = th_node_applied(&g->nodes[leader]);
+    if (th_node_wait_applied(fn, top, 30000) != 0) {
+        th_node_dump_log(fn);
+        ck_abort_msg("the re-joined node did not catch up");
+    }
+    Shale__ClusterMap *m = get_map(0, 0);
+    const Shale__ShardGroup *mg = cmap_group(m, 1);
+    ck_assert_ptr_nonnull(mg);
+    int found = 0;
+    for (size_t i = 0; i < mg->n_members; i++)
+        if (mg->members[i]->id == fn->id)
+            found = !mg->members[i]->has_role ||
+                    mg->members[i]->role == SHALE__MEMBER_ROLE__ROLE_VOTER;
+    ck_assert_msg(found, "member %llu not a voter in the map", (unsigned long long)fn->id);
+    cmap_free(m);
+
+    /* A member that is not in the map is refused before anything changes. */
+    const char *bad[] = {"replica", "rejoin", "1", "99", "--wait", "1", NULL};
+    ck_assert_msg(ctl(out, sizeof(out), bad) == 4, "rejoin 99: %s", out);
+    stop_cluster();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cluster");
@@ -463,6 +548,7 @@ int main(void)
     tcase_add_test(tc, test_groups_serve_only_their_slots);
     tcase_add_test(tc, test_meta_leader_kill_and_garbage);
     tcase_add_test(tc, test_shalectl_cluster_verbs);
+    tcase_add_test(tc, test_replica_rejoin_damaged_member);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

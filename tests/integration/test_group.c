@@ -511,29 +511,15 @@ START_TEST(test_damaged_follower_rejoins)
     ck_assert_int_ne(th_node_stop(fn, SIGKILL), -1);
 
     char seg[700];
-    snprintf(seg, sizeof(seg), "%s/raft/open-1", fn->dir);
-    FILE *fp = fopen(seg, "r+b");
-    ck_assert_msg(fp != NULL, "no open segment %s", seg);
-    unsigned char hdr[24];
-    ck_assert_uint_eq(fread(hdr, 1, sizeof(hdr), fp), sizeof(hdr));
-    uint64_t count = 0;
-    for (int i = 7; i >= 0; i--)
-        count = count << 8 | hdr[16 + i];
-    ck_assert(count >= 1 && count < 1000);
-    long at = (long)(8 + 8 + 8 + 16 * count); /* batch 1's first payload byte */
-    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
-    int ch = fgetc(fp);
-    ck_assert_int_ne(ch, EOF);
-    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
-    fputc(ch ^ 0x10, fp);
-    fclose(fp);
+    ck_assert_msg(th_damage_open_segment(fn->dir, seg, sizeof(seg)) == 0, "no batch to damage in %s",
+                  seg);
 
     ck_assert_int_eq(th_group_start_node(&g_grp, f, NULL), 0);
     int st;
     ck_assert_int_eq(waitpid(fn->pid, &st, 0), fn->pid);
     fn->pid = 0;
     static char logbuf[1 << 16];
-    fp = fopen(fn->log, "r");
+    FILE *fp = fopen(fn->log, "r");
     ck_assert_ptr_nonnull(fp);
     fseek(fp, 0, SEEK_END);
     long size = ftell(fp);

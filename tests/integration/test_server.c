@@ -785,34 +785,15 @@ START_TEST(test_damaged_open_segment_refused)
     ck_assert_int_ne(th_node_stop(&g_node, SIGKILL), -1);
 
     char seg[700];
-    snprintf(seg, sizeof(seg), "%s/raft/open-1", g_node.dir);
-    FILE *fp = fopen(seg, "r+b");
-    ck_assert_msg(fp != NULL, "no open segment %s after kill -9", seg);
-    unsigned char hdr[24];
-    ck_assert_uint_eq(fread(hdr, 1, sizeof(hdr), fp), sizeof(hdr));
-    uint64_t format = 0, count = 0;
-    for (int i = 7; i >= 0; i--) {
-        format = format << 8 | hdr[i];
-        count = count << 8 | hdr[16 + i];
-    }
-    ck_assert_uint_eq(format, 1);
-    ck_assert(count >= 1 && count < 1000);
-    /* First payload byte of batch 1: after the format header, the two
-     * checksums, the count and one 16-byte header per entry. */
-    long at = (long)(8 + 8 + 8 + 16 * count + 1);
-    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
-    int c = fgetc(fp);
-    ck_assert_int_ne(c, EOF);
-    ck_assert_int_eq(fseek(fp, at, SEEK_SET), 0);
-    fputc(c ^ 0x20, fp);
-    fclose(fp);
+    ck_assert_msg(th_damage_open_segment(g_node.dir, seg, sizeof(seg)) == 0,
+                  "no batch to damage in %s after kill -9", seg);
 
     ck_assert_int_eq(th_node_start(&g_node, NULL), 0);
     int st;
     ck_assert_int_eq(waitpid(g_node.pid, &st, 0), g_node.pid);
     g_node.pid = 0;
     char log[16384];
-    fp = fopen(g_node.log, "r");
+    FILE *fp = fopen(g_node.log, "r");
     ck_assert_ptr_nonnull(fp);
     fseek(fp, 0, SEEK_END);
     long size = ftell(fp);
