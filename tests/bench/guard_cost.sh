@@ -35,9 +35,13 @@ WORK=$(mktemp -d /tmp/shale-guard-cost.XXXXXX)
 ip netns add "$NS" || { echo "guard_cost: cannot create a network namespace (root?)" >&2; exit 3; }
 ip netns exec "$NS" ip link set lo up
 PIDS=()
-cleanup() {
+cleanup_procs() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  PIDS=()
   ip netns del "$NS" 2>/dev/null
+}
+cleanup() {
+  cleanup_procs
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -46,30 +50,38 @@ IC="1=127.0.0.31:7101/127.0.0.31:7001,2=127.0.0.32:7101/127.0.0.32:7001,3=127.0.
 ALL="127.0.0.31:7001,127.0.0.32:7001,127.0.0.33:7001"
 now_ms() { date +%s%3N; }
 
-# run BUILD -> "ops p99_ms failover_ms"
+leader_of() { # BUILD -> the group's leader id, empty when none
+  in_ns "$1/cluster/shalectl" --addr "$ALL" --timeout 500 --json status 2>/dev/null |
+    sed -n 's/.*"leader_id":\([1-9][0-9]*\).*/\1/p'
+}
+
+# run BUILD: sets RES to "ops p99_ms failover_ms"; 1 when the group never
+# elected a leader. Runs in this shell (not a subshell), so PIDS stays
+# known to cleanup whatever happens.
 run() {
-  local b=$1 i pid leader=0 t0 t1 others json ops p99
+  local b=$1 i leader="" t0 t1 others json ops p99
   PIDS=()
   for i in 1 2 3; do
     rm -rf "$WORK/n$i"
-    in_ns "$b/server/shaled" --id "$i" --listen "127.0.0.3$i:7001" --raft "127.0.0.3$i:7101" \
+    # Not through in_ns: a backgrounded shell function is a subshell, and
+    # $! must be shaled itself (ip netns exec execs it in place).
+    ip netns exec "$NS" "$b/server/shaled" --id "$i" --listen "127.0.0.3$i:7001" --raft "127.0.0.3$i:7101" \
       --data "$WORK/n$i" --initial-cluster "$IC" --election-timeout-ms 500 --heartbeat-ms 50 \
       >"$WORK/n$i.log" 2>&1 &
     PIDS+=($!)
   done
   for _ in $(seq 1 100); do
-    leader=$(in_ns "$b/cluster/shalectl" --addr "$ALL" --timeout 500 --json status 2>/dev/null |
-             sed -n 's/.*"leader_id":\([0-9]*\).*/\1/p')
-    [ -n "$leader" ] && [ "$leader" != 0 ] && break
+    leader=$(leader_of "$b")
+    [ -n "$leader" ] && break
     sleep 0.1
   done
-  [ -n "$leader" ] && [ "$leader" != 0 ] || { echo "no leader"; return 1; }
+  [ -n "$leader" ] || { RES="no leader (logs: $WORK)"; return 1; }
   json=$(in_ns "$b/tests/bench/shale-bench" --addr "$ALL" --conns 50 --pipeline 1 --warmup 2 \
          --duration 8 --mix write --json --quiet 2>/dev/null)
   ops=$(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["run"]["update"]["ops_per_sec"]))' 2>/dev/null)
   p99=$(echo "$json" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["run"]["update"]["latency_ms"]["p99"], 2))' 2>/dev/null)
-  leader=$(in_ns "$b/cluster/shalectl" --addr "$ALL" --timeout 500 --json status 2>/dev/null |
-           sed -n 's/.*"leader_id":\([0-9]*\).*/\1/p')
+  leader=$(leader_of "$b")
+  [ -n "$leader" ] || { RES="no leader after the writes (logs: $WORK)"; return 1; }
   others=""
   for i in 1 2 3; do [ "$i" = "$leader" ] || others="${others:+$others,}127.0.0.3$i:7001"; done
   t0=$(now_ms)
@@ -78,9 +90,9 @@ run() {
     [ $(( $(now_ms) - t0 )) -gt 20000 ] && break
   done
   t1=$(now_ms)
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  for i in "${!PIDS[@]}"; do kill -9 "${PIDS[$i]}" 2>/dev/null; wait "${PIDS[$i]}" 2>/dev/null; done
   PIDS=()
-  echo "${ops:-?} ${p99:-?} $((t1 - t0))"
+  RES="${ops:-?} ${p99:-?} $((t1 - t0))"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR + 1) / 2)]; else print "?"}'; }
@@ -89,9 +101,9 @@ printf '%-6s %-5s %10s %9s %12s\n' round build writes/s p99_ms failover_ms
 for r in $(seq 1 "$ROUNDS"); do
   for side in A B; do
     b=$A; [ "$side" = B ] && b=$B
-    res=$(run "$b") || { echo "guard_cost: $side: $res" >&2; exit 3; }
-    echo "$res" >>"$WORK/$side"
-    read -r ops p99 fo <<<"$res"
+    run "$b" || { echo "guard_cost: $side: $RES" >&2; trap - EXIT; cleanup_procs; exit 3; }
+    echo "$RES" >>"$WORK/$side"
+    read -r ops p99 fo <<<"$RES"
     printf '%-6s %-5s %10s %9s %12s\n' "$r" "$side" "$ops" "$p99" "$fo"
   done
 done
