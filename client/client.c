@@ -373,6 +373,7 @@ void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *pa
          * byte for byte on the new connection: mutations keep their seq,
          * so the session table applies each at most once. */
         cr->retries++;
+        cr->last_answer = status;
         const char *hint = cr->req->leader_hint;
         if (status == SHALE_ENOTLEADER && hint[0] != '\0' && strcmp(hint, c->addr) != 0) {
             int i = client_find_addr(c, hint);
@@ -407,7 +408,17 @@ static void on_deadline(uv_timer_t *t)
             break;
         int status = SHALE_ETIMEOUT;
         char *msg = cr->req->errmsg;
-        if (cr->ever_sent) {
+        if (cr->ever_sent && cr->last_answer != 0) {
+            /* Answered, but only with retryable refusals: say the last one
+             * rather than "no answer" (an admin request the leader keeps
+             * refusing, e.g. a leadership transfer that does not complete). */
+            char last[SHALE_ERRMSG_LEN];
+            snprintf(last, sizeof(last), "%s", msg);
+            snprintf(msg, SHALE_ERRMSG_LEN,
+                     "no final answer within %u ms; last answer (of %u): %.40s: %.100s%s",
+                     c->opts.timeout_ms, (unsigned)cr->retries, shale_strerror(cr->last_answer),
+                     last, cr->seq ? " (outcome unknown: the write may have applied)" : "");
+        } else if (cr->ever_sent) {
             snprintf(msg, SHALE_ERRMSG_LEN, "no answer from %s within %u ms%s", c->addr,
                      c->opts.timeout_ms,
                      cr->seq ? " (outcome unknown: the write may have applied)" : "");

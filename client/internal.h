@@ -73,6 +73,8 @@ typedef struct creq {
     uint8_t ever_sent; /* written on some connection: outcome may be unknown */
     uint8_t sends;     /* connections it was written on (saturates at 255) */
     uint16_t retries;  /* NOT_LEADER / UNAVAILABLE answers retried */
+    int last_answer;   /* the last retried answer's code (its message stays
+                          in req->errmsg), 0 = none */
     int refs;
     size_t nkeys; /* MGET/MPUT: number of items the answer must carry */
     size_t flen;

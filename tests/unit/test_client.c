@@ -1014,6 +1014,50 @@ START_TEST(test_stalled_server_fails_over)
 }
 END_TEST
 
+/* Every attempt of the PUT is answered UNAVAILABLE, on as many
+ * connections as the client opens, until it stops coming back. */
+static void script_unavailable(fake_t *f)
+{
+    for (;;) {
+        if (!wait_fd(f->lfd, POLLIN, 3000))
+            return; /* the client gave up */
+        int fd = fake_accept(f);
+        if (fd < 0)
+            return;
+        if (serve_hello(f, fd) == 0 && recv_put(f, fd, 3000) == 0) {
+            Shale__Error e = SHALE__ERROR__INIT;
+            e.code = SHALE__ERROR_CODE__UNAVAILABLE;
+            e.message = "leadership transfer did not complete";
+            send_msg(fd, SHALE_MSG_ERROR, f->ids[f->n - 1], &e.base);
+        }
+        drain(fd);
+    }
+}
+
+/* A request answered only with retryable refusals until its deadline ends
+ * with TIMEOUT, and the message gives the last answer, not "no answer". */
+START_TEST(test_refusals_until_deadline_name_the_last_answer)
+{
+    fake_t f;
+    fake_start(&f, script_unavailable);
+    uv_loop_t loop;
+    shale_client_t *c = open_client(&loop, f.addr, 800, 300);
+    slot_t s;
+    memset(&s, 0, sizeof(s));
+    put_async(c, &s, "k");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    close_client(&loop, c);
+    fake_join(&f);
+    ck_assert_int_eq(s.res.called, 1);
+    ck_assert_msg(s.res.status == SHALE_ETIMEOUT, "%d: %s", s.res.status, s.res.errmsg);
+    ck_assert_msg(strstr(s.res.errmsg, "leadership transfer did not complete") != NULL &&
+                      strstr(s.res.errmsg, "no answer") == NULL,
+                  "%s", s.res.errmsg);
+    ck_assert_ptr_nonnull(strstr(s.res.errmsg, "outcome unknown"));
+    ck_assert_int_ge(f.n, 2); /* it was retried */
+}
+END_TEST
+
 static void script_late(fake_t *f)
 {
     int fd = fake_accept(f);
@@ -1250,6 +1294,7 @@ int main(void)
     tcase_add_test(tc, test_reconnect_resends_same_seq);
     tcase_add_test(tc, test_stalled_server_fails_over);
     tcase_add_test(tc, test_late_answer_ignored);
+    tcase_add_test(tc, test_refusals_until_deadline_name_the_last_answer);
     tcase_add_test(tc, test_answer_over_max_frame);
     tcase_add_test(tc, test_sync_write_to_closed_connection);
     tcase_add_test(tc, test_close_cancels_pending);
