@@ -773,6 +773,86 @@ static void run_transfer(cluster_t *c)
     elapse(c, 3000);
 }
 
+/* The TimeoutNow drop as the backstop of the #477 hold. Voters S1..S3
+ * (indexes 0..2), stand-by S4, S5; S2's disk is slow (10 s). S1 promotes S4,
+ * then S5: C1, C2 are stored by S1, S3, S4 (and S5), held in memory by S2.
+ * S1 transfers leadership to S2 and the servers are cut
+ * {S1, S4, S5} | {S2, S3}. Without the #477 hold the TimeoutNow
+ * leaves once the entries were *sent* to S2. If S2 acts on it while still
+ * storing them, it is a candidate when they are stored, 0.15 does not apply
+ * them, and it campaigns under C0, where S2 + S3 are a majority: two
+ * leaders that both commit (S1, S4, S5 are a majority of C2). */
+static void run_transfer_backstop(cluster_t *c)
+{
+    ck_assert(step_until(c, is_leader, 0, 0, 10000));
+    elapse(c, 300);
+    raft_fixture_set_disk_latency(&c->f, 1, 10000);
+    c->change_status[0] = c->change_status[1] = -1;
+    c->changes[0].data = &c->change_status[0];
+    c->changes[1].data = &c->change_status[1];
+    ck_assert_int_eq(raft_assign(c->nodes[0].r, &c->changes[0], 4, RAFT_VOTER, on_change), 0);
+    ck_assert(step_until(c, change_done, 0, 0, 5000));
+    ck_assert_int_eq(c->change_status[0], 0);
+    ck_assert_int_eq(raft_assign(c->nodes[0].r, &c->changes[1], 5, RAFT_VOTER, on_change), 0);
+    ck_assert(step_until(c, change_done, 1, 0, 5000));
+    ck_assert_int_eq(c->change_status[1], 0);
+    ck_assert(step_until(c, all_stored, 0, raft_last_index(c->nodes[0].r), 3000));
+    ck_assert_uint_lt(c->nodes[1].r->last_stored, raft_last_index(c->nodes[1].r));
+    dump(c, "C1, C2 not stored on S2");
+    c->transfer.data = &c->transfer_done;
+    ck_assert_int_eq(raft_transfer(c->nodes[0].r, &c->transfer, 2, on_transfer), 0);
+    elapse(c, 100); /* the TimeoutNow, if sent, reaches S2 */
+    for (unsigned a = 0; a < 5; a++)
+        for (unsigned b = 1; b < 3; b++)
+            if (a != 1 && a != 2)
+                saturate_both(c, a, b);
+    c->max_leaders = 0;
+    c->hook = hook_split_brain;
+    elapse(c, 1500); /* S1's transfer times out; S1 still leads {S1, S4} */
+    dump(c, "cut");
+    if (raft_state(c->nodes[0].r) == RAFT_LEADER)
+        propose(c, 0, SB_Z1);
+    elapse(c, 30000);
+    c->hook = NULL;
+    dump(c, "end");
+}
+
+/* The #477 hold removed: the TimeoutNow drop alone keeps S2 from acting on
+ * it while storing; no second leader, nothing diverges. */
+START_TEST(test_transfer_tn_drop_backstop)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index at = 0;
+    cluster_init(c, 5, 3, 1, RG_ALL & ~RG_TIMEOUT_NOW);
+    run_transfer_backstop(c);
+    ck_assert_uint_gt(c->guards[1].stats.timeout_now_dropped, 0);
+    ck_assert_uint_eq(c->max_leaders, 1);
+    ck_assert(!c->z2_applied);
+    ck_assert_msg(!committed_logs_diverged(c, &at), "committed logs differ at %llu",
+                  (unsigned long long)at);
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
+/* Both removed (every other defence on): S2 becomes candidate on the
+ * TimeoutNow with its configurations unstored, wins under C0 with S3 once
+ * they are stored, and commits beside S1: two leaders, committed logs
+ * differ. */
+START_TEST(test_transfer_without_hold_or_drop_split_brain)
+{
+    cluster_t *c = calloc(1, sizeof(*c));
+    raft_index at = 0;
+    cluster_init(c, 5, 3, 1, RG_ALL & ~(RG_TIMEOUT_NOW | RG_TN_DROP));
+    run_transfer_backstop(c);
+    ck_assert_uint_eq(c->max_leaders, 2);
+    ck_assert(c->z2_applied);
+    ck_assert(committed_logs_diverged(c, &at));
+    cluster_close(c);
+    free(c);
+}
+END_TEST
+
 START_TEST(test_transfer_bare_campaigns_unpersisted)
 {
     cluster_t *c = calloc(1, sizeof(*c));
@@ -1955,6 +2035,8 @@ int main(void)
     tc = tcase_create("transfer_467_477");
     tcase_add_test(tc, test_transfer_bare_campaigns_unpersisted);
     tcase_add_test(tc, test_transfer_guarded_waits_for_persisted);
+    tcase_add_test(tc, test_transfer_tn_drop_backstop);
+    tcase_add_test(tc, test_transfer_without_hold_or_drop_split_brain);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("change_rule_2015");
