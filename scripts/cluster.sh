@@ -115,6 +115,10 @@ fail() {
 # 9100 (docs/observability.md).
 HTTP_PORT=9100
 node_flags=(--election-timeout-ms 500 --heartbeat-ms 50 --http ":$HTTP_PORT")
+# SHALE_NODE_FLAGS: extra shaled flags for every node (benchmarks, e.g.
+# "--write-buffer-mb 8").
+# shellcheck disable=SC2206
+node_flags+=(${SHALE_NODE_FLAGS:-})
 
 # ---- meta group ---------------------------------------------------------------------
 meta_ic=""

@@ -31,6 +31,7 @@ static const setting_t settings[] = {
     STR("cluster-id", cluster_id, "cluster name; peers naming another are refused (default shale)"),
     {"slots", K_U64, offsetof(shaled_config_t, slots), 0, "number of hash slots S (default 4096)"},
     {"block-cache-mb", K_U64, offsetof(shaled_config_t, block_cache_mb), 0, "RocksDB block cache in MiB (default 256)"},
+    {"write-buffer-mb", K_U64, offsetof(shaled_config_t, write_buffer_mb), 0, "RocksDB memtable size in MiB (default 64)"},
     {"max-key", K_U64, offsetof(shaled_config_t, max_key), 0, "largest key in bytes (default 4096)"},
     {"max-value", K_U64, offsetof(shaled_config_t, max_value), 0, "largest value in bytes (default 1048576)"},
     {"max-frame", K_U64, offsetof(shaled_config_t, max_frame), 0, "largest frame in bytes (default 8388608)"},
@@ -67,6 +68,7 @@ void shaled_config_defaults(shaled_config_t *c)
     snprintf(c->mode, sizeof(c->mode), "data");
     c->slots = 4096;
     c->block_cache_mb = 256;
+    c->write_buffer_mb = 64;
     c->max_key = 4096;
     c->max_value = 1048576;
     c->max_frame = 8388608;
@@ -352,6 +354,10 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->block_cache_mb > (1u << 20)) {
         snprintf(err, errlen, "block-cache-mb must be <= 1048576");
+        return -1;
+    }
+    if (c->write_buffer_mb == 0 || c->write_buffer_mb > 4096) {
+        snprintf(err, errlen, "write-buffer-mb must be in 1..4096");
         return -1;
     }
     if (c->tick_ms == 0 || c->tick_ms > 60000) {

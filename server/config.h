@@ -17,6 +17,7 @@ typedef struct shaled_config {
     char cluster_id[64];
     uint64_t slots;         /* slot count S */
     uint64_t block_cache_mb;
+    uint64_t write_buffer_mb;
     uint64_t max_key;
     uint64_t max_value;
     uint64_t max_frame;

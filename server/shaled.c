@@ -280,6 +280,7 @@ int main(int argc, char **argv)
     store_options_t so;
     store_options_default(&so);
     so.block_cache_bytes = (size_t)s->cfg.block_cache_mb << 20;
+    so.write_buffer_bytes = (size_t)s->cfg.write_buffer_mb << 20;
     char serr[STORE_ERRLEN];
     if (store_open(s->db_dir, &so, &s->store, serr) != 0) {
         fprintf(stderr, "shaled: cannot open storage in %s: %s\n", s->db_dir, serr);

@@ -36,6 +36,7 @@ static int open_store(shaled_t *s, const char *dir, int create, store_t **out, c
     store_options_t so;
     store_options_default(&so);
     so.block_cache_bytes = (size_t)s->cfg.block_cache_mb << 20;
+    so.write_buffer_bytes = (size_t)s->cfg.write_buffer_mb << 20;
     so.create_if_missing = create;
     return store_open(dir, &so, out, err);
 }
