@@ -1376,7 +1376,6 @@ START_TEST(test_double_vote_guarded_without_rule)
     cluster_t *c = calloc(1, sizeof(*c));
     cluster_init(c, 3, 3, 1, RG_ALL & ~RG_ONE_VOTE);
     run_double_vote(c);
-
     cluster_close(c);
     free(c);
 }
