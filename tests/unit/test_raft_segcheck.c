@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "harness.h"
 #include "raft_segcheck.h"
 
 #define N_BATCHES 6
@@ -171,18 +172,17 @@ static loaded_t uv_load(const char *dir)
 
 /* ---- Files ---------------------------------------------------------------------*/
 
+/* A fresh directory (th_tmpdir; the caller frees it with rm_tree). */
 static char *mkdir_tmp(void)
 {
-    char *dir = strdup("/tmp/shale_rsc_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *dir = th_tmpdir("rsc");
+    ck_assert_ptr_nonnull(dir);
     return dir;
 }
 
 static void rm_tree(char *dir)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    th_rmrf(dir);
     free(dir);
 }
 
