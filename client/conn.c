@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "uvwrite.h"
 
 #define READ_BUF 65536
 #define WRITE_BATCH 1024 /* frames per uv_write */
@@ -248,9 +249,11 @@ static void conn_flush(conn_t *conn)
         }
         for (size_t i = 0; i < n; i++)
             bufs[i] = uv_buf_init((char *)wr->crs[i]->frame, (unsigned)wr->crs[i]->flen);
-        int rv = uv_write(&wr->w, (uv_stream_t *)&conn->tcp, bufs, (unsigned)n, on_write);
+        int rv = uvw_write(&wr->w, (uv_stream_t *)&conn->tcp, bufs, (unsigned)n, on_write);
         free(bufs); /* uv_write keeps its own copy of the array */
-        if (rv != 0) {
+        if (rv == 1) {
+            on_write(&wr->w, 0); /* written whole now: complete as libuv would */
+        } else if (rv != 0) {
             for (size_t i = 0; i < wr->n; i++)
                 creq_unref(wr->crs[i]);
             free(wr);

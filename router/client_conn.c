@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "uvwrite.h"
 
 #define READ_BUF 65536
 #define OUT_HIGH_WATER (32u << 20) /* stop reading above this much output */
@@ -227,8 +228,10 @@ static void conn_flush(rt_cconn_t *c)
         wr->bytes += wr->bufs[i].len;
     c->nout = 0;
     c->refs++;
-    int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)wr->n, on_write);
-    if (rv != 0) {
+    int rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)wr->n, on_write);
+    if (rv == 1) {
+        on_write(&wr->w, 0); /* written whole now: complete as libuv would */
+    } else if (rv != 0) {
         for (size_t i = 0; i < wr->n; i++)
             free(wr->bufs[i].base);
         free(wr->bufs);

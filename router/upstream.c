@@ -31,6 +31,7 @@
 
 #include "idmap.h"
 #include "router.h"
+#include "uvwrite.h"
 
 #define UP_READ_BUF 65536
 #define UP_BACKOFF_FIRST_MS 50
@@ -218,8 +219,10 @@ static void conn_flush(rt_upconn_t *c)
     for (; c->nunsent > 0 && n != &c->calls; n = n->prev, c->nunsent--)
         rt_q_data(n, rt_upcall_t, link)->written = 1;
     c->nunsent = 0;
-    int rv = uv_write(&uw->w, (uv_stream_t *)&c->tcp, uw->bufs, (unsigned)uw->n, on_write);
-    if (rv != 0) {
+    int rv = uvw_write(&uw->w, (uv_stream_t *)&c->tcp, uw->bufs, (unsigned)uw->n, on_write);
+    if (rv == 1) {
+        on_write(&uw->w, 0); /* written whole now: complete as libuv would */
+    } else if (rv != 0) {
         for (size_t i = 0; i < uw->n; i++)
             free(uw->bufs[i].base);
         free(uw->bufs);

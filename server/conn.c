@@ -21,6 +21,7 @@
 #include "frame.h"
 #include "log.h"
 #include "server.h"
+#include "uvwrite.h"
 #include "wire.h"
 
 #define READ_BUF 65536
@@ -239,9 +240,11 @@ static void conn_flush(conn_t *c)
     c->out = NULL;
     c->nout = c->capout = 0;
     conn_ref(c);
-    int rv = uv_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs,
-                      (unsigned)wr->n, on_write);
-    if (rv != 0) {
+    int rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs,
+                       (unsigned)wr->n, on_write);
+    if (rv == 1) {
+        on_write(&wr->w, 0); /* written whole now: complete as libuv would */
+    } else if (rv != 0) {
         /* The callback will not run: release here. */
         for (size_t i = 0; i < wr->n; i++)
             free(wr->bufs[i].base);

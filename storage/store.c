@@ -50,6 +50,10 @@
 
 static const char APPLIED_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'a', 'p',
                                    'p',        'l',        'i',      'e', 'd'};
+/* The version bound (see vbound_raise): [0xFFFF]['m']['v']... sorts apart
+ * from the applied index ('a') and named metadata ('u'). */
+static const char VBOUND_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'v', 'b',
+                                  'o',        'u',        'n',      'd'};
 
 struct store {
     rocksdb_t *db;
@@ -58,6 +62,15 @@ struct store {
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wopts;
     uint64_t applied;
+    /* An upper bound of every data version this store holds that was not
+     * given by the version floor of an entry before the current one:
+     * versions imported from another group and versions of the old + 1 term
+     * (see next_version). A blind PUT whose floor is above it needs no read
+     * of the old version. Persisted under VBOUND_KEY in the batch that raises
+     * it; vbound_dirty says the row must be (re)written with the next batch
+     * (a store from a build without the row: bound found by a scan at open). */
+    uint64_t vbound;
+    int vbound_dirty;
     /* Scratch buffer for data keys ([slot]['d'][key]); grows, never shrinks. */
     uint8_t *kbuf;
     size_t kcap;
@@ -256,6 +269,70 @@ static int make_options(store_t *s, const store_options_t *o)
     return SHALE_OK;
 }
 
+/* The highest data version stored, by a scan of every slot's data rows
+ * (seeking from slot to slot past the session and changelog rows). Only for
+ * a store written by a build that did not keep VBOUND_KEY: one pass at the
+ * first open, never again once the row is written. */
+static int vbound_scan(store_t *s, uint64_t *max, char *err)
+{
+    rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ropts);
+    uint8_t k[3];
+    char *rerr = NULL;
+
+    *max = 0;
+    if (it == NULL) {
+        set_err(err, "store_open: out of memory");
+        return SHALE_ENOMEM;
+    }
+    for (uint32_t slot = 0; slot < STORE_MAX_SLOTS; slot++) {
+        put_be16(k, (uint16_t)slot);
+        k[2] = TAG_DATA;
+        for (rocksdb_iter_seek(it, (const char *)k, sizeof(k)); rocksdb_iter_valid(it);
+             rocksdb_iter_next(it)) {
+            size_t klen, vlen;
+            const char *key = rocksdb_iter_key(it, &klen);
+            const char *val;
+
+            if (klen < 3 || memcmp(key, k, 3) != 0) {
+                break;
+            }
+            val = rocksdb_iter_value(it, &vlen);
+            if (vlen >= VERSION_LEN && get_be64(val) > *max) {
+                *max = get_be64(val);
+            }
+        }
+    }
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "store_open: scan data versions");
+    }
+    return SHALE_OK;
+}
+
+static int vbound_load(store_t *s, char *err)
+{
+    char *rerr = NULL;
+    size_t vlen = 0;
+    char *val = rocksdb_get(s->db, s->ropts, VBOUND_KEY, sizeof(VBOUND_KEY), &vlen, &rerr);
+
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "read version bound");
+    }
+    if (val != NULL) {
+        if (vlen != 8) {
+            rocksdb_free(val);
+            set_err(err, "version bound record has %zu bytes, expected 8", vlen);
+            return SHALE_ECORRUPT;
+        }
+        s->vbound = get_be64(val);
+        rocksdb_free(val);
+        return SHALE_OK;
+    }
+    s->vbound_dirty = 1;
+    return vbound_scan(s, &s->vbound, err);
+}
+
 int store_open(const char *dir, const store_options_t *opts, store_t **out,
                char *err)
 {
@@ -315,6 +392,11 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out,
         }
         s->applied = get_be64(val);
         rocksdb_free(val);
+    }
+    rc = vbound_load(s, err);
+    if (rc != SHALE_OK) {
+        store_free(s);
+        return rc;
     }
     *out = s;
     return SHALE_OK;
@@ -425,6 +507,36 @@ static uint64_t next_version(const apply_ctx_t *c, uint64_t old)
     return old + 1 > floor ? old + 1 : floor;
 }
 
+/* Raise the version bound to v (in memory now, persisted with the batch being
+ * built: vbound_dirty). A bound only ever rises, so a batch that fails leaves
+ * a larger bound in memory than on disk: still a bound. */
+static void vbound_raise(store_t *s, uint64_t v)
+{
+    if (v > s->vbound) {
+        s->vbound = v;
+        s->vbound_dirty = 1;
+    }
+}
+
+/* Whether a PUT executed as op c->nop (already counted) may take the floor
+ * as its version without reading the old one. Rules:
+ *  - every stored version not covered by vbound was given by the floor of an
+ *    earlier op: an earlier entry (index << 16 is above all of those) or an
+ *    earlier op of this entry (a smaller n, while n is not capped);
+ *  - so with n below the cap and the floor above vbound, the old version is
+ *    below the floor and max(old + 1, floor) is the floor. */
+static int put_is_blind(const apply_ctx_t *c)
+{
+    uint64_t floor = (c->index << 16) | c->nop;
+
+    return c->nop < 0xFFFFu && floor > c->s->vbound;
+}
+
+static void vbound_row(store_t *s, uint8_t *v)
+{
+    put_be64(v, s->vbound);
+}
+
 static int op_valid(const store_op_t *op)
 {
     if (op->slot >= STORE_MAX_SLOTS || (op->key == NULL && op->klen > 0)) {
@@ -524,6 +636,16 @@ static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
     if (rc != SHALE_OK) {
         return rc;
     }
+    if (op->type == STORE_OP_PUT && put_is_blind(c)) {
+        /* A PUT does not report `existed` (store.h), and its version is the
+         * floor: nothing to read. */
+        newver = next_version(c, 0);
+        res->code = SHALE_OK;
+        res->existed = 0;
+        res->version = 0;
+        do_put = 1;
+        goto write;
+    }
     rc = batch_get(c, s->kbuf, dlen, &cur, &curlen);
     if (rc != SHALE_OK) {
         return rc;
@@ -540,8 +662,11 @@ static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
         oldver = get_be64(cur);
     }
     newver = next_version(c, oldver);
+    if (newver != next_version(c, 0)) {
+        vbound_raise(s, newver); /* the old + 1 term: above the floor */
+    }
     res->code = SHALE_OK;
-    res->existed = found;
+    res->existed = op->type == STORE_OP_PUT ? 0 : found;
     res->version = 0;
 
     switch (op->type) {
@@ -580,6 +705,7 @@ static int apply_op(apply_ctx_t *c, const store_op_t *op, store_result_t *res)
     }
     rocksdb_free(cur);
 
+write:
     if (do_put) {
         const char *parts[2];
         size_t sizes[2];
@@ -761,7 +887,7 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
     uint16_t slot;
     char *val = NULL;
     size_t vlen = 0;
-    int rc;
+    int rc, have_header = 0;
 
     r->duplicate = 0;
     r->code = SHALE_OK;
@@ -780,17 +906,6 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
     }
 
     slot = r->ops[0].slot;
-    result_key(rkey, slot, r->client_id, r->seq);
-    rc = batch_get(c, rkey, RESULT_KEY_LEN, &val, &vlen);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    if (val != NULL) {
-        rc = decode_results(c, r, val, vlen);
-        rocksdb_free(val);
-        return rc;
-    }
-
     header_key(hkey, slot, r->client_id);
     rc = batch_get(c, hkey, HEADER_KEY_LEN, &val, &vlen);
     if (rc != SHALE_OK) {
@@ -807,6 +922,23 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
         max_seq = get_be64(val);
         last_ms = get_be64(val + 8);
         rocksdb_free(val);
+        have_header = 1;
+    }
+    /* A result is written with a header whose max_seq is at least its seq,
+     * in one batch; headers and results leave together (expiry, slot delete)
+     * and a migration copies them from the fenced, frozen source. So with a
+     * header present, a seq above its max_seq has no result to find. */
+    result_key(rkey, slot, r->client_id, r->seq);
+    if (!have_header || r->seq <= max_seq) {
+        rc = batch_get(c, rkey, RESULT_KEY_LEN, &val, &vlen);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        if (val != NULL) {
+            rc = decode_results(c, r, val, vlen);
+            rocksdb_free(val);
+            return rc;
+        }
     }
     if (max_seq >= STORE_SESSION_WINDOW &&
         r->seq <= max_seq - STORE_SESSION_WINDOW) {
@@ -853,7 +985,7 @@ int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
                 store_request_t *reqs, size_t nreqs, int *skipped, char *err)
 {
     apply_ctx_t c;
-    uint8_t av[8];
+    uint8_t av[8], vb[8];
     char *rerr = NULL;
     int rc = SHALE_OK;
 
@@ -889,6 +1021,11 @@ int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
         applied_value(av, index);
         rocksdb_writebatch_wi_put(c.wb, APPLIED_KEY, sizeof(APPLIED_KEY),
                                   (const char *)av, sizeof(av));
+        if (s->vbound_dirty) {
+            vbound_row(s, vb);
+            rocksdb_writebatch_wi_put(c.wb, VBOUND_KEY, sizeof(VBOUND_KEY),
+                                      (const char *)vb, sizeof(vb));
+        }
         rocksdb_write_writebatch_wi(s->db, s->wopts, c.wb, &rerr);
         if (rerr != NULL) {
             rc = rdb_fail(err, rerr, "apply: write batch");
@@ -897,6 +1034,7 @@ int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
     rocksdb_writebatch_wi_destroy(c.wb);
     if (rc == SHALE_OK) {
         s->applied = index;
+        s->vbound_dirty = 0;
     }
     return rc;
 }
@@ -906,13 +1044,18 @@ int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
 static int write_plain(store_t *s, rocksdb_writebatch_t *wb, uint64_t index,
                        const char *what, char *err)
 {
-    uint8_t av[8];
+    uint8_t av[8], vb[8];
     char *rerr = NULL;
 
     if (index != 0) {
         applied_value(av, index);
         rocksdb_writebatch_put(wb, APPLIED_KEY, sizeof(APPLIED_KEY),
                                (const char *)av, sizeof(av));
+    }
+    if (s->vbound_dirty) {
+        vbound_row(s, vb);
+        rocksdb_writebatch_put(wb, VBOUND_KEY, sizeof(VBOUND_KEY), (const char *)vb,
+                               sizeof(vb));
     }
     rocksdb_write(s->db, s->wopts, wb, &rerr);
     rocksdb_writebatch_destroy(wb);
@@ -922,6 +1065,7 @@ static int write_plain(store_t *s, rocksdb_writebatch_t *wb, uint64_t index,
     if (index != 0) {
         s->applied = index;
     }
+    s->vbound_dirty = 0;
     return SHALE_OK;
 }
 
@@ -1547,6 +1691,9 @@ int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t
         put_be16(kb, slot);
         memcpy(kb + 2, k, kl);
         if (op == STORE_REC_PUT) {
+            if (k[0] == TAG_DATA) {
+                vbound_raise(s, get_be64(v)); /* another group's version */
+            }
             rocksdb_writebatch_put(wb, (const char *)kb, 2 + (size_t)kl, (const char *)v, vl);
         } else {
             rocksdb_writebatch_delete(wb, (const char *)kb, 2 + (size_t)kl);

@@ -105,7 +105,10 @@ typedef struct store_result {
     uint64_t version;  /* PUT/CAS: new version; DEL and CAS delete: version
                           deleted (0 if absent); CAS_FAILED: current (0 if
                           absent) */
-    int existed;       /* whether the key existed before the op */
+    int existed;       /* DEL and CAS: whether the key existed before the
+                          op. Always 0 for a PUT: a PUT is blind (it reads
+                          the old version only when the version rule needs
+                          it, see store_apply) and reports no existence. */
 } store_result_t;
 
 /* A client request: 1..n ops sharing one (client_id, seq). client_id 0 means
@@ -139,7 +142,14 @@ typedef struct store_request {
  *  - now_ms: the entry's timestamp (the leader's clock), stamped on sessions.
  *  - Versions: a write's new version is max(old + 1, index << 16 | n) where n
  *    counts ops within the entry (1, 2, ... over the ops executed, capped at
- *    0xFFFF), so versions only grow per key.
+ *    0xFFFF), so versions only grow per key. A PUT reads the old version
+ *    only when the store cannot prove it is below the floor: the store keeps
+ *    a persisted upper bound of the versions it did not give by the floor
+ *    (imports through store_apply_records and the old + 1 term), and below
+ *    the n cap a floor above that bound is the answer. Anything that puts
+ *    data rows into a store must go through a function that raises the bound
+ *    (store_apply, store_apply_records; store_restore copies it with the
+ *    files).
  * On a RocksDB error returns SHALE_ESTORAGE with a message (SHALE_ECORRUPT
  * for a malformed stored record, SHALE_ENOMEM): nothing of the batch is
  * written, the applied index does not move, and results are meaningless. */
