@@ -43,6 +43,7 @@ struct tls_sess {
     int got_data;    /* application data was decrypted: errors are no longer the handshake's */
     int err;         /* sticky: the first failure */
     size_t sniffed;  /* how many of the first two bytes were checked */
+    char name[128];  /* client: the name the server's certificate must carry ("" none) */
     char errmsg[TLS_ERRLEN];
 };
 
@@ -299,6 +300,7 @@ tls_sess_t *tls_sess_new(tls_ctx_t *t, const char *server_name, char *err, size_
             ok = SSL_set1_host(s->ssl, server_name) == 1 &&
                  SSL_set_tlsext_host_name(s->ssl, server_name) == 1;
         }
+        snprintf(s->name, sizeof(s->name), "%s", server_name);
         if (!ok) {
             fmt(err, errlen, "TLS: cannot use server name '%.100s': %s", server_name,
                 ossl_reason(NULL, "invalid name"));
@@ -367,23 +369,25 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n)
 }
 
 /* What a verification result means, for the message. */
-static void verify_text(long v, char *buf, size_t len)
+static void verify_text(const tls_sess_t *s, long v, char *buf, size_t len)
 {
     const char *why = X509_verify_cert_error_string(v);
+    const char *whose = s->role == TLS_SERVER ? "the client's certificate"
+                                              : "the server's certificate";
     switch (v) {
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
     case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-        snprintf(buf, len, "unknown CA: %s", why);
+        snprintf(buf, len, "unknown CA: %s is not signed by the configured CA (%s)", whose, why);
         break;
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        snprintf(buf, len, "%s: the certificate does not name the server asked for", why);
+        snprintf(buf, len, "%s: %s does not name %.100s", why, whose, s->name);
         break;
     default:
-        snprintf(buf, len, "%s", why);
+        snprintf(buf, len, "%s; %s", why, whose);
         break;
     }
 }
@@ -414,10 +418,9 @@ static int read_fail(tls_sess_t *s, int ssl_err)
     const char *peer = s->role == TLS_SERVER ? "client" : "server";
     long v = SSL_get_verify_result(s->ssl);
     if (!s->established && v != X509_V_OK) {
-        char why[160];
-        verify_text(v, why, sizeof(why));
-        return sess_fail(s, TLS_EHANDSHAKE, "%s: certificate verify failed (%s; the %s's certificate)",
-                         phase, why, peer);
+        char why[200];
+        verify_text(s, v, why, sizeof(why));
+        return sess_fail(s, TLS_EHANDSHAKE, "%s: certificate verify failed (%s)", phase, why);
     }
     unsigned long e = 0;
     const char *reason = ossl_reason(&e, NULL);
