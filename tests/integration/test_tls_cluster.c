@@ -149,8 +149,11 @@ static void suite_down(void)
 {
     if (g_router.pid > 0) {
         int st = th_node_stop(&g_router, SIGTERM);
-        if (th_log_sanitizer_errors(&g_router) > 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        if (th_log_sanitizer_errors(&g_router) > 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            th_node_dump_log(&g_router);
             fprintf(stderr, "test_tls_cluster: router exit status %d\n", st);
+            abort();
+        }
     }
     if (g_cluster_up)
         th_cluster_stop(&g_cl);
