@@ -40,10 +40,10 @@ struct tls_sess {
     BIO *rbio, *wbio;
     tls_role_t role;
     int established;
-    int got_data;    /* application data was decrypted: errors are no longer the handshake's */
-    int err;         /* sticky: the first failure */
-    size_t sniffed;  /* how many of the first two bytes were checked */
-    char name[128];  /* client: the name the server's certificate must carry ("" none) */
+    int got_data;   /* application data was decrypted: errors are no longer the handshake's */
+    int err;        /* sticky: the first failure */
+    size_t sniffed; /* how many of the first two bytes were checked */
+    char name[128]; /* client: the name the server's certificate must carry ("" none) */
     char errmsg[TLS_ERRLEN];
 };
 
@@ -332,7 +332,7 @@ void tls_sess_free(tls_sess_t *s)
 static int sniff(tls_sess_t *s, const uint8_t *p, size_t n)
 {
     for (; s->sniffed < 2 && n > 0; s->sniffed++, p++, n--) {
-        int ok = s->sniffed == 1 ? *p == REC_MAJOR
+        int ok = s->sniffed == 1         ? *p == REC_MAJOR
                  : s->role == TLS_SERVER ? *p == REC_HANDSHAKE
                                          : *p == REC_HANDSHAKE || *p == REC_ALERT;
         if (ok)
@@ -372,8 +372,8 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n)
 static void verify_text(const tls_sess_t *s, long v, char *buf, size_t len)
 {
     const char *why = X509_verify_cert_error_string(v);
-    const char *whose = s->role == TLS_SERVER ? "the client's certificate"
-                                              : "the server's certificate";
+    const char *whose =
+        s->role == TLS_SERVER ? "the client's certificate" : "the server's certificate";
     switch (v) {
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
@@ -413,8 +413,8 @@ static int read_fail(tls_sess_t *s, int ssl_err)
     const char *phase = s->got_data || (s->established && s->role == TLS_SERVER)
                             ? "TLS error"
                             : "TLS handshake failed";
-    int code = s->got_data || (s->established && s->role == TLS_SERVER) ? TLS_EPROTO
-                                                                        : TLS_EHANDSHAKE;
+    int code =
+        s->got_data || (s->established && s->role == TLS_SERVER) ? TLS_EPROTO : TLS_EHANDSHAKE;
     const char *peer = s->role == TLS_SERVER ? "client" : "server";
     long v = SSL_get_verify_result(s->ssl);
     if (!s->established && v != X509_V_OK) {
@@ -428,12 +428,12 @@ static int read_fail(tls_sess_t *s, int ssl_err)
     if (r >= SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256) {
         /* The peer sent an alert: it refused something of ours. */
         int alert = r - SSL_AD_REASON_OFFSET;
-        const char *hint = alert == SSL_AD_CERTIFICATE_REQUIRED
-                               ? ": this server requires a client certificate"
-                           : alert == SSL_AD_UNKNOWN_CA ? ": our certificate is not signed by the CA "
-                                                          "the peer trusts"
-                           : alert == SSL_AD_CERTIFICATE_EXPIRED ? ": our certificate has expired"
-                                                                 : "";
+        const char *hint =
+            alert == SSL_AD_CERTIFICATE_REQUIRED  ? ": this server requires a client certificate"
+            : alert == SSL_AD_UNKNOWN_CA          ? ": our certificate is not signed by the CA "
+                                                    "the peer trusts"
+            : alert == SSL_AD_CERTIFICATE_EXPIRED ? ": our certificate has expired"
+                                                  : "";
         return sess_fail(s, code, "%s: the %s refused the connection (alert: %s%s)", phase, peer,
                          alert_name(alert), hint);
     }

@@ -56,7 +56,7 @@ enum tls_error {
     TLS_EPROTO = -4,     /* a bad record after the handshake (garbage, tampering) */
     TLS_ESTATE = -5,     /* a call the session's state does not allow */
     TLS_ENOMEM = -6,
-    TLS_EIO = -7,        /* tls_fd_*: the socket failed (errno), timed out (EAGAIN) or closed (0) */
+    TLS_EIO = -7, /* tls_fd_*: the socket failed (errno), timed out (EAGAIN) or closed (0) */
 };
 
 typedef enum tls_role { TLS_SERVER = 0, TLS_CLIENT = 1 } tls_role_t;
@@ -77,8 +77,7 @@ typedef struct tls_sess tls_sess_t;
  * ca_file, and cert_file/key_file to present a certificate. Returns 0 with
  * *out (free with tls_ctx_free), or TLS_ECONFIG/TLS_ENOMEM with a message
  * in err (errlen bytes, may be 0). */
-int tls_ctx_new(tls_role_t role, const tls_opts_t *o, tls_ctx_t **out, char *err,
-                size_t errlen);
+int tls_ctx_new(tls_role_t role, const tls_opts_t *o, tls_ctx_t **out, char *err, size_t errlen);
 
 /* Build a new SSL_CTX from the same files and use it for every session
  * made from now on; open sessions keep theirs. On failure the current one

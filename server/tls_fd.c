@@ -96,9 +96,9 @@ const char *tls_fd_strerror(const tls_sess_t *s, int code, char *buf, size_t len
     int e = errno;
     if (code == TLS_EIO)
         snprintf(buf, len, "%s",
-                 e == 0                               ? "connection closed by the peer"
+                 e == 0                            ? "connection closed by the peer"
                  : e == EAGAIN || e == EWOULDBLOCK ? "timed out"
-                                                      : strerror(e));
+                                                   : strerror(e));
     else if (s != NULL && tls_sess_errmsg(s)[0] != '\0')
         snprintf(buf, len, "%s", tls_sess_errmsg(s));
     else

@@ -30,7 +30,7 @@
  * (TLS 1.2; 1.3 allows 256) + a 5-byte header. */
 #define TLS_UV_RECORD_MAX (16384 + 2048 + 5)
 /* How many ciphertext bytes to read into a cap-byte buffer. */
-#define TLS_UV_READ_ROOM(cap) ((cap) - TLS_UV_RECORD_MAX)
+#define TLS_UV_READ_ROOM(cap) ((cap)-TLS_UV_RECORD_MAX)
 
 typedef struct tls_uv {
     tls_sess_t *sess;

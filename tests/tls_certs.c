@@ -62,8 +62,8 @@ static X509 *skeleton(EVP_PKEY *key, const char *cn, long nb_days, long na_days)
     X509_gmtime_adj(X509_getm_notBefore(c), nb_days * 86400L);
     X509_gmtime_adj(X509_getm_notAfter(c), na_days * 86400L);
     X509_NAME *n = X509_get_subject_name(c);
-    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Shale tests", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC, (const unsigned char *)"Shale tests", -1, -1,
+                               0);
     X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_pubkey(c, key);
     return c;

@@ -94,7 +94,7 @@ static const char *const *tls_flags(const char *cert)
     snprintf(ca, sizeof(ca), "%s", P("ca", "crt"));
     snprintf(crt, sizeof(crt), "%s", P(cert, "crt"));
     snprintf(key, sizeof(key), "%s", P(cert, "key"));
-    const char *v[] = {"--tls-ca", ca, "--tls-cert", crt, "--tls-key", key,
+    const char *v[] = {"--tls-ca",          ca,  "--tls-cert", crt, "--tls-key", key,
                        "--tls-client-auth", "1", NULL};
     memcpy(f, v, sizeof(v));
     return f;
@@ -299,8 +299,7 @@ START_TEST(test_refusals_are_clear)
     ck_assert_msg(strstr(err, "certificate verify failed (unknown CA") != NULL, "%s", err);
 
     /* A name the node's certificate does not carry. */
-    ck_assert_int_eq(tls_connect(g_node.addr, "ca", "client", "other-node", &c, err),
-                     SHALE_EPROTO);
+    ck_assert_int_eq(tls_connect(g_node.addr, "ca", "client", "other-node", &c, err), SHALE_EPROTO);
     ck_assert_msg(strstr(err, "does not name") != NULL, "%s", err);
 
     /* A bad CA file is the caller's mistake. */
@@ -394,9 +393,8 @@ END_TEST
 /* The CN of the certificate the node presents to a new connection. */
 static void node_cn(char *cn, size_t len)
 {
-    tls_opts_t o = {.ca_file = P("ca", "crt"),
-                    .cert_file = P("client", "crt"),
-                    .key_file = P("client", "key")};
+    tls_opts_t o = {
+        .ca_file = P("ca", "crt"), .cert_file = P("client", "crt"), .key_file = P("client", "key")};
     tls_ctx_t *t = NULL;
     char err[TLS_ERRLEN];
     ck_assert_int_eq(tls_ctx_new(TLS_CLIENT, &o, &t, err, sizeof(err)), 0);
@@ -441,9 +439,8 @@ START_TEST(test_snapshot_stream_over_tls)
 {
     char dest[700], err[1024];
     snprintf(dest, sizeof(dest), "%s/snap", g_base);
-    tls_opts_t to = {.ca_file = P("ca", "crt"),
-                     .cert_file = P("node", "crt"),
-                     .key_file = P("node", "key")};
+    tls_opts_t to = {
+        .ca_file = P("ca", "crt"), .cert_file = P("node", "crt"), .key_file = P("node", "key")};
     tls_ctx_t *t = NULL;
     ck_assert_int_eq(tls_ctx_new(TLS_CLIENT, &to, &t, err, sizeof(err)), 0);
     snapx_fetch_opts_t o = {.tls = t};
@@ -551,15 +548,25 @@ START_TEST(test_daemon_flag_errors)
     snprintf(bin, sizeof(bin), "%s/server/shaled", th_bin_dir());
     th_node_t n;
     th_node_init(&n, 9, "127.0.0.198", g_base);
-    const char *argv[] = {bin,          "--id",         "9",          "--data", n.dir,
+    const char *argv[] = {bin,          "--id",           "9",        "--data",       n.dir,
                           "--tls-cert", P("node", "crt"), "--tls-ca", P("ca", "crt"), NULL};
     ck_assert_int_eq(th_spawn(&n, argv), 0);
     int st;
     waitpid(n.pid, &st, 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
     ck_assert(log_contains(&n, "--tls-cert and --tls-key go together"));
-    const char *argv2[] = {bin,        "--id", "9", "--data", n.dir, "--tls-cert", P("node", "crt"),
-                           "--tls-key", P("nosuch", "key"), "--tls-ca", P("ca", "crt"), NULL};
+    const char *argv2[] = {bin,
+                           "--id",
+                           "9",
+                           "--data",
+                           n.dir,
+                           "--tls-cert",
+                           P("node", "crt"),
+                           "--tls-key",
+                           P("nosuch", "key"),
+                           "--tls-ca",
+                           P("ca", "crt"),
+                           NULL};
     ck_assert_int_eq(th_spawn(&n, argv2), 0);
     waitpid(n.pid, &st, 0);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);

@@ -39,9 +39,8 @@ static void setup_pki(void)
     ck_assert_ptr_nonnull(g_dir);
     ck_assert_int_eq(tc_make_ca(g_dir, "ca", "Shale test CA"), 0);
     ck_assert_int_eq(tc_make_ca(g_dir, "ca2", "Another CA"), 0);
-    ck_assert_int_eq(tc_make_cert(g_dir, "ca", "server", "node-1", "IP:127.0.0.1,DNS:node1.shale",
-                                  -1, 30),
-                     0);
+    ck_assert_int_eq(
+        tc_make_cert(g_dir, "ca", "server", "node-1", "IP:127.0.0.1,DNS:node1.shale", -1, 30), 0);
     ck_assert_int_eq(tc_make_cert(g_dir, "ca", "server-b", "node-1b", "IP:127.0.0.1", -1, 30), 0);
     ck_assert_int_eq(tc_make_cert(g_dir, "ca", "client", "app-7", "DNS:app7.clients", -1, 30), 0);
     ck_assert_int_eq(tc_make_cert(g_dir, "ca2", "foreign", "intruder", "IP:127.0.0.1", -1, 30), 0);
@@ -334,9 +333,9 @@ START_TEST(test_expired_refused)
     tls_ctx_t *st = server_ctx("expired", 0), *ct = client_ctx("ca", NULL);
     tls_sess_t *c = sess(ct, NULL), *s = sess(st, NULL);
     ck_assert_int_eq(handshake(c, s), TLS_EHANDSHAKE);
-    ck_assert_msg(strstr(tls_sess_errmsg(c), "certificate verify failed (certificate has expired") !=
-                      NULL,
-                  "%s", tls_sess_errmsg(c));
+    ck_assert_msg(
+        strstr(tls_sess_errmsg(c), "certificate verify failed (certificate has expired") != NULL,
+        "%s", tls_sess_errmsg(c));
     tls_sess_free(c);
     tls_sess_free(s);
     tls_ctx_free(st);
@@ -568,9 +567,8 @@ START_TEST(test_bad_files_refused)
 {
     tls_ctx_t *t = NULL;
     char err[TLS_ERRLEN];
-    tls_opts_t o = {.ca_file = P("ca", "crt"),
-                    .cert_file = P("nosuch", "crt"),
-                    .key_file = P("server", "key")};
+    tls_opts_t o = {
+        .ca_file = P("ca", "crt"), .cert_file = P("nosuch", "crt"), .key_file = P("server", "key")};
     ck_assert_int_eq(tls_ctx_new(TLS_SERVER, &o, &t, err, sizeof(err)), TLS_ECONFIG);
     ck_assert_msg(strstr(err, "nosuch.crt") && strstr(err, "No such file"), "%s", err);
     o.cert_file = P("server", "crt");
