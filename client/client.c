@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "tls.h"
 
 #define DEFAULT_TIMEOUT_MS 5000
 #define DEFAULT_CONNECT_TIMEOUT_MS 2000
@@ -130,6 +131,43 @@ static void on_handle_close(uv_handle_t *h)
     client_handle_closed(h->data);
 }
 
+static int nonempty(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* The TLS context the options ask for (c->tls stays NULL without TLS). The
+ * option strings are not kept. */
+static int client_tls(shale_client_t *c, char *err)
+{
+    shale_options_t *o = &c->opts;
+    int want = nonempty(o->tls_ca) || nonempty(o->tls_cert) || nonempty(o->tls_key) ||
+               nonempty(o->tls_server_name);
+    if (want) {
+        tls_opts_t to = {.ca_file = o->tls_ca, .cert_file = o->tls_cert, .key_file = o->tls_key};
+        char e[TLS_ERRLEN];
+        int rv = tls_ctx_new(TLS_CLIENT, &to, &c->tls, e, sizeof(e));
+        if (rv != 0) {
+            snprintf(err, SHALE_ERRMSG_LEN, "%s", e);
+            return rv == TLS_ENOMEM ? SHALE_ENOMEM : SHALE_EINVAL;
+        }
+        if (nonempty(o->tls_server_name)) {
+            if (strcmp(o->tls_server_name, SHALE_TLS_NAME_HOST) == 0) {
+                c->tls_name_host = 1;
+            } else if (strlen(o->tls_server_name) >= sizeof(c->tls_name)) {
+                tls_ctx_free(c->tls);
+                c->tls = NULL;
+                snprintf(err, SHALE_ERRMSG_LEN, "tls_server_name is too long");
+                return SHALE_EINVAL;
+            } else {
+                snprintf(c->tls_name, sizeof(c->tls_name), "%s", o->tls_server_name);
+            }
+        }
+    }
+    o->tls_ca = o->tls_cert = o->tls_key = o->tls_server_name = NULL;
+    return SHALE_OK;
+}
+
 int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
                   shale_client_t **out, char *err)
 {
@@ -191,6 +229,12 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
         }
     }
     c->opts.cluster_id = NULL; /* the caller's string is not kept */
+    int rv = client_tls(c, err);
+    if (rv != SHALE_OK) {
+        free(c->cluster_id);
+        free(c);
+        return rv;
+    }
     c->client_id = c->opts.client_id ? c->opts.client_id : random_id();
     c->next_id = 1;
     c->next_seq = 1;
@@ -667,6 +711,7 @@ static void client_free(shale_client_t *c)
     if (cb != NULL)
         cb(c);
     reqtable_free(&c->table);
+    tls_ctx_free(c->tls);
     free(c->cluster_id);
     free(c);
 }

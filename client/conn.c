@@ -1,9 +1,9 @@
 /* libshale transport: one TCP connection at a time to the client's address.
  *
- * Owns: name resolution, connect with a per-attempt timeout, the HELLO
- * exchange, coalesced writes, reading and reassembling answer frames, and
- * reconnecting with capped, jittered exponential backoff while requests
- * wait.
+ * Owns: name resolution, connect with a per-attempt timeout, the TLS
+ * handshake (when the options ask for TLS), the HELLO exchange, coalesced
+ * writes, reading and reassembling answer frames, and reconnecting with
+ * capped, jittered exponential backoff while requests wait.
  *
  * Rules:
  *  - HELLO is the first frame; pending requests are pipelined right behind
@@ -21,6 +21,11 @@
  *    retried on a new connection;
  *  - the first cluster id the client sees is pinned: a reconnect never
  *    silently lands in another cluster;
+ *  - with TLS, nothing but the handshake is written before it completes;
+ *    a handshake that fails (the server's certificate, ours, or a server
+ *    that does not speak TLS) is like a refused HELLO: every pending request
+ *    fails at once, since retrying cannot help; the connect timeout covers
+ *    the handshake;
  *  - no reconnect happens while no request waits.
  *
  * Never completes a request on its own except through client.c's helpers;
@@ -31,6 +36,7 @@
 
 #include "internal.h"
 #include "uvwrite.h"
+#include "tls_uv.h"
 
 #define READ_BUF 65536
 #define WRITE_BATCH 1024 /* frames per uv_write */
@@ -46,6 +52,8 @@ struct conn {
     uint64_t hello_id;
     creq_t *hello; /* HELLO frame until it is handed to a write */
     int closed;
+    int tls_on; /* tls holds a session */
+    tls_uv_t tls;
     uint8_t rbuf[READ_BUF];
 };
 
@@ -73,6 +81,8 @@ static void on_conn_closed(uv_handle_t *h)
     conn_t *conn = h->data;
     shale_client_t *c = conn->c;
     frame_decoder_free(&conn->dec);
+    if (conn->tls_on)
+        tls_uv_free(&conn->tls);
     if (conn->hello != NULL)
         creq_unref(conn->hello);
     free(conn);
@@ -249,7 +259,9 @@ static void conn_flush(conn_t *conn)
         }
         for (size_t i = 0; i < n; i++)
             bufs[i] = uv_buf_init((char *)wr->crs[i]->frame, (unsigned)wr->crs[i]->flen);
-        int rv = uvw_write(&wr->w, (uv_stream_t *)&conn->tcp, bufs, (unsigned)n, on_write);
+        int rv = conn->tls_on ? tls_uv_write(&conn->tls, &wr->w, bufs, (unsigned)n, on_write)
+                              : uvw_write(&wr->w, (uv_stream_t *)&conn->tcp, bufs, (unsigned)n,
+                                          on_write);
         free(bufs); /* uv_write keeps its own copy of the array */
         if (rv == 1) {
             on_write(&wr->w, 0); /* written whole now: complete as libuv would */
@@ -432,7 +444,43 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     conn_t *conn = h->data;
     buf->base = (char *)conn->rbuf;
-    buf->len = READ_BUF;
+    /* With TLS the plaintext is decrypted into rbuf: leave room for it. */
+    buf->len = conn->tls_on ? TLS_UV_READ_ROOM(READ_BUF) : READ_BUF;
+}
+
+static void start_hello(shale_client_t *c, conn_t *conn);
+
+/* The ciphertext in rbuf (*n bytes) becomes plaintext (*n bytes). 0, or -1
+ * when the connection failed (then handled here). */
+static int tls_read(shale_client_t *c, conn_t *conn, size_t *n)
+{
+    size_t plen = 0;
+    int established = 0;
+    int rv = tls_uv_feed(&conn->tls, conn->rbuf, *n, READ_BUF, &plen, &established);
+    if (rv != 0) {
+        char msg[SHALE_ERRMSG_LEN + TLS_ERRLEN]; /* cut to SHALE_ERRMSG_LEN where kept */
+        const char *why = rv < 0 && tls_uv_errmsg(&conn->tls)[0] != '\0'
+                              ? tls_uv_errmsg(&conn->tls)
+                              : uv_strerror(rv);
+        snprintf(msg, sizeof(msg), "TLS with %s: %s", c->addr, why);
+        if (rv == TLS_EHANDSHAKE || rv == TLS_EPLAINTEXT) {
+            conn_fatal(c, SHALE_EPROTO, msg);
+        } else if (rv == TLS_EPROTO) {
+            /* Like garbage after HELLO: what was written may be lost. */
+            cq_t list;
+            cq_init(&list);
+            client_take(c, 1, &list);
+            cconn_failed(c, SHALE_EPROTO, msg);
+            client_finish_list(c, &list, SHALE_EPROTO, msg);
+        } else {
+            cconn_failed(c, rv == TLS_ENOMEM || rv == UV_ENOMEM ? SHALE_ENOMEM : SHALE_EIO, msg);
+        }
+        return -1;
+    }
+    if (established && c->state == CS_TLS)
+        start_hello(c, conn);
+    *n = plen;
+    return conn == c->conn && !c->closing ? 0 : -1;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -453,8 +501,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0)
         return;
     c->last_rx_ms = client_now_ms();
-    int rv =
-        frame_decoder_feed(&conn->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, conn);
+    size_t n = (size_t)nread;
+    if (conn->tls_on && (tls_read(c, conn, &n) != 0 || n == 0))
+        return;
+    int rv = frame_decoder_feed(&conn->dec, (const uint8_t *)buf->base, n, on_frame, conn);
     if (rv < 0 && conn == c->conn && !c->closing)
         stream_error(c, conn, rv);
 }
@@ -498,12 +548,43 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(&conn->tcp, 1);
     uv_tcp_keepalive(&conn->tcp, 1, KEEPALIVE_S);
-    conn->hello_id = c->next_id++;
-    conn->hello = hello_frame(c, conn->hello_id);
-    int rv = conn->hello ? uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, on_read) : UV_ENOMEM;
+    if (c->tls != NULL) {
+        char err[TLS_ERRLEN];
+        const char *name = c->tls_name_host ? c->host : c->tls_name[0] ? c->tls_name : NULL;
+        int rv = tls_uv_start(&conn->tls, c->tls, (uv_stream_t *)&conn->tcp, name, err,
+                              sizeof(err));
+        if (rv == 0) {
+            conn->tls_on = 1;
+            rv = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, on_read);
+            snprintf(err, sizeof(err), "%s", rv != 0 ? uv_strerror(rv) : "");
+        }
+        if (rv != 0) {
+            char m2[SHALE_ERRMSG_LEN + TLS_ERRLEN];
+            snprintf(m2, sizeof(m2), "TLS with %s: %s", c->addr, err);
+            snprintf(msg, sizeof(msg), "%.*s", (int)sizeof(msg) - 1, m2);
+            cconn_failed(c, rv == UV_ENOMEM || rv == TLS_ENOMEM ? SHALE_ENOMEM : SHALE_EIO, msg);
+            return;
+        }
+        c->state = CS_TLS; /* HELLO once the handshake is done */
+        return;
+    }
+    int rv = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, on_read);
     if (rv != 0) {
         snprintf(msg, sizeof(msg), "connection to %s: %s", c->addr, uv_strerror(rv));
-        cconn_failed(c, rv == UV_ENOMEM ? SHALE_ENOMEM : SHALE_EIO, msg);
+        cconn_failed(c, SHALE_EIO, msg);
+        return;
+    }
+    start_hello(c, conn);
+}
+
+/* The connection can carry frames: HELLO first, the waiting requests right
+ * behind it. */
+static void start_hello(shale_client_t *c, conn_t *conn)
+{
+    conn->hello_id = c->next_id++;
+    conn->hello = hello_frame(c, conn->hello_id);
+    if (conn->hello == NULL) {
+        cconn_failed(c, SHALE_ENOMEM, "out of memory");
         return;
     }
     c->state = CS_HELLO;
@@ -569,11 +650,15 @@ static void on_conn_timeout(uv_timer_t *t)
     shale_client_t *c = t->data;
     if (c->closing)
         return;
-    if (c->state != CS_RESOLVING && c->state != CS_CONNECTING && c->state != CS_HELLO)
+    if (c->state != CS_RESOLVING && c->state != CS_CONNECTING && c->state != CS_TLS &&
+        c->state != CS_HELLO)
         return;
     char msg[SHALE_ERRMSG_LEN];
     snprintf(msg, sizeof(msg), "%s: no %s within %u ms", c->addr,
-             c->state == CS_HELLO ? "HELLO_REPLY" : "connection", c->opts.connect_timeout_ms);
+             c->state == CS_HELLO ? "HELLO_REPLY"
+             : c->state == CS_TLS ? "TLS handshake"
+                                  : "connection",
+             c->opts.connect_timeout_ms);
     cconn_failed(c, SHALE_ETIMEOUT, msg);
 }
 

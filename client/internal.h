@@ -3,8 +3,8 @@
  * Nothing here is installed or visible to applications. The split:
  *   client.c    the handle, options, request lifecycle (submit, complete,
  *               deadlines, cancel on close) and the async entry points;
- *   conn.c      the transport: resolve, connect, HELLO, coalesced writes,
- *               reads, reconnect with capped exponential backoff;
+ *   conn.c      the transport: resolve, connect, TLS, HELLO, coalesced
+ *               writes, reads, reconnect with capped exponential backoff;
  *   codec.c     arguments -> protobuf request, response frame -> shale_req_t
  *               (pure: no I/O, no client state);
  *   reqtable.c  request id -> pending request map;
@@ -190,6 +190,7 @@ enum client_state {
     CS_IDLE,       /* no connection, nothing to send */
     CS_RESOLVING,  /* getaddrinfo in flight */
     CS_CONNECTING, /* TCP connect in flight */
+    CS_TLS,        /* TLS handshake in flight (opts.tls_ca set) */
     CS_HELLO,      /* HELLO sent, requests pipelined behind it */
     CS_READY,      /* HELLO_REPLY received */
     CS_BACKOFF,    /* waiting before the next attempt */
@@ -209,6 +210,9 @@ struct shale_client {
     unsigned naddrs, cur;
     int redirect;
     char *cluster_id; /* configured or learned on the first HELLO (malloc) */
+    struct tls_ctx *tls; /* NULL: plain TCP (owned) */
+    char tls_name[256];  /* the name servers' certificates must carry ("": none) */
+    int tls_name_host;   /* ... or the host of the address in use */
     uint64_t client_id;
     uint64_t next_id;
     uint64_t next_seq;

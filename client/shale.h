@@ -52,7 +52,32 @@ typedef struct shale_options {
      * the next address, with the same (client_id, seq) (2000; UINT32_MAX:
      * never — long-poll callers set it above their wait). */
     uint32_t stall_ms;
+    /* TLS (docs/security.md). Setting tls_ca turns TLS on for every
+     * connection of the client; all NULL: plain TCP. The files are read by
+     * shale_connect / shale_client_open (a bad file fails them with
+     * SHALE_EINVAL and a message); the strings are not kept.
+     *  tls_ca          PEM file of the CA that signed the servers'
+     *                  certificates (the cluster CA);
+     *  tls_cert        PEM certificate this client presents, for servers
+     *                  that require one (--tls-client-auth 1), with
+     *  tls_key         its private key (PEM, unencrypted);
+     *  tls_server_name NULL: any certificate the CA signed is accepted
+     *                  (a dedicated cluster CA signs only the cluster's
+     *                  members); a name or IP address: every server's
+     *                  certificate must name it; SHALE_TLS_NAME_HOST: the
+     *                  certificate must name the host of the address being
+     *                  connected to (per connection, redirects included).
+     * A handshake that fails (unknown CA, expired or misnamed certificate,
+     * a client certificate refused, a server that does not speak TLS) fails
+     * every pending request with SHALE_EPROTO and a message saying why. */
+    const char *tls_ca;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_server_name;
 } shale_options_t;
+
+/* tls_server_name: check each server against the host it was reached at. */
+#define SHALE_TLS_NAME_HOST "@host"
 
 void shale_options_init(shale_options_t *opts);
 

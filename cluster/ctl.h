@@ -69,6 +69,9 @@ typedef struct cmd {
     const char *meta;    /* --meta, else $SHALE_META, else the default */
     uint32_t timeout_ms; /* --timeout (0: not given) */
     const char *cluster_id;
+    /* TLS (--tls-*, else $SHALE_TLS_*; NULL: plain TCP): every connection
+     * to a node, a router or the meta group. */
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     int json;
     const struct verb *verb;
     const char *pos[CTL_MAX_POS];

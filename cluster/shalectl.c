@@ -124,6 +124,10 @@ void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o)
     if (o->connect_timeout_ms > o->timeout_ms)
         o->connect_timeout_ms = o->timeout_ms;
     o->cluster_id = cmd->cluster_id;
+    o->tls_ca = cmd->tls_ca;
+    o->tls_cert = cmd->tls_cert;
+    o->tls_key = cmd->tls_key;
+    o->tls_server_name = cmd->tls_server_name;
     o->stall_ms = CTL_MAP_WAIT_MS + 3000; /* map long-polls are silent while they wait */
 }
 
@@ -315,6 +319,14 @@ static void usage(FILE *f)
             "  --timeout MS        per-request deadline in ms (default 5000; 2000 per node for\n"
             "                      status and top, 1000 per /health or /metrics read)\n"
             "  --cluster-id ID     refuse nodes of another cluster\n"
+            "  --tls-ca FILE       speak TLS to every node, router and meta member, trusting\n"
+            "                      the CA in FILE (PEM; default $SHALE_TLS_CA; off when unset)\n"
+            "  --tls-cert FILE     the certificate to present where nodes require one\n"
+            "                      (default $SHALE_TLS_CERT), with\n"
+            "  --tls-key FILE      its private key (default $SHALE_TLS_KEY)\n"
+            "  --tls-server-name N the name every server's certificate must carry, or @host\n"
+            "                      for the host of each address (default $SHALE_TLS_SERVER_NAME;\n"
+            "                      unset: any certificate the CA signed)\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
             "  --                  end of options (for keys or values that start with -)\n",
@@ -365,8 +377,8 @@ static void verb_usage(FILE *f, const char *name)
                                         : "the group at --addr");
     }
     fprintf(f,
-            "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --json "
-            "(shalectl --help)\n\n%s",
+            "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --tls-ca, "
+            "--tls-cert, --tls-key, --tls-server-name, --json (shalectl --help)\n\n%s",
             exit_help);
 }
 
@@ -395,8 +407,9 @@ static const verb_t *find_verb(const char *name, ctl_target_t prefer)
  * it was one, 0 when it is not a global option, or an exit code + 10. */
 static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
 {
-    static const char *const with_value[] = {"--addr", "--router", "--meta", "--timeout",
-                                             "--cluster-id"};
+    static const char *const with_value[] = {"--addr",   "--router",   "--meta",
+                                             "--timeout", "--cluster-id", "--tls-ca",
+                                             "--tls-cert", "--tls-key", "--tls-server-name"};
     const char *a = argv[*i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         if (cmd->verb != NULL)
@@ -427,6 +440,12 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         cmd->meta = v;
     } else if (k == 4) {
         cmd->cluster_id = v;
+    } else if (k >= 5) {
+        if (v[0] == '\0')
+            return 10 + usage_error("option '%s' needs a value", a);
+        const char **slot[] = {&cmd->tls_ca, &cmd->tls_cert, &cmd->tls_key,
+                               &cmd->tls_server_name};
+        *slot[k - 5] = v;
     } else {
         uint64_t t;
         if (ctl_parse_u64(v, &t) != 0 || t == 0 || t > UINT32_MAX)
@@ -641,6 +660,14 @@ int main(int argc, char **argv)
         return rv;
     if (cmd.meta == NULL)
         cmd.meta = env_or("SHALE_META", CTL_DEFAULT_META);
+    if (cmd.tls_ca == NULL)
+        cmd.tls_ca = env_or("SHALE_TLS_CA", NULL);
+    if (cmd.tls_cert == NULL)
+        cmd.tls_cert = env_or("SHALE_TLS_CERT", NULL);
+    if (cmd.tls_key == NULL)
+        cmd.tls_key = env_or("SHALE_TLS_KEY", NULL);
+    if (cmd.tls_server_name == NULL)
+        cmd.tls_server_name = env_or("SHALE_TLS_SERVER_NAME", NULL);
     /* Status probes run on the async API; a node closing a connection must
      * not kill the tool (libuv programs ignore SIGPIPE). */
     signal(SIGPIPE, SIG_IGN);

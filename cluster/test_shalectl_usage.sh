@@ -119,6 +119,12 @@ expect 3 "cannot connect" --timeout 300 status
 expect 3 "cannot connect" --timeout 300 --router $A top --count 1
 expect 3 "cannot connect" --timeout 300 init --group 1=$A
 expect 3 "cannot connect" --timeout 300 get k
+# TLS options: a file that cannot be read is named (exit 2, nothing sent);
+# the same through the environment; half a certificate is refused.
+expect 2 "cannot read CA file '/nonexistent/ca.crt'" --tls-ca /nonexistent/ca.crt get k
+SHALE_TLS_CA=/nonexistent/env.crt expect 2 "/nonexistent/env.crt" --timeout 300 get k
+expect 2 "give both" --tls-ca /dev/null --tls-cert /dev/null get k
+expect 2 "needs a value" --tls-key
 expect 3 "cannot connect" --timeout 300 --addr $A status
 expect 3 "cannot connect" --timeout 300 rebalance --dry-run
 expect 3 "cannot connect" --timeout 300 migration status

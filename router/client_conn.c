@@ -18,7 +18,12 @@
  *    answers unsent; the limit holds inside one read too (the decoder pauses
  *    after the frame that reaches it and keeps the rest, decoded from the
  *    end-of-turn prepare once answers drain);
- *  - a peer that half-closes gets every answer before the connection closes.
+ *  - a peer that half-closes gets every answer before the connection closes;
+ *  - with TLS (--tls-cert) every connection gets a session (tls_uv.h) before
+ *    anything is read and the decoder only sees plaintext; a failed
+ *    handshake is logged and closed (the alert says why to the peer); a
+ *    peer whose first bytes are not TLS gets one plain-text ERROR frame
+ *    saying the port requires TLS, then the connection closes.
  *
  * Never interprets requests: each frame after HELLO goes to rt_fwd_accept. */
 #include <stdio.h>
@@ -27,6 +32,7 @@
 
 #include "router.h"
 #include "uvwrite.h"
+#include "tls_uv.h"
 
 #define READ_BUF 65536
 #define OUT_HIGH_WATER (32u << 20) /* stop reading above this much output */
@@ -48,6 +54,9 @@ struct rt_cconn {
     uv_buf_t *out;
     size_t nout, capout;
     size_t out_bytes; /* queued + being written */
+    int tls_on;      /* tls holds a session */
+    int plain_reply; /* a plain-text peer: the answer goes out unencrypted */
+    tls_uv_t tls;
     uint8_t rbuf[READ_BUF];
     char peer[64];
 };
@@ -71,6 +80,8 @@ static void conn_unref(rt_cconn_t *c)
 {
     if (--c->refs > 0)
         return;
+    if (c->tls_on)
+        tls_uv_free(&c->tls);
     frame_decoder_free(&c->dec);
     for (size_t i = 0; i < c->nout; i++)
         free(c->out[i].base);
@@ -103,7 +114,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     rt_cconn_t *c = h->data;
     buf->base = (char *)c->rbuf;
-    buf->len = READ_BUF;
+    /* With TLS the plaintext is decrypted into rbuf: leave room for it. */
+    buf->len = c->tls_on ? TLS_UV_READ_ROOM(READ_BUF) : READ_BUF;
 }
 
 /* May this connection take another request now? */
@@ -228,7 +240,11 @@ static void conn_flush(rt_cconn_t *c)
         wr->bytes += wr->bufs[i].len;
     c->nout = 0;
     c->refs++;
-    int rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)wr->n, on_write);
+    int rv;
+    if (c->tls_on && !c->plain_reply)
+        rv = tls_uv_write(&c->tls, &wr->w, wr->bufs, (unsigned)wr->n, on_write);
+    else
+        rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)wr->n, on_write);
     if (rv == 1) {
         on_write(&wr->w, 0); /* written whole now: complete as libuv would */
     } else if (rv != 0) {
@@ -337,8 +353,40 @@ static void after_decode(rt_cconn_t *c, int rv)
     maybe_finish(c);
 }
 
+/* The *n ciphertext bytes in rbuf become *n plaintext bytes. 0, or -1 when
+ * the connection is over (closed, or closing after a plain-text answer). */
+static int tls_read(rt_cconn_t *c, size_t *n)
+{
+    size_t plen = 0;
+    int established = 0;
+    int rv = tls_uv_feed(&c->tls, c->rbuf, *n, READ_BUF, &plen, &established);
+    if (rv == TLS_EPLAINTEXT) {
+        rt_warn("plain-text client on a TLS port", " peer=%s", c->peer);
+        c->plain_reply = 1;
+        conn_fail(c, SHALE_EPROTO,
+                  "plain-text client on a TLS port: this port requires TLS (docs/security.md)");
+        return -1;
+    }
+    if (rv != 0) {
+        rt_warn("TLS connection failed", " peer=%s err=\"%s\"", c->peer,
+                rv < 0 && tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls)
+                                                            : uv_strerror(rv));
+        conn_close(c);
+        return -1;
+    }
+    if (established && rt_log_get_level() <= LOG_DEBUG) {
+        char how[96], cn[128] = "-";
+        tls_sess_peer_cn(c->tls.sess, cn, sizeof(cn));
+        rt_debug("TLS established", " peer=%s tls=\"%s\" peer_cn=\"%s\"", c->peer,
+                 tls_sess_describe(c->tls.sess, how, sizeof(how)), cn);
+    }
+    *n = plen;
+    return 0;
+}
+
 static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* always c->rbuf */
     rt_cconn_t *c = st->data;
     if (nread == UV_EOF) {
         /* Half-close: the peer sends nothing more but may still read. */
@@ -354,8 +402,11 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    after_decode(
-        c, frame_decoder_feed(&c->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, c));
+    size_t n = (size_t)nread;
+    if (c->tls_on && tls_read(c, &n) != 0)
+        return;
+    if (n > 0)
+        after_decode(c, frame_decoder_feed(&c->dec, c->rbuf, n, on_frame, c));
 }
 
 void rt_cconn_resume_all(rt_router_t *r)
@@ -409,6 +460,16 @@ static void on_connection(uv_stream_t *server, int status)
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
         }
         snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+    }
+    if (r->tls_server != NULL) {
+        char err[TLS_ERRLEN];
+        if (tls_uv_start(&c->tls, r->tls_server, (uv_stream_t *)&c->tcp, NULL, err,
+                         sizeof(err)) != 0) {
+            rt_warn("cannot start TLS on a connection", " peer=%s err=\"%s\"", c->peer, err);
+            conn_close(c);
+            return;
+        }
+        c->tls_on = 1;
     }
     update_reading(c);
 }

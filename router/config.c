@@ -57,6 +57,17 @@ static const setting_t settings[] = {
     STR("http", http,
         "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host "
         "(default off)"),
+    STR("tls-ca", tls_ca,
+        "TLS: the cluster CA (PEM) that signs the certificates of nodes and clients; needed "
+        "with --tls-cert"),
+    STR("tls-cert", tls_cert,
+        "TLS on the client port and to the nodes and the meta group (whose ports must speak "
+        "TLS too): this router's certificate (PEM), also presented to them (default off; "
+        "docs/security.md)"),
+    STR("tls-key", tls_key, "TLS: the private key of --tls-cert (PEM)"),
+    U64("tls-client-auth", tls_client_auth, 0, 1,
+        "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); "
+        "default 0"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -90,7 +101,8 @@ void rt_config_usage(const char *prog)
     printf("  --%-20s %s\n", "help", "print this help");
     printf("  --%-20s %s\n", "version", "print the version");
     printf("\nsignals: SIGTERM/SIGINT stop cleanly (in-flight requests finish first);\n"
-           "SIGUSR1 cycles the log level. Exit status 2: bad arguments.\n");
+           "SIGUSR1 cycles the log level; SIGHUP reloads the TLS files (new connections use\n"
+           "them). Exit status 2: bad arguments.\n");
 }
 
 int rt_split_addr(const char *addr, char *host, size_t hlen, int *port)
@@ -253,6 +265,20 @@ int rt_config_validate(const rt_config_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "bad --http address '%s' (want HOST:PORT or :PORT)", c->http);
             return -1;
         }
+    }
+    int tls_on = c->tls_cert[0] != '\0';
+    if (tls_on != (c->tls_key[0] != '\0')) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together");
+        return -1;
+    }
+    if (tls_on != (c->tls_ca[0] != '\0')) {
+        snprintf(err, errlen, "TLS needs --tls-ca, --tls-cert and --tls-key together: the CA "
+                              "verifies the nodes and the meta group");
+        return -1;
+    }
+    if (c->tls_client_auth && !tls_on) {
+        snprintf(err, errlen, "--tls-client-auth 1 needs --tls-ca, --tls-cert and --tls-key");
+        return -1;
     }
     if (rt_log_parse_level(c->log_level) < 0) {
         snprintf(err, errlen, "bad --log-level '%s' (debug, info, warn or error)", c->log_level);

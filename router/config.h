@@ -23,6 +23,12 @@ typedef struct rt_config {
     char log_level[16];
     uint64_t slow_ms; /* log requests taking this long at info/warn; 0 off */
     char http[160];   /* metrics/health HTTP address; "" off */
+    /* TLS on the client port and on every dial to nodes and the meta group;
+     * off while tls_cert is "" (docs/security.md). */
+    char tls_ca[512];
+    char tls_cert[512];
+    char tls_key[512];
+    uint64_t tls_client_auth; /* 1: clients must present a certificate the CA signed */
 } rt_config_t;
 
 void rt_config_defaults(rt_config_t *c);

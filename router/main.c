@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "tls.h"
 
 #define STOP_POLL_MS 10
 #define STOP_FORCE_MS 2000
@@ -60,6 +61,42 @@ static void finish_stop(rt_router_t *r)
     close_handle((uv_handle_t *)&r->sigterm);
     close_handle((uv_handle_t *)&r->sigint);
     close_handle((uv_handle_t *)&r->sigusr1);
+    close_handle((uv_handle_t *)&r->sighup);
+}
+
+/* TLS contexts from --tls-* (none when TLS is off). 0 or -1 with err. */
+static int tls_init(rt_router_t *r, char *err, size_t errlen)
+{
+    if (r->cfg.tls_cert[0] == '\0')
+        return 0;
+    tls_opts_t o = {.ca_file = r->cfg.tls_ca,
+                    .cert_file = r->cfg.tls_cert,
+                    .key_file = r->cfg.tls_key,
+                    .require_peer_cert = r->cfg.tls_client_auth != 0};
+    if (tls_ctx_new(TLS_SERVER, &o, &r->tls_server, err, errlen) != 0 ||
+        tls_ctx_new(TLS_CLIENT, &o, &r->tls_client, err, errlen) != 0) {
+        tls_ctx_free(r->tls_server);
+        r->tls_server = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* SIGHUP: new client and node connections use the files as they are now;
+ * open ones keep theirs. (The meta watch's clients keep theirs until they
+ * reconnect: docs/security.md.) */
+static void tls_reload(rt_router_t *r)
+{
+    if (r->tls_server == NULL)
+        return;
+    char err[TLS_ERRLEN];
+    if (tls_ctx_reload(r->tls_server, err, sizeof(err)) != 0 ||
+        tls_ctx_reload(r->tls_client, err, sizeof(err)) != 0) {
+        rt_error("TLS reload failed: the files in use before stay in use", " err=\"%s\"", err);
+        return;
+    }
+    rt_info("TLS certificates reloaded", " cert=%s generation=%llu", r->cfg.tls_cert,
+            (unsigned long long)tls_ctx_generation(r->tls_server));
 }
 
 static void on_stop_timer(uv_timer_t *t)
@@ -94,6 +131,10 @@ static void on_signal(uv_signal_t *h, int signum)
         log_cycle_level();
         return;
     }
+    if (signum == SIGHUP) {
+        tls_reload(r);
+        return;
+    }
     rt_info("signal received", " signal=%d", signum);
     rt_router_stop(r, 0);
 }
@@ -123,11 +164,17 @@ int main(int argc, char **argv)
         return 2;
     }
     rt_log_set_level(rt_log_parse_level(r->cfg.log_level));
+    if (tls_init(r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shale-router: %s\n", err);
+        return 2;
+    }
 
     r->loop = uv_default_loop();
     if (rt_obs_init(r) != 0) {
         fprintf(stderr, "shale-router: out of memory setting up metrics\n");
         rt_obs_free(r);
+        tls_ctx_free(r->tls_server);
+        tls_ctx_free(r->tls_client);
         return 1;
     }
     rt_q_init(&r->conns);
@@ -144,6 +191,11 @@ int main(int argc, char **argv)
     init_signal(r, &r->sigterm, SIGTERM);
     init_signal(r, &r->sigint, SIGINT);
     init_signal(r, &r->sigusr1, SIGUSR1);
+    /* SIGHUP reloads the TLS files; without TLS it keeps its default. */
+    uv_signal_init(r->loop, &r->sighup);
+    r->sighup.data = r;
+    if (r->tls_server != NULL)
+        uv_signal_start(&r->sighup, on_signal, SIGHUP);
 
     if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
         rt_error("cannot listen", " err=\"%s\"", err);
@@ -171,6 +223,8 @@ int main(int argc, char **argv)
     uv_run(r->loop, UV_RUN_DEFAULT);
     rt_route_free(&r->route);
     rt_obs_free(r);
+    tls_ctx_free(r->tls_server);
+    tls_ctx_free(r->tls_client);
     int lrv = uv_loop_close(r->loop);
     if (lrv != 0)
         rt_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

@@ -2,7 +2,7 @@
  * I/O modules. Nothing here is installed.
  *
  * The split (each file says at its top what it owns and never does):
- *   main.c         flags, the loop, signals, clean shutdown;
+ *   main.c         flags, the loop, signals, TLS contexts, clean shutdown;
  *   client_conn.c  client connections: HELLO, framing, flow control, output;
  *   forward.c      a client request's life: route, send, retry, split/merge,
  *                  deadline, answer;
@@ -221,7 +221,9 @@ struct rt_router {
     uv_tcp_t listener;
     int listener_inited;
     uv_prepare_t turn; /* end of turn: resume, send, flush */
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
+    struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */
+    struct tls_ctx *tls_client; /* dials to nodes (upstream.c) */
     uv_timer_t stop_timer;
     uint64_t stop_started;
     rt_q_t conns;     /* client connections */

@@ -22,7 +22,12 @@
  *    once so requests move to other members instead of queueing;
  *  - a connection with calls outstanding that received nothing for
  *    max(2 x --timeout-ms, 2 s), or that is still connecting after 2 s, is
- *    closed (a stopped or partitioned node).
+ *    closed (a stopped or partitioned node);
+ *  - with TLS (--tls-cert) the handshake comes first and HELLO waits behind
+ *    it; the node's certificate must chain to --tls-ca (any member's name:
+ *    checking it against the map is part 2 of docs/security.md), and the
+ *    router presents its own; a failed handshake fails the connection like a
+ *    refused connect (with backoff), and the 2 s connect limit covers it.
  *
  * Never interprets answers (forward.c does) and never chooses the node. */
 #include <stdio.h>
@@ -32,6 +37,7 @@
 #include "idmap.h"
 #include "router.h"
 #include "uvwrite.h"
+#include "tls_uv.h"
 
 #define UP_READ_BUF 65536
 #define UP_BACKOFF_FIRST_MS 50
@@ -42,7 +48,7 @@
 #define UP_KEEPALIVE_S 30
 #define UP_MAX_CANCELED 65536 /* canceled calls awaiting answers on one connection */
 
-enum { UC_CONNECTING, UC_OPEN, UC_READY, UC_CLOSING };
+enum { UC_CONNECTING, UC_TLS, UC_OPEN, UC_READY, UC_CLOSING };
 
 typedef struct rt_upconn rt_upconn_t;
 
@@ -74,6 +80,8 @@ struct rt_upconn {
     rt_q_t dirty_link;
     uint64_t started_ms, last_rx_ms;
     uint64_t busy_since; /* when the first of the calls outstanding was sent */
+    int tls_on;          /* tls holds a session */
+    tls_uv_t tls;
     uint8_t rbuf[UP_READ_BUF];
 };
 
@@ -170,6 +178,8 @@ static int queue_frame(rt_upconn_t *c, uint8_t *frame, size_t len)
 static void on_conn_closed(uv_handle_t *h)
 {
     rt_upconn_t *c = h->data;
+    if (c->tls_on)
+        tls_uv_free(&c->tls);
     frame_decoder_free(&c->dec);
     for (size_t i = 0; i < c->nout; i++)
         free(c->out[i].base);
@@ -219,7 +229,9 @@ static void conn_flush(rt_upconn_t *c)
     for (; c->nunsent > 0 && n != &c->calls; n = n->prev, c->nunsent--)
         rt_q_data(n, rt_upcall_t, link)->written = 1;
     c->nunsent = 0;
-    int rv = uvw_write(&uw->w, (uv_stream_t *)&c->tcp, uw->bufs, (unsigned)uw->n, on_write);
+    int rv = c->tls_on ? tls_uv_write(&c->tls, &uw->w, uw->bufs, (unsigned)uw->n, on_write)
+                       : uvw_write(&uw->w, (uv_stream_t *)&c->tcp, uw->bufs, (unsigned)uw->n,
+                                   on_write);
     if (rv == 1) {
         on_write(&uw->w, 0); /* written whole now: complete as libuv would */
     } else if (rv != 0) {
@@ -294,7 +306,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     rt_upconn_t *c = h->data;
     buf->base = (char *)c->rbuf;
-    buf->len = UP_READ_BUF;
+    /* With TLS the plaintext is decrypted into rbuf: leave room for it. */
+    buf->len = c->tls_on ? TLS_UV_READ_ROOM(UP_READ_BUF) : UP_READ_BUF;
 }
 
 static int handle_hello_reply(rt_upconn_t *c, const frame_hdr_t *h, const uint8_t *p)
@@ -382,6 +395,7 @@ static int on_frame(void *ud, const frame_hdr_t *h, const uint8_t *payload)
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* always c->rbuf */
     rt_upconn_t *c = st->data;
     if (nread == 0 || c->state == UC_CLOSING)
         return;
@@ -393,7 +407,31 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->last_rx_ms = uv_now(c->r->loop);
-    int rv = frame_decoder_feed(&c->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
+    size_t n = (size_t)nread;
+    if (c->tls_on) {
+        size_t plen = 0;
+        int established = 0;
+        int trv = tls_uv_feed(&c->tls, c->rbuf, n, UP_READ_BUF, &plen, &established);
+        if (trv != 0) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "TLS with %s: %s", c->node->addr,
+                     trv < 0 && tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls)
+                                                                  : uv_strerror(trv));
+            conn_fail(c, msg);
+            return;
+        }
+        if (established && c->state == UC_TLS) {
+            /* HELLO and the calls queued behind it go out now. */
+            c->state = UC_OPEN;
+            conn_flush(c);
+            if (c->state == UC_CLOSING)
+                return;
+        }
+        if (plen == 0)
+            return;
+        n = plen;
+    }
+    int rv = frame_decoder_feed(&c->dec, c->rbuf, n, on_frame, c);
     if (rv < 0 && c->state != UC_CLOSING) {
         char msg[320];
         snprintf(msg, sizeof(msg), "bad frame from %s: %s", c->node->addr, shale_strerror(rv));
@@ -414,8 +452,22 @@ static void on_connect(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     uv_tcp_keepalive(&c->tcp, 1, UP_KEEPALIVE_S);
-    c->state = UC_OPEN;
     c->last_rx_ms = uv_now(c->r->loop);
+    if (c->r->tls_client != NULL) {
+        char err[TLS_ERRLEN];
+        if (tls_uv_start(&c->tls, c->r->tls_client, (uv_stream_t *)&c->tcp, NULL, err,
+                         sizeof(err)) != 0) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "TLS with %s: %s", c->node->addr, err);
+            conn_fail(c, msg);
+            return;
+        }
+        c->tls_on = 1;
+        c->state = UC_TLS; /* HELLO once the handshake is done */
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+        return;
+    }
+    c->state = UC_OPEN;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
     conn_flush(c);
 }
@@ -571,9 +623,10 @@ static void sweep_conn(rt_router_t *r, rt_upconn_t *c, uint64_t now)
     uint64_t stall = 2 * r->cfg.timeout_ms;
     if (stall < UP_STALL_MIN_MS)
         stall = UP_STALL_MIN_MS;
-    if (c->state == UC_CONNECTING && now - c->started_ms > UP_CONNECT_TIMEOUT_MS) {
-        snprintf(msg, sizeof(msg), "cannot connect to %s: no answer within %d ms", c->node->addr,
-                 UP_CONNECT_TIMEOUT_MS);
+    if ((c->state == UC_CONNECTING || c->state == UC_TLS) &&
+        now - c->started_ms > UP_CONNECT_TIMEOUT_MS) {
+        snprintf(msg, sizeof(msg), "cannot connect to %s: no %s within %d ms", c->node->addr,
+                 c->state == UC_TLS ? "TLS handshake" : "answer", UP_CONNECT_TIMEOUT_MS);
         conn_fail(c, msg);
     } else if ((c->state == UC_OPEN || c->state == UC_READY) && c->ids.n > 0 &&
                now - (c->last_rx_ms > c->busy_since ? c->last_rx_ms : c->busy_since) > stall) {

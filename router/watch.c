@@ -67,6 +67,11 @@ static shale_client_t *open_client(rt_router_t *r, uint32_t timeout_ms, unsigned
     shale_options_init(&o);
     o.cluster_id = r->cfg.cluster_id;
     o.timeout_ms = timeout_ms;
+    if (r->tls_client != NULL) { /* the meta group's client port speaks TLS too */
+        o.tls_ca = r->cfg.tls_ca;
+        o.tls_cert = r->cfg.tls_cert;
+        o.tls_key = r->cfg.tls_key;
+    }
     o.connect_timeout_ms = 1000;
     /* A long-poll is silent by design: only a member silent past the wait
      * (plus a margin) is stalled. The refresher (wait 0) keeps the default. */

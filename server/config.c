@@ -54,6 +54,10 @@ static const setting_t settings[] = {
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
     {"slow-ms", K_U64, offsetof(shaled_config_t, slow_ms), 0, "log a request answered after this many ms at info/warn with its trace id (default 100; 0: never; at debug every request is logged)"},
     STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
+    STR("tls-ca", tls_ca, "TLS: the cluster CA (PEM) that signs the certificates of nodes and clients; needed with --tls-cert"),
+    STR("tls-cert", tls_cert, "TLS on the client port: this node's certificate (PEM), also presented when it dials the meta group or a snapshot source (default off; docs/security.md)"),
+    STR("tls-key", tls_key, "TLS: the private key of --tls-cert (PEM)"),
+    {"tls-client-auth", K_U64, offsetof(shaled_config_t, tls_client_auth), 0, "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); default 0"},
     {"test-broken-reads", K_U64, offsetof(shaled_config_t, test_broken_reads), 0, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -98,7 +102,8 @@ void shaled_config_usage(const char *prog)
     printf("  --%-22s %s\n", "config FILE", "read settings from FILE first; flags override it");
     printf("  --%-22s %s\n", "help", "print this help");
     printf("  --%-22s %s\n", "version", "print the version");
-    printf("\nsignals: SIGTERM/SIGINT stop cleanly; SIGUSR1 cycles the log level.\n");
+    printf("\nsignals: SIGTERM/SIGINT stop cleanly; SIGUSR1 cycles the log level;\n"
+           "SIGHUP reloads the TLS certificate, key and CA files (new connections use them).\n");
 }
 
 static const setting_t *find(const char *name)
@@ -383,6 +388,25 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->test_broken_reads > 1) {
         snprintf(err, errlen, "test-broken-reads must be 0 or 1 (and is for the fault harness only)");
+        return -1;
+    }
+    int tls_on = c->tls_cert[0] != '\0';
+    if (tls_on != (c->tls_key[0] != '\0')) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together (TLS on the client port)");
+        return -1;
+    }
+    if (tls_on && c->tls_ca[0] == '\0') {
+        snprintf(err, errlen, "--tls-cert needs --tls-ca: the cluster CA this node verifies "
+                              "peers with");
+        return -1;
+    }
+    if (!tls_on && c->tls_ca[0] != '\0') {
+        snprintf(err, errlen, "--tls-ca needs --tls-cert and --tls-key (TLS on the client port)");
+        return -1;
+    }
+    if (c->tls_client_auth > 1 || (c->tls_client_auth && !tls_on)) {
+        snprintf(err, errlen, "--tls-client-auth must be 0 or 1, and 1 needs --tls-cert, "
+                              "--tls-key and --tls-ca");
         return -1;
     }
     if (log_parse_level(c->log_level) < 0) {

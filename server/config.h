@@ -41,6 +41,12 @@ typedef struct shaled_config {
     uint64_t slow_ms;           /* log requests taking this long at info/warn; 0 off */
     char http[160];             /* metrics/health HTTP address; "" off */
     uint64_t test_broken_reads; /* TEST ONLY (jepsen/run --broken-reads): read_index.c */
+    /* TLS on the client port and on this node's own dials to client ports
+     * (meta, snapshot sources); off while tls_cert is "" (docs/security.md). */
+    char tls_ca[512];
+    char tls_cert[512];
+    char tls_key[512];
+    uint64_t tls_client_auth;   /* 1: clients must present a certificate the CA signed */
     char config_file[512];
 } shaled_config_t;
 

@@ -14,7 +14,14 @@
  * frame that reaches it and keeps the rest, which is decoded (from the
  * loop's check phase) once answers drain. A peer that half-closes (EOF) gets
  * every answer before the connection closes. This file never interprets
- * requests: it hands each frame to dispatch_frame(). */
+ * requests: it hands each frame to dispatch_frame().
+ *
+ * TLS (--tls-cert, docs/security.md): every accepted connection gets a
+ * session (tls_uv.h) before anything is read; the frame decoder only ever
+ * sees plaintext, and answers are encrypted when written. A peer that fails
+ * the handshake is logged and closed (the alert tells it why); a peer
+ * whose first bytes are not TLS at all gets one plain-text ERROR frame
+ * saying the port requires TLS, then the connection closes. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +29,7 @@
 #include "log.h"
 #include "server.h"
 #include "uvwrite.h"
+#include "tls_uv.h"
 #include "wire.h"
 
 #define READ_BUF 65536
@@ -46,6 +54,9 @@ struct conn {
     uv_buf_t *out;
     size_t nout, capout;
     size_t out_bytes;     /* queued + being written */
+    int tls_on;           /* tls holds a session: the port speaks TLS */
+    int plain_reply;      /* a plain-text peer: answers go out unencrypted */
+    tls_uv_t tls;
     uint8_t rbuf[READ_BUF];
     char peer[64];
 };
@@ -74,6 +85,8 @@ void conn_ref(conn_t *c) { c->refs++; }
 
 static void conn_free(conn_t *c)
 {
+    if (c->tls_on)
+        tls_uv_free(&c->tls);
     frame_decoder_free(&c->dec);
     for (size_t i = 0; i < c->nout; i++)
         free(c->out[i].base);
@@ -119,7 +132,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     (void)suggested;
     conn_t *c = h->data;
     buf->base = (char *)c->rbuf;
-    buf->len = READ_BUF;
+    /* With TLS the plaintext is decrypted into rbuf: leave room for it. */
+    buf->len = c->tls_on ? TLS_UV_READ_ROOM(READ_BUF) : READ_BUF;
 }
 
 /* May this connection take another request now? */
@@ -240,8 +254,12 @@ static void conn_flush(conn_t *c)
     c->out = NULL;
     c->nout = c->capout = 0;
     conn_ref(c);
-    int rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs,
-                       (unsigned)wr->n, on_write);
+    int rv;
+    if (c->tls_on && !c->plain_reply) {
+        rv = tls_uv_write(&c->tls, &wr->w, wr->bufs, (unsigned)wr->n, on_write);
+    } else {
+        rv = uvw_write(&wr->w, (uv_stream_t *)&c->tcp, wr->bufs, (unsigned)wr->n, on_write);
+    }
     if (rv == 1) {
         on_write(&wr->w, 0); /* written whole now: complete as libuv would */
     } else if (rv != 0) {
@@ -365,8 +383,41 @@ static void after_decode(conn_t *c, int rv)
     maybe_finish(c);
 }
 
+/* The *n ciphertext bytes in rbuf become *n plaintext bytes. 0, or -1 when
+ * the connection is over (then it is closed, or closes after a plain-text
+ * answer). */
+static int tls_read(conn_t *c, size_t *n)
+{
+    size_t plen = 0;
+    int established = 0;
+    int rv = tls_uv_feed(&c->tls, c->rbuf, *n, READ_BUF, &plen, &established);
+    if (rv == TLS_EPLAINTEXT) {
+        log_warn("plain-text client on a TLS port", " peer=%s", c->peer);
+        c->plain_reply = 1;
+        conn_fail(c, SHALE_EPROTO,
+                  "plain-text client on a TLS port: this port requires TLS (docs/security.md)");
+        return -1;
+    }
+    if (rv != 0) {
+        log_warn("TLS connection failed", " peer=%s err=\"%s\"", c->peer,
+                 rv < 0 && tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls)
+                                                             : uv_strerror(rv));
+        conn_close(c);
+        return -1;
+    }
+    if (established && log_get_level() <= LOG_DEBUG) {
+        char how[96], cn[128] = "-";
+        tls_sess_peer_cn(c->tls.sess, cn, sizeof(cn));
+        log_debug("TLS established", " peer=%s tls=\"%s\" peer_cn=\"%s\"", c->peer,
+                  tls_sess_describe(c->tls.sess, how, sizeof(how)), cn);
+    }
+    *n = plen;
+    return 0;
+}
+
 static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
+    (void)buf; /* always c->rbuf */
     conn_t *c = st->data;
     if (nread == UV_EOF) {
         /* Half-close: the peer sends nothing more but may still read. */
@@ -382,8 +433,11 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0)
         return;
-    after_decode(c, frame_decoder_feed(&c->dec, (const uint8_t *)buf->base,
-                                       (size_t)nread, on_frame, c));
+    size_t n = (size_t)nread;
+    if (c->tls_on && tls_read(c, &n) != 0)
+        return;
+    if (n > 0)
+        after_decode(c, frame_decoder_feed(&c->dec, c->rbuf, n, on_frame, c));
 }
 
 void conn_resume_all(shaled_t *s)
@@ -434,7 +488,54 @@ static void on_connection(uv_stream_t *server, int status)
         uv_ip4_name(sin, ip, sizeof(ip));
         snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, ntohs(sin->sin_port));
     }
+    if (s->tls_server != NULL) {
+        char err[TLS_ERRLEN];
+        if (tls_uv_start(&c->tls, s->tls_server, (uv_stream_t *)&c->tcp, NULL, err,
+                         sizeof(err)) != 0) {
+            log_warn("cannot start TLS on a connection", " peer=%s err=\"%s\"", c->peer, err);
+            conn_close(c);
+            return;
+        }
+        c->tls_on = 1;
+    }
     update_reading(c);
+}
+
+int conn_tls_init(shaled_t *s, char *err, size_t errlen)
+{
+    if (s->cfg.tls_cert[0] == '\0')
+        return 0;
+    tls_opts_t o = {.ca_file = s->cfg.tls_ca,
+                    .cert_file = s->cfg.tls_cert,
+                    .key_file = s->cfg.tls_key,
+                    .require_peer_cert = s->cfg.tls_client_auth != 0};
+    if (tls_ctx_new(TLS_SERVER, &o, &s->tls_server, err, errlen) != 0 ||
+        tls_ctx_new(TLS_CLIENT, &o, &s->tls_client, err, errlen) != 0) {
+        conn_tls_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void conn_tls_reload(shaled_t *s)
+{
+    if (s->tls_server == NULL)
+        return;
+    char err[TLS_ERRLEN];
+    if (tls_ctx_reload(s->tls_server, err, sizeof(err)) != 0 ||
+        tls_ctx_reload(s->tls_client, err, sizeof(err)) != 0) {
+        log_error("TLS reload failed: the files in use before stay in use", " err=\"%s\"", err);
+        return;
+    }
+    log_info("TLS certificates reloaded", " cert=%s generation=%llu", s->cfg.tls_cert,
+             (unsigned long long)tls_ctx_generation(s->tls_server));
+}
+
+void conn_tls_free(shaled_t *s)
+{
+    tls_ctx_free(s->tls_server);
+    tls_ctx_free(s->tls_client);
+    s->tls_server = s->tls_client = NULL;
 }
 
 int conn_listen(shaled_t *s, char *err, size_t errlen)

@@ -101,6 +101,8 @@ struct shaled {
     int raft_closed;
 
     /* network (conn.c) */
+    struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */
+    struct tls_ctx *tls_client; /* what this node dials client ports with (meta, snapshots) */
     uv_tcp_t listener;
     int listener_inited;
     qnode_t conns;       /* all open connections */
@@ -159,7 +161,7 @@ struct shaled {
     int broken_lease;         /* TEST ONLY (--test-broken-reads): reads_broken_local */
 
     /* lifecycle */
-    uv_signal_t sigterm, sigint, sigusr1;
+    uv_signal_t sigterm, sigint, sigusr1, sighup;
     uv_timer_t stop_timer;
     uint64_t stop_waited_ms; /* draining raft appends before raft_close */
     int stopping;
@@ -176,6 +178,13 @@ struct shaled {
 };
 
 /* conn.c */
+/* Build the TLS contexts from --tls-* (nothing when TLS is off). 0, or -1
+ * with err. */
+int conn_tls_init(shaled_t *s, char *err, size_t errlen);
+/* SIGHUP: rebuild both contexts from their files; new connections use
+ * them, open ones keep theirs. A failure is logged and changes nothing. */
+void conn_tls_reload(shaled_t *s);
+void conn_tls_free(shaled_t *s);
 int conn_listen(shaled_t *s, char *err, size_t errlen);
 void conn_close_all(shaled_t *s);
 /* Queue a packed frame (malloc'd, ownership passes) for c. */

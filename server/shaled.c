@@ -91,11 +91,14 @@ static void on_raft_closed(struct raft *r)
     close_handle((uv_handle_t *)&s->sigterm);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigusr1);
+    close_handle((uv_handle_t *)&s->sighup);
     /* Closing the last uv handle of a signal restores its default action:
      * a SIGTERM arriving from here until exit would kill the process
      * mid-shutdown (before the final sync and exit code). Ignore them. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    if (s->tls_server != NULL)
+        signal(SIGHUP, SIG_IGN);
     log_info("raft closed", "%s", "");
 }
 
@@ -171,6 +174,10 @@ static void on_signal(uv_signal_t *h, int signum)
     shaled_t *s = h->data;
     if (signum == SIGUSR1) {
         log_cycle_level();
+        return;
+    }
+    if (signum == SIGHUP) {
+        conn_tls_reload(s);
         return;
     }
     log_info("signal received", " signal=%d", signum);
@@ -270,8 +277,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "shaled: %s\n", err);
         return 2;
     }
+    if (conn_tls_init(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        if (seed != NULL)
+            shale__member_table__free_unpacked(seed, NULL);
+        return 2;
+    }
     if (make_dirs(s, err, sizeof(err)) != 0) {
         fprintf(stderr, "shaled: %s\n", err);
+        conn_tls_free(s);
         return 1;
     }
 
@@ -286,6 +300,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "shaled: cannot open storage in %s: %s\n", s->db_dir, serr);
         if (seed != NULL)
             shale__member_table__free_unpacked(seed, NULL);
+        conn_tls_free(s);
         return 1;
     }
     if (members_load(s, seed, serr) != 0) {
@@ -293,6 +308,7 @@ int main(int argc, char **argv)
         if (seed != NULL)
             shale__member_table__free_unpacked(seed, NULL);
         store_close(s->store);
+        conn_tls_free(s);
         return 1;
     }
     if (meta_load(s, serr) != 0 || own_load(s, serr) != 0) {
@@ -303,6 +319,7 @@ int main(int argc, char **argv)
         meta_free(s);
         own_free(s);
         store_close(s->store);
+        conn_tls_free(s);
         return 1;
     }
 
@@ -316,6 +333,7 @@ int main(int argc, char **argv)
         store_close(s->store);
         if (seed != NULL)
             shale__member_table__free_unpacked(seed, NULL);
+        conn_tls_free(s);
         return 1;
     }
     q_init(&s->conns);
@@ -337,6 +355,11 @@ int main(int argc, char **argv)
     init_signal(s, &s->sigterm, SIGTERM);
     init_signal(s, &s->sigint, SIGINT);
     init_signal(s, &s->sigusr1, SIGUSR1);
+    /* SIGHUP reloads the TLS files; without TLS it keeps its default. */
+    uv_signal_init(s->loop, &s->sighup);
+    s->sighup.data = s;
+    if (s->tls_server != NULL)
+        uv_signal_start(&s->sighup, on_signal, SIGHUP);
 
     int failed = 0;
     int raft_rv = raft_node_start(s, seed, err, sizeof(err));
@@ -376,6 +399,7 @@ int main(int argc, char **argv)
     meta_free(s);
     own_free(s);
     obs_free(s);
+    conn_tls_free(s);
     int lrv = uv_loop_close(s->loop);
     if (lrv != 0)
         log_warn("loop closed with handles still open", " err=%s", uv_strerror(lrv));

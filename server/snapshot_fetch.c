@@ -11,7 +11,9 @@
  *  - data goes to <dest>.part, fsynced file by file, and becomes <dest> by
  *    one rename (then the parent directory is fsynced): <dest> existing means
  *    the checkpoint is complete;
- *  - memory: one raw chunk, one frame buffer, one zstd context. */
+ *  - memory: one raw chunk, one frame buffer, one zstd context;
+ *  - with opts->tls the stream runs inside TLS (tls_fd_*), since it comes
+ *    from the source's client port. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +35,7 @@
 #include "log.h"
 #include "shale_errors.h"
 #include "snapshot_xfer.h"
+#include "tls.h"
 #include "wire.h"
 
 #define ZSTD_LEVEL 1
@@ -198,6 +201,22 @@ static uint64_t mono_ms(void)
 
 /* ---- Blocking socket I/O -------------------------------------------------------*/
 
+/* The connection to the source: a socket, and a TLS session on it or not. */
+typedef struct link {
+    int fd;
+    tls_sess_t *tls;
+    char why[TLS_ERRLEN]; /* the TLS failure, when one ended the stream */
+} link_t;
+
+/* A tls_fd_* failure as a SHALE_E* code (errno intact for TLS_EIO). */
+static int tls_code(link_t *l, int rv)
+{
+    if (rv == TLS_EIO)
+        return errno == EAGAIN || errno == EWOULDBLOCK ? SHALE_ETIMEOUT : SHALE_EIO;
+    tls_fd_strerror(l->tls, rv, l->why, sizeof(l->why));
+    return rv == TLS_ENOMEM ? SHALE_ENOMEM : SHALE_EPROTO;
+}
+
 /* 0, or the SHALE_E* of the failure (SHALE_ETIMEOUT / SHALE_EIO). */
 static int io_code(ssize_t r)
 {
@@ -206,8 +225,13 @@ static int io_code(ssize_t r)
     return errno == EAGAIN || errno == EWOULDBLOCK ? SHALE_ETIMEOUT : SHALE_EIO;
 }
 
-static int send_all(int fd, const uint8_t *p, size_t n)
+static int send_all(link_t *l, const uint8_t *p, size_t n)
 {
+    if (l->tls != NULL) {
+        int rv = tls_fd_send(l->tls, l->fd, p, n);
+        return rv == 0 ? 0 : tls_code(l, rv);
+    }
+    int fd = l->fd;
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -220,8 +244,18 @@ static int send_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-static int recv_all(int fd, uint8_t *p, size_t n)
+static int recv_all(link_t *l, uint8_t *p, size_t n)
 {
+    while (n > 0 && l->tls != NULL) {
+        long r = tls_fd_recv(l->tls, l->fd, p, n);
+        if (r == 0)
+            return SHALE_EIO; /* EOF */
+        if (r < 0)
+            return tls_code(l, (int)r);
+        p += r;
+        n -= (size_t)r;
+    }
+    int fd = l->fd;
     while (n > 0) {
         ssize_t r = recv(fd, p, n, 0);
         if (r < 0 && errno == EINTR)
@@ -234,13 +268,13 @@ static int recv_all(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
-static int send_msg(int fd, uint16_t type, uint64_t id, const ProtobufCMessage *m)
+static int send_msg(link_t *l, uint16_t type, uint64_t id, const ProtobufCMessage *m)
 {
     size_t len;
     uint8_t *f = wire_pack(type, id, m, UINT32_MAX, &len);
     if (f == NULL)
         return SHALE_ENOMEM;
-    int rv = send_all(fd, f, len);
+    int rv = send_all(l, f, len);
     free(f);
     return rv;
 }
@@ -429,7 +463,7 @@ static int connect_to(const char *addr, int timeout_ms, int *out, char *err, siz
 }
 
 /* The stream itself: HELLO, SNAP_FETCH, chunks until done or an error. */
-static int run_fetch(fetch_t *f, int fd, const char *cluster_id, uint64_t min_index,
+static int run_fetch(fetch_t *f, link_t *l, const char *cluster_id, uint64_t min_index,
                      uint64_t *applied)
 {
     Shale__Hello h = SHALE__HELLO__INIT;
@@ -442,19 +476,21 @@ static int run_fetch(fetch_t *f, int fd, const char *cluster_id, uint64_t min_in
     q.min_applied_index = min_index;
     q.has_chunk_bytes = 1;
     q.chunk_bytes = f->chunk;
-    int rv = send_msg(fd, SHALE_MSG_HELLO, 1, &h.base);
+    int rv = send_msg(l, SHALE_MSG_HELLO, 1, &h.base);
     if (rv == 0)
-        rv = send_msg(fd, SHALE_MSG_SNAP_FETCH_REQ, 2, &q.base);
+        rv = send_msg(l, SHALE_MSG_SNAP_FETCH_REQ, 2, &q.base);
     if (rv != 0)
-        return ferr(f, rv, "send to %s: %s", f->addr, strerror(errno));
+        return ferr(f, rv, "send to %s: %s", f->addr, l->why[0] ? l->why : strerror(errno));
     size_t cap = 0;
     uint8_t *buf = NULL;
     for (;;) {
         uint8_t hdr[FRAME_HEADER_SIZE];
         frame_hdr_t fh;
-        if ((rv = recv_all(fd, hdr, sizeof(hdr))) != 0) {
+        if ((rv = recv_all(l, hdr, sizeof(hdr))) != 0) {
             rv = ferr(f, rv, "snapshot stream from %s broke: %s", f->addr,
-                      rv == SHALE_ETIMEOUT ? "timed out" : "connection closed or reset");
+                      l->why[0]                ? l->why
+                      : rv == SHALE_ETIMEOUT ? "timed out"
+                                             : "connection closed or reset");
             break;
         }
         if (frame_hdr_parse(hdr, SNAPX_FRAME_MAX, &fh) != 0) {
@@ -470,8 +506,9 @@ static int run_fetch(fetch_t *f, int fd, const char *cluster_id, uint64_t min_in
             buf = nb;
             cap = (size_t)fh.len + 1;
         }
-        if ((rv = recv_all(fd, buf, fh.len)) != 0) {
-            rv = ferr(f, rv, "snapshot stream from %s broke mid-frame", f->addr);
+        if ((rv = recv_all(l, buf, fh.len)) != 0) {
+            rv = ferr(f, rv, "snapshot stream from %s broke mid-frame%s%s", f->addr,
+                      l->why[0] ? ": " : "", l->why);
             break;
         }
         if (fh.type == SHALE_MSG_HELLO_REPLY && fh.id == 1)
@@ -533,8 +570,21 @@ int snapx_fetch_ex(const char *addr, const char *cluster_id, uint64_t min_index,
     f.z = ZSTD_createDCtx();
     int rv = f.raw == NULL || f.z == NULL ? ferr(&f, SHALE_ENOMEM, "out of memory")
                                           : connect_to(addr, timeout, &fd, err, errlen);
+    link_t link = {.fd = fd};
+    if (rv == 0 && opts != NULL && opts->tls != NULL) {
+        char e[TLS_ERRLEN];
+        link.tls = tls_sess_new(opts->tls, NULL, e, sizeof(e));
+        int hrv = link.tls == NULL ? TLS_ENOMEM : tls_fd_handshake(link.tls, fd);
+        if (hrv != 0) {
+            int code = hrv == TLS_EIO && errno == EAGAIN ? SHALE_ETIMEOUT : SHALE_EIO;
+            if (link.tls != NULL)
+                tls_fd_strerror(link.tls, hrv, e, sizeof(e));
+            rv = ferr(&f, code, "TLS with %s: %s", addr, e);
+        }
+    }
     if (rv == 0)
-        rv = run_fetch(&f, fd, cluster_id, min_index, &got);
+        rv = run_fetch(&f, &link, cluster_id, min_index, &got);
+    tls_sess_free(link.tls);
     if (fd >= 0)
         close(fd);
     if (f.out >= 0)

@@ -109,6 +109,7 @@ void snapx_serve(shaled_t *s, sreq_t *r);
 typedef struct snapx_fetch_opts {
     uint32_t chunk_bytes; /* 0: SNAPX_CHUNK_DEFAULT */
     int timeout_ms;       /* per socket operation; 0: SNAPX_IO_TIMEOUT_MS */
+    struct tls_ctx *tls;  /* a TLS client context: the source's port speaks TLS; NULL: plain */
 } snapx_fetch_opts_t;
 
 typedef struct snapx_fetch_stats {

@@ -19,7 +19,61 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "tls.h"
 #include "wire.h"
+
+/* ---- Client TLS for raw connections --------------------------------------*/
+
+#define TH_MAX_FD 4096
+static tls_ctx_t *g_tls;
+static char g_tls_ca[600], g_tls_cert[600], g_tls_key[600];
+static tls_sess_t *g_fd_tls[TH_MAX_FD]; /* the session on each raw descriptor */
+
+static tls_sess_t *fd_tls(int fd)
+{
+    return fd >= 0 && fd < TH_MAX_FD ? g_fd_tls[fd] : NULL;
+}
+
+static void fd_tls_drop(int fd)
+{
+    if (fd >= 0 && fd < TH_MAX_FD) {
+        tls_sess_free(g_fd_tls[fd]);
+        g_fd_tls[fd] = NULL;
+    }
+}
+
+int th_tls_client(const char *ca, const char *cert, const char *key)
+{
+    tls_ctx_free(g_tls);
+    g_tls = NULL;
+    g_tls_ca[0] = g_tls_cert[0] = g_tls_key[0] = '\0';
+    if (ca == NULL)
+        return 0;
+    snprintf(g_tls_ca, sizeof(g_tls_ca), "%s", ca);
+    snprintf(g_tls_cert, sizeof(g_tls_cert), "%s", cert ? cert : "");
+    snprintf(g_tls_key, sizeof(g_tls_key), "%s", key ? key : "");
+    tls_opts_t o = {.ca_file = ca, .cert_file = cert, .key_file = key};
+    char err[TLS_ERRLEN];
+    if (tls_ctx_new(TLS_CLIENT, &o, &g_tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "harness: TLS client: %s\n", err);
+        g_tls_ca[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+void th_tls_files(const char **ca, const char **cert, const char **key)
+{
+    *ca = g_tls_ca[0] ? g_tls_ca : NULL;
+    *cert = g_tls_cert[0] ? g_tls_cert : NULL;
+    *key = g_tls_key[0] ? g_tls_key : NULL;
+}
+
+void th_raw_close(int fd)
+{
+    fd_tls_drop(fd);
+    close(fd);
+}
 
 const char *th_bin_dir(void)
 {
@@ -136,12 +190,26 @@ int th_raw_connect(const char *host, int port, int timeout_ms)
         close(fd);
         return -1;
     }
+    fd_tls_drop(fd); /* a session left by a close(fd) */
+    if (g_tls != NULL) {
+        char err[TLS_ERRLEN];
+        tls_sess_t *s = fd < TH_MAX_FD ? tls_sess_new(g_tls, NULL, err, sizeof(err)) : NULL;
+        int rv = s != NULL ? tls_fd_handshake(s, fd) : TLS_ENOMEM;
+        if (rv != 0) {
+            tls_sess_free(s);
+            close(fd);
+            return -1;
+        }
+        g_fd_tls[fd] = s;
+    }
     return fd;
 }
 
 int th_raw_send(int fd, const void *vp, size_t n)
 {
     const uint8_t *p = vp;
+    if (fd_tls(fd) != NULL)
+        return tls_fd_send(fd_tls(fd), fd, vp, n) == 0 ? 0 : -1;
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w <= 0)
@@ -155,7 +223,7 @@ int th_raw_send(int fd, const void *vp, size_t n)
 static int recv_all(int fd, uint8_t *p, size_t n)
 {
     while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
+        ssize_t r = fd_tls(fd) != NULL ? tls_fd_recv(fd_tls(fd), fd, p, n) : recv(fd, p, n, 0);
         if (r <= 0)
             return -1;
         p += r;
@@ -198,7 +266,7 @@ int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
     }
     free(f1);
     free(f2);
-    close(fd);
+    th_raw_close(fd);
     return *out != NULL ? 0 : -1;
 }
 
@@ -340,13 +408,13 @@ int th_raw_connect_hello(const char *host, int port, const char *cluster)
     h.cluster_id = (char *)cluster;
     th_frame_t f;
     if (th_raw_send_msg(fd, SHALE_MSG_HELLO, 0, &h) != 0 || th_raw_recv(fd, &f) != 0) {
-        close(fd);
+        th_raw_close(fd);
         return -1;
     }
     int ok = f.type == SHALE_MSG_HELLO_REPLY;
     th_frame_free(&f);
     if (!ok) {
-        close(fd);
+        th_raw_close(fd);
         return -1;
     }
     return fd;

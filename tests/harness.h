@@ -97,7 +97,20 @@ int th_group_wait_leader(th_group_t *g, int timeout_ms);
 void th_group_stop_all(th_group_t *g);
 
 /* ---- Raw protocol client (blocking socket, the real frame codec) ---------
- * For tests that must control exact bytes: pipelining, garbage, HELLO. */
+ * For tests that must control exact bytes: pipelining, garbage, HELLO.
+ * With th_tls_client set, th_raw_connect runs a TLS handshake and the raw
+ * calls (and everything built on them: status, readiness) go through TLS. */
+
+/* Client TLS for what the harness opens from now on (th_raw_*, and the
+ * cluster harness's libshale clients): the CA file, and a certificate and
+ * key to present (may be NULL). ca NULL turns TLS off. 0, or -1 (the
+ * reason printed to stderr). Not for use while other threads connect. */
+int th_tls_client(const char *ca, const char *cert, const char *key);
+/* The files th_tls_client set (NULL when off). */
+void th_tls_files(const char **ca, const char **cert, const char **key);
+/* Close a raw connection (and its TLS session). close(fd) works too: a
+ * session left behind is freed when the descriptor number is reused. */
+void th_raw_close(int fd);
 
 typedef struct th_frame {
     uint16_t type;

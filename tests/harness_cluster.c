@@ -108,6 +108,7 @@ static shale_client_t *meta_client(const char *addrs, uint32_t timeout_ms)
     shale_options_init(&o);
     o.timeout_ms = timeout_ms;
     o.stall_ms = timeout_ms; /* long-polls are silent while they wait */
+    th_tls_files(&o.tls_ca, &o.tls_cert, &o.tls_key);
     shale_client_t *cl = NULL;
     if (shale_connect(addrs, &o, &cl, NULL) != SHALE_OK)
         return NULL;

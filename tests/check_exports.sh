@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# libshale.so exports the shale_* API and nothing else: the frame codec, the
+# protobuf-c descriptors and the TLS module (tls_*) linked into it stay
+# local (client/libshale.map). Usage: check_exports.sh path/to/libshale.so
+set -euo pipefail
+lib="$1"
+syms=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | sed 's/@.*//' | sort -u)
+bad=$(echo "$syms" | grep -v '^shale_' || true)
+if [ -n "$bad" ]; then
+  echo "exports: symbols outside the shale_* API:"; echo "$bad"; exit 1
+fi
+for need in shale_connect shale_client_open shale_options_init shale_strerror; do
+  echo "$syms" | grep -qx "$need" || { echo "exports: $need missing"; exit 1; }
+done
+undef=$(nm -D --undefined-only "$lib")
+if ! grep -q ' U SSL_new' <<<"$undef"; then
+  echo "exports: libshale.so does not take OpenSSL from libssl (TLS not linked in?)"; exit 1
+fi
+echo "exports: $(echo "$syms" | wc -l) symbols, all shale_*; TLS linked in, not exported"
