@@ -252,6 +252,8 @@ struct bench {
     char *addrs[MAX_ADDRS];
     int naddrs;
     const char *cluster_id;
+    /* TLS (docs/security.md): flags, else $SHALE_TLS_CA etc. like shalectl */
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     int read_pct;
     int zipfian;
     uint64_t keys;
@@ -1019,6 +1021,9 @@ static void usage(FILE *f)
                "  --timeout MS       per-request deadline (default 5000)\n"
                "  --cluster-id ID    expected cluster id\n"
                "  --seed N           random seed for key and operation choice (default 1)\n"
+               "  --tls-ca F, --tls-cert F, --tls-key F, --tls-server-name N\n"
+               "                     TLS as in shalectl (else $SHALE_TLS_CA, _CERT, _KEY,\n"
+               "                     _SERVER_NAME; docs/security.md)\n"
                "\n"
                "output:\n"
                "  --json             one JSON object on stdout instead of the table\n"
@@ -1193,7 +1198,8 @@ int main(int argc, char **argv)
         static const char *const with_value[] = {
             "--addr",   "--cluster-id", "--mix",        "--workload", "--op",    "--reads",
             "--dist",   "--keys",       "--value-size", "--stale",    "--conns", "--pipeline",
-            "--warmup", "--duration",   "--requests",   "--timeout",  "--seed",  NULL};
+            "--warmup", "--duration",   "--requests",   "--timeout",  "--seed",
+            "--tls-ca", "--tls-cert",   "--tls-key",    "--tls-server-name", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++)
             known |= strcmp(a, with_value[k]) == 0;
@@ -1211,6 +1217,14 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--cluster-id") == 0) {
             b.cluster_id = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            b.tls_ca = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            b.tls_cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            b.tls_key = v;
+        } else if (strcmp(a, "--tls-server-name") == 0) {
+            b.tls_server_name = v;
         } else if (strcmp(a, "--mix") == 0) {
             if (parse_mix(v, &b.read_pct) != 0)
                 return usage_error(&b,
@@ -1326,6 +1340,10 @@ int main(int argc, char **argv)
     shale_options_init(&o);
     o.timeout_ms = b.timeout_ms;
     o.cluster_id = b.cluster_id;
+    o.tls_ca = b.tls_ca ? b.tls_ca : getenv("SHALE_TLS_CA");
+    o.tls_cert = b.tls_cert ? b.tls_cert : getenv("SHALE_TLS_CERT");
+    o.tls_key = b.tls_key ? b.tls_key : getenv("SHALE_TLS_KEY");
+    o.tls_server_name = b.tls_server_name ? b.tls_server_name : getenv("SHALE_TLS_SERVER_NAME");
     if ((uint32_t)b.pipeline > o.max_inflight)
         o.max_inflight = (uint32_t)b.pipeline;
     uv_loop_init(&b.loop);
