@@ -8,6 +8,7 @@ PKGS=(
   libuv1-dev librocksdb-dev libzstd-dev     # event loop, storage, compression
   libprotobuf-c-dev protobuf-c-compiler     # wire schema
   libraft-dev                               # canonical raft (0.15 on Debian 12)
+  libssl-dev                                # OpenSSL: password hashing (scrypt), TLS
   check                                     # unit test framework
   clang libclang-rt-14-dev                  # libFuzzer for tests/fuzz
   iproute2 nftables                         # network namespaces for fault tests
