@@ -360,6 +360,10 @@ Shale__UserTable *auth_table_apply(const Shale__UserTable *t, const Shale__UserC
         }
         if (auth_user_validate(u, 1, err, errlen) != 0)
             goto refuse;
+        if (t->n_users >= AUTH_USERS_MAX) {
+            snprintf(err, errlen, "the user table is full (%d users)", AUTH_USERS_MAX);
+            goto refuse;
+        }
         /* Sorted by name: the table reads the same on every member. */
         for (size_t i = 0; i < t->n_users; i++) {
             if (n == i && strcmp(t->users[i]->name, u->name) > 0)

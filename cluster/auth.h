@@ -35,6 +35,7 @@
 #define AUTH_SALT_LEN 16
 #define AUTH_HASH_LEN 32
 #define AUTH_KDF_SCRYPT "scrypt"
+#define AUTH_USERS_MAX 4096 /* users one table holds */
 
 /* Roles, ordered: each includes what the one below it may do. The numbers
  * are the wire enum shale.UserRole. */
@@ -110,7 +111,8 @@ int auth_table_has_admin(const Shale__UserTable *t);
 /* A fresh table (malloc'd by protobuf-c's allocator: free with
  * shale__user_table__free_unpacked), equal to t (may be NULL: empty) with
  * the change applied, version + 1, last_change = session (copied, may be
- * NULL). Rules: ADD refuses an existing name; REMOVE and PASSWD refuse an
+ * NULL). Rules: ADD refuses an existing name and a table of AUTH_USERS_MAX
+ * users; REMOVE and PASSWD refuse an
  * unknown one; PASSWD keeps role and prefix. On a refusal returns NULL with
  * *code SHALE_EINVAL (or SHALE_ENOTFOUND for an unknown name) and err; on
  * ENOMEM NULL with *code SHALE_ENOMEM. */

@@ -15,6 +15,8 @@
  *                 status/abort/resume, the drain of group remove
  *                 (rebalance.c is its pure planner)
  *   ctl_top.c     top: the live view from every process's /metrics
+ *   ctl_user.c    users and roles: user add/remove/list/passwd (the meta
+ *                 group's user table; passwords hashed here)
  *
  * Never speaks the wire protocol itself: every request goes through libshale
  * (shale_call for the messages that have no typed call); the observability
@@ -323,6 +325,17 @@ void mig_json_list(const Shale__ClusterMap *map);
 extern const flag_spec_t top_flags[];
 int check_top(const cmd_t *cmd, char *err, size_t errlen);
 int run_top(shale_client_t *c, const cmd_t *cmd);
+
+/* ---- Users and roles (ctl_user.c) ------------------------------------------------*/
+
+extern const flag_spec_t user_add_flags[];
+extern const flag_spec_t user_passwd_flags[];
+int check_user_name(const cmd_t *cmd, char *err, size_t errlen);
+int check_user_add(const cmd_t *cmd, char *err, size_t errlen);
+int run_user_add(shale_client_t *c, const cmd_t *cmd);
+int run_user_remove(shale_client_t *c, const cmd_t *cmd);
+int run_user_list(shale_client_t *c, const cmd_t *cmd);
+int run_user_passwd(shale_client_t *c, const cmd_t *cmd);
 
 /* ---- Data verbs (ctl_data.c) ---------------------------------------------------*/
 

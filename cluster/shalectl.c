@@ -224,6 +224,20 @@ static const verb_t verbs[] = {
      "re-join a member whose own data cannot be trusted (a damaged Raft log): remove it, wait "
      "while it is wiped and started again as a joiner, add it back with its addresses and role",
      2, 2, replica_rejoin_flags, CTL_META, check_replica_rejoin, run_replica_rejoin, 0},
+    {"user add", "user add NAME --role R [--prefix P] [--password-file F]",
+     "add a user to the meta group's user table with a role (read: get, mget, status, map; "
+     "readwrite: also put, del, cas, mput; admin: everything) and optionally a key prefix; "
+     "the password is hashed here (scrypt) and only the hash is sent; refused (4) if NAME "
+     "exists",
+     1, 1, user_add_flags, CTL_META, check_user_add, run_user_add, 0},
+    {"user remove", "user remove NAME", "remove a user (1 if there is no such user)", 1, 1, NULL,
+     CTL_META, check_user_name, run_user_remove, 0},
+    {"user list", "user list",
+     "the users: name, role, key prefix (never a password hash) and the table's version", 0, 0,
+     NULL, CTL_META, NULL, run_user_list, 0},
+    {"user passwd", "user passwd NAME [--password-file F]",
+     "set a user's password (role and prefix are kept); hashed here, only the hash is sent", 1,
+     1, user_passwd_flags, CTL_META, check_user_name, run_user_passwd, 0},
     {"leader transfer", "leader transfer GROUP [ID]",
      "hand GROUP's leadership to voter ID (default: the most up-to-date voter)", 1, 2, NULL,
      CTL_META, check_ids, run_leader_transfer, 0},

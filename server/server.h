@@ -138,6 +138,14 @@ struct shaled {
     rp_list_t map_props;         /* MAP_CAS proposed, callback pending */
     uv_timer_t map_sweep;        /* ends long-polls whose wait is over */
 
+    /* users and roles (users.c, --mode meta; started and stopped by meta.c) */
+    Shale__UserTable *users;     /* applied user table; NULL before the first user */
+    qnode_t user_watchers;       /* USER_LIST long-polls waiting for news */
+    uint64_t nuser_watchers;
+    qnode_t user_pending;        /* USER_CHANGE waiting to be proposed */
+    rp_list_t user_props;        /* USER_CHANGE proposed, callback pending */
+    uv_timer_t user_sweep;       /* ends long-polls whose wait is over */
+
     /* slot ownership (ownership.c, data node with --group/--meta) */
     Shale__SlotOwnership *own;   /* applied record; NULL: none yet */
     uint32_t own_count;          /* slots set in own */
@@ -301,6 +309,22 @@ int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err
 void meta_fail_all(shaled_t *s, int code, const char *msg);
 void meta_stop(shaled_t *s);
 void meta_free(shaled_t *s);
+
+/* users.c: the user table (--mode meta). meta_load/start/flush/fail_all/
+ * stop/free call the matching users_* (the meta group's state is the map
+ * and the users). */
+int users_load(shaled_t *s, char *err);
+void users_start(shaled_t *s);
+void users_list(shaled_t *s, sreq_t *r);   /* USER_LIST: any member, long-poll */
+void users_change(shaled_t *s, sreq_t *r); /* USER_CHANGE: queued for users_flush */
+void users_flush(shaled_t *s);
+/* FSM: apply Command.user_change at index (answers the proposer's request). */
+int users_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err);
+void users_fail_all(shaled_t *s, int code, const char *msg);
+void users_stop(shaled_t *s);
+void users_free(shaled_t *s);
+/* The applied table's version (0: no user yet). */
+uint64_t users_version(const shaled_t *s);
 
 /* ownership.c: the slots this data node's group owns (--group/--meta) */
 /* Answer r (WRONG_GROUP / SLOT_MOVING / UNAVAILABLE) and return -1 unless
