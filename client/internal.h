@@ -209,6 +209,8 @@ struct shale_client {
     unsigned naddrs, cur;
     int redirect;
     char *cluster_id; /* configured or learned on the first HELLO (malloc) */
+    uint8_t *credential; /* packed Shale__Credential for HELLO (malloc; wiped) */
+    size_t credential_len;
     uint64_t client_id;
     uint64_t next_id;
     uint64_t next_seq;

@@ -52,6 +52,15 @@ typedef struct shale_options {
      * the next address, with the same (client_id, seq) (2000; UINT32_MAX:
      * never — long-poll callers set it above their wait). */
     uint32_t stall_ms;
+    /* Authentication, for servers started with --auth (docs/security.md,
+     * "Users and roles"): the user name and its password, sent in every
+     * HELLO this client makes. NULL user: an anonymous connection, which such
+     * a server refuses every request on. The library copies both (the copy
+     * is wiped when the client closes); the caller may wipe its own at once.
+     * A wrong credential fails the connection with SHALE_EAUTH (not retried). */
+    const char *user;
+    const void *password;
+    size_t password_len;
 } shale_options_t;
 
 void shale_options_init(shale_options_t *opts);

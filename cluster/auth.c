@@ -351,6 +351,12 @@ Shale__UserTable *auth_table_apply(const Shale__UserTable *t, const Shale__UserC
     size_t n = 0;
     switch (c->op) {
     case SHALE__USER_OP__USER_OP_ADD:
+        if (c->has_bootstrap && c->bootstrap &&
+            (auth_table_has_admin(t) || u->role != SHALE__USER_ROLE__USER_ADMIN)) {
+            *code = SHALE_EAUTH;
+            snprintf(err, errlen, "an admin user exists: log in as one to add users");
+            goto refuse;
+        }
         if (old != NULL) {
             snprintf(err, errlen,
                      "user '%s' exists (change its password with user passwd, or "
@@ -518,7 +524,8 @@ int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMes
                          char *why, size_t whylen)
 {
     if (u == NULL) {
-        snprintf(why, whylen, "not authenticated: HELLO carried no valid credential");
+        snprintf(why, whylen, "this process requires a user: log in with a user name and "
+                             "password (HELLO credential)");
         return 0;
     }
     auth_role_t role = (auth_role_t)u->role;

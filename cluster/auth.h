@@ -112,7 +112,9 @@ int auth_table_has_admin(const Shale__UserTable *t);
  * shale__user_table__free_unpacked), equal to t (may be NULL: empty) with
  * the change applied, version + 1, last_change = session (copied, may be
  * NULL). Rules: ADD refuses an existing name and a table of AUTH_USERS_MAX
- * users; REMOVE and PASSWD refuse an
+ * users, and a bootstrap ADD (c->bootstrap: the first-admin rule) unless it
+ * adds an admin to a table without one (*code SHALE_EAUTH); REMOVE and
+ * PASSWD refuse an
  * unknown one; PASSWD keeps role and prefix. On a refusal returns NULL with
  * *code SHALE_EINVAL (or SHALE_ENOTFOUND for an unknown name) and err; on
  * ENOMEM NULL with *code SHALE_ENOMEM. */

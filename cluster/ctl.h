@@ -71,6 +71,13 @@ typedef struct cmd {
     const char *meta;    /* --meta, else $SHALE_META, else the default */
     uint32_t timeout_ms; /* --timeout (0: not given) */
     const char *cluster_id;
+    /* --user (else $SHALE_USER) and the first line of --password-file (else
+     * $SHALE_PASSWORD_FILE): the credential every connection presents to a
+     * process started with --auth. password: malloc'd, wiped at exit. */
+    const char *user;
+    const char *password_file;
+    char *password;
+    size_t password_len;
     int json;
     const struct verb *verb;
     const char *pos[CTL_MAX_POS];
@@ -120,7 +127,7 @@ int ctl_error(const char *verb, int rv, const char *msg, int admin);
 int ctl_say(int code, const char *verb, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Client options from the command line: --timeout (else default_ms),
- * --cluster-id. */
+ * --cluster-id, --user and its password. */
 void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o);
 
 /* Connect to addrs (a comma list); on failure prints why and returns the

@@ -2,16 +2,18 @@
  * group's user table (server/users.c; docs/security.md, "Users and roles").
  *
  * Rules:
- *  - the password is read here (--password-file F, "-" for standard input;
- *    else asked twice on the terminal without echo; else the first line of
- *    standard input) and hashed here (auth_hash_password, scrypt with the
+ *  - the password is read here (the verb's --password-file F, "-" for
+ *    standard input; else asked twice on the terminal without echo; else the
+ *    first line of standard input) and hashed here (auth_hash_password, scrypt with the
  *    default parameters): only the salted hash is sent, never the password;
  *  - every password buffer is wiped before the verb returns;
  *  - a change carries a Session (random client id of this run, seq 1), so a
  *    retry that libshale makes after a lost answer or a leader change is
  *    answered with the first outcome, never applied twice;
  *  - user list never prints a hash (the meta group does not send them
- *    unless asked, and this verb does not ask). */
+ *    unless asked, and this verb does not ask);
+ *  - the verb's --password-file is the user's new password; the global
+ *    --user/--password-file (before the verb) are who runs the verb. */
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <stdio.h>

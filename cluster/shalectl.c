@@ -21,6 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "ctl.h"
 
 /* ---- Helpers shared by the verbs (ctl.h) ---------------------------------------*/
@@ -125,6 +128,11 @@ void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o)
         o->connect_timeout_ms = o->timeout_ms;
     o->cluster_id = cmd->cluster_id;
     o->stall_ms = CTL_MAP_WAIT_MS + 3000; /* map long-polls are silent while they wait */
+    if (cmd->user != NULL && cmd->password != NULL) {
+        o->user = cmd->user;
+        o->password = cmd->password;
+        o->password_len = cmd->password_len;
+    }
 }
 
 int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t default_ms,
@@ -140,7 +148,8 @@ int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t 
             err);
     if (rv == SHALE_EINVAL)
         return EXIT_USAGE;
-    return rv == SHALE_ECLUSTER || rv == SHALE_EPROTO ? EXIT_FAIL : EXIT_UNREACHABLE;
+    return rv == SHALE_ECLUSTER || rv == SHALE_EPROTO || rv == SHALE_EAUTH ? EXIT_FAIL
+                                                                            : EXIT_UNREACHABLE;
 }
 
 uint64_t ctl_random_id(void)
@@ -329,6 +338,9 @@ static void usage(FILE *f)
             "  --timeout MS        per-request deadline in ms (default 5000; 2000 per node for\n"
             "                      status and top, 1000 per /health or /metrics read)\n"
             "  --cluster-id ID     refuse nodes of another cluster\n"
+            "  --user NAME         log in as NAME to processes started with --auth (default\n"
+            "                      $SHALE_USER); its password is the first line of\n"
+            "  --password-file F   F (default $SHALE_PASSWORD_FILE; - : standard input)\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
             "  --                  end of options (for keys or values that start with -)\n",
@@ -379,8 +391,8 @@ static void verb_usage(FILE *f, const char *name)
                                         : "the group at --addr");
     }
     fprintf(f,
-            "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --json "
-            "(shalectl --help)\n\n%s",
+            "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --user, "
+            "--password-file, --json (shalectl --help)\n\n%s",
             exit_help);
 }
 
@@ -409,8 +421,9 @@ static const verb_t *find_verb(const char *name, ctl_target_t prefer)
  * it was one, 0 when it is not a global option, or an exit code + 10. */
 static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
 {
-    static const char *const with_value[] = {"--addr", "--router", "--meta", "--timeout",
-                                             "--cluster-id"};
+    static const char *const with_value[] = {"--addr",       "--router", "--meta",
+                                             "--timeout",    "--cluster-id", "--user",
+                                             "--password-file"};
     const char *a = argv[*i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         if (cmd->verb != NULL)
@@ -441,6 +454,10 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         cmd->meta = v;
     } else if (k == 4) {
         cmd->cluster_id = v;
+    } else if (k == 5) {
+        cmd->user = v;
+    } else if (k == 6) {
+        cmd->password_file = v;
     } else {
         uint64_t t;
         if (ctl_parse_u64(v, &t) != 0 || t == 0 || t > UINT32_MAX)
@@ -449,6 +466,14 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         cmd->timeout_ms = (uint32_t)t;
     }
     return 1;
+}
+
+static int verb_has_flag(const verb_t *v, const char *a)
+{
+    for (int j = 0; v != NULL && v->flags != NULL && v->flags[j].name != NULL; j++)
+        if (strncmp(a, "--", 2) == 0 && strcmp(a + 2, v->flags[j].name) == 0)
+            return 1;
+    return 0;
 }
 
 static int verb_flag(int argc, char **argv, int *i, cmd_t *cmd)
@@ -563,6 +588,15 @@ static int parse(int argc, char **argv, cmd_t *cmd)
             continue;
         }
         if (is_flag) {
+            /* A verb's own flag wins over a global option of the same name
+             * (user add --password-file is the new user's password; the
+             * login's --password-file goes before the verb). */
+            if (verb_has_flag(cmd->verb, a)) {
+                int rv = verb_flag(argc, argv, &i, cmd);
+                if (rv >= 0)
+                    return rv;
+                continue;
+            }
             int g = global_option(argc, argv, &i, cmd);
             if (g >= 10)
                 return g - 10;
@@ -646,6 +680,47 @@ static const char *env_or(const char *name, const char *fallback)
     return v != NULL && v[0] != '\0' ? v : fallback;
 }
 
+/* --user / --password-file (or their variables): the password's first
+ * line into cmd->password. -1 to go on, else an exit code printed. */
+static int load_credential(cmd_t *cmd)
+{
+    if (cmd->user == NULL)
+        cmd->user = env_or("SHALE_USER", NULL);
+    if (cmd->password_file == NULL)
+        cmd->password_file = env_or("SHALE_PASSWORD_FILE", NULL);
+    if (cmd->user == NULL && cmd->password_file == NULL)
+        return -1;
+    if (cmd->user == NULL || cmd->password_file == NULL)
+        return usage_error("%s", "--user and --password-file go together");
+    char err[AUTH_ERRLEN];
+    if (auth_name_check(cmd->user, err, sizeof(err)) != 0)
+        return usage_error("--user: %s", err);
+    FILE *f = strcmp(cmd->password_file, "-") == 0 ? stdin : fopen(cmd->password_file, "r");
+    if (f == NULL)
+        return usage_error("cannot read --password-file %s", cmd->password_file);
+    char buf[AUTH_PASSWORD_MAX + 2];
+    int ok = fgets(buf, sizeof(buf), f) != NULL;
+    if (f != stdin)
+        fclose(f);
+    size_t n = ok ? strlen(buf) : 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (n == 0 || n > AUTH_PASSWORD_MAX) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return usage_error("--password-file %s: the first line must hold the password",
+                           cmd->password_file);
+    }
+    cmd->password = malloc(n);
+    if (cmd->password == NULL)
+        return EXIT_FAIL;
+    memcpy(cmd->password, buf, n);
+    cmd->password_len = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return -1;
+}
+
+static int run(cmd_t *cmd);
+
 int main(int argc, char **argv)
 {
     cmd_t cmd;
@@ -653,6 +728,19 @@ int main(int argc, char **argv)
     int rv = parse(argc, argv, &cmd);
     if (rv >= 0)
         return rv;
+    rv = load_credential(&cmd);
+    if (rv >= 0)
+        return rv;
+    rv = run(&cmd);
+    if (cmd.password != NULL)
+        OPENSSL_cleanse(cmd.password, cmd.password_len);
+    free(cmd.password);
+    return rv;
+}
+
+static int run(cmd_t *cmdp)
+{
+    cmd_t cmd = *cmdp;
     if (cmd.meta == NULL)
         cmd.meta = env_or("SHALE_META", CTL_DEFAULT_META);
     /* Status probes run on the async API; a node closing a connection must

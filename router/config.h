@@ -23,6 +23,9 @@ typedef struct rt_config {
     char log_level[16];
     uint64_t slow_ms; /* log requests taking this long at info/warn; 0 off */
     char http[160];   /* metrics/health HTTP address; "" off */
+    uint64_t auth;    /* 1: clients must log in; each request is checked (authn.c) */
+    char auth_user[128];           /* the router's own user, for the meta group and nodes */
+    char auth_password_file[512];
 } rt_config_t;
 
 void rt_config_defaults(rt_config_t *c);

@@ -49,6 +49,7 @@ static void finish_stop(rt_router_t *r)
     rt_cconn_stop_accepting(r);
     rt_cconn_close_all(r);
     rt_watch_stop(r);
+    rt_authn_stop(r);
     rt_obs_stop(r);
     rt_up_close_all(r);
     rt_fwd_close(r);
@@ -123,6 +124,11 @@ int main(int argc, char **argv)
         return 2;
     }
     rt_log_set_level(rt_log_parse_level(r->cfg.log_level));
+    if (rt_authn_init(r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shale-router: %s\n", err);
+        rt_authn_free(r);
+        return 2;
+    }
 
     r->loop = uv_default_loop();
     if (rt_obs_init(r) != 0) {
@@ -145,7 +151,12 @@ int main(int argc, char **argv)
     init_signal(r, &r->sigint, SIGINT);
     init_signal(r, &r->sigusr1, SIGUSR1);
 
-    if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
+    if (rt_authn_start(r, err, sizeof(err)) != 0) {
+        rt_error("cannot start authentication", " err=\"%s\"", err);
+        r->exit_code = 1;
+        r->stopping = 1;
+        finish_stop(r);
+    } else if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
         rt_error("cannot listen", " err=\"%s\"", err);
         r->exit_code = 1;
         r->stopping = 1;
@@ -170,6 +181,7 @@ int main(int argc, char **argv)
     close_handle((uv_handle_t *)&r->stop_timer);
     uv_run(r->loop, UV_RUN_DEFAULT);
     rt_route_free(&r->route);
+    rt_authn_free(r);
     rt_obs_free(r);
     int lrv = uv_loop_close(r->loop);
     if (lrv != 0)

@@ -66,6 +66,7 @@ static shale_client_t *open_client(rt_router_t *r, uint32_t timeout_ms, unsigned
     shale_options_t o;
     shale_options_init(&o);
     o.cluster_id = r->cfg.cluster_id;
+    rt_authn_client_options(r, &o);
     o.timeout_ms = timeout_ms;
     o.connect_timeout_ms = 1000;
     /* A long-poll is silent by design: only a member silent past the wait

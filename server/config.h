@@ -41,6 +41,9 @@ typedef struct shaled_config {
     uint64_t slow_ms;           /* log requests taking this long at info/warn; 0 off */
     char http[160];             /* metrics/health HTTP address; "" off */
     uint64_t test_broken_reads; /* TEST ONLY (jepsen/run --broken-reads): read_index.c */
+    uint64_t auth;              /* 1: every request needs an authenticated user (auth_conn.c) */
+    char auth_user[128];        /* this node's own user, for what it asks other processes */
+    char auth_password_file[512];
     char config_file[512];
 } shaled_config_t;
 

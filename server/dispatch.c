@@ -409,6 +409,8 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     const Shale__Route *rt = route_of(r);
     if (rt != NULL && rt->has_trace_id)
         r->trace = rt->trace_id;
+    if (authn_check(s, r) != 0)
+        return; /* --auth: not this user's to send (answered) */
     if (s->stopping) {
         sreq_fail(r, SHALE_EUNAVAILABLE, "node is shutting down");
         return;

@@ -295,6 +295,7 @@ int own_start(shaled_t *s, char *err, size_t errlen)
     o.timeout_ms = WATCH_WAIT_MS + 10000;
     o.stall_ms = WATCH_STALL_MS;
     o.cluster_id = s->cfg.cluster_id;
+    authn_client_options(s, &o);
     int rv = shale_client_open(s->loop, s->cfg.meta, &o, &s->meta_client);
     if (rv != SHALE_OK) {
         snprintf(err, errlen, "--meta %s: %s", s->cfg.meta, shale_strerror(rv));

@@ -109,6 +109,10 @@ void snapx_serve(shaled_t *s, sreq_t *r);
 typedef struct snapx_fetch_opts {
     uint32_t chunk_bytes; /* 0: SNAPX_CHUNK_DEFAULT */
     int timeout_ms;       /* per socket operation; 0: SNAPX_IO_TIMEOUT_MS */
+    /* HELLO.credential (a packed Credential; NULL: none), for a source
+     * started with --auth: the fetching node's own user. */
+    const uint8_t *credential;
+    size_t credential_len;
 } snapx_fetch_opts_t;
 
 typedef struct snapx_fetch_stats {

@@ -115,6 +115,7 @@ int users_load(shaled_t *s, char *err)
     }
     users_free(s);
     s->users = t;
+    s->users_gen++;
     return 0;
 }
 
@@ -268,6 +269,7 @@ int users_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *er
     }
     users_free(s);
     s->users = next;
+    s->users_gen++;
     const Shale__User *u = auth_table_find(next, c->user->name);
     log_info("user table changed", " version=%llu user=%s change=\"%s\" role=%s users=%zu",
              (unsigned long long)users_version(s), c->user->name, op_name(c->op),
@@ -300,4 +302,5 @@ void users_free(shaled_t *s)
     if (s->users != NULL)
         shale__user_table__free_unpacked(s->users, NULL);
     s->users = NULL;
+    s->users_gen++;
 }

@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "login_limit.h"
 
 static const auth_kdf_params_t cheap = {.log2_n = 10, .r = 8, .p = 1};
 
@@ -534,6 +535,58 @@ START_TEST(test_credential)
 }
 END_TEST
 
+/* Failed logins per source (login_limit.c), on a clock the test drives. */
+START_TEST(test_login_limit)
+{
+    static login_limit_t l;
+    login_limit_init(&l);
+    const char *a = "10.0.0.1", *b = "10.0.0.2";
+    uint64_t t = 1000000;
+    /* The free failures cost nothing. */
+    for (int i = 0; i < LOGIN_FREE_FAILS; i++) {
+        ck_assert_uint_eq(login_limit_wait(&l, a, t), 0);
+        login_limit_fail(&l, a, t);
+    }
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), 0);
+    /* Then each failure blocks, doubling, up to the maximum. */
+    login_limit_fail(&l, a, t);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), LOGIN_BASE_MS);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t + LOGIN_BASE_MS - 1), 1);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t + LOGIN_BASE_MS), 0);
+    t += LOGIN_BASE_MS;
+    login_limit_fail(&l, a, t);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), 2 * LOGIN_BASE_MS);
+    for (int i = 0; i < 40; i++)
+        login_limit_fail(&l, a, t);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), LOGIN_MAX_MS);
+    /* Another source is not affected. */
+    ck_assert_uint_eq(login_limit_wait(&l, b, t), 0);
+    /* Failures are forgotten after a quiet while: the next one is free. */
+    t += LOGIN_FORGET_MS;
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), 0);
+    login_limit_fail(&l, a, t);
+    ck_assert_uint_eq(login_limit_wait(&l, a, t), 0);
+    /* A full table forgets the source idle the longest, not the newest. */
+    char src[32];
+    for (int i = 0; i < LOGIN_LIMIT_SLOTS + 10; i++) {
+        snprintf(src, sizeof(src), "10.1.%d.%d", i / 256, i % 256);
+        for (int k = 0; k <= LOGIN_FREE_FAILS; k++)
+            login_limit_fail(&l, src, t + (uint64_t)i);
+    }
+    ck_assert_uint_gt(login_limit_wait(&l, src, t + LOGIN_LIMIT_SLOTS + 10), 0);
+    ck_assert_uint_eq(login_limit_wait(&l, "10.1.0.0", t + LOGIN_LIMIT_SLOTS + 10), 0);
+
+    /* Sources from peers: the port goes, IPv6 brackets go. */
+    char out[LOGIN_SRC_MAX];
+    login_limit_source("127.0.0.5:4242", out, sizeof(out));
+    ck_assert_str_eq(out, "127.0.0.5");
+    login_limit_source("[::1]:80", out, sizeof(out));
+    ck_assert_str_eq(out, "::1");
+    login_limit_source("", out, sizeof(out));
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("auth");
@@ -547,6 +600,7 @@ int main(void)
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_credential);
+    tcase_add_test(tc, test_login_limit);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
