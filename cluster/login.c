@@ -118,6 +118,12 @@ int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t l
                  (unsigned long long)wait);
         return SHALE_EAUTH;
     }
+    if (table == NULL) {
+        /* Not the peer's fault: nothing to check against (yet). */
+        snprintf(msg, LOGIN_MSGLEN, "no user table here yet (no user exists, or this process "
+                                    "has not reached the meta group): retry shortly");
+        return SHALE_EUNAVAILABLE;
+    }
     Shale__Credential *c = auth_credential_unpack(cred, len);
     if (c == NULL) {
         ls->failed++;

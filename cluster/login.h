@@ -56,6 +56,7 @@ void login_svc_close(login_svc_t *ls);
  * (NULL: no users). SHALE_OK: pending, cb runs later (never inside this
  * call) and *out lets the owner cancel it. Otherwise answered now: the
  * code (SHALE_EAUTH: malformed credential or the source is throttled;
+ * SHALE_EUNAVAILABLE: no table yet, not counted as a failure;
  * SHALE_EOVERLOAD: too many logins queued; SHALE_ENOMEM) with msg. */
 int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t len,
                 const Shale__UserTable *table, login_cb cb, void *arg, login_req_t **out,

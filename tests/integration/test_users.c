@@ -14,7 +14,7 @@
  *    log catches up through the snapshot (a checkpoint of the store: its log
  *    says so) and then answers USER_LIST with every user, itself alone.
  *
- * Hosts 127.0.0.60..62. Run inside its own network namespace (testing.md). */
+ * Hosts 127.0.0.70..72. Run inside its own network namespace (testing.md). */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@
 #include "harness_cluster.h"
 #include "shale.h"
 
-#define FIRST_HOST 60
+#define FIRST_HOST 70
 
 static th_cluster_t g_cl;
 static char *g_base;
