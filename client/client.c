@@ -229,8 +229,30 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
         }
     }
     c->opts.cluster_id = NULL; /* the caller's string is not kept */
+    if (c->opts.user != NULL) {
+        Shale__Credential cred = SHALE__CREDENTIAL__INIT;
+        cred.user = (char *)c->opts.user;
+        cred.password.data = (uint8_t *)c->opts.password;
+        cred.password.len = c->opts.password != NULL ? c->opts.password_len : 0;
+        c->credential_len = shale__credential__get_packed_size(&cred);
+        c->credential = malloc(c->credential_len);
+        if (c->credential == NULL) {
+            free(c->cluster_id);
+            free(c);
+            snprintf(err, SHALE_ERRMSG_LEN, "out of memory");
+            return SHALE_ENOMEM;
+        }
+        shale__credential__pack(&cred, c->credential);
+    }
+    /* The caller's strings are not kept. */
+    c->opts.user = NULL;
+    c->opts.password = NULL;
+    c->opts.password_len = 0;
     int rv = client_tls(c, err);
     if (rv != SHALE_OK) {
+        if (c->credential != NULL)
+            explicit_bzero(c->credential, c->credential_len);
+        free(c->credential);
         free(c->cluster_id);
         free(c);
         return rv;
@@ -713,6 +735,9 @@ static void client_free(shale_client_t *c)
     reqtable_free(&c->table);
     tls_ctx_free(c->tls);
     free(c->cluster_id);
+    if (c->credential != NULL)
+        explicit_bzero(c->credential, c->credential_len);
+    free(c->credential);
     free(c);
 }
 

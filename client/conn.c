@@ -518,6 +518,11 @@ static creq_t *hello_frame(shale_client_t *c, uint64_t id)
     h.cluster_id = c->cluster_id;
     h.peer_kind = SHALE__PEER_KIND__PEER_CLIENT;
     h.client_name = "libshale/" SHALE_VERSION;
+    if (c->credential != NULL) {
+        h.has_credential = 1;
+        h.credential.data = c->credential;
+        h.credential.len = c->credential_len;
+    }
     size_t plen = protobuf_c_message_get_packed_size(&h.base);
     creq_t *cr = calloc(1, sizeof(*cr) + FRAME_HEADER_SIZE + plen);
     if (cr == NULL)

@@ -213,6 +213,8 @@ struct shale_client {
     struct tls_ctx *tls; /* NULL: plain TCP (owned) */
     char tls_name[256];  /* the name servers' certificates must carry ("": none) */
     int tls_name_host;   /* ... or the host of the address in use */
+    uint8_t *credential; /* packed Shale__Credential for HELLO (malloc; wiped) */
+    size_t credential_len;
     uint64_t client_id;
     uint64_t next_id;
     uint64_t next_seq;

@@ -74,6 +74,15 @@ typedef struct shale_options {
     const char *tls_cert;
     const char *tls_key;
     const char *tls_server_name;
+    /* Authentication, for servers started with --auth (docs/security.md,
+     * "Users and roles"): the user name and its password, sent in every
+     * HELLO this client makes. NULL user: an anonymous connection, which such
+     * a server refuses every request on. The library copies both (the copy
+     * is wiped when the client closes); the caller may wipe its own at once.
+     * A wrong credential fails the connection with SHALE_EAUTH (not retried). */
+    const char *user;
+    const void *password;
+    size_t password_len;
 } shale_options_t;
 
 /* tls_server_name: check each server against the host it was reached at. */

@@ -110,8 +110,9 @@ int shale_connect(const char *addr, const shale_options_t *opts, shale_client_t 
         cconn_start(c);
         while (c->state != CS_READY && c->conn_failures == failures)
             run_loop(loop, UV_RUN_ONCE);
-        if (c->last_err_code == SHALE_ECLUSTER || c->last_err_code == SHALE_EPROTO)
-            break; /* a wrong peer, not a down one */
+        if (c->last_err_code == SHALE_ECLUSTER || c->last_err_code == SHALE_EPROTO ||
+            c->last_err_code == SHALE_EAUTH)
+            break; /* a wrong peer or credential, not a down node */
     }
     if (c->state != CS_READY) {
         rv = c->last_err_code != 0 ? c->last_err_code : SHALE_EIO;

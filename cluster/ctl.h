@@ -15,6 +15,8 @@
  *                 status/abort/resume, the drain of group remove
  *                 (rebalance.c is its pure planner)
  *   ctl_top.c     top: the live view from every process's /metrics
+ *   ctl_user.c    users and roles: user add/remove/list/passwd (the meta
+ *                 group's user table; passwords hashed here)
  *
  * Never speaks the wire protocol itself: every request goes through libshale
  * (shale_call for the messages that have no typed call); the observability
@@ -72,6 +74,13 @@ typedef struct cmd {
     /* TLS (--tls-*, else $SHALE_TLS_*; NULL: plain TCP): every connection
      * to a node, a router or the meta group. */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    /* --user (else $SHALE_USER) and the first line of --password-file (else
+     * $SHALE_PASSWORD_FILE): the credential every connection presents to a
+     * process started with --auth. password: malloc'd, wiped at exit. */
+    const char *user;
+    const char *password_file;
+    char *password;
+    size_t password_len;
     int json;
     const struct verb *verb;
     const char *pos[CTL_MAX_POS];
@@ -121,7 +130,7 @@ int ctl_error(const char *verb, int rv, const char *msg, int admin);
 int ctl_say(int code, const char *verb, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Client options from the command line: --timeout (else default_ms),
- * --cluster-id. */
+ * --cluster-id, --user and its password. */
 void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o);
 
 /* Connect to addrs (a comma list); on failure prints why and returns the
@@ -326,6 +335,17 @@ void mig_json_list(const Shale__ClusterMap *map);
 extern const flag_spec_t top_flags[];
 int check_top(const cmd_t *cmd, char *err, size_t errlen);
 int run_top(shale_client_t *c, const cmd_t *cmd);
+
+/* ---- Users and roles (ctl_user.c) ------------------------------------------------*/
+
+extern const flag_spec_t user_add_flags[];
+extern const flag_spec_t user_passwd_flags[];
+int check_user_name(const cmd_t *cmd, char *err, size_t errlen);
+int check_user_add(const cmd_t *cmd, char *err, size_t errlen);
+int run_user_add(shale_client_t *c, const cmd_t *cmd);
+int run_user_remove(shale_client_t *c, const cmd_t *cmd);
+int run_user_list(shale_client_t *c, const cmd_t *cmd);
+int run_user_passwd(shale_client_t *c, const cmd_t *cmd);
 
 /* ---- Data verbs (ctl_data.c) ---------------------------------------------------*/
 

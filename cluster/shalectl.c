@@ -21,6 +21,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "ctl.h"
 
 /* ---- Helpers shared by the verbs (ctl.h) ---------------------------------------*/
@@ -129,6 +132,11 @@ void ctl_options(const cmd_t *cmd, uint32_t default_ms, shale_options_t *o)
     o->tls_key = cmd->tls_key;
     o->tls_server_name = cmd->tls_server_name;
     o->stall_ms = CTL_MAP_WAIT_MS + 3000; /* map long-polls are silent while they wait */
+    if (cmd->user != NULL && cmd->password != NULL) {
+        o->user = cmd->user;
+        o->password = cmd->password;
+        o->password_len = cmd->password_len;
+    }
 }
 
 int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t default_ms,
@@ -144,7 +152,8 @@ int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t 
             err);
     if (rv == SHALE_EINVAL)
         return EXIT_USAGE;
-    return rv == SHALE_ECLUSTER || rv == SHALE_EPROTO ? EXIT_FAIL : EXIT_UNREACHABLE;
+    return rv == SHALE_ECLUSTER || rv == SHALE_EPROTO || rv == SHALE_EAUTH ? EXIT_FAIL
+                                                                            : EXIT_UNREACHABLE;
 }
 
 uint64_t ctl_random_id(void)
@@ -228,6 +237,20 @@ static const verb_t verbs[] = {
      "re-join a member whose own data cannot be trusted (a damaged Raft log): remove it, wait "
      "while it is wiped and started again as a joiner, add it back with its addresses and role",
      2, 2, replica_rejoin_flags, CTL_META, check_replica_rejoin, run_replica_rejoin, 0},
+    {"user add", "user add NAME --role R [--prefix P] [--password-file F]",
+     "add a user to the meta group's user table with a role (read: get, mget, status, map; "
+     "readwrite: also put, del, cas, mput; admin: everything) and optionally a key prefix; "
+     "the password is hashed here (scrypt) and only the hash is sent; refused (4) if NAME "
+     "exists",
+     1, 1, user_add_flags, CTL_META, check_user_add, run_user_add, 0},
+    {"user remove", "user remove NAME", "remove a user (1 if there is no such user)", 1, 1, NULL,
+     CTL_META, check_user_name, run_user_remove, 0},
+    {"user list", "user list",
+     "the users: name, role, key prefix (never a password hash) and the table's version", 0, 0,
+     NULL, CTL_META, NULL, run_user_list, 0},
+    {"user passwd", "user passwd NAME [--password-file F]",
+     "set a user's password (role and prefix are kept); hashed here, only the hash is sent", 1,
+     1, user_passwd_flags, CTL_META, check_user_name, run_user_passwd, 0},
     {"leader transfer", "leader transfer GROUP [ID]",
      "hand GROUP's leadership to voter ID (default: the most up-to-date voter)", 1, 2, NULL,
      CTL_META, check_ids, run_leader_transfer, 0},
@@ -327,6 +350,9 @@ static void usage(FILE *f)
             "  --tls-server-name N the name every server's certificate must carry, or @host\n"
             "                      for the host of each address (default $SHALE_TLS_SERVER_NAME;\n"
             "                      unset: any certificate the CA signed)\n"
+            "  --user NAME         log in as NAME to processes started with --auth (default\n"
+            "                      $SHALE_USER); its password is the first line of\n"
+            "  --password-file F   F (default $SHALE_PASSWORD_FILE; - : standard input)\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
             "  --                  end of options (for keys or values that start with -)\n",
@@ -378,7 +404,8 @@ static void verb_usage(FILE *f, const char *name)
     }
     fprintf(f,
             "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --tls-ca, "
-            "--tls-cert, --tls-key, --tls-server-name, --json (shalectl --help)\n\n%s",
+            "--tls-cert, --tls-key, --tls-server-name, --user, --password-file, --json "
+            "(shalectl --help)\n\n%s",
             exit_help);
 }
 
@@ -407,9 +434,10 @@ static const verb_t *find_verb(const char *name, ctl_target_t prefer)
  * it was one, 0 when it is not a global option, or an exit code + 10. */
 static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
 {
-    static const char *const with_value[] = {"--addr",   "--router",   "--meta",
-                                             "--timeout", "--cluster-id", "--tls-ca",
-                                             "--tls-cert", "--tls-key", "--tls-server-name"};
+    static const char *const with_value[] = {"--addr",     "--router",   "--meta",
+                                             "--timeout",  "--cluster-id", "--tls-ca",
+                                             "--tls-cert", "--tls-key",  "--tls-server-name",
+                                             "--user",     "--password-file"};
     const char *a = argv[*i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         if (cmd->verb != NULL)
@@ -440,12 +468,16 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         cmd->meta = v;
     } else if (k == 4) {
         cmd->cluster_id = v;
-    } else if (k >= 5) {
+    } else if (k >= 5 && k <= 8) {
         if (v[0] == '\0')
             return 10 + usage_error("option '%s' needs a value", a);
         const char **slot[] = {&cmd->tls_ca, &cmd->tls_cert, &cmd->tls_key,
                                &cmd->tls_server_name};
         *slot[k - 5] = v;
+    } else if (k == 9) {
+        cmd->user = v;
+    } else if (k == 10) {
+        cmd->password_file = v;
     } else {
         uint64_t t;
         if (ctl_parse_u64(v, &t) != 0 || t == 0 || t > UINT32_MAX)
@@ -454,6 +486,14 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         cmd->timeout_ms = (uint32_t)t;
     }
     return 1;
+}
+
+static int verb_has_flag(const verb_t *v, const char *a)
+{
+    for (int j = 0; v != NULL && v->flags != NULL && v->flags[j].name != NULL; j++)
+        if (strncmp(a, "--", 2) == 0 && strcmp(a + 2, v->flags[j].name) == 0)
+            return 1;
+    return 0;
 }
 
 static int verb_flag(int argc, char **argv, int *i, cmd_t *cmd)
@@ -568,6 +608,15 @@ static int parse(int argc, char **argv, cmd_t *cmd)
             continue;
         }
         if (is_flag) {
+            /* A verb's own flag wins over a global option of the same name
+             * (user add --password-file is the new user's password; the
+             * login's --password-file goes before the verb). */
+            if (verb_has_flag(cmd->verb, a)) {
+                int rv = verb_flag(argc, argv, &i, cmd);
+                if (rv >= 0)
+                    return rv;
+                continue;
+            }
             int g = global_option(argc, argv, &i, cmd);
             if (g >= 10)
                 return g - 10;
@@ -651,6 +700,47 @@ static const char *env_or(const char *name, const char *fallback)
     return v != NULL && v[0] != '\0' ? v : fallback;
 }
 
+/* --user / --password-file (or their variables): the password's first
+ * line into cmd->password. -1 to go on, else an exit code printed. */
+static int load_credential(cmd_t *cmd)
+{
+    if (cmd->user == NULL)
+        cmd->user = env_or("SHALE_USER", NULL);
+    if (cmd->password_file == NULL)
+        cmd->password_file = env_or("SHALE_PASSWORD_FILE", NULL);
+    if (cmd->user == NULL && cmd->password_file == NULL)
+        return -1;
+    if (cmd->user == NULL || cmd->password_file == NULL)
+        return usage_error("%s", "--user and --password-file go together");
+    char err[AUTH_ERRLEN];
+    if (auth_name_check(cmd->user, err, sizeof(err)) != 0)
+        return usage_error("--user: %s", err);
+    FILE *f = strcmp(cmd->password_file, "-") == 0 ? stdin : fopen(cmd->password_file, "r");
+    if (f == NULL)
+        return usage_error("cannot read --password-file %s", cmd->password_file);
+    char buf[AUTH_PASSWORD_MAX + 2];
+    int ok = fgets(buf, sizeof(buf), f) != NULL;
+    if (f != stdin)
+        fclose(f);
+    size_t n = ok ? strlen(buf) : 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (n == 0 || n > AUTH_PASSWORD_MAX) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return usage_error("--password-file %s: the first line must hold the password",
+                           cmd->password_file);
+    }
+    cmd->password = malloc(n);
+    if (cmd->password == NULL)
+        return EXIT_FAIL;
+    memcpy(cmd->password, buf, n);
+    cmd->password_len = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return -1;
+}
+
+static int run(cmd_t *cmd);
+
 int main(int argc, char **argv)
 {
     cmd_t cmd;
@@ -658,6 +748,19 @@ int main(int argc, char **argv)
     int rv = parse(argc, argv, &cmd);
     if (rv >= 0)
         return rv;
+    rv = load_credential(&cmd);
+    if (rv >= 0)
+        return rv;
+    rv = run(&cmd);
+    if (cmd.password != NULL)
+        OPENSSL_cleanse(cmd.password, cmd.password_len);
+    free(cmd.password);
+    return rv;
+}
+
+static int run(cmd_t *cmdp)
+{
+    cmd_t cmd = *cmdp;
     if (cmd.meta == NULL)
         cmd.meta = env_or("SHALE_META", CTL_DEFAULT_META);
     if (cmd.tls_ca == NULL)

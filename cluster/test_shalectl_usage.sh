@@ -109,6 +109,19 @@ expect 2 "migration ids are positive integers, not 'x'" migration resume x
 expect 2 "unknown option '--batch'" migration resume --batch 3
 expect 2 "--stop-after needs start, copy, fence or drain" group remove 3 --stop-after never
 expect 2 "--max-parallel needs a number" group remove 3 --max-parallel x
+# users
+expect 0 "user add NAME --role R" user --help
+expect 2 "user add: missing arguments" user add
+expect 2 "--role is required" user add alice
+expect 2 "--role must be read, readwrite or admin, not 'root'" user add alice --role root
+expect 2 "a user name may only hold" user add "al ice" --role read
+expect 2 "an admin cannot have a --prefix" user add alice --role admin --prefix app/
+expect 2 "cannot read --password-file" user add alice --role read --password-file /nonexistent/pw
+expect 2 "no password to read" user add alice --role read --password-file /dev/null
+expect 2 "user remove: missing arguments" user remove
+expect 2 "too many arguments ('x')" user list x
+expect 2 "a user name has 1..64 characters" user passwd ""
+expect 2 "use --meta, not --addr" --addr $A user list
 # one group directly
 expect 2 "give its members with --addr" member add 4 $A $A
 expect 2 "'a' is not HOST:PORT" --addr $A member add 4 a $A
@@ -129,6 +142,8 @@ expect 3 "cannot connect" --timeout 300 --addr $A status
 expect 3 "cannot connect" --timeout 300 rebalance --dry-run
 expect 3 "cannot connect" --timeout 300 migration status
 expect 3 "cannot connect" --timeout 300 slot move 1 2
+expect 3 "cannot connect" --timeout 300 user list
+expect 3 "cannot connect" --timeout 300 user remove alice
 
 if [ $fails -ne 0 ]; then
   echo "$fails failed"

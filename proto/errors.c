@@ -20,6 +20,8 @@ const char *shale_strerror(int code)
     case SHALE_ESTORAGE: return "storage error";
     case SHALE_EOVERLOAD: return "overloaded";
     case SHALE_ESLOTMOVING: return "slot is moving (retry shortly)";
+    case SHALE_EAUTH: return "not authenticated";
+    case SHALE_EPERM: return "permission denied";
     case SHALE_ENOMEM: return "out of memory";
     case SHALE_EIO: return "connection error";
     case SHALE_ECLOSED: return "closed";

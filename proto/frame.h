@@ -50,6 +50,10 @@ enum shale_msg_type {
     SHALE_MSG_MAP_GET_REQ = 70, /* cluster map (meta group): 70..79 */
     SHALE_MSG_MAP_RESP = 71,
     SHALE_MSG_MAP_CAS_REQ = 72,
+    SHALE_MSG_USER_CHANGE_REQ = 73, /* users and roles (meta group) */
+    SHALE_MSG_USER_CHANGE_RESP = 74,
+    SHALE_MSG_USER_LIST_REQ = 75,
+    SHALE_MSG_USER_LIST_RESP = 76,
     SHALE_MSG_SNAP_FETCH_REQ = 80, /* snapshot transfer: 80..89 */
     SHALE_MSG_SNAP_CHUNK = 81,
     SHALE_MSG_MIG_EXPORT_REQ = 90, /* slot migration: 90..99 */

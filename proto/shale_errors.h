@@ -29,6 +29,8 @@ enum shale_error {
     SHALE_ESTORAGE = -13,    /* storage engine error (disk full, r/o, ...) */
     SHALE_EOVERLOAD = -14,   /* queue full: back off */
     SHALE_ESLOTMOVING = -15, /* slot fenced for migration: retry shortly */
+    SHALE_EAUTH = -16,       /* not authenticated: bad or missing credential */
+    SHALE_EPERM = -17,       /* the user's role or key prefix forbids it */
 
     SHALE_ENOMEM = -100,     /* allocation failed */
     SHALE_EIO = -101,        /* connection error (reset, refused, EOF) */

@@ -32,6 +32,10 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_MAP_GET_REQ: return &shale__map_get_request__descriptor;
     case SHALE_MSG_MAP_RESP: return &shale__map_response__descriptor;
     case SHALE_MSG_MAP_CAS_REQ: return &shale__map_cas_request__descriptor;
+    case SHALE_MSG_USER_CHANGE_REQ: return &shale__user_change_request__descriptor;
+    case SHALE_MSG_USER_CHANGE_RESP: return &shale__user_change_response__descriptor;
+    case SHALE_MSG_USER_LIST_REQ: return &shale__user_list_request__descriptor;
+    case SHALE_MSG_USER_LIST_RESP: return &shale__user_list_response__descriptor;
     case SHALE_MSG_SNAP_FETCH_REQ: return &shale__snap_fetch_request__descriptor;
     case SHALE_MSG_SNAP_CHUNK: return &shale__snap_chunk__descriptor;
     case SHALE_MSG_MIG_EXPORT_REQ: return &shale__mig_export_request__descriptor;

@@ -57,6 +57,9 @@ struct rt_cconn {
     int tls_on;      /* tls holds a session */
     int plain_reply; /* a plain-text peer: the answer goes out unencrypted */
     tls_uv_t tls;
+    int login_pending; /* HELLO credential being checked: read nothing more */
+    uint64_t hello_id;
+    rt_authn_conn_t an;
     uint8_t rbuf[READ_BUF];
     char peer[64];
 };
@@ -74,6 +77,11 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 const char *rt_cconn_peer(const rt_cconn_t *c)
 {
     return c->peer;
+}
+
+rt_authn_conn_t *rt_cconn_authn(rt_cconn_t *c)
+{
+    return &c->an;
 }
 
 static void conn_unref(rt_cconn_t *c)
@@ -99,6 +107,13 @@ static void conn_close(rt_cconn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->an.login != NULL) {
+        /* The check runs on: its answer will not come here. */
+        login_cancel(c->an.login);
+        c->an.login = NULL;
+        c->login_pending = 0;
+        c->refs--; /* the login's reference; the handle still holds one */
+    }
     rt_q_remove(&c->link);
     if (rt_q_linked(&c->dirty_link))
         rt_q_remove(&c->dirty_link);
@@ -121,7 +136,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* May this connection take another request now? */
 static int can_take(const rt_cconn_t *c)
 {
-    return !c->closing && c->inflight < c->r->cfg.conn_max_inflight &&
+    return !c->closing && !c->login_pending && c->inflight < c->r->cfg.conn_max_inflight &&
            c->out_bytes < OUT_HIGH_WATER && !c->close_after_flush && !c->r->stopping;
 }
 
@@ -275,6 +290,67 @@ static void conn_fail(rt_cconn_t *c, int code, const char *msg)
     update_reading(c);
 }
 
+static void send_hello_reply(rt_cconn_t *c, uint64_t id)
+{
+    rt_router_t *r = c->r;
+    Shale__HelloReply hr = SHALE__HELLO_REPLY__INIT;
+    hr.protocol_version = SHALE_PROTOCOL_VERSION;
+    hr.cluster_id = r->cfg.cluster_id;
+    hr.has_max_frame = 1;
+    hr.max_frame = (uint32_t)r->cfg.max_frame;
+    hr.has_max_key = 1;
+    hr.max_key = (uint32_t)r->cfg.max_key;
+    hr.has_max_value = 1;
+    hr.max_value = (uint32_t)r->cfg.max_value;
+    size_t flen;
+    uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &hr.base, UINT32_MAX, &flen);
+    rt_cconn_send(c, f, flen);
+    c->hello_done = 1;
+}
+
+/* The HELLO credential was checked (login.h). */
+static void on_login(void *arg, int status, const char *user, const char *msg)
+{
+    rt_cconn_t *c = arg;
+    c->an.login = NULL;
+    c->login_pending = 0;
+    if (status == 0) {
+        snprintf(c->an.user, sizeof(c->an.user), "%s", user);
+        rt_debug("login", " peer=%s user=%s", c->peer, user);
+        send_hello_reply(c, c->hello_id);
+    } else {
+        rt_warn("login failed", " peer=%s user=%s err=\"%s\"", c->peer, user, msg);
+        rt_cconn_send_error(c, c->hello_id, status, msg);
+        c->close_after_flush = 1;
+    }
+    update_reading(c); /* frames pipelined behind HELLO are decoded now */
+    conn_unref(c);
+}
+
+/* --auth: check HELLO's credential (none: an anonymous connection, whose
+ * requests rt_authn_check refuses). 0 when answered now, 1 when pending. */
+static int hello_login(rt_cconn_t *c, uint64_t id, const Shale__Hello *h)
+{
+    rt_router_t *r = c->r;
+    if (!h->has_credential) {
+        send_hello_reply(c, id);
+        return 0;
+    }
+    char msg[LOGIN_MSGLEN];
+    int rv = login_start(&r->authn.login, c->peer, h->credential.data, h->credential.len,
+                         r->authn.uwatch.table, on_login, c, &c->an.login, msg);
+    if (rv != SHALE_OK) {
+        rt_warn("login refused", " peer=%s err=\"%s\"", c->peer, msg);
+        rt_cconn_send_error(c, id, rv, msg);
+        c->close_after_flush = 1;
+        return 0;
+    }
+    c->hello_id = id;
+    c->login_pending = 1;
+    c->refs++; /* released by on_login, or by conn_close */
+    return 1;
+}
+
 static int handle_hello(rt_cconn_t *c, uint64_t id, const uint8_t *p, size_t len)
 {
     rt_router_t *r = c->r;
@@ -300,20 +376,10 @@ static int handle_hello(rt_cconn_t *c, uint64_t id, const uint8_t *p, size_t len
         rt_cconn_send_error(c, id, SHALE_ECLUSTER, msg);
         c->close_after_flush = 1;
         rv = 1;
+    } else if (r->cfg.auth) {
+        rv = hello_login(c, id, h) ? FRAME_PAUSE : 0;
     } else {
-        Shale__HelloReply hr = SHALE__HELLO_REPLY__INIT;
-        hr.protocol_version = SHALE_PROTOCOL_VERSION;
-        hr.cluster_id = r->cfg.cluster_id;
-        hr.has_max_frame = 1;
-        hr.max_frame = (uint32_t)r->cfg.max_frame;
-        hr.has_max_key = 1;
-        hr.max_key = (uint32_t)r->cfg.max_key;
-        hr.has_max_value = 1;
-        hr.max_value = (uint32_t)r->cfg.max_value;
-        size_t flen;
-        uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &hr.base, UINT32_MAX, &flen);
-        rt_cconn_send(c, f, flen);
-        c->hello_done = 1;
+        send_hello_reply(c, id);
     }
     protobuf_c_message_free_unpacked(&h->base, NULL);
     return rv;

@@ -10,7 +10,7 @@
 
 #define RT_VERSION "0.1.0"
 
-enum kind { K_U64, K_STR };
+enum kind { K_U64, K_STR, K_BOOL };
 
 typedef struct setting {
     const char *name;
@@ -68,6 +68,14 @@ static const setting_t settings[] = {
     U64("tls-client-auth", tls_client_auth, 0, 1,
         "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); "
         "default 0"),
+    {"auth", K_BOOL, offsetof(rt_config_t, auth), 0, 0, 1,
+     "require an authenticated user on every client connection (HELLO credential) and check "
+     "each request against the user's role and key prefix before forwarding it "
+     "(docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere"},
+    STR("auth-user", auth_user,
+        "the user this router presents to the meta group and the nodes (started with --auth): "
+        "admin role"),
+    STR("auth-password-file", auth_password_file, "file whose first line is --auth-user's password"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -156,6 +164,15 @@ static int set_value(rt_config_t *c, const setting_t *s, const char *v, char *er
         memcpy(base, v, strlen(v) + 1);
         return 0;
     }
+    if (s->kind == K_BOOL) {
+        int on = strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0;
+        if (!on && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) {
+            snprintf(err, errlen, "--%s is on or off (1/0, true/false), not '%s'", s->name, v);
+            return -1;
+        }
+        memcpy(base, &(uint64_t){(uint64_t)on}, sizeof(uint64_t));
+        return 0;
+    }
     char *end = NULL;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
@@ -199,6 +216,8 @@ int rt_config_parse(rt_config_t *c, int argc, char **argv, char *err, size_t err
         const char *v;
         if (eq != NULL) {
             v = eq + 1;
+        } else if (s->kind == K_BOOL) {
+            v = "1"; /* --auth alone turns it on */
         } else {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--%s needs a value", s->name);
@@ -278,6 +297,10 @@ int rt_config_validate(const rt_config_t *c, char *err, size_t errlen)
     }
     if (c->tls_client_auth && !tls_on) {
         snprintf(err, errlen, "--tls-client-auth 1 needs --tls-ca, --tls-cert and --tls-key");
+        return -1;
+    }
+    if ((c->auth_user[0] != '\0') != (c->auth_password_file[0] != '\0')) {
+        snprintf(err, errlen, "--auth-user and --auth-password-file go together");
         return -1;
     }
     if (rt_log_parse_level(c->log_level) < 0) {

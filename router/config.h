@@ -29,6 +29,9 @@ typedef struct rt_config {
     char tls_cert[512];
     char tls_key[512];
     uint64_t tls_client_auth; /* 1: clients must present a certificate the CA signed */
+    uint64_t auth;    /* 1: clients must log in; each request is checked (authn.c) */
+    char auth_user[128];           /* the router's own user, for the meta group and nodes */
+    char auth_password_file[512];
 } rt_config_t;
 
 void rt_config_defaults(rt_config_t *c);

@@ -1151,6 +1151,12 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
 {
     char msg[240];
     uint64_t t0 = uv_hrtime();
+    int arv;
+    if (type == SHALE_MSG_STATUS_REQ &&
+        (arv = rt_authn_check(r, rt_cconn_authn(c), type, NULL, msg, sizeof(msg))) != 0) {
+        answer_now(r, type, t0, c, id, arv, msg);
+        return;
+    }
     if (type == SHALE_MSG_STATUS_REQ) {
         log_immediate(r, c, type, SHALE_OK, t0);
         reply_status(r, c, id);
@@ -1167,6 +1173,12 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     if (m == NULL) {
         snprintf(msg, sizeof(msg), "malformed %s message", frame_type_name(type));
         answer_now(r, type, t0, c, id, SHALE_EINVAL, msg);
+        return;
+    }
+    /* --auth: the client's user, checked here before anything is sent. */
+    if ((arv = rt_authn_check(r, rt_cconn_authn(c), type, m, msg, sizeof(msg))) != 0) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        answer_now(r, type, t0, c, id, arv, msg);
         return;
     }
     int rv = r->stopping ? SHALE_EUNAVAILABLE : validate(&r->cfg, type, m, msg, sizeof(msg));

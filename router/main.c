@@ -50,6 +50,7 @@ static void finish_stop(rt_router_t *r)
     rt_cconn_stop_accepting(r);
     rt_cconn_close_all(r);
     rt_watch_stop(r);
+    rt_authn_stop(r);
     rt_obs_stop(r);
     rt_up_close_all(r);
     rt_fwd_close(r);
@@ -168,6 +169,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "shale-router: %s\n", err);
         return 2;
     }
+    if (rt_authn_init(r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shale-router: %s\n", err);
+        rt_authn_free(r);
+        tls_ctx_free(r->tls_server);
+        tls_ctx_free(r->tls_client);
+        return 2;
+    }
 
     r->loop = uv_default_loop();
     if (rt_obs_init(r) != 0) {
@@ -197,7 +205,12 @@ int main(int argc, char **argv)
     if (r->tls_server != NULL)
         uv_signal_start(&r->sighup, on_signal, SIGHUP);
 
-    if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
+    if (rt_authn_start(r, err, sizeof(err)) != 0) {
+        rt_error("cannot start authentication", " err=\"%s\"", err);
+        r->exit_code = 1;
+        r->stopping = 1;
+        finish_stop(r);
+    } else if (rt_cconn_listen(r, err, sizeof(err)) != 0) {
         rt_error("cannot listen", " err=\"%s\"", err);
         r->exit_code = 1;
         r->stopping = 1;
@@ -222,6 +235,7 @@ int main(int argc, char **argv)
     close_handle((uv_handle_t *)&r->stop_timer);
     uv_run(r->loop, UV_RUN_DEFAULT);
     rt_route_free(&r->route);
+    rt_authn_free(r);
     rt_obs_free(r);
     tls_ctx_free(r->tls_server);
     tls_ctx_free(r->tls_client);

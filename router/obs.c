@@ -21,8 +21,9 @@
 #define OPS "get|put|del|cas|mget|mput|status|other"
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
-    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|other"
-enum { OP_OTHER = 7, OUTCOME_OTHER = 16 };
+    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
+    "unauthenticated|permission_denied|other"
+enum { OP_OTHER = 7, OUTCOME_OTHER = 18 };
 #define CAUSES                                                                                     \
     "not_leader|wrong_group|unavailable|timeout|connection|stale_too_old|overloaded|other"
 enum {
@@ -42,6 +43,7 @@ struct rt_obs {
     obs_http_t ep;       /* /metrics and /health (obs_http.h) */
     met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
     met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
+    met_family_t *logins, *denied;
 };
 
 static int op_index(uint16_t type)
@@ -68,7 +70,7 @@ static int op_index(uint16_t type)
 
 static int outcome_index(int code)
 {
-    return code == 0 ? 0 : (code <= -1 && code >= -15 ? -code : OUTCOME_OTHER);
+    return code == 0 ? 0 : (code <= -1 && code >= -17 ? -code : OUTCOME_OTHER);
 }
 
 void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns)
@@ -161,6 +163,11 @@ static void collect(void *arg)
     met_set(o->clients, 0, (double)r->nconns);
     met_set(o->upstream, 0, (double)rt_up_open_conns(r));
     met_set(o->nodes, 0, (double)r->up.nnodes);
+    met_counter_set(o->logins, 0, r->authn.login.ok);
+    met_counter_set(o->logins, 1, r->authn.login.failed);
+    met_counter_set(o->logins, 2, r->authn.login.throttled);
+    met_counter_set(o->logins, 3, r->authn.login.overloaded);
+    met_counter_set(o->denied, 0, r->authn.denied);
     met_dyn_reset(o->group_pending);
     for (size_t i = 0; i < r->route.ngroups && i < RT_OBS_MAX_GROUPS; i++) {
         char id[24];
@@ -209,6 +216,16 @@ int rt_obs_init(rt_router_t *r)
                             "Open pooled connections to nodes.", NULL);
     o->nodes =
         met_gauge(g, "shale_router_upstream_nodes", "Nodes the router has connected to.", NULL);
+    o->logins = met_counter(g, "shale_auth_logins_total",
+                            "Client HELLO credentials checked (--auth): ok, failed (wrong "
+                            "password, unknown user, malformed), throttled (the source address "
+                            "had too many failures: refused without checking), overloaded "
+                            "(queue full).",
+                            "outcome=ok|failed|throttled|overloaded");
+    o->denied = met_counter(g, "shale_auth_denied_total",
+                            "Client requests refused because the user's role or key prefix "
+                            "does not allow them, or there is no user (--auth).",
+                            NULL);
     o->ready = met_gauge(g, "shale_ready", "1 when /health answers ready.", NULL);
     if (o->requests == NULL || o->duration == NULL || o->retries == NULL ||
         o->group_pending == NULL || o->ready == NULL || met_register_process(g) != 0 ||

@@ -12,7 +12,8 @@
  *   retry.c        retry decisions and backoff (pure);
  *   split.c        MGET/MPUT split by group and merge (pure);
  *   config.c       flags (pure); rlog.c logging; idmap.c id -> pointer map;
- *   obs.c          metrics and the HTTP endpoint (--http: /metrics, /health).
+ *   obs.c          metrics and the HTTP endpoint (--http: /metrics, /health);
+ *   authn.c        users and roles (--auth): logins, per-request checks.
  *
  * One libuv loop thread does everything. Output produced during a loop turn
  * is written at the end of the turn (the uv_prepare in main.c runs before
@@ -24,11 +25,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
 #include "frame.h"
+#include "login.h"
 #include "rlog.h"
 #include "route.h"
 #include "shale.h"
+#include "user_watch.h"
 #include "wire.h"
 
 /* ---- Intrusive doubly linked queue ---------------------------------------*/
@@ -213,6 +217,41 @@ const char *rt_obs_http_addr(const rt_router_t *r);
 void rt_obs_map_installed(rt_router_t *r);
 void rt_obs_map_refresh(rt_router_t *r);
 
+/* ---- authn.c: users and roles (--auth) --------------------------------------*/
+
+/* Who is on a client connection. */
+typedef struct rt_authn_conn {
+    char user[AUTH_NAME_MAX + 1]; /* the logged-in user; "": none (anonymous) */
+    const Shale__User *u;         /* its record in the table of generation gen */
+    uint64_t gen;
+    login_req_t *login;           /* HELLO credential being checked */
+} rt_authn_conn_t;
+
+typedef struct rt_authn {
+    login_svc_t login;
+    user_watch_t uwatch; /* the meta group's user table */
+    char *pw;            /* --auth-password-file's password (wiped at exit) */
+    size_t pwlen;
+    uint8_t *cred;       /* packed Credential for node HELLOs (upstream.c) */
+    size_t cred_len;
+    uint64_t denied;     /* requests refused (metrics) */
+} rt_authn_t;
+
+/* Read the router's own credential. 0, or -1 with err. */
+int rt_authn_init(rt_router_t *r, char *err, size_t errlen);
+/* Start the login service and (--auth) the user table watch. */
+int rt_authn_start(rt_router_t *r, char *err, size_t errlen);
+void rt_authn_stop(rt_router_t *r);
+void rt_authn_free(rt_router_t *r);
+/* The router's credential for a libshale client it opens (none: unchanged). */
+void rt_authn_client_options(const rt_router_t *r, shale_options_t *o);
+/* 0 when the connection's user may send m (of type); else SHALE_EAUTH (no
+ * user) or SHALE_EPERM with why. m NULL: the verb alone (STATUS). */
+int rt_authn_check(rt_router_t *r, rt_authn_conn_t *ac, uint16_t type, const ProtobufCMessage *m,
+                   char *why, size_t whylen);
+/* The connection's user (client_conn.c). */
+rt_authn_conn_t *rt_cconn_authn(rt_cconn_t *c);
+
 /* ---- The router ------------------------------------------------------------*/
 
 struct rt_router {
@@ -235,6 +274,7 @@ struct rt_router {
     rt_upstream_t up;
     rt_forward_t fwd;
     struct rt_obs *obs;
+    rt_authn_t authn;
     int stopping;
     int exit_code;
 };

@@ -479,6 +479,11 @@ static uint8_t *hello_frame(rt_router_t *r, uint64_t id, size_t *len)
     h.cluster_id = r->cfg.cluster_id;
     h.peer_kind = SHALE__PEER_KIND__PEER_ROUTER;
     h.client_name = (char *)"shale-router";
+    if (r->authn.cred != NULL) { /* the router's own user (authn.c) */
+        h.has_credential = 1;
+        h.credential.data = r->authn.cred;
+        h.credential.len = r->authn.cred_len;
+    }
     return wire_pack(SHALE_MSG_HELLO, id, &h.base, UINT32_MAX, len);
 }
 

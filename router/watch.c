@@ -66,6 +66,7 @@ static shale_client_t *open_client(rt_router_t *r, uint32_t timeout_ms, unsigned
     shale_options_t o;
     shale_options_init(&o);
     o.cluster_id = r->cfg.cluster_id;
+    rt_authn_client_options(r, &o);
     o.timeout_ms = timeout_ms;
     if (r->tls_client != NULL) { /* the meta group's client port speaks TLS too */
         o.tls_ca = r->cfg.tls_ca;

@@ -8,7 +8,7 @@ PKGS=(
   libuv1-dev librocksdb-dev libzstd-dev     # event loop, storage, compression
   libprotobuf-c-dev protobuf-c-compiler     # wire schema
   libraft-dev                               # canonical raft (0.15 on Debian 12)
-  libssl-dev                                # TLS (OpenSSL 3, docs/security.md)
+  libssl-dev                                # OpenSSL 3: TLS, password hashing (scrypt)
   check                                     # unit test framework
   clang libclang-rt-14-dev                  # libFuzzer for tests/fuzz
   iproute2 nftables                         # network namespaces for fault tests

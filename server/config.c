@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_U64, K_STR };
+enum kind { K_U64, K_STR, K_BOOL };
 
 typedef struct setting {
     const char *name;
@@ -58,6 +58,9 @@ static const setting_t settings[] = {
     STR("tls-cert", tls_cert, "TLS on the client port: this node's certificate (PEM), also presented when it dials the meta group or a snapshot source (default off; docs/security.md)"),
     STR("tls-key", tls_key, "TLS: the private key of --tls-cert (PEM)"),
     {"tls-client-auth", K_U64, offsetof(shaled_config_t, tls_client_auth), 0, "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); default 0"},
+    {"auth", K_BOOL, offsetof(shaled_config_t, auth), 0, "require an authenticated user on every connection (HELLO credential) and check each request against the user's role and key prefix (docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere. As a flag: --auth; in a file: auth = 1"},
+    STR("auth-user", auth_user, "the user this node presents to other processes started with --auth (the meta group, peers): admin role"),
+    STR("auth-password-file", auth_password_file, "file whose first line is --auth-user's password"),
     {"test-broken-reads", K_U64, offsetof(shaled_config_t, test_broken_reads), 0, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -125,6 +128,19 @@ static int set_value(shaled_config_t *c, const setting_t *s, const char *v,
             return -1;
         }
         memcpy(base, v, strlen(v) + 1);
+        return 0;
+    }
+    if (s->kind == K_BOOL) {
+        uint64_t b;
+        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0)
+            b = 1;
+        else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0 || strcmp(v, "off") == 0)
+            b = 0;
+        else {
+            snprintf(err, errlen, "%s is on or off (1/0, true/false), not '%s'", s->name, v);
+            return -1;
+        }
+        memcpy(base, &b, sizeof(b));
         return 0;
     }
     char *end = NULL;
@@ -250,6 +266,8 @@ int shaled_config_parse(shaled_config_t *c, int argc, char **argv, char *err,
         }
         if (eq != NULL) {
             val = eq + 1;
+        } else if (s->kind == K_BOOL) {
+            val = "1"; /* --auth alone turns it on */
         } else {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--%s needs a value", name);
@@ -292,6 +310,15 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (strcmp(c->mode, "data") != 0 && strcmp(c->mode, "meta") != 0) {
         snprintf(err, errlen, "--mode must be data or meta, not '%s'", c->mode);
+        return -1;
+    }
+    if (c->auth && strcmp(c->mode, "data") == 0 && c->meta[0] == '\0') {
+        snprintf(err, errlen, "--auth on a data node needs --meta: the users live in the meta "
+                              "group");
+        return -1;
+    }
+    if ((c->auth_user[0] != '\0') != (c->auth_password_file[0] != '\0')) {
+        snprintf(err, errlen, "--auth-user and --auth-password-file go together");
         return -1;
     }
     if (strcmp(c->mode, "meta") == 0 && (c->group != 0 || c->meta[0] != '\0')) {

@@ -47,6 +47,9 @@ typedef struct shaled_config {
     char tls_cert[512];
     char tls_key[512];
     uint64_t tls_client_auth;   /* 1: clients must present a certificate the CA signed */
+    uint64_t auth;              /* 1: every request needs an authenticated user (auth_conn.c) */
+    char auth_user[128];        /* this node's own user, for what it asks other processes */
+    char auth_password_file[512];
     char config_file[512];
 } shaled_config_t;
 

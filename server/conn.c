@@ -57,6 +57,9 @@ struct conn {
     int tls_on;           /* tls holds a session: the port speaks TLS */
     int plain_reply;      /* a plain-text peer: answers go out unencrypted */
     tls_uv_t tls;
+    int login_pending;    /* HELLO credential being checked: read nothing more */
+    uint64_t hello_id;
+    authn_conn_t an;      /* the connection's user (authn.c) */
     uint8_t rbuf[READ_BUF];
     char peer[64];
 };
@@ -72,6 +75,7 @@ typedef struct wreq {
 } wreq_t;
 
 shaled_t *conn_server(const conn_t *c) { return c->s; }
+authn_conn_t *conn_authn(conn_t *c) { return &c->an; }
 size_t conn_out_bytes(const conn_t *c) { return c->out_bytes; }
 const char *conn_peer(const conn_t *c) { return c->peer; }
 
@@ -111,6 +115,13 @@ static void conn_close(conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    if (c->an.login != NULL) {
+        /* The check runs on: its answer will not come here. */
+        login_cancel(c->an.login);
+        c->an.login = NULL;
+        c->login_pending = 0;
+        conn_unref(c);
+    }
     /* A streamer attached to this connection learns it is gone. */
     if (c->drain_cb != NULL) {
         conn_drain_cb cb = c->drain_cb;
@@ -139,7 +150,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 /* May this connection take another request now? */
 static int can_take(const conn_t *c)
 {
-    return !c->closing && c->inflight < c->s->cfg.conn_max_inflight &&
+    return !c->closing && !c->login_pending && c->inflight < c->s->cfg.conn_max_inflight &&
            c->out_bytes < OUT_HIGH_WATER && !c->close_after_flush &&
            !c->s->stopping;
 }
@@ -298,11 +309,75 @@ static void conn_fail(conn_t *c, int code, const char *msg)
     update_reading(c);
 }
 
+static void send_hello_reply(conn_t *c, uint64_t id)
+{
+    shaled_t *s = c->s;
+    size_t flen;
+    Shale__HelloReply r = SHALE__HELLO_REPLY__INIT;
+    r.protocol_version = SHALE_PROTOCOL_VERSION;
+    r.cluster_id = s->cfg.cluster_id;
+    r.has_node_id = 1;
+    r.node_id = s->cfg.id;
+    r.has_max_frame = 1;
+    r.max_frame = (uint32_t)s->cfg.max_frame;
+    r.has_max_key = 1;
+    r.max_key = (uint32_t)s->cfg.max_key;
+    r.has_max_value = 1;
+    r.max_value = (uint32_t)s->cfg.max_value;
+    uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &r.base, UINT32_MAX, &flen);
+    conn_send(c, f, flen);
+    c->hello_done = 1;
+}
+
+/* The HELLO credential was checked (login.h). */
+static void on_login(void *arg, int status, const char *user, const char *msg)
+{
+    conn_t *c = arg;
+    c->an.login = NULL;
+    c->login_pending = 0;
+    if (status == 0) {
+        snprintf(c->an.user, sizeof(c->an.user), "%s", user);
+        log_debug("login", " peer=%s user=%s", c->peer, user);
+        send_hello_reply(c, c->hello_id);
+    } else {
+        log_warn("login failed", " peer=%s user=%s err=\"%s\"", c->peer, user, msg);
+        conn_send_error(c, c->hello_id, status, msg);
+        c->close_after_flush = 1;
+    }
+    update_reading(c); /* frames pipelined behind HELLO are decoded now */
+    conn_unref(c);
+}
+
+/* --auth: check HELLO's credential (none: an anonymous connection, whose
+ * requests authn_check refuses). 0 when answered now, 1 when pending. */
+static int hello_login(conn_t *c, uint64_t id, const Shale__Hello *h)
+{
+    shaled_t *s = c->s;
+    if (!h->has_credential) {
+        send_hello_reply(c, id);
+        return 0;
+    }
+    char msg[LOGIN_MSGLEN];
+    uint64_t gen;
+    const Shale__UserTable *t = authn_table(s, &gen);
+    int rv = login_start(&s->login, c->peer, h->credential.data, h->credential.len, t, on_login,
+                         c, &c->an.login, msg);
+    if (rv != SHALE_OK) {
+        log_warn("login refused", " peer=%s err=\"%s\"", c->peer, msg);
+        conn_send_error(c, id, rv, msg);
+        c->close_after_flush = 1;
+        return 0;
+    }
+    c->hello_id = id;
+    c->login_pending = 1;
+    conn_ref(c); /* released by on_login, or by conn_close */
+    return 1;
+}
+
 static int handle_hello(conn_t *c, uint64_t id, const uint8_t *p, size_t len)
 {
     shaled_t *s = c->s;
     ProtobufCMessage *m = wire_unpack(SHALE_MSG_HELLO, p, len);
-    size_t flen;
     if (m == NULL) {
         conn_send_error(c, id, SHALE_EPROTO, "malformed HELLO");
         c->close_after_flush = 1;
@@ -325,21 +400,10 @@ static int handle_hello(conn_t *c, uint64_t id, const uint8_t *p, size_t len)
         conn_send_error(c, id, SHALE_ECLUSTER, msg);
         c->close_after_flush = 1;
         rv = 1;
+    } else if (s->cfg.auth) {
+        rv = hello_login(c, id, h) ? FRAME_PAUSE : 0;
     } else {
-        Shale__HelloReply r = SHALE__HELLO_REPLY__INIT;
-        r.protocol_version = SHALE_PROTOCOL_VERSION;
-        r.cluster_id = s->cfg.cluster_id;
-        r.has_node_id = 1;
-        r.node_id = s->cfg.id;
-        r.has_max_frame = 1;
-        r.max_frame = (uint32_t)s->cfg.max_frame;
-        r.has_max_key = 1;
-        r.max_key = (uint32_t)s->cfg.max_key;
-        r.has_max_value = 1;
-        r.max_value = (uint32_t)s->cfg.max_value;
-        uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &r.base, UINT32_MAX, &flen);
-        conn_send(c, f, flen);
-        c->hello_done = 1;
+        send_hello_reply(c, id);
     }
     protobuf_c_message_free_unpacked(m, NULL);
     return rv;

@@ -393,6 +393,7 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     if (!is_read(type) && !is_write(type) && !is_admin(type) &&
         type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ &&
         type != SHALE_MSG_MAP_GET_REQ && type != SHALE_MSG_MAP_CAS_REQ &&
+        type != SHALE_MSG_USER_CHANGE_REQ && type != SHALE_MSG_USER_LIST_REQ &&
         type != SHALE_MSG_MIG_EXPORT_REQ && type != SHALE_MSG_MIG_IMPORT_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
@@ -408,6 +409,8 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     const Shale__Route *rt = route_of(r);
     if (rt != NULL && rt->has_trace_id)
         r->trace = rt->trace_id;
+    if (authn_check(s, r) != 0)
+        return; /* --auth: not this user's to send (answered) */
     if (s->stopping) {
         sreq_fail(r, SHALE_EUNAVAILABLE, "node is shutting down");
         return;
@@ -443,6 +446,18 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
             sreq_fail(r, SHALE_ENOTLEADER, "map changes go to the meta leader");
         else
             meta_cas(s, r);
+        return;
+    }
+    if (type == SHALE_MSG_USER_LIST_REQ || type == SHALE_MSG_USER_CHANGE_REQ) {
+        if (!meta)
+            sreq_fail(r, SHALE_EINVAL, "not a meta node: user requests go to the meta group "
+                      "(shaled --mode meta)");
+        else if (type == SHALE_MSG_USER_LIST_REQ)
+            users_list(s, r);
+        else if (!raft_node_is_leader(s))
+            sreq_fail(r, SHALE_ENOTLEADER, "user changes go to the meta leader");
+        else
+            users_change(s, r);
         return;
     }
     if (meta) {

@@ -10,7 +10,9 @@
  *  - MAP_CAS: the leader proposes the change as one Raft entry; the FSM
  *    decides it (compare-and-set on the epoch, cmap_validate, exactly-once
  *    by the change's Session) identically on every member, and the proposer
- *    answers from the apply.
+ *    answers from the apply;
+ *  - the meta group's lifecycle: load, start, end-of-turn flush, fail,
+ *    stop and free also run the user table's (users.c).
  *
  * Rules: the epoch only grows, by exactly one per applied change; a change
  * whose outcome is unknown to the client (leader lost) is retried with the
@@ -83,11 +85,15 @@ int meta_load(shaled_t *s, char *err)
 {
     if (strcmp(s->cfg.mode, "meta") != 0)
         return 0;
+    int rv = users_load(s, err);
+    if (rv != 0)
+        return rv;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rv = store_get_meta(s->store, META_MAP, &buf, &len, err);
+    rv = store_get_meta(s->store, META_MAP, &buf, &len, err);
     if (rv == SHALE_ENOTFOUND) {
-        meta_free(s);
+        cmap_free(s->map);
+        s->map = NULL;
         return 0;
     }
     if (rv != 0)
@@ -112,6 +118,7 @@ void meta_start(shaled_t *s)
     s->map_sweep.data = s;
     if (strcmp(s->cfg.mode, "meta") == 0)
         uv_timer_start(&s->map_sweep, on_sweep, MAP_SWEEP_MS, MAP_SWEEP_MS);
+    users_start(s);
 }
 
 void meta_get(shaled_t *s, sreq_t *r)
@@ -168,6 +175,7 @@ void meta_flush(shaled_t *s)
         cmd.map_cas = (Shale__MapCasRequest *)r->msg;
         rp_submit(&s->map_props, r, &cmd);
     }
+    users_flush(s);
 }
 
 static int same_session(const Shale__Session *a, const Shale__Session *b)
@@ -262,16 +270,19 @@ void meta_fail_all(shaled_t *s, int code, const char *msg)
         q_remove(&r->link);
         sreq_fail(r, code, msg);
     }
+    users_fail_all(s, code, msg);
 }
 
 void meta_stop(shaled_t *s)
 {
     if (s->map_sweep.loop != NULL && !uv_is_closing((uv_handle_t *)&s->map_sweep))
         uv_close((uv_handle_t *)&s->map_sweep, NULL);
+    users_stop(s);
 }
 
 void meta_free(shaled_t *s)
 {
     cmap_free(s->map);
     s->map = NULL;
+    users_free(s);
 }

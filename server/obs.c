@@ -28,11 +28,12 @@
 
 #define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|other"
 enum { OP_MAP_GET = 6, OP_OTHER = 10 };
-/* Outcome i (1..15) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
+/* Outcome i (1..17) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
-    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|other"
-enum { OUTCOME_OTHER = 16 };
+    "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
+    "unauthenticated|permission_denied|other"
+enum { OUTCOME_OTHER = 18 };
 
 #define GUARD_KINDS                                                                                \
     "votes_rewritten|candidacy_deferred|votes_held|timeout_now_dropped|timeout_now_held|"          \
@@ -52,6 +53,7 @@ struct obs {
     met_family_t *sst, *memtable, *pending_compaction, *cache_usage, *cache_capacity, *keys;
     met_family_t *live_data;
     met_family_t *mig_bytes, *mig_keys, *mig_active;
+    met_family_t *logins, *denied;
 };
 
 static int op_index(uint16_t type)
@@ -88,7 +90,7 @@ static int outcome_index(int code)
 {
     if (code == 0)
         return 0;
-    if (code <= -1 && code >= -15)
+    if (code <= -1 && code >= -17)
         return -code;
     return OUTCOME_OTHER;
 }
@@ -230,6 +232,11 @@ static void collect(void *arg)
         met_set(o->staleness, 0,
                 now > s->applied_leader_ms ? (double)(now - s->applied_leader_ms) / 1e3 : 0);
     }
+    met_counter_set(o->logins, 0, s->login.ok);
+    met_counter_set(o->logins, 1, s->login.failed);
+    met_counter_set(o->logins, 2, s->login.throttled);
+    met_counter_set(o->logins, 3, s->login.overloaded);
+    met_counter_set(o->denied, 0, s->auth_denied);
     met_counter_set(o->applied_entries, 0, s->applied_entries);
     met_counter_set(o->applied_mutations, 0, s->applied_mutations);
     met_set(o->conns, 0, (double)s->nconns);
@@ -367,6 +374,15 @@ int obs_init(shaled_t *s)
     o->guard = met_counter(r, "shale_raft_guard_events_total",
                            "Interventions of the libraft 0.15 safety guard (docs/raft-safety.md).",
                            "kind=" GUARD_KINDS);
+    o->logins = met_counter(r, "shale_auth_logins_total",
+                            "HELLO credentials checked (--auth): ok, failed (wrong password, "
+                            "unknown user, malformed), throttled (the source address had too "
+                            "many failures: refused without checking), overloaded (queue full).",
+                            "outcome=ok|failed|throttled|overloaded");
+    o->denied = met_counter(r, "shale_auth_denied_total",
+                            "Requests refused because the user's role or key prefix does not "
+                            "allow them, or there is no user (--auth).",
+                            NULL);
     o->ready = met_gauge(r, "shale_ready", "1 when /health answers ready.", NULL);
     o->sst = met_gauge(r, "shale_rocksdb_sst_bytes", "Total size of RocksDB SST files.", NULL);
     o->live_data =

@@ -300,6 +300,7 @@ int own_start(shaled_t *s, char *err, size_t errlen)
         o.tls_cert = s->cfg.tls_cert;
         o.tls_key = s->cfg.tls_key;
     }
+    authn_client_options(s, &o);
     int rv = shale_client_open(s->loop, s->cfg.meta, &o, &s->meta_client);
     if (rv != SHALE_OK) {
         snprintf(err, errlen, "--meta %s: %s", s->cfg.meta, shale_strerror(rv));

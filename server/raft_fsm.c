@@ -211,6 +211,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      (unsigned long long)expired);
     } else if (nreq == 0 && cmd->map_cas != NULL) {
         rv = meta_apply(s, index, cmd, err);
+    } else if (nreq == 0 && cmd->user_change != NULL) {
+        rv = users_apply(s, index, cmd, err);
     } else if (nreq == 0 && cmd->ownership != NULL) {
         rv = own_apply(s, index, cmd->ownership, err);
     } else if (nreq == 0 && cmd->members != NULL) {

@@ -19,11 +19,14 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
+#include "login.h"
 #include "raft_guard.h"
 #include "shale.h"
 #include "shale.pb-c.h"
 #include "store.h"
+#include "user_watch.h"
 
 typedef struct shaled shaled_t;
 typedef struct conn conn_t;
@@ -68,6 +71,14 @@ struct sreq {
     uint64_t received_us;
     int code;              /* outcome answered (SHALE_E*, 0 ok): for metrics */
 };
+
+/* Who is on a connection (authn.c). */
+typedef struct authn_conn {
+    char user[AUTH_NAME_MAX + 1]; /* the logged-in user; "": none (anonymous) */
+    const Shale__User *u;         /* its record in the table of generation gen */
+    uint64_t gen;
+    login_req_t *login;           /* HELLO credential being checked */
+} authn_conn_t;
 
 /* Process-wide server state. */
 /* A request proposed as its own Raft entry and answered from its apply
@@ -140,6 +151,24 @@ struct shaled {
     rp_list_t map_props;         /* MAP_CAS proposed, callback pending */
     uv_timer_t map_sweep;        /* ends long-polls whose wait is over */
 
+    /* users and roles (users.c, --mode meta; started and stopped by meta.c) */
+    Shale__UserTable *users;     /* applied user table; NULL before the first user */
+    qnode_t user_watchers;       /* USER_LIST long-polls waiting for news */
+    uint64_t nuser_watchers;
+    qnode_t user_pending;        /* USER_CHANGE waiting to be proposed */
+    rp_list_t user_props;        /* USER_CHANGE proposed, callback pending */
+    uv_timer_t user_sweep;       /* ends long-polls whose wait is over */
+    uint64_t users_gen;          /* bumped whenever s->users is replaced */
+
+    /* authentication (authn.c, --auth) */
+    login_svc_t login;           /* HELLO credential checks */
+    user_watch_t uwatch;         /* data node: the meta group's user table */
+    char *auth_pw;               /* --auth-password-file's password (wiped at exit) */
+    size_t auth_pwlen;
+    uint8_t *auth_cred;          /* packed Credential for raw HELLOs (snapshot fetch) */
+    size_t auth_cred_len;
+    uint64_t auth_denied;        /* requests refused by role or prefix (metrics) */
+
     /* slot ownership (ownership.c, data node with --group/--meta) */
     Shale__SlotOwnership *own;   /* applied record; NULL: none yet */
     uint32_t own_count;          /* slots set in own */
@@ -210,6 +239,24 @@ void conn_ref(conn_t *c);
 int conn_is_open(const conn_t *c);
 void conn_request_done(conn_t *c);
 shaled_t *conn_server(const conn_t *c);
+
+/* The connection's user record (authn.c). */
+authn_conn_t *conn_authn(conn_t *c);
+
+/* authn.c: users on connections, role checks (--auth) */
+/* Read this node's own credential. 0, or -1 with err. */
+int authn_init(shaled_t *s, char *err, size_t errlen);
+/* Start the login service and (data node) the user table watch. */
+int authn_start(shaled_t *s, char *err, size_t errlen);
+void authn_stop(shaled_t *s);
+void authn_free(shaled_t *s);
+/* This node's credential for a libshale client it opens (none: unchanged). */
+void authn_client_options(const shaled_t *s, shale_options_t *o);
+/* The user table logins and checks use now, and its generation. */
+const Shale__UserTable *authn_table(const shaled_t *s, uint64_t *gen);
+/* 0 when r's user may send it; else r is answered (UNAUTHENTICATED or
+ * PERMISSION_DENIED) and -1 returned. */
+int authn_check(shaled_t *s, sreq_t *r);
 
 /* dispatch.c */
 void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
@@ -310,6 +357,22 @@ int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err
 void meta_fail_all(shaled_t *s, int code, const char *msg);
 void meta_stop(shaled_t *s);
 void meta_free(shaled_t *s);
+
+/* users.c: the user table (--mode meta). meta_load/start/flush/fail_all/
+ * stop/free call the matching users_* (the meta group's state is the map
+ * and the users). */
+int users_load(shaled_t *s, char *err);
+void users_start(shaled_t *s);
+void users_list(shaled_t *s, sreq_t *r);   /* USER_LIST: any member, long-poll */
+void users_change(shaled_t *s, sreq_t *r); /* USER_CHANGE: queued for users_flush */
+void users_flush(shaled_t *s);
+/* FSM: apply Command.user_change at index (answers the proposer's request). */
+int users_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err);
+void users_fail_all(shaled_t *s, int code, const char *msg);
+void users_stop(shaled_t *s);
+void users_free(shaled_t *s);
+/* The applied table's version (0: no user yet). */
+uint64_t users_version(const shaled_t *s);
 
 /* ownership.c: the slots this data node's group owns (--group/--meta) */
 /* Answer r (WRONG_GROUP / SLOT_MOVING / UNAVAILABLE) and return -1 unless

@@ -146,6 +146,7 @@ void shaled_stop(shaled_t *s, int exit_code)
     mig_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     meta_stop(s);
     own_stop(s);
+    authn_stop(s);
     obs_stop(s);
     uv_timer_stop(&s->tick_timer);
     admin_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
@@ -272,6 +273,11 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(log_parse_level(s->cfg.log_level));
+    if (authn_init(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        authn_free(s);
+        return 2;
+    }
     Shale__MemberTable *seed = NULL;
     if (initial_members(s, &seed, err, sizeof(err)) != 0) {
         fprintf(stderr, "shaled: %s\n", err);
@@ -368,6 +374,9 @@ int main(int argc, char **argv)
     if (raft_rv != 0) {
         log_error("cannot start raft", " err=\"%s\"", err);
         failed = 1;
+    } else if (authn_start(s, err, sizeof(err)) != 0) {
+        log_error("cannot start authentication", " err=\"%s\"", err);
+        failed = 1;
     } else if (conn_listen(s, err, sizeof(err)) != 0) {
         log_error("cannot listen", " err=\"%s\"", err);
         failed = 1;
@@ -398,6 +407,7 @@ int main(int argc, char **argv)
     members_free(s);
     meta_free(s);
     own_free(s);
+    authn_free(s);
     obs_free(s);
     conn_tls_free(s);
     int lrv = uv_loop_close(s->loop);

@@ -298,6 +298,8 @@ typedef struct fetch {
     uint8_t *raw;
     ZSTD_DCtx *z;
     snapx_fetch_stats_t st;
+    const uint8_t *cred; /* HELLO.credential, or NULL */
+    size_t cred_len;
 } fetch_t;
 
 static int ferr(fetch_t *f, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -471,6 +473,11 @@ static int run_fetch(fetch_t *f, link_t *l, const char *cluster_id, uint64_t min
     h.cluster_id = (char *)(cluster_id != NULL ? cluster_id : "");
     h.peer_kind = SHALE__PEER_KIND__PEER_NODE;
     h.client_name = "snapshot-fetch";
+    if (f->cred != NULL) {
+        h.has_credential = 1;
+        h.credential.data = (uint8_t *)f->cred;
+        h.credential.len = f->cred_len;
+    }
     Shale__SnapFetchRequest q = SHALE__SNAP_FETCH_REQUEST__INIT;
     q.has_min_applied_index = 1;
     q.min_applied_index = min_index;
@@ -550,6 +557,10 @@ int snapx_fetch_ex(const char *addr, const char *cluster_id, uint64_t min_index,
     uint64_t t0 = mono_ms();
     int timeout = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : SNAPX_IO_TIMEOUT_MS;
     f.chunk = opts != NULL && opts->chunk_bytes != 0 ? opts->chunk_bytes : SNAPX_CHUNK_DEFAULT;
+    if (opts != NULL && opts->credential != NULL) {
+        f.cred = opts->credential;
+        f.cred_len = opts->credential_len;
+    }
     if (stats != NULL)
         memset(stats, 0, sizeof(*stats));
     if (f.chunk < SNAPX_CHUNK_MIN || f.chunk > SNAPX_CHUNK_MAX)

@@ -151,7 +151,9 @@ int snapx_install(shaled_t *s, uint64_t index, const char *hint, const char *clu
         snapx_remove_tree(copy);
         log_info("fetching the state for a raft snapshot", " from=%s index=%llu", src[k],
                  (unsigned long long)index);
-        snapx_fetch_opts_t fo = {.tls = s->tls_client}; /* peers' client ports, TLS or not */
+        snapx_fetch_opts_t fo = {.tls = s->tls_client, /* peers' client ports, TLS or not */
+                                 .credential = s->auth_cred,
+                                 .credential_len = s->auth_cred_len};
         int rv = snapx_fetch_ex(src[k], cluster_id, index, copy, &fo, &got, &st, e, sizeof(e));
         if (rv == 0)
             rv = check_copy(s, copy, index, &applied, e, sizeof(e));

@@ -110,6 +110,10 @@ typedef struct snapx_fetch_opts {
     uint32_t chunk_bytes; /* 0: SNAPX_CHUNK_DEFAULT */
     int timeout_ms;       /* per socket operation; 0: SNAPX_IO_TIMEOUT_MS */
     struct tls_ctx *tls;  /* a TLS client context: the source's port speaks TLS; NULL: plain */
+    /* HELLO.credential (a packed Credential; NULL: none), for a source
+     * started with --auth: the fetching node's own user. */
+    const uint8_t *credential;
+    size_t credential_len;
 } snapx_fetch_opts_t;
 
 typedef struct snapx_fetch_stats {

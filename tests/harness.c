@@ -166,9 +166,9 @@ int th_node_start(th_node_t *n, const char *const *extra)
     snprintf(id, sizeof(id), "%llu", (unsigned long long)n->id);
     snprintf(listen, sizeof(listen), "%s:%d", n->host, n->port);
     snprintf(raft, sizeof(raft), "%s:%d", n->host, n->raft_port);
-    const char *argv[64] = {bin, "--id", id, "--listen", listen, "--raft", raft,
-                            "--data", n->dir, "--segment-mb", "8",
-                            "--block-cache-mb", "16"};
+    const char *argv[64] = {bin,  "--id",   id,     "--listen",     listen, "--raft",
+                            raft, "--data", n->dir, "--segment-mb", "8",    "--block-cache-mb",
+                            "16"};
     int argc = 13;
     for (int i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++)
         argv[argc++] = extra[i];
@@ -234,6 +234,34 @@ static int recv_all(int fd, uint8_t *p, size_t n)
 
 /* One raw round trip: HELLO then STATUS. *out is unpacked (free with
  * shale__status_response__free_unpacked). Returns 0 or -1. */
+static const char *g_user, *g_password;
+
+void th_set_credential(const char *user, const char *password)
+{
+    g_user = user;
+    g_password = password;
+}
+
+/* HELLO's credential per th_set_credential; *buf (caller frees) holds it. */
+static void hello_credential(Shale__Hello *h, uint8_t **buf)
+{
+    *buf = NULL;
+    if (g_user == NULL)
+        return;
+    Shale__Credential c = SHALE__CREDENTIAL__INIT;
+    c.user = (char *)g_user;
+    c.password.data = (uint8_t *)g_password;
+    c.password.len = strlen(g_password);
+    size_t n = shale__credential__get_packed_size(&c);
+    *buf = malloc(n);
+    if (*buf == NULL)
+        return;
+    shale__credential__pack(&c, *buf);
+    h->has_credential = 1;
+    h->credential.data = *buf;
+    h->credential.len = n;
+}
+
 int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
 {
     *out = NULL;
@@ -243,16 +271,18 @@ int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
     Shale__Hello h = SHALE__HELLO__INIT;
     h.protocol_version = SHALE_PROTOCOL_VERSION;
     h.peer_kind = SHALE__PEER_KIND__PEER_ADMIN;
+    uint8_t *cred;
+    hello_credential(&h, &cred);
     Shale__StatusRequest sr = SHALE__STATUS_REQUEST__INIT;
     size_t l1, l2;
     uint8_t *f1 = wire_pack(SHALE_MSG_HELLO, 1, &h.base, UINT32_MAX, &l1);
+    free(cred);
     uint8_t *f2 = wire_pack(SHALE_MSG_STATUS_REQ, 2, &sr.base, UINT32_MAX, &l2);
     if (f1 && f2 && th_raw_send(fd, f1, l1) == 0 && th_raw_send(fd, f2, l2) == 0) {
         for (int i = 0; i < 2; i++) {
             uint8_t hdr[FRAME_HEADER_SIZE];
             frame_hdr_t fh;
-            if (recv_all(fd, hdr, sizeof(hdr)) != 0 ||
-                frame_hdr_parse(hdr, 1u << 20, &fh) != 0)
+            if (recv_all(fd, hdr, sizeof(hdr)) != 0 || frame_hdr_parse(hdr, 1u << 20, &fh) != 0)
                 break;
             uint8_t *p = malloc(fh.len ? fh.len : 1);
             if (p == NULL || recv_all(fd, p, fh.len) != 0) {
@@ -364,8 +394,7 @@ int th_raw_recv(int fd, th_frame_t *f)
     uint8_t hdr[FRAME_HEADER_SIZE];
     frame_hdr_t fh;
     memset(f, 0, sizeof(*f));
-    if (recv_all(fd, hdr, sizeof(hdr)) != 0 ||
-        frame_hdr_parse(hdr, 64u << 20, &fh) != 0)
+    if (recv_all(fd, hdr, sizeof(hdr)) != 0 || frame_hdr_parse(hdr, 64u << 20, &fh) != 0)
         return -1;
     f->payload = malloc(fh.len ? fh.len : 1);
     if (f->payload == NULL || recv_all(fd, f->payload, fh.len) != 0) {
@@ -406,8 +435,12 @@ int th_raw_connect_hello(const char *host, int port, const char *cluster)
     h.protocol_version = SHALE_PROTOCOL_VERSION;
     h.peer_kind = SHALE__PEER_KIND__PEER_CLIENT;
     h.cluster_id = (char *)cluster;
+    uint8_t *cred;
+    hello_credential(&h, &cred);
     th_frame_t f;
-    if (th_raw_send_msg(fd, SHALE_MSG_HELLO, 0, &h) != 0 || th_raw_recv(fd, &f) != 0) {
+    int bad = th_raw_send_msg(fd, SHALE_MSG_HELLO, 0, &h) != 0 || th_raw_recv(fd, &f) != 0;
+    free(cred);
+    if (bad) {
         th_raw_close(fd);
         return -1;
     }
@@ -451,7 +484,7 @@ void th_group_addrs(const th_group_t *g, char *buf, size_t len, int skip)
 int th_group_start_node(th_group_t *g, int i, const char *const *extra)
 {
     const char *argv[40] = {"--initial-cluster", g->initial, "--election-timeout-ms", "400",
-                            "--heartbeat-ms", "50"};
+                            "--heartbeat-ms",    "50"};
     int argc = 6;
     for (int j = 0; extra != NULL && extra[j] != NULL && argc < 38; j++)
         argv[argc++] = extra[j];
@@ -534,7 +567,8 @@ int th_log_sanitizer_errors(const th_node_t *n)
     int bad = 0;
     while (fgets(line, sizeof(line), f) != NULL)
         if (strstr(line, "ERROR: AddressSanitizer") != NULL ||
-            strstr(line, "ERROR: LeakSanitizer") != NULL || strstr(line, "runtime error:") != NULL) {
+            strstr(line, "ERROR: LeakSanitizer") != NULL ||
+            strstr(line, "runtime error:") != NULL) {
             if (bad++ == 0)
                 fprintf(stderr, "harness: sanitizer report in %s:\n", n->log);
             if (bad <= 5)

@@ -121,6 +121,10 @@ typedef struct th_frame {
 
 /* Connect to host:port (timeout_ms for connect and each recv). -1 on error. */
 int th_raw_connect(const char *host, int port, int timeout_ms);
+/* Log in as user/password (NULL user: anonymous, the default) in every
+ * HELLO the raw client and th_node_status send from now on — for processes
+ * started with --auth. The strings must outlive their use. */
+void th_set_credential(const char *user, const char *password);
 /* Connect and do the HELLO exchange as a client of cluster (NULL: any). */
 int th_raw_connect_hello(const char *host, int port, const char *cluster);
 int th_raw_send(int fd, const void *p, size_t n);

@@ -103,6 +103,8 @@ START_TEST(test_message_round_trip)
     /* Wire codes and local codes mirror each other. */
     ck_assert_int_eq(shale_error_to_wire(SHALE_ECASFAILED), SHALE__ERROR_CODE__CAS_FAILED);
     ck_assert_int_eq(shale_error_to_wire(SHALE_ESLOTMOVING), SHALE__ERROR_CODE__SLOT_MOVING);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_EAUTH), SHALE__ERROR_CODE__UNAUTHENTICATED);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_EPERM), SHALE__ERROR_CODE__PERMISSION_DENIED);
     ck_assert_int_eq(shale_error_to_wire(SHALE_ENOMEM), 0);
     for (int c = 0; c >= -104; c--)
         ck_assert_ptr_nonnull(shale_strerror(c));

@@ -1,0 +1,215 @@
+/* Logins on a listener (login.h): the limit, the queue, the thread pool. */
+#include "login.h"
+
+#include <assert.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct login_req {
+    uv_work_t work;
+    login_svc_t *ls;
+    login_req_t *next; /* in the waiting queue */
+    login_cb cb;       /* NULL: canceled */
+    void *arg;
+    int started;
+    char src[LOGIN_SRC_MAX];
+    char user[AUTH_NAME_MAX + 1];
+    Shale__PasswordHash *hash; /* copy; NULL: unknown user (dummy check) */
+    uint8_t *pw;
+    size_t pwlen;
+    int result;
+    char msg[LOGIN_MSGLEN];
+};
+
+static uint64_t now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+void login_svc_init(login_svc_t *ls, uv_loop_t *loop)
+{
+    memset(ls, 0, sizeof(*ls));
+    ls->loop = loop;
+    login_limit_init(&ls->limit);
+}
+
+static void req_free(login_req_t *r)
+{
+    if (r->pw != NULL)
+        OPENSSL_cleanse(r->pw, r->pwlen);
+    free(r->pw);
+    auth_hash_free(r->hash);
+    free(r);
+}
+
+/* Worker thread: only r is touched. */
+static void do_check(uv_work_t *w)
+{
+    login_req_t *r = w->data;
+    char err[AUTH_ERRLEN];
+    if (r->hash == NULL) {
+        auth_verify_dummy(r->pw, r->pwlen);
+        r->result = SHALE_EAUTH;
+        snprintf(r->msg, sizeof(r->msg), "authentication failed for user '%s'", r->user);
+        return;
+    }
+    int rv = auth_verify_password(r->hash, r->pw, r->pwlen, err, sizeof(err));
+    r->result = rv == 0 ? 0 : SHALE_EAUTH;
+    if (rv != 0)
+        snprintf(r->msg, sizeof(r->msg), "authentication failed for user '%s'", r->user);
+}
+
+static void start_next(login_svc_t *ls);
+
+static void after_check(uv_work_t *w, int status)
+{
+    login_req_t *r = w->data;
+    login_svc_t *ls = r->ls;
+    ls->running--;
+    if (status != 0 && r->result == 0) {
+        r->result = SHALE_EAUTH;
+        snprintf(r->msg, sizeof(r->msg), "authentication did not run");
+    }
+    if (r->cb != NULL) {
+        if (r->result == 0) {
+            ls->ok++;
+        } else {
+            ls->failed++;
+            login_limit_fail(&ls->limit, r->src, now_ms());
+        }
+        r->cb(r->arg, r->result, r->user, r->msg);
+    }
+    req_free(r);
+    start_next(ls);
+}
+
+static void start_next(login_svc_t *ls)
+{
+    while (ls->running < LOGIN_CONCURRENT && ls->wait_head != NULL) {
+        login_req_t *r = ls->wait_head;
+        ls->wait_head = r->next;
+        if (ls->wait_head == NULL)
+            ls->wait_tail = NULL;
+        ls->waiting--;
+        r->next = NULL;
+        r->started = 1;
+        r->work.data = r;
+        /* Fails only for a NULL work callback. */
+        int rv = uv_queue_work(ls->loop, &r->work, do_check, after_check);
+        assert(rv == 0);
+        (void)rv;
+        ls->running++;
+    }
+}
+
+int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t len,
+                const Shale__UserTable *table, login_cb cb, void *arg, login_req_t **out,
+                char msg[LOGIN_MSGLEN])
+{
+    *out = NULL;
+    char src[LOGIN_SRC_MAX];
+    login_limit_source(peer, src, sizeof(src));
+    uint64_t wait = login_limit_wait(&ls->limit, src, now_ms());
+    if (wait > 0) {
+        ls->throttled++;
+        snprintf(msg, LOGIN_MSGLEN, "too many failed logins from %s: try again in %llu ms", src,
+                 (unsigned long long)wait);
+        return SHALE_EAUTH;
+    }
+    if (table == NULL) {
+        /* Not the peer's fault: nothing to check against (yet). */
+        snprintf(msg, LOGIN_MSGLEN, "no user table here yet (no user exists, or this process "
+                                    "has not reached the meta group): retry shortly");
+        return SHALE_EUNAVAILABLE;
+    }
+    Shale__Credential *c = auth_credential_unpack(cred, len);
+    if (c == NULL) {
+        ls->failed++;
+        login_limit_fail(&ls->limit, src, now_ms());
+        snprintf(msg, LOGIN_MSGLEN, "malformed credential (want a user name and a password)");
+        return SHALE_EAUTH;
+    }
+    if (ls->waiting >= LOGIN_QUEUE_MAX) {
+        ls->overloaded++;
+        auth_credential_free(c);
+        snprintf(msg, LOGIN_MSGLEN, "too many logins in progress: retry shortly");
+        return SHALE_EOVERLOAD;
+    }
+    login_req_t *r = calloc(1, sizeof(*r));
+    if (r != NULL)
+        r->pw = malloc(c->password.len);
+    const Shale__User *u = auth_table_find(table, c->user);
+    if (r != NULL && r->pw != NULL && u != NULL && u->password != NULL) {
+        /* The record as it is now, through its encoding. */
+        size_t hl = shale__password_hash__get_packed_size(u->password);
+        uint8_t *hb = malloc(hl ? hl : 1);
+        if (hb != NULL) {
+            shale__password_hash__pack(u->password, hb);
+            r->hash = shale__password_hash__unpack(NULL, hl, hb);
+            free(hb);
+        }
+        if (r->hash == NULL) {
+            free(r->pw);
+            r->pw = NULL;
+        }
+    }
+    if (r == NULL || r->pw == NULL) {
+        if (r != NULL)
+            req_free(r);
+        auth_credential_free(c);
+        snprintf(msg, LOGIN_MSGLEN, "out of memory");
+        return SHALE_ENOMEM;
+    }
+    memcpy(r->pw, c->password.data, c->password.len);
+    r->pwlen = c->password.len;
+    snprintf(r->user, sizeof(r->user), "%s", c->user);
+    snprintf(r->src, sizeof(r->src), "%s", src);
+    auth_credential_free(c);
+    r->ls = ls;
+    r->cb = cb;
+    r->arg = arg;
+    if (ls->wait_tail != NULL)
+        ls->wait_tail->next = r;
+    else
+        ls->wait_head = r;
+    ls->wait_tail = r;
+    ls->waiting++;
+    *out = r;
+    start_next(ls);
+    return SHALE_OK;
+}
+
+void login_cancel(login_req_t *r)
+{
+    if (r == NULL)
+        return;
+    r->cb = NULL;
+    if (r->started)
+        return; /* after_check frees it */
+    login_svc_t *ls = r->ls;
+    login_req_t **pp = &ls->wait_head, *prev = NULL;
+    while (*pp != NULL && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == r) {
+        *pp = r->next;
+        if (ls->wait_tail == r)
+            ls->wait_tail = prev;
+        ls->waiting--;
+        req_free(r);
+    }
+}
+
+void login_svc_close(login_svc_t *ls)
+{
+    while (ls->wait_head != NULL) {
+        login_req_t *r = ls->wait_head;
+        ls->wait_head = r->next;
+        req_free(r);
+    }
+    ls->wait_tail = NULL;
+    ls->waiting = 0;
+}
