@@ -5,6 +5,15 @@
 #   bash scripts/cluster.sh            # start, show it serving, run until Ctrl-C
 #   bash scripts/cluster.sh --detach   # start, show, leave it running
 #   bash scripts/cluster.sh --stop     # stop it (by the PIDs it recorded) and delete its data
+#   bash scripts/cluster.sh --insecure [--detach]   # the same without TLS and users
+#
+# Secure by default (docs/security.md): a cluster CA, a certificate per
+# process and for the admin client, and two users are made under
+# run/secrets/ (keys and passwords mode 600). Every client port speaks TLS,
+# and every process is started with --auth: the meta group first, then the
+# first admin ("admin") and the service user the nodes and the router log in
+# with ("svc"), then the groups and the router. run/env.sh holds the
+# exports that let shalectl (and shale-bench) connect as admin.
 #
 # The local cluster (client port 7001 and Raft port 7101 on every node):
 #   meta group     ids 1-3    on 127.0.0.1-3   (shaled --mode meta: the cluster map)
@@ -20,12 +29,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=run
-case "${1:-}" in
-  --detach) mode=detach ;;
-  --stop) mode=stop ;;
-  "") ;;
-  *) echo "usage: bash scripts/cluster.sh [--detach | --stop]" >&2; exit 2 ;;
-esac
+SECURE=1
+for arg in "$@"; do
+  case "$arg" in
+    --detach) mode=detach ;;
+    --stop) mode=stop ;;
+    --insecure) SECURE=0 ;;
+    *) echo "usage: bash scripts/cluster.sh [--insecure] [--detach | --stop]" >&2; exit 2 ;;
+  esac
+done
 
 RUN="${SHALE_RUN_DIR:-$PWD/run}"
 PIDS="$RUN/pids"
@@ -111,6 +123,71 @@ fail() {
   exit 1
 }
 
+# ---- TLS material and passwords (secure by default) ------------------------------
+SEC="$RUN/secrets"
+# cert NAME CN SAN EKU: a key and a certificate signed by the cluster CA.
+cert() {
+  local name=$1 cn=$2 san=$3 eku=$4
+  [ -s "$SEC/$name.crt" ] && return 0
+  {
+    echo "basicConstraints = CA:FALSE"
+    echo "keyUsage = critical, digitalSignature"
+    echo "extendedKeyUsage = $eku"
+    if [ -n "$san" ]; then echo "subjectAltName = $san"; fi
+  } >"$SEC/$name.ext"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
+    -keyout "$SEC/$name.key" -out "$SEC/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$SEC/$name.csr" -CA "$SEC/ca.crt" -CAkey "$SEC/ca.key" \
+    -CAcreateserial -days 365 -extfile "$SEC/$name.ext" -out "$SEC/$name.crt" 2>/dev/null
+  chmod 600 "$SEC/$name.key"
+  rm -f "$SEC/$name.csr" "$SEC/$name.ext"
+}
+router_sec=()
+if [ $SECURE = 1 ]; then
+  command -v openssl >/dev/null ||
+    fail "the secure default needs the openssl command (apt-get install openssl), or use --insecure"
+  mkdir -p "$SEC"
+  chmod 700 "$SEC"
+  if [ ! -s "$SEC/ca.crt" ]; then
+    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=Shale local cluster CA" -keyout "$SEC/ca.key" -out "$SEC/ca.crt" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    chmod 600 "$SEC/ca.key"
+  fi
+  for id in 1 2 3 $(for g in $(seq 1 $GROUPS_N); do seq $((10 * g + 1)) $((10 * g + VOTERS + 1)); done); do
+    cert "node-$id" "node-$id" "IP:$(ip "$id"), DNS:node-$id" "serverAuth, clientAuth"
+  done
+  cert router router "IP:${ROUTER%:*}, DNS:router" "serverAuth, clientAuth"
+  cert admin admin "" clientAuth
+  for u in admin svc; do
+    if [ ! -s "$SEC/$u.pw" ]; then (umask 077 && openssl rand -hex 16 >"$SEC/$u.pw"); fi
+  done
+  cat >"$RUN/env.sh" <<EOF
+# Source this to talk to the local cluster as its admin: . $RUN/env.sh
+export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER
+export SHALE_TLS_CA=$SEC/ca.crt SHALE_TLS_CERT=$SEC/admin.crt SHALE_TLS_KEY=$SEC/admin.key
+export SHALE_USER=admin SHALE_PASSWORD_FILE=$SEC/admin.pw
+EOF
+  # shalectl in this script connects as admin.
+  export SHALE_TLS_CA="$SEC/ca.crt" SHALE_TLS_CERT="$SEC/admin.crt" SHALE_TLS_KEY="$SEC/admin.key"
+  export SHALE_USER=admin SHALE_PASSWORD_FILE="$SEC/admin.pw"
+  router_sec=(--tls-ca "$SEC/ca.crt" --tls-cert "$SEC/router.crt" --tls-key "$SEC/router.key"
+    --auth --auth-user svc --auth-password-file "$SEC/svc.pw")
+else
+  cat >"$RUN/env.sh" <<EOF
+# Source this to talk to the local cluster (started with --insecure): . $RUN/env.sh
+export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER
+EOF
+fi
+# node_sec ID: the TLS and auth flags of node ID (none with --insecure).
+node_sec() {
+  if [ $SECURE = 1 ]; then
+    echo "--tls-ca $SEC/ca.crt --tls-cert $SEC/node-$1.crt --tls-key $SEC/node-$1.key" \
+      "--auth --auth-user svc --auth-password-file $SEC/svc.pw"
+  fi
+}
+
 # Every process serves Prometheus /metrics and /health on its own host, port
 # 9100 (docs/observability.md).
 HTTP_PORT=9100
@@ -124,9 +201,43 @@ node_flags+=(${SHALE_NODE_FLAGS:-})
 meta_ic=""
 for i in 1 2 3; do meta_ic="${meta_ic:+$meta_ic,}$i=$(ip $i):7101/$(ip $i):7001"; done
 for i in 1 2 3; do
+  # shellcheck disable=SC2046
   start "meta$i" "$SHALED" --mode meta --id "$i" --listen "$(ip $i):7001" \
-    --raft "$(ip $i):7101" --data "$RUN/meta$i" --initial-cluster "$meta_ic" "${node_flags[@]}"
+    --raft "$(ip $i):7101" --data "$RUN/meta$i" --initial-cluster "$meta_ic" "${node_flags[@]}" \
+    $(node_sec "$i")
 done
+
+# A group is up when one of its members reports itself leader.
+wait_leader() { # name addrs log
+  for _ in $(seq 1 150); do
+    if "$CTL" --addr "$2" --timeout 500 --json status 2>/dev/null | grep -q '"role":"leader"'; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "$1 did not elect a leader within 15 s" "$3"
+}
+# The first admin (the meta group's bootstrap rule: docs/security.md) and the
+# service user of the nodes and the router. Idempotent: a restart finds them.
+# With --auth and no user yet, the meta group answers nothing but the first
+# admin's creation: that (retried until a leader takes it) is the wait.
+if [ $SECURE = 1 ]; then
+  users=""
+  for _ in $(seq 1 150); do
+    if users=$("$CTL" --meta "$META_ADDRS" --timeout 500 user list 2>/dev/null); then break; fi
+    SHALE_USER="" SHALE_PASSWORD_FILE="" "$CTL" --meta "$META_ADDRS" --timeout 500 \
+      user add admin --role admin --password-file "$SEC/admin.pw" >/dev/null 2>&1 || true
+    users=""
+    sleep 0.1
+  done
+  [ -n "$users" ] || fail "the meta group did not take the first admin user within 15 s" meta1
+  if ! grep -qw svc <<<"$users"; then
+    "$CTL" --meta "$META_ADDRS" user add svc --role admin --password-file "$SEC/svc.pw" >/dev/null ||
+      fail "could not create the service user" meta1
+  fi
+else
+  wait_leader "the meta group" "$META_ADDRS" meta1
+fi
 
 # ---- shard groups: voters from --initial-cluster, the replica joins empty ----
 group_addrs() { # group -> client addresses of its voters
@@ -144,23 +255,13 @@ for g in $(seq 1 $GROUPS_N); do
     id=$((10 * g + i))
     join="$ic"
     [ "$i" -gt $VOTERS ] && join=none
+    # shellcheck disable=SC2046
     start "g${g}n$id" "$SHALED" --id "$id" --group "$g" --meta "$META_ADDRS" \
       --listen "$(ip $id):7001" --raft "$(ip $id):7101" --data "$RUN/g${g}n$id" \
-      --initial-cluster "$join" "${node_flags[@]}"
+      --initial-cluster "$join" "${node_flags[@]}" $(node_sec "$id")
   done
 done
 
-# A group is up when one of its members reports itself leader.
-wait_leader() { # name addrs log
-  for _ in $(seq 1 150); do
-    if "$CTL" --addr "$2" --timeout 500 --json status 2>/dev/null | grep -q '"role":"leader"'; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  fail "$1 did not elect a leader within 15 s" "$3"
-}
-wait_leader "the meta group" "$META_ADDRS" meta1
 for g in $(seq 1 $GROUPS_N); do
   wait_leader "group $g" "$(group_addrs "$g")" "g${g}n$((10 * g + 1))"
 done
@@ -188,7 +289,7 @@ fi
 if [ ! -x "$ROUTERD" ]; then
   fail "$ROUTERD is not built (the router is not in this tree yet)"
 fi
-start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS" --http ":$HTTP_PORT"
+start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS" --http ":$HTTP_PORT" "${router_sec[@]}"
 
 # Healthy: every member answers, every group leads and owns the map's
 # slots, and the router serves a write to each group.
@@ -209,6 +310,12 @@ done
 for k in health-1 health-2 health-3 health-4; do "$CTL" --router "$ROUTER" del "$k" >/dev/null || true; done
 
 echo
+if [ $SECURE = 1 ]; then
+  echo "secure by default: TLS on every client port, users on (--insecure turns both off)"
+  echo "  CA $SEC/ca.crt; users admin and svc, passwords in $SEC/*.pw"
+  echo "  . $RUN/env.sh   sets SHALE_TLS_CA/CERT/KEY, SHALE_USER, SHALE_PASSWORD_FILE for shalectl"
+  echo
+fi
 echo "\$ shalectl status"
 "$CTL" status
 
@@ -263,12 +370,13 @@ if [ -n "${SHALE_RUN_DIR:-}" ]; then stop_cmd="SHALE_RUN_DIR=$SHALE_RUN_DIR $sto
 echo
 if [ $mode = detach ]; then
   echo "the cluster keeps serving: clients use the router at $ROUTER"
-  echo "  export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER"
+  echo "  . $RUN/env.sh     # SHALE_META, SHALE_ROUTER$([ $SECURE = 1 ] && echo ", the CA, and the admin user's TLS certificate and password")"
   echo "  ./build/cluster/shalectl put k v; ./build/cluster/shalectl status"
   echo "stop it and delete its data with: $stop_cmd"
   exit 0
 fi
 trap 'echo; echo "stopping..."; stop_all; exit 0' INT TERM
 echo "serving: clients use the router at $ROUTER (shalectl --router $ROUTER ...)"
+echo "  in another shell: . $RUN/env.sh   (TLS CA, admin user; see docs/security.md)"
 echo "press Ctrl-C to stop (data stays in $RUN; $stop_cmd deletes it)"
 while alive router || alive meta1 || alive meta2 || alive meta3; do sleep 1; done

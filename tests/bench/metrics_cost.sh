@@ -42,7 +42,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-bash scripts/cluster.sh --detach >"$OUT/cluster.log" 2>&1
+bash scripts/cluster.sh ${SHALE_CLUSTER_FLAGS:-} --detach >"$OUT/cluster.log" 2>&1
+# TLS CA, admin user (secure default): shalectl and shale-bench read them.
+# shellcheck disable=SC1091
+if [ -f "$SHALE_RUN_DIR/env.sh" ]; then . "$SHALE_RUN_DIR/env.sh"; fi
 "$BENCH" --addr "$ROUTER" --keys "$KEYS" --load --duration 0 --conns 50 --pipeline 16 \
   --json --quiet >"$OUT/load.json" || [ $? -eq 1 ]
 

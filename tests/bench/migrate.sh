@@ -59,7 +59,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "migrate.sh: results in $OUT; cluster on 127.0.0.$((SHALE_IP_BASE + 1)).., router $ROUTER"
-bash scripts/cluster.sh --detach >"$OUT/cluster.log" 2>&1
+bash scripts/cluster.sh ${SHALE_CLUSTER_FLAGS:-} --detach >"$OUT/cluster.log" 2>&1
+# TLS CA, admin user (secure default): shalectl and shale-bench read them.
+# shellcheck disable=SC1091
+if [ -f "$SHALE_RUN_DIR/env.sh" ]; then . "$SHALE_RUN_DIR/env.sh"; fi
 
 echo "migrate.sh: loading $KEYS keys x $VALUE_SIZE B (~$((DATA_MB * 2)) MB)"
 # shale-bench exits 1 when some requests failed (reported, not fatal here).

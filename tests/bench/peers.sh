@@ -23,7 +23,8 @@
 # Environment (defaults): SHALE_ROOT (this tree: whose build/ and
 # scripts/cluster.sh are used -- point it at another checkout to A/B
 # builds), REDIS (1; 0 skips Redis), REDIS_PORT (6399), DURATION (8),
-# WARMUP (2), KEYS (100000), RUNS ("w1 r1 w16 r16 w1x1"; w = write, r =
+# WARMUP (2), SHALE_CLUSTER_FLAGS ("--insecure": no TLS, no users), KEYS (100000),
+# RUNS ("w1 r1 w16 r16 w1x1"; w = write, r =
 # read, the number the pipeline, w1x1 one connection), OUT (results; a new
 # directory under /tmp). Needs jq.
 set -euo pipefail
@@ -105,10 +106,16 @@ if [ "$REDIS" != 0 ]; then
 fi
 
 # ---- Shale --------------------------------------------------------------------
-(cd "$ROOT" && SHALE_RUN_DIR="$RUN_DIR" bash scripts/cluster.sh --detach >"$OUT/cluster.log" 2>&1) || {
+# shellcheck disable=SC2086
+(cd "$ROOT" && SHALE_RUN_DIR="$RUN_DIR" bash scripts/cluster.sh ${SHALE_CLUSTER_FLAGS:-} --detach \
+  >"$OUT/cluster.log" 2>&1) || {
   echo "peers.sh: the cluster did not start (see $OUT/cluster.log)" >&2
   exit 3
 }
+# The TLS CA and admin user of the secure default (none with --insecure):
+# shalectl and shale-bench read them from the environment.
+# shellcheck disable=SC1091
+if [ -f "$RUN_DIR/env.sh" ]; then . "$RUN_DIR/env.sh"; fi
 
 # Role of every process, from the members' own status.
 declare -A ROLE

@@ -254,6 +254,9 @@ struct bench {
     const char *cluster_id;
     /* TLS (docs/security.md): flags, else $SHALE_TLS_CA etc. like shalectl */
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
+    /* Login (--user/--password-file, else $SHALE_USER/$SHALE_PASSWORD_FILE) */
+    const char *user, *password_file;
+    char password[256];
     int read_pct;
     int zipfian;
     uint64_t keys;
@@ -1024,6 +1027,9 @@ static void usage(FILE *f)
                "  --tls-ca F, --tls-cert F, --tls-key F, --tls-server-name N\n"
                "                     TLS as in shalectl (else $SHALE_TLS_CA, _CERT, _KEY,\n"
                "                     _SERVER_NAME; docs/security.md)\n"
+               "  --user NAME --password-file F\n"
+               "                     log in (servers started with --auth; else $SHALE_USER,\n"
+               "                     $SHALE_PASSWORD_FILE)\n"
                "\n"
                "output:\n"
                "  --json             one JSON object on stdout instead of the table\n"
@@ -1141,6 +1147,7 @@ static char *client_addrs(const bench_t *b, int i)
 
 static void free_all(bench_t *b)
 {
+    explicit_bzero(b->password, sizeof(b->password));
     if (b->cl != NULL)
         for (int i = 0; i < b->conns; i++) {
             free(b->cl[i].slots);
@@ -1199,7 +1206,8 @@ int main(int argc, char **argv)
             "--addr",   "--cluster-id", "--mix",        "--workload", "--op",    "--reads",
             "--dist",   "--keys",       "--value-size", "--stale",    "--conns", "--pipeline",
             "--warmup", "--duration",   "--requests",   "--timeout",  "--seed",
-            "--tls-ca", "--tls-cert",   "--tls-key",    "--tls-server-name", NULL};
+            "--tls-ca", "--tls-cert",   "--tls-key",    "--tls-server-name", "--user",
+            "--password-file", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++)
             known |= strcmp(a, with_value[k]) == 0;
@@ -1217,6 +1225,10 @@ int main(int argc, char **argv)
             }
         } else if (strcmp(a, "--cluster-id") == 0) {
             b.cluster_id = v;
+        } else if (strcmp(a, "--user") == 0) {
+            b.user = v;
+        } else if (strcmp(a, "--password-file") == 0) {
+            b.password_file = v;
         } else if (strcmp(a, "--tls-ca") == 0) {
             b.tls_ca = v;
         } else if (strcmp(a, "--tls-cert") == 0) {
@@ -1344,6 +1356,35 @@ int main(int argc, char **argv)
     o.tls_cert = b.tls_cert ? b.tls_cert : getenv("SHALE_TLS_CERT");
     o.tls_key = b.tls_key ? b.tls_key : getenv("SHALE_TLS_KEY");
     o.tls_server_name = b.tls_server_name ? b.tls_server_name : getenv("SHALE_TLS_SERVER_NAME");
+    if (b.user == NULL && getenv("SHALE_USER") != NULL && getenv("SHALE_USER")[0] != '\0')
+        b.user = getenv("SHALE_USER");
+    if (b.password_file == NULL && getenv("SHALE_PASSWORD_FILE") != NULL &&
+        getenv("SHALE_PASSWORD_FILE")[0] != '\0')
+        b.password_file = getenv("SHALE_PASSWORD_FILE");
+    if ((b.user != NULL) != (b.password_file != NULL)) {
+        fprintf(stderr, "shale-bench: --user and --password-file go together\n");
+        free_all(&b);
+        return 2;
+    }
+    if (b.user != NULL) {
+        /* The password is the file's first line (as shalectl reads it). */
+        FILE *pf = fopen(b.password_file, "r");
+        size_t pn = 0;
+        if (pf != NULL && fgets(b.password, sizeof(b.password), pf) != NULL)
+            pn = strcspn(b.password, "\r\n");
+        if (pf != NULL)
+            fclose(pf);
+        if (pn == 0) {
+            fprintf(stderr, "shale-bench: --password-file %s: cannot read a password from it\n",
+                    b.password_file);
+            free_all(&b);
+            return 2;
+        }
+        b.password[pn] = '\0';
+        o.user = b.user;
+        o.password = b.password;
+        o.password_len = pn;
+    }
     if ((uint32_t)b.pipeline > o.max_inflight)
         o.max_inflight = (uint32_t)b.pipeline;
     uv_loop_init(&b.loop);

@@ -118,8 +118,10 @@ static void cluster_up(void)
     mkdir(dir, 0755);
     th_group_init(&g_cl.meta, 3, META_HOST, dir);
     const char *margs[] = {"--mode", "meta", "--auth", NULL};
-    if (th_group_start(&g_cl.meta, margs) != 0)
+    if (th_group_start(&g_cl.meta, margs) != 0) {
+        fprintf(stderr, "test_auth: the meta group did not start\n");
         return;
+    }
     /* The first admin: no user can log in yet, so the anonymous bootstrap
      * is also how this test learns the meta group has a leader. */
     char out[2048], args[700];
@@ -134,8 +136,10 @@ static void cluster_up(void)
         return;
     }
     th_set_credential("root", g_pwtext[PW_ROOT]);
-    if (th_group_wait_leader(&g_cl.meta, 20000) < 0)
+    if (th_group_wait_leader(&g_cl.meta, 30000) < 0) {
+        fprintf(stderr, "test_auth: the meta group has no leader\n");
         return;
+    }
     add_user("svc", "admin", NULL, PW_SVC);
     add_user("rw", "readwrite", NULL, PW_RW);
     add_user("ro", "read", NULL, PW_RO);
@@ -149,15 +153,19 @@ static void cluster_up(void)
     const char *gargs[] = {"--group",    "1",           "--meta", g_cl.meta.addrs,
                            "--auth",     "--auth-user", "svc",    "--auth-password-file",
                            g_pw[PW_SVC], NULL};
-    if (th_group_start(g, gargs) != 0 || th_group_wait_leader(g, 20000) < 0)
+    if (th_group_start(g, gargs) != 0 || th_group_wait_leader(g, 30000) < 0) {
+        fprintf(stderr, "test_auth: the shard group did not elect a leader\n");
         return;
+    }
     snprintf(args, sizeof(args), "init --group 1=%s", g->nodes[0].addr);
     if (ctl_root(out, sizeof(out), args) != 0) {
         fprintf(stderr, "test_auth: init: %s\n", out);
         return;
     }
-    if (th_cluster_wait_epoch(&g_cl, 1, 20000) != 0)
+    if (th_cluster_wait_epoch(&g_cl, 1, 30000) != 0) {
+        fprintf(stderr, "test_auth: the group did not apply map epoch 1\n");
         return;
+    }
 
     th_node_init(&g_rt, 999, "127.0.0.89", g_base);
     snprintf(g_rt.log, sizeof(g_rt.log), "%s/router.log", g_base);
@@ -170,10 +178,14 @@ static void cluster_up(void)
                            "--auth-user", "svc",           "--auth-password-file",
                            g_pw[PW_SVC],  "--http",        http,
                            NULL};
-    if (th_spawn(&g_rt, rargv) != 0 || obs_wait_health(g_rt.host, g_rt_http, 200, 20000) != 0)
+    if (th_spawn(&g_rt, rargv) != 0 || obs_wait_health(g_rt.host, g_rt_http, 200, 30000) != 0) {
+        fprintf(stderr, "test_auth: the router did not report healthy\n");
         return;
-    /* Ready once rw can write through it (map and user table arrived). */
-    for (int i = 0; i < 100; i++) {
+    }
+    /* Ready once rw can write through it (map and user table arrived).
+     * Every try is a scrypt login at the router and, the first time, the
+     * router's own at the node: seconds each on a loaded box (ASan). */
+    for (int i = 0; i < 600; i++) {
         shale_client_t *c = NULL;
         if (connect_as(g_rt.addr, "rw", PW_RW, &c) == SHALE_OK) {
             int prv = shale_put(c, "ready", 5, "1", 1, NULL);
@@ -185,6 +197,7 @@ static void cluster_up(void)
         }
         usleep(100 * 1000);
     }
+    fprintf(stderr, "test_auth: user rw could not write through the router within 60 s\n");
 }
 
 static void cluster_down(void)
