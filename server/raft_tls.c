@@ -83,6 +83,8 @@ struct rt_conn {
     struct raft_uv_connect *user;
     raft_uv_connect_cb user_cb;
     uv_connect_t creq;
+    uv_getaddrinfo_t gai; /* a host-name member's address, being looked up */
+    int resolving;
     raft_id id;
     char address[RT_HS_ADDR_MAX];
     char peer[64]; /* "ip:port" of the TCP peer, for logs */
@@ -99,9 +101,10 @@ typedef struct rt_wr {
     uint8_t data[];
 } rt_wr_t;
 
-static void on_handle_closed(uv_handle_t *h)
+/* One reference per open handle of ours and per lookup in flight; the
+ * last one frees c. */
+static void rt_unref(rt_conn_t *c)
 {
-    rt_conn_t *c = h->data;
     if (--c->open_handles > 0)
         return;
     if (c->tls_on)
@@ -114,9 +117,14 @@ static void on_handle_closed(uv_handle_t *h)
     free(c);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    rt_unref(h->data);
+}
+
 /* Close everything of c. An outbound connect not yet handed over is
  * answered with status (raft_uv's callback fires exactly once). */
-static void conn_close(rt_conn_t *c, int status)
+static void rt_close(rt_conn_t *c, int status)
 {
     if (c->closing)
         return;
@@ -128,27 +136,29 @@ static void conn_close(rt_conn_t *c, int status)
         user->cb = cb;
         cb(user, NULL, status);
     }
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (c->local_inited)
         uv_close((uv_handle_t *)&c->local, on_handle_closed);
 }
 
-static void conn_fail(rt_conn_t *c, const char *msg, const char *why)
+static void rt_fail(rt_conn_t *c, const char *msg, const char *why)
 {
     log_warn(msg, " peer=%s peer_id=%llu peer_addr=%s outbound=%d why=\"%s\"", c->peer,
              (unsigned long long)c->id, c->address, c->outbound, why);
-    conn_close(c, RAFT_NOCONNECTION);
+    rt_close(c, RAFT_NOCONNECTION);
 }
 
 static void on_deadline(uv_timer_t *t)
 {
     rt_conn_t *c = t->data;
     if (c->state == RT_CONNECTING) { /* an unreachable peer: raft_uv retries, no log */
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
-    conn_fail(c, "raft TLS connection failed", "no TLS and Raft handshake within 10 s");
+    rt_fail(c, "raft TLS connection failed", "no TLS and Raft handshake within 10 s");
 }
 
 static uint64_t get_le64(const uint8_t *p)
@@ -194,7 +204,7 @@ static void on_tcp_written(uv_write_t *w, int status)
     if (c->closing)
         return;
     if (status != 0) {
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     if (c->local_paused && c->tcp.write_queue_size < RT_LOW_WATER) {
@@ -211,7 +221,7 @@ static void on_local_written(uv_write_t *w, int status)
     if (c->closing)
         return;
     if (status != 0) {
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     if (c->tcp_paused && c->local.write_queue_size < RT_LOW_WATER) {
@@ -251,19 +261,19 @@ static void on_local_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (c->closing || n == 0)
         return;
     if (n < 0) { /* raft_uv closed its end */
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     rt_wr_t *wr = malloc(sizeof(*wr));
     if (wr == NULL) {
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     wr->c = c;
     uv_buf_t b = uv_buf_init((char *)c->lbuf, (unsigned)n);
     if (tls_uv_write(&c->tls, &wr->w, &b, 1, on_tcp_written) != 0) {
         free(wr);
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     if (c->tcp.write_queue_size > RT_HIGH_WATER && !c->local_paused) {
@@ -284,7 +294,7 @@ static void start_pump(rt_conn_t *c, const uint8_t *rest, size_t nrest)
                  : uv_socketpair(SOCK_STREAM, 0, fds, UV_NONBLOCK_PIPE, UV_NONBLOCK_PIPE);
     if (rv != 0) {
         raft_free(raft_end);
-        conn_fail(c, "raft TLS connection failed", uv_strerror(rv));
+        rt_fail(c, "raft TLS connection failed", uv_strerror(rv));
         return;
     }
     uv_pipe_init(rt->s->loop, &c->local, 0);
@@ -296,7 +306,7 @@ static void start_pump(rt_conn_t *c, const uint8_t *rest, size_t nrest)
         close(fds[0]);
         close(fds[1]);
         uv_close((uv_handle_t *)raft_end, (uv_close_cb)raft_free);
-        conn_fail(c, "raft TLS connection failed", "cannot open the socketpair");
+        rt_fail(c, "raft TLS connection failed", "cannot open the socketpair");
         return;
     }
     uv_timer_stop(&c->timer);
@@ -304,7 +314,7 @@ static void start_pump(rt_conn_t *c, const uint8_t *rest, size_t nrest)
     uv_read_start((uv_stream_t *)&c->local, on_local_alloc, on_local_read);
     if (to_local(c, rest, nrest) != 0) {
         uv_close((uv_handle_t *)raft_end, (uv_close_cb)raft_free);
-        conn_close(c, RAFT_NOCONNECTION);
+        rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     raft_end->data = NULL; /* raft_uv's from here on */
@@ -329,7 +339,7 @@ static void inbound_handshake(rt_conn_t *c, const uint8_t *p, size_t n)
         if (c->hslen >= 24) {
             uint64_t alen = get_le64(c->hs + 16);
             if (get_le64(c->hs) != 1 || alen == 0 || alen > RT_HS_ADDR_MAX) {
-                conn_fail(c, "raft connection refused", "bad Raft handshake");
+                rt_fail(c, "raft connection refused", "bad Raft handshake");
                 return;
             }
             want = 24 + (size_t)alen;
@@ -346,7 +356,7 @@ static void inbound_handshake(rt_conn_t *c, const uint8_t *p, size_t n)
     }
     size_t alen = c->hslen - 24;
     if (memchr(c->hs + 24, '\0', alen) == NULL) {
-        conn_fail(c, "raft connection refused", "bad Raft handshake (address)");
+        rt_fail(c, "raft connection refused", "bad Raft handshake (address)");
         return;
     }
     c->id = get_le64(c->hs + 8);
@@ -354,11 +364,11 @@ static void inbound_handshake(rt_conn_t *c, const uint8_t *p, size_t n)
     char why[300];
     if (!raft_tcp_peer_allowed(c->rt->s, c->id, c->address, (uv_stream_t *)&c->tcp, why,
                                sizeof(why))) {
-        conn_fail(c, "raft connection refused: not a member", why);
+        rt_fail(c, "raft connection refused: not a member", why);
         return;
     }
     if (!tls_member_named(c->tls.sess, c->address, why, sizeof(why))) {
-        conn_fail(c, "raft connection refused: certificate names no member", why);
+        rt_fail(c, "raft connection refused: certificate names no member", why);
         return;
     }
     start_pump(c, p, n);
@@ -374,7 +384,7 @@ static void tls_established(rt_conn_t *c)
         return;
     }
     if (!tls_member_named(c->tls.sess, c->address, why, sizeof(why))) {
-        conn_fail(c, "raft connection refused: certificate names no member", why);
+        rt_fail(c, "raft connection refused: certificate names no member", why);
         return;
     }
     /* raft_uv_tcp's handshake: protocol 1, our id, our address padded to 8. */
@@ -382,7 +392,7 @@ static void tls_established(rt_conn_t *c)
     size_t alen = strlen(self) + 1, padded = (alen + 7) & ~(size_t)7;
     uint8_t hs[RT_HS_MAX] = {0};
     if (24 + padded > sizeof(hs)) {
-        conn_fail(c, "raft TLS connection failed", "own Raft address too long");
+        rt_fail(c, "raft TLS connection failed", "own Raft address too long");
         return;
     }
     put_le64(hs, 1);
@@ -392,13 +402,13 @@ static void tls_established(rt_conn_t *c)
     rt_wr_t *wr = malloc(sizeof(*wr));
     uv_buf_t b = uv_buf_init((char *)hs, (unsigned)(24 + padded));
     if (wr == NULL) {
-        conn_fail(c, "raft TLS connection failed", "out of memory");
+        rt_fail(c, "raft TLS connection failed", "out of memory");
         return;
     }
     wr->c = c;
     if (tls_uv_write(&c->tls, &wr->w, &b, 1, on_tcp_written) != 0) {
         free(wr);
-        conn_fail(c, "raft TLS connection failed", "cannot write the Raft handshake");
+        rt_fail(c, "raft TLS connection failed", "cannot write the Raft handshake");
         return;
     }
     start_pump(c, NULL, 0);
@@ -412,18 +422,18 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     if (n < 0) {
         if (c->state != RT_PUMP)
-            conn_fail(c, "raft TLS connection failed",
+            rt_fail(c, "raft TLS connection failed",
                       n == UV_EOF ? "the peer closed the connection during the handshake"
                                   : uv_strerror((int)n));
         else
-            conn_close(c, RAFT_NOCONNECTION);
+            rt_close(c, RAFT_NOCONNECTION);
         return;
     }
     size_t plen = 0;
     int established = 0;
     int rv = tls_uv_feed(&c->tls, c->rbuf, (size_t)n, sizeof(c->rbuf), &plen, &established);
     if (rv != 0) {
-        conn_fail(c, "raft TLS connection failed",
+        rt_fail(c, "raft TLS connection failed",
                   tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls) : uv_strerror(rv));
         return;
     }
@@ -438,9 +448,9 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         inbound_handshake(c, c->rbuf, plen);
     } else if (c->state == RT_PUMP) {
         if (to_local(c, c->rbuf, plen) != 0)
-            conn_close(c, RAFT_NOCONNECTION);
+            rt_close(c, RAFT_NOCONNECTION);
     } else {
-        conn_fail(c, "raft TLS connection failed", "data before the handshake ended");
+        rt_fail(c, "raft TLS connection failed", "data before the handshake ended");
     }
 }
 
@@ -471,7 +481,7 @@ static void start_tls(rt_conn_t *c)
     tls_ctx_t *ctx = c->outbound ? s->tls_client : s->tls_raft;
     uv_tcp_nodelay(&c->tcp, 1);
     if (tls_uv_start(&c->tls, ctx, (uv_stream_t *)&c->tcp, NULL, err, sizeof(err)) != 0) {
-        conn_fail(c, "raft TLS connection failed", err);
+        rt_fail(c, "raft TLS connection failed", err);
         return;
     }
     c->tls_on = 1;
@@ -488,7 +498,7 @@ static void on_accept(uv_stream_t *server, int status)
     if (c == NULL)
         return;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c, 0);
+        rt_close(c, 0);
         return;
     }
     struct sockaddr_storage ss;
@@ -514,7 +524,7 @@ static void on_connected(uv_connect_t *req, int status)
     if (c->closing)
         return;
     if (status != 0) {
-        conn_close(c, RAFT_NOCONNECTION); /* a peer that is down: raft_uv retries, no log */
+        rt_close(c, RAFT_NOCONNECTION); /* a peer that is down: raft_uv retries, no log */
         return;
     }
     start_tls(c);
@@ -573,16 +583,42 @@ int raft_tls_listen(raft_tls_t *rt, raft_uv_accept_cb cb)
     return 0;
 }
 
+/* Connect c's socket to dst, from this node's own Raft IP when it is
+ * numeric (as the plain transport does). 0 or a libuv error. */
+static int connect_to(rt_conn_t *c, const struct sockaddr *dst)
+{
+    struct sockaddr_storage src;
+    int rv = 0;
+    if (numeric(c->rt->s->cfg.raft, 1, &src) == 0 && src.ss_family == dst->sa_family)
+        rv = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+    c->creq.data = c;
+    if (rv == 0)
+        rv = uv_tcp_connect(&c->creq, &c->tcp, dst, on_connected);
+    return rv;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rt_conn_t *c = req->data;
+    c->resolving = 0;
+    if (!c->closing) {
+        if (status != 0 || res == NULL || connect_to(c, res->ai_addr) != 0)
+            rt_close(c, RAFT_NOCONNECTION);
+    }
+    uv_freeaddrinfo(res);
+    rt_unref(c);
+}
+
 int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, const char *address,
                      raft_uv_connect_cb cb)
 {
-    struct sockaddr_storage dst, src;
+    struct sockaddr_storage dst;
+    char host[128];
+    const char *colon = strrchr(address, ':');
     if (rt->closed)
         return RAFT_CANCELED;
-    if (numeric(address, 0, &dst) != 0) {
-        /* Members are named by IP address under TLS (docs/security.md). */
+    if (tls_member_host(address, host, sizeof(host)) != 0 || colon == NULL)
         return RAFT_NOCONNECTION;
-    }
     rt_conn_t *c = conn_new(rt, 1);
     if (c == NULL)
         return RAFT_NOMEM;
@@ -591,15 +627,21 @@ int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, co
     c->id = id;
     snprintf(c->address, sizeof(c->address), "%s", address);
     snprintf(c->peer, sizeof(c->peer), "%s", address);
-    int rv = 0;
-    if (numeric(rt->s->cfg.raft, 1, &src) == 0 && src.ss_family == dst.ss_family)
-        rv = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
-    c->creq.data = c;
-    if (rv == 0)
-        rv = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&dst, on_connected);
+    int rv;
+    if (numeric(address, 0, &dst) == 0) {
+        rv = connect_to(c, (const struct sockaddr *)&dst);
+    } else { /* a host name: look it up off the loop thread */
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->gai.data = c;
+        rv = uv_getaddrinfo(rt->s->loop, &c->gai, on_resolved, host, colon + 1, &hints);
+        if (rv == 0) {
+            c->resolving = 1;
+            c->open_handles++;
+        }
+    }
     if (rv != 0) {
         c->user = NULL; /* refused up front: the callback must not fire */
-        conn_close(c, 0);
+        rt_close(c, 0);
         return RAFT_NOCONNECTION;
     }
     return 0;
@@ -613,7 +655,7 @@ void raft_tls_close(raft_tls_t *rt)
         uv_close((uv_handle_t *)&rt->listener, NULL);
     }
     for (rt_conn_t *c = rt->conns; c != NULL; c = c->next)
-        conn_close(c, RAFT_CANCELED);
+        rt_close(c, RAFT_CANCELED);
 }
 
 void raft_tls_free(raft_tls_t *rt)
