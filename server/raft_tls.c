@@ -59,8 +59,7 @@ struct raft_tls {
     shaled_t *s;
     struct raft_uv_transport *t;
     raft_uv_accept_cb accept_cb;
-    uv_tcp_t listener;
-    int listening;
+    uv_tcp_t *listener; /* malloc'd: freed by its close callback, whatever outlives whom */
     int closed;
     rt_conn_t *conns; /* every connection not yet freed */
 };
@@ -302,8 +301,10 @@ static void start_pump(rt_conn_t *c, const uint8_t *rest, size_t nrest)
     c->local_inited = 1;
     c->open_handles++;
     uv_pipe_init(rt->s->loop, raft_end, 0);
-    if (uv_pipe_open(&c->local, fds[0]) != 0 || uv_pipe_open(raft_end, fds[1]) != 0) {
-        close(fds[0]);
+    int lrv = uv_pipe_open(&c->local, fds[0]);
+    if (lrv != 0 || uv_pipe_open(raft_end, fds[1]) != 0) {
+        if (lrv != 0)
+            close(fds[0]); /* else c->local owns it */
         close(fds[1]);
         uv_close((uv_handle_t *)raft_end, (uv_close_cb)raft_free);
         rt_fail(c, "raft TLS connection failed", "cannot open the socketpair");
@@ -567,14 +568,20 @@ int raft_tls_listen(raft_tls_t *rt, raft_uv_accept_cb cb)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
         return RAFT_IOERR;
-    uv_tcp_init(rt->s->loop, &rt->listener);
-    rt->listener.data = rt;
-    rt->listening = 1;
-    int rv = uv_tcp_bind(&rt->listener, res->ai_addr, 0);
+    rt->listener = malloc(sizeof(*rt->listener));
+    if (rt->listener == NULL) {
+        freeaddrinfo(res);
+        return RAFT_NOMEM;
+    }
+    uv_tcp_init(rt->s->loop, rt->listener);
+    rt->listener->data = rt;
+    int rv = uv_tcp_bind(rt->listener, res->ai_addr, 0);
     freeaddrinfo(res);
     if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&rt->listener, 128, on_accept);
+        rv = uv_listen((uv_stream_t *)rt->listener, 128, on_accept);
     if (rv != 0) {
+        uv_close((uv_handle_t *)rt->listener, (uv_close_cb)free);
+        rt->listener = NULL;
         log_error("cannot listen on the Raft port", " addr=%s err=%s", rt->s->cfg.raft,
                   uv_strerror(rv));
         return RAFT_IOERR;
@@ -650,9 +657,9 @@ int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, co
 void raft_tls_close(raft_tls_t *rt)
 {
     rt->closed = 1;
-    if (rt->listening) {
-        rt->listening = 0;
-        uv_close((uv_handle_t *)&rt->listener, NULL);
+    if (rt->listener != NULL) {
+        uv_close((uv_handle_t *)rt->listener, (uv_close_cb)free);
+        rt->listener = NULL;
     }
     for (rt_conn_t *c = rt->conns; c != NULL; c = c->next)
         rt_close(c, RAFT_CANCELED);

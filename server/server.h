@@ -150,6 +150,7 @@ struct shaled {
     struct shale_client *meta_client;
     struct shale_req own_req;    /* the MAP_GET long-poll */
     int own_watching, own_hurry, own_proposing, own_slots_warned;
+    int own_reopen; /* SIGHUP reloaded TLS: reopen meta_client before the next watch */
     struct raft_apply own_apply;
     uv_timer_t own_timer;
 
@@ -374,6 +375,8 @@ int own_mig_has_slot(const Shale__Migration *m, uint32_t slot);
  * every member), else SHALE_ESLOTMOVING / SHALE_EWRONGGROUP. */
 int own_apply_check(const shaled_t *s, const uint16_t *slots, size_t n);
 void own_stop(shaled_t *s);
+/* SIGHUP reloaded the TLS files: the meta watch reconnects with them. */
+void own_tls_reloaded(shaled_t *s);
 void own_free(shaled_t *s);
 
 /* obs.c: metrics (always kept) and the HTTP endpoint (--http). */

@@ -24,6 +24,8 @@
  * in nanoseconds: exact below 256 ns, then 128 buckets per power of two,
  * reported at the bucket's midpoint (error < 0.4 %).
  *
+ * TLS: $SHALE_TLS_CA, $SHALE_TLS_CERT, $SHALE_TLS_KEY, as for shalectl.
+ *
  * Errors never stop the run: they are counted per operation and per error
  * code. libshale reconnects a lost connection by itself (with backoff)
  * while requests wait; a request the library refuses at submit, or one
@@ -1326,6 +1328,10 @@ int main(int argc, char **argv)
     shale_options_init(&o);
     o.timeout_ms = b.timeout_ms;
     o.cluster_id = b.cluster_id;
+    /* TLS as shalectl takes it from the environment (docs/security.md). */
+    o.tls_ca = getenv("SHALE_TLS_CA");
+    o.tls_cert = getenv("SHALE_TLS_CERT");
+    o.tls_key = getenv("SHALE_TLS_KEY");
     if ((uint32_t)b.pipeline > o.max_inflight)
         o.max_inflight = (uint32_t)b.pipeline;
     uv_loop_init(&b.loop);
