@@ -266,6 +266,8 @@ static void on_map(shale_req_t *req, int status)
     uv_timer_start(&s->own_timer, on_retry, WATCH_RETRY_MS, 0);
 }
 
+static int open_meta_client(shaled_t *s, struct shale_client **out);
+
 /* After SIGHUP: a new meta client made with the reloaded TLS files, between
  * two watches (nothing in flight on the old one). On failure the old one
  * stays. */
