@@ -424,8 +424,8 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         if (c->state != RT_PUMP)
             rt_fail(c, "raft TLS connection failed",
-                      n == UV_EOF ? "the peer closed the connection during the handshake"
-                                  : uv_strerror((int)n));
+                    n == UV_EOF ? "the peer closed the connection during the handshake"
+                                : uv_strerror((int)n));
         else
             rt_close(c, RAFT_NOCONNECTION);
         return;
@@ -435,7 +435,7 @@ static void on_tcp_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     int rv = tls_uv_feed(&c->tls, c->rbuf, (size_t)n, sizeof(c->rbuf), &plen, &established);
     if (rv != 0) {
         rt_fail(c, "raft TLS connection failed",
-                  tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls) : uv_strerror(rv));
+                tls_uv_errmsg(&c->tls)[0] != '\0' ? tls_uv_errmsg(&c->tls) : uv_strerror(rv));
         return;
     }
     if (established) {
