@@ -79,6 +79,8 @@ authn_conn_t *conn_authn(conn_t *c) { return &c->an; }
 size_t conn_out_bytes(const conn_t *c) { return c->out_bytes; }
 const char *conn_peer(const conn_t *c) { return c->peer; }
 
+const struct tls_sess *conn_tls_sess(const conn_t *c) { return c->tls_on ? c->tls.sess : NULL; }
+
 void conn_set_drain_cb(conn_t *c, conn_drain_cb cb, void *arg)
 {
     c->drain_cb = cb;
@@ -578,6 +580,12 @@ int conn_tls_init(shaled_t *s, char *err, size_t errlen)
         conn_tls_free(s);
         return -1;
     }
+    /* The Raft port always wants the peer's certificate (raft_tls.c). */
+    o.require_peer_cert = 1;
+    if (tls_ctx_new(TLS_SERVER, &o, &s->tls_raft, err, errlen) != 0) {
+        conn_tls_free(s);
+        return -1;
+    }
     return 0;
 }
 
@@ -587,7 +595,8 @@ void conn_tls_reload(shaled_t *s)
         return;
     char err[TLS_ERRLEN];
     if (tls_ctx_reload(s->tls_server, err, sizeof(err)) != 0 ||
-        tls_ctx_reload(s->tls_client, err, sizeof(err)) != 0) {
+        tls_ctx_reload(s->tls_client, err, sizeof(err)) != 0 ||
+        tls_ctx_reload(s->tls_raft, err, sizeof(err)) != 0) {
         log_error("TLS reload failed: the files in use before stay in use", " err=\"%s\"", err);
         return;
     }
@@ -599,7 +608,8 @@ void conn_tls_free(shaled_t *s)
 {
     tls_ctx_free(s->tls_server);
     tls_ctx_free(s->tls_client);
-    s->tls_server = s->tls_client = NULL;
+    tls_ctx_free(s->tls_raft);
+    s->tls_server = s->tls_client = s->tls_raft = NULL;
 }
 
 int conn_listen(shaled_t *s, char *err, size_t errlen)

@@ -254,7 +254,10 @@ static void on_map(shale_req_t *req, int status)
         if (resp != NULL)
             shale__map_response__free_unpacked(resp, NULL);
         shale_req_cleanup(req);
-        watch(s);
+        if (s->own_reopen) /* swap clients from a later loop turn, not inside its callback */
+            uv_timer_start(&s->own_timer, on_retry, 0, 0);
+        else
+            watch(s);
         return;
     }
     if (status != SHALE_ECLOSED && status != SHALE_ECANCELED)
@@ -263,10 +266,38 @@ static void on_map(shale_req_t *req, int status)
     uv_timer_start(&s->own_timer, on_retry, WATCH_RETRY_MS, 0);
 }
 
+static int open_meta_client(shaled_t *s, struct shale_client **out);
+
+/* After SIGHUP: a new meta client made with the reloaded TLS files, between
+ * two watches (nothing in flight on the old one). On failure the old one
+ * stays. */
+static void reopen_meta_client(shaled_t *s)
+{
+    struct shale_client *fresh = NULL;
+    s->own_reopen = 0;
+    int rv = open_meta_client(s, &fresh);
+    if (rv != SHALE_OK) {
+        log_error("cannot reopen the meta client with the reloaded TLS files; keeping the old one",
+                  " err=%s", shale_strerror(rv));
+        return;
+    }
+    shale_client_close(s->meta_client, NULL);
+    s->meta_client = fresh;
+    log_info("meta client reopened with the reloaded TLS files", "%s", "");
+}
+
+void own_tls_reloaded(shaled_t *s)
+{
+    if (s->meta_client != NULL && s->tls_client != NULL)
+        s->own_reopen = 1; /* at the next watch (at most WATCH_WAIT_MS away) */
+}
+
 static void watch(shaled_t *s)
 {
     if (s->stopping || s->own_watching || s->meta_client == NULL)
         return;
+    if (s->own_reopen)
+        reopen_meta_client(s);
     Shale__MapGetRequest g = SHALE__MAP_GET_REQUEST__INIT;
     g.has_known_epoch = 1;
     g.known_epoch = s->own_map != NULL ? s->own_map->epoch : 0;
@@ -284,12 +315,9 @@ static void watch(shaled_t *s)
     s->own_watching = 1;
 }
 
-int own_start(shaled_t *s, char *err, size_t errlen)
+/* A libshale client of the meta group; TLS files are read now. */
+static int open_meta_client(shaled_t *s, struct shale_client **out)
 {
-    uv_timer_init(s->loop, &s->own_timer);
-    s->own_timer.data = s;
-    if (!in_cluster(s))
-        return 0;
     shale_options_t o;
     shale_options_init(&o);
     o.timeout_ms = WATCH_WAIT_MS + 10000;
@@ -301,7 +329,16 @@ int own_start(shaled_t *s, char *err, size_t errlen)
         o.tls_key = s->cfg.tls_key;
     }
     authn_client_options(s, &o);
-    int rv = shale_client_open(s->loop, s->cfg.meta, &o, &s->meta_client);
+    return shale_client_open(s->loop, s->cfg.meta, &o, out);
+}
+
+int own_start(shaled_t *s, char *err, size_t errlen)
+{
+    uv_timer_init(s->loop, &s->own_timer);
+    s->own_timer.data = s;
+    if (!in_cluster(s))
+        return 0;
+    int rv = open_meta_client(s, &s->meta_client);
     if (rv != SHALE_OK) {
         snprintf(err, errlen, "--meta %s: %s", s->cfg.meta, shale_strerror(rv));
         return -1;

@@ -1,5 +1,5 @@
 /* The Raft transport: raft_uv's TCP transport with TCP_NODELAY on every
- * peer connection.
+ * peer connection, refusing strangers, and with TLS when configured.
  *
  * libraft 0.15's raft_uv_tcp never disables Nagle's algorithm, so a small
  * AppendEntries result waits for the peer's delayed ACK (~40 ms on Linux)
@@ -20,8 +20,10 @@
  * started with --initial-cluster none) accepts any peer: the leader adding
  * it has to get through. Beyond that members are trusted: a process on a
  * member's IP that forges its handshake can still reach libraft.
- * Authentication arrives with TLS; the HELLO credential field is reserved
- * for it. */
+ * With TLS (shaled started with --tls-cert) the listen and connect
+ * methods are raft_tls.c's instead: mutual TLS, the certificate naming
+ * rule, then the same membership check; raft_uv_tcp's own listener is
+ * never started. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,7 @@ typedef struct tcp_wrap {
     int (*connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                    const char *address, raft_uv_connect_cb cb);
     raft_uv_accept_cb accept_cb;
+    raft_tls_t *tls; /* with TLS: raft_tls.c runs listen and connect instead */
 } tcp_wrap_t;
 
 /* One outstanding connect: raft_uv's request and callback, until it fires.
@@ -80,8 +83,8 @@ static void on_closed(uv_handle_t *h)
 static int numeric_addr(const char *addr, int port_zero, struct sockaddr_in *sa);
 
 /* Is (id, address) from this stream a member this node should hear? */
-static int peer_allowed(shaled_t *s, raft_id id, const char *address, struct uv_stream_s *stream,
-                        char *why, size_t whylen)
+int raft_tcp_peer_allowed(shaled_t *s, raft_id id, const char *address, struct uv_stream_s *stream,
+                          char *why, size_t whylen)
 {
     const struct raft_configuration *c = &s->raft.configuration;
     if (c->n == 0)
@@ -125,7 +128,7 @@ static void on_accept(struct raft_uv_transport *t, raft_id id, const char *addre
 {
     tcp_wrap_t *w = wrap_of(t);
     char why[200];
-    if (!peer_allowed(w->s, id, address, stream, why, sizeof(why))) {
+    if (!raft_tcp_peer_allowed(w->s, id, address, stream, why, sizeof(why))) {
         log_warn("raft connection refused: not a member", " peer_id=%llu peer_addr=%s why=\"%s\"",
                  (unsigned long long)id, address ? address : "", why);
         uv_close((uv_handle_t *)stream, on_closed); /* raft_uv_tcp hands over a malloc'd handle */
@@ -138,6 +141,8 @@ static void on_accept(struct raft_uv_transport *t, raft_id id, const char *addre
 static int wrap_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
     tcp_wrap_t *w = wrap_of(t);
+    if (w->tls != NULL)
+        return raft_tls_listen(w->tls, cb);
     w->accept_cb = cb;
     return w->listen(t, on_accept);
 }
@@ -315,6 +320,8 @@ static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char 
 static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
 {
     tcp_wrap_t *w = wrap_of(t);
+    if (w->tls != NULL)
+        raft_tls_close(w->tls);
     while (w->pending != NULL)
         bconn_fail(w->pending, RAFT_CANCELED);
     w->close(t, cb);
@@ -323,6 +330,8 @@ static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb c
 static int wrap_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                         const char *address, raft_uv_connect_cb cb)
 {
+    if (wrap_of(t)->tls != NULL)
+        return raft_tls_connect(wrap_of(t)->tls, req, id, address, cb);
     int brv = bound_connect(wrap_of(t), req, address, cb);
     if (brv != 1)
         return brv;
@@ -349,6 +358,10 @@ int raft_tcp_wrap(shaled_t *s)
         return -1;
     w->t = &s->transport;
     w->s = s;
+    if (s->tls_raft != NULL && (w->tls = raft_tls_new(s, &s->transport)) == NULL) {
+        free(w);
+        return -1;
+    }
     w->listen = s->transport.listen;
     w->connect = s->transport.connect;
     w->close = s->transport.close;
@@ -365,6 +378,8 @@ void raft_tcp_unwrap(shaled_t *s)
     for (int i = 0; i < MAX_WRAPS; i++)
         if (wraps[i] == s->transport_wrap)
             wraps[i] = NULL;
+    if (s->transport_wrap != NULL)
+        raft_tls_free(s->transport_wrap->tls);
     free(s->transport_wrap);
     s->transport_wrap = NULL;
 }

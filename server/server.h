@@ -113,7 +113,9 @@ struct shaled {
 
     /* network (conn.c) */
     struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */
-    struct tls_ctx *tls_client; /* what this node dials client ports with (meta, snapshots) */
+    struct tls_ctx *tls_client; /* what this node dials client ports with (meta, snapshots)
+                                 * and peers' Raft ports */
+    struct tls_ctx *tls_raft;   /* the Raft port's TLS: client certificates required */
     uv_tcp_t listener;
     int listener_inited;
     qnode_t conns;       /* all open connections */
@@ -177,6 +179,7 @@ struct shaled {
     struct shale_client *meta_client;
     struct shale_req own_req;    /* the MAP_GET long-poll */
     int own_watching, own_hurry, own_proposing, own_slots_warned;
+    int own_reopen; /* SIGHUP reloaded TLS: reopen meta_client before the next watch */
     struct raft_apply own_apply;
     uv_timer_t own_timer;
 
@@ -228,6 +231,8 @@ void conn_unref(conn_t *c);
 /* Bytes of answers queued or being written on c. */
 size_t conn_out_bytes(const conn_t *c);
 const char *conn_peer(const conn_t *c);
+/* The connection's TLS session once established (NULL on a plain port). */
+const struct tls_sess *conn_tls_sess(const conn_t *c);
 /* Long answers (a snapshot stream) produce more output only when the
  * connection drains: cb runs after a write completes with fewer than
  * CONN_DRAIN_LOW_WATER bytes unsent, and once when the connection closes
@@ -318,6 +323,23 @@ int raft_node_is_leader(shaled_t *s);
  * listen/connect; call after raft_uv_tcp_init, unwrap after it is closed). */
 int raft_tcp_wrap(shaled_t *s);
 void raft_tcp_unwrap(shaled_t *s);
+/* 1 when a stream whose Raft handshake says (id, address) may be handed to
+ * raft_uv: a configuration member other than this node, connecting from
+ * its own IP; else 0 with the reason in why. */
+int raft_tcp_peer_allowed(shaled_t *s, raft_id id, const char *address, struct uv_stream_s *stream,
+                          char *why, size_t whylen);
+
+/* raft_tls.c: mutual TLS on the Raft port (used by raft_tcp.c when
+ * s->tls_raft is set). */
+typedef struct raft_tls raft_tls_t;
+raft_tls_t *raft_tls_new(shaled_t *s, struct raft_uv_transport *t);
+int raft_tls_listen(raft_tls_t *rt, raft_uv_accept_cb cb);
+int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, const char *address,
+                     raft_uv_connect_cb cb);
+/* Stop listening and close every connection (the loop finishes the
+ * closes); then raft_tls_free once the loop has run. */
+void raft_tls_close(raft_tls_t *rt);
+void raft_tls_free(raft_tls_t *rt);
 
 /* raft_disk.c: a failed Raft log write stops the node (wraps io->append,
  * watches free space). Wrap after raft_uv_init; stop when shutting down. */
@@ -416,6 +438,8 @@ int own_mig_has_slot(const Shale__Migration *m, uint32_t slot);
  * every member), else SHALE_ESLOTMOVING / SHALE_EWRONGGROUP. */
 int own_apply_check(const shaled_t *s, const uint16_t *slots, size_t n);
 void own_stop(shaled_t *s);
+/* SIGHUP reloaded the TLS files: the meta watch reconnects with them. */
+void own_tls_reloaded(shaled_t *s);
 void own_free(shaled_t *s);
 
 /* obs.c: metrics (always kept) and the HTTP endpoint (--http). */

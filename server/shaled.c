@@ -179,6 +179,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     if (signum == SIGHUP) {
         conn_tls_reload(s);
+        own_tls_reloaded(s);
         return;
     }
     log_info("signal received", " signal=%d", signum);

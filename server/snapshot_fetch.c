@@ -13,7 +13,8 @@
  *    the checkpoint is complete;
  *  - memory: one raw chunk, one frame buffer, one zstd context;
  *  - with opts->tls the stream runs inside TLS (tls_fd_*), since it comes
- *    from the source's client port. */
+ *    from the source's client port, and the source's certificate must name
+ *    the address dialed (tls_member.h); the source checks ours in turn. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,7 @@
 #include "shale_errors.h"
 #include "snapshot_xfer.h"
 #include "tls.h"
+#include "tls_member.h"
 #include "wire.h"
 
 #define ZSTD_LEVEL 1
@@ -591,6 +593,9 @@ int snapx_fetch_ex(const char *addr, const char *cluster_id, uint64_t min_index,
             if (link.tls != NULL)
                 tls_fd_strerror(link.tls, hrv, e, sizeof(e));
             rv = ferr(&f, code, "TLS with %s: %s", addr, e);
+        } else if (!tls_member_named(link.tls, addr, e, sizeof(e))) {
+            /* The source must be the member at addr (tls_member.h). */
+            rv = ferr(&f, SHALE_ECLUSTER, "TLS with %s: %s", addr, e);
         }
     }
     if (rv == 0)

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "server.h"
 #include "snapshot_xfer.h"
+#include "tls_member.h"
 #include "wire.h"
 
 /* ---- Streams ---------------------------------------------------------------------*/
@@ -304,6 +305,26 @@ static int list_files(sx_stream_t *st)
     return rv;
 }
 
+/* With client certificates required (--tls-client-auth 1), the fetching
+ * node's certificate must name a member of this group's configuration
+ * (tls_member.h): a checkpoint is every key and value, so holding a
+ * cluster-CA certificate is not enough. Without them the port serves
+ * anyone every key through GET anyway, and there is no certificate to
+ * check (the server does not ask for one). */
+static int requester_is_member(shaled_t *s, sreq_t *r, char *msg, size_t len)
+{
+    const tls_sess_t *tls = conn_tls_sess(r->conn);
+    if (tls == NULL || s->cfg.tls_client_auth == 0)
+        return 1;
+    const struct raft_configuration *c = &s->raft.configuration;
+    char why[300] = "no configuration yet";
+    for (unsigned i = 0; i < c->n; i++)
+        if (tls_member_named(tls, c->servers[i].address, why, sizeof(why)))
+            return 1;
+    snprintf(msg, len, "snapshot: the client's certificate names no member of this group: %s", why);
+    return 0;
+}
+
 void snapx_serve(shaled_t *s, sreq_t *r)
 {
     char msg[STORE_ERRLEN + 128], err[STORE_ERRLEN];
@@ -314,6 +335,12 @@ void snapx_serve(shaled_t *s, sreq_t *r)
         snprintf(msg, sizeof(msg), "chunk_bytes %u outside %u..%u", chunk, SNAPX_CHUNK_MIN,
                  SNAPX_CHUNK_MAX);
         sreq_fail(r, chunk < SNAPX_CHUNK_MIN ? SHALE_EINVAL : SHALE_ETOOLARGE, msg);
+        return;
+    }
+    if (!requester_is_member(s, r, msg, sizeof(msg))) {
+        log_warn("snapshot stream refused: certificate names no member", " peer=%s why=\"%s\"",
+                 conn_peer(r->conn), msg);
+        sreq_fail(r, SHALE_ECLUSTER, msg); /* not one of this cluster's members */
         return;
     }
     if (s->snap_streams >= SNAPX_MAX_STREAMS) {

@@ -24,6 +24,8 @@
  * in nanoseconds: exact below 256 ns, then 128 buckets per power of two,
  * reported at the bucket's midpoint (error < 0.4 %).
  *
+ * TLS: $SHALE_TLS_CA, $SHALE_TLS_CERT, $SHALE_TLS_KEY, as for shalectl.
+ *
  * Errors never stop the run: they are counted per operation and per error
  * code. libshale reconnects a lost connection by itself (with backoff)
  * while requests wait; a request the library refuses at submit, or one

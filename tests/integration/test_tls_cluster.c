@@ -11,7 +11,8 @@
  * refused with a message that says so; garbage before and after the
  * handshake closes only that connection; and after all of it the same
  * processes keep serving the good client. SIGHUP swaps the node's
- * certificate for new connections while an open connection keeps working.
+ * certificate for new connections while an open connection keeps working,
+ * and makes a data node reopen its meta watch with the reloaded files.
  * The snapshot stream (snapx_fetch over the TLS client port) works too.
  *
  * One process, tests in order (CK_NOFORK), sharing one PKI, one standalone
@@ -536,6 +537,15 @@ START_TEST(test_through_tls_router)
     ck_assert_msg(strstr(err, "unknown CA") != NULL, "%s", err);
 
     still_serves(c, "user:x");
+
+    /* SIGHUP on a data node: its meta watch is reopened with the reloaded
+     * files (between two long polls) and the node keeps serving. */
+    th_node_t *dn = &g_cl.groups[0].nodes[0];
+    ck_assert_int_eq(kill(dn->pid, SIGHUP), 0);
+    ck_assert_int_eq(wait_log(dn, "TLS certificates reloaded", 5000), 0);
+    ck_assert_int_eq(wait_log(dn, "meta client reopened with the reloaded TLS files", 10000), 0);
+    ck_assert(!log_contains(dn, "cannot reopen the meta client"));
+    still_serves(c, "user:y");
     shale_close(c);
     ck_assert(!log_contains(&g_router, "node connection failed"));
 }
