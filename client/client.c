@@ -60,8 +60,11 @@ uint64_t shale_client_id(const shale_client_t *c)
 
 void creq_unref(creq_t *cr)
 {
-    if (--cr->refs == 0)
+    if (--cr->refs == 0) {
+        if (cr->secret)
+            explicit_bzero(cr->frame, cr->flen);
         free(cr);
+    }
 }
 
 /* ---- Creation ------------------------------------------------------------*/

@@ -533,6 +533,7 @@ static creq_t *hello_frame(shale_client_t *c, uint64_t id)
     cr->id = id;
     cr->refs = 1;
     cr->flen = FRAME_HEADER_SIZE + plen;
+    cr->secret = c->credential != NULL;
     frame_hdr_t hdr = {.len = (uint32_t)plen, .type = SHALE_MSG_HELLO, .id = id};
     frame_hdr_write(cr->frame, &hdr);
     protobuf_c_message_pack(&h.base, cr->frame + FRAME_HEADER_SIZE);

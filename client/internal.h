@@ -72,6 +72,7 @@ typedef struct creq {
     uint8_t on_wire;   /* written on the current connection */
     uint8_t ever_sent; /* written on some connection: outcome may be unknown */
     uint8_t sends;     /* connections it was written on (saturates at 255) */
+    uint8_t secret;    /* the frame holds a password (HELLO): wiped when freed */
     uint16_t retries;  /* NOT_LEADER / UNAVAILABLE answers retried */
     int last_answer;   /* the last retried answer's code (its message stays
                           in req->errmsg), 0 = none */
