@@ -3,6 +3,9 @@
 
 #include <assert.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,9 @@ struct login_req {
     login_cb cb;       /* NULL: canceled */
     void *arg;
     int started;
+    int cached; /* the credential matched a verified one: no slow hash */
+    uint8_t digest[LOGIN_DIGEST];
+    int has_digest;
     char src[LOGIN_SRC_MAX];
     char user[AUTH_NAME_MAX + 1];
     Shale__PasswordHash *hash; /* copy; NULL: unknown user (dummy check) */
@@ -33,6 +39,50 @@ void login_svc_init(login_svc_t *ls, uv_loop_t *loop)
     memset(ls, 0, sizeof(*ls));
     ls->loop = loop;
     login_limit_init(&ls->limit);
+    /* Without a key there is no cache: every login takes the slow hash. */
+    if (RAND_bytes(ls->cache_key, sizeof(ls->cache_key)) != 1)
+        ls->cache_n = UINT32_MAX;
+}
+
+/* HMAC(key, user 0 password 0 record) into out; 0 on success. */
+static int cred_digest(const login_svc_t *ls, const char *user, const uint8_t *pw, size_t pwlen,
+                       const uint8_t *rec, size_t reclen, uint8_t out[LOGIN_DIGEST])
+{
+    if (ls->cache_n == UINT32_MAX)
+        return -1;
+    size_t ul = strlen(user), n = ul + 1 + pwlen + 1 + reclen;
+    uint8_t *buf = malloc(n);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf, user, ul + 1);
+    memcpy(buf + ul + 1, pw, pwlen);
+    buf[ul + 1 + pwlen] = 0;
+    memcpy(buf + ul + 2 + pwlen, rec, reclen);
+    unsigned mdlen = 0;
+    int ok = HMAC(EVP_sha256(), ls->cache_key, (int)sizeof(ls->cache_key), buf, n, out, &mdlen) !=
+                 NULL &&
+             mdlen == LOGIN_DIGEST;
+    OPENSSL_cleanse(buf, n);
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+static int cache_has(const login_svc_t *ls, const uint8_t d[LOGIN_DIGEST])
+{
+    for (unsigned i = 0; i < ls->cache_n && ls->cache_n != UINT32_MAX; i++)
+        if (CRYPTO_memcmp(ls->cache[i], d, LOGIN_DIGEST) == 0)
+            return 1;
+    return 0;
+}
+
+static void cache_add(login_svc_t *ls, const uint8_t d[LOGIN_DIGEST])
+{
+    if (ls->cache_n == UINT32_MAX || cache_has(ls, d))
+        return;
+    memcpy(ls->cache[ls->cache_next], d, LOGIN_DIGEST);
+    ls->cache_next = (ls->cache_next + 1) % LOGIN_CACHE;
+    if (ls->cache_n < LOGIN_CACHE)
+        ls->cache_n++;
 }
 
 static void req_free(login_req_t *r)
@@ -49,6 +99,10 @@ static void do_check(uv_work_t *w)
 {
     login_req_t *r = w->data;
     char err[AUTH_ERRLEN];
+    if (r->cached) {
+        r->result = 0;
+        return;
+    }
     if (r->hash == NULL) {
         auth_verify_dummy(r->pw, r->pwlen);
         r->result = SHALE_EAUTH;
@@ -67,7 +121,8 @@ static void after_check(uv_work_t *w, int status)
 {
     login_req_t *r = w->data;
     login_svc_t *ls = r->ls;
-    ls->running--;
+    if (!r->cached)
+        ls->running--;
     if (status != 0 && r->result == 0) {
         r->result = SHALE_EAUTH;
         snprintf(r->msg, sizeof(r->msg), "authentication did not run");
@@ -75,6 +130,10 @@ static void after_check(uv_work_t *w, int status)
     if (r->cb != NULL) {
         if (r->result == 0) {
             ls->ok++;
+            if (r->cached)
+                ls->cached++;
+            else if (r->has_digest)
+                cache_add(ls, r->digest);
         } else {
             ls->failed++;
             login_limit_fail(&ls->limit, r->src, now_ms());
@@ -131,12 +190,6 @@ int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t l
         snprintf(msg, LOGIN_MSGLEN, "malformed credential (want a user name and a password)");
         return SHALE_EAUTH;
     }
-    if (ls->waiting >= LOGIN_QUEUE_MAX) {
-        ls->overloaded++;
-        auth_credential_free(c);
-        snprintf(msg, LOGIN_MSGLEN, "too many logins in progress: retry shortly");
-        return SHALE_EOVERLOAD;
-    }
     login_req_t *r = calloc(1, sizeof(*r));
     if (r != NULL)
         r->pw = malloc(c->password.len);
@@ -148,6 +201,8 @@ int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t l
         if (hb != NULL) {
             shale__password_hash__pack(u->password, hb);
             r->hash = shale__password_hash__unpack(NULL, hl, hb);
+            r->has_digest = cred_digest(ls, c->user, c->password.data, c->password.len, hb, hl,
+                                        r->digest) == 0;
             free(hb);
         }
         if (r->hash == NULL) {
@@ -170,13 +225,31 @@ int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t l
     r->ls = ls;
     r->cb = cb;
     r->arg = arg;
+    *out = r;
+    if (r->has_digest && cache_has(ls, r->digest)) {
+        /* Verified before: past the queue, no slow hash; still answered
+         * from the loop later, as every login is. */
+        r->cached = 1;
+        r->started = 1;
+        r->work.data = r;
+        int rv = uv_queue_work(ls->loop, &r->work, do_check, after_check);
+        assert(rv == 0);
+        (void)rv;
+        return SHALE_OK;
+    }
+    if (ls->waiting >= LOGIN_QUEUE_MAX) {
+        *out = NULL;
+        req_free(r);
+        ls->overloaded++;
+        snprintf(msg, LOGIN_MSGLEN, "too many logins in progress: retry shortly");
+        return SHALE_EOVERLOAD;
+    }
     if (ls->wait_tail != NULL)
         ls->wait_tail->next = r;
     else
         ls->wait_head = r;
     ls->wait_tail = r;
     ls->waiting++;
-    *out = r;
     start_next(ls);
     return SHALE_OK;
 }

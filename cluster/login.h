@@ -17,7 +17,14 @@
  *  - the record checked is the one in the table when the login started (a
  *    copy): a table that changes meanwhile does not affect it;
  *  - passwords are copied only into the request, wiped when it ends, and
- *    never logged; messages name the user, never the password.
+ *    never logged; messages name the user, never the password;
+ *  - a credential that passed the slow hash is remembered as an HMAC-SHA256,
+ *    under a key drawn at random when the service starts, of the user, the
+ *    password and the stored hash record (LOGIN_CACHE entries, oldest
+ *    replaced): the same credential again skips the slow hash and the
+ *    queue (a pool of connections logs in at once). A changed password or
+ *    a removed user changes or drops the record, so the entry stops
+ *    matching; a wrong password never matches and still costs the hash.
  * Runs on one loop thread; the worker touches only its own request. */
 #ifndef SHALE_LOGIN_H
 #define SHALE_LOGIN_H
@@ -31,6 +38,8 @@
 #define LOGIN_CONCURRENT 2
 #define LOGIN_QUEUE_MAX 256
 #define LOGIN_MSGLEN 200
+#define LOGIN_CACHE 64
+#define LOGIN_DIGEST 32
 
 typedef struct login_req login_req_t;
 
@@ -39,8 +48,12 @@ typedef struct login_svc {
     login_limit_t limit;
     login_req_t *wait_head, *wait_tail; /* not started yet */
     unsigned waiting, running;
+    /* verified credentials (see the rules above) */
+    uint8_t cache_key[32];
+    uint8_t cache[LOGIN_CACHE][LOGIN_DIGEST];
+    unsigned cache_n, cache_next;
     /* counters (read at scrape time) */
-    uint64_t ok, failed, throttled, overloaded;
+    uint64_t ok, failed, throttled, overloaded, cached;
 } login_svc_t;
 
 /* status 0: user is who the peer is (name valid during the call); else

@@ -175,6 +175,9 @@ EOF
   router_sec=(--tls-ca "$SEC/ca.crt" --tls-cert "$SEC/router.crt" --tls-key "$SEC/router.key"
     --auth --auth-user svc --auth-password-file "$SEC/svc.pw")
 else
+  # A shell that sourced a secure cluster's env.sh must not make this
+  # script's shalectl speak TLS or log in.
+  unset SHALE_TLS_CA SHALE_TLS_CERT SHALE_TLS_KEY SHALE_TLS_SERVER_NAME SHALE_USER SHALE_PASSWORD_FILE
   cat >"$RUN/env.sh" <<EOF
 # Source this to talk to the local cluster (started with --insecure): . $RUN/env.sh
 export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER

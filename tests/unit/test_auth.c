@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "login.h"
 #include "login_limit.h"
 
 static const auth_kdf_params_t cheap = {.log2_n = 10, .r = 8, .p = 1};
@@ -434,6 +435,79 @@ static Shale__UserTable *apply(const Shale__UserTable *t, Shale__UserOp op, cons
     return n;
 }
 
+/* One login through the service, run to its answer; returns its status. */
+static int g_login_status;
+static int g_login_done;
+static void login_done(void *arg, int status, const char *user, const char *msg)
+{
+    (void)arg;
+    (void)user;
+    (void)msg;
+    g_login_status = status;
+    g_login_done = 1;
+}
+
+static int login_once(login_svc_t *ls, uv_loop_t *loop, const Shale__UserTable *t,
+                      const char *user, const char *pw)
+{
+    uint8_t *cred = NULL;
+    size_t clen = 0;
+    char msg[LOGIN_MSGLEN];
+    login_req_t *r = NULL;
+    ck_assert_int_eq(auth_credential_pack(user, pw, strlen(pw), &cred, &clen), 0);
+    g_login_done = 0;
+    int rv = login_start(ls, "127.0.0.9:4000", cred, clen, t, login_done, NULL, &r, msg);
+    free(cred);
+    ck_assert_int_eq(rv, SHALE_OK);
+    ck_assert_int_eq(g_login_done, 0); /* never inside login_start */
+    while (!g_login_done)
+        uv_run(loop, UV_RUN_ONCE);
+    return g_login_status;
+}
+
+/* The verified-credential cache: a repeated good login skips the slow hash,
+ * a wrong password never rides on it, a changed password stops matching.
+ * Fails if the cache is gone (cached stays 0), keyed without the password
+ * (the wrong password would pass) or without the stored record (the old
+ * password would still pass after passwd). */
+START_TEST(test_login_cache)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    login_svc_t ls;
+    login_svc_init(&ls, &loop);
+    Shale__PasswordHash *h1 = hash_of("first pass"), *h2 = hash_of("second pass");
+    Shale__UserTable *t =
+        apply(NULL, SHALE__USER_OP__USER_OP_ADD, "bob", SHALE__USER_ROLE__USER_READWRITE, h1, 0);
+
+    ck_assert_int_eq(login_once(&ls, &loop, t, "bob", "first pass"), 0);
+    ck_assert_uint_eq(ls.cached, 0);
+    ck_assert_int_eq(login_once(&ls, &loop, t, "bob", "first pass"), 0);
+    ck_assert_uint_eq(ls.cached, 1);
+    ck_assert_int_eq(login_once(&ls, &loop, t, "bob", "first pasS"), SHALE_EAUTH);
+    ck_assert_uint_eq(ls.cached, 1);
+    ck_assert_int_eq(login_once(&ls, &loop, t, "bobby", "first pass"), SHALE_EAUTH);
+
+    Shale__UserTable *t2 =
+        apply(t, SHALE__USER_OP__USER_OP_PASSWD, "bob", SHALE__USER_ROLE__USER_READ, h2, 0);
+    ck_assert_int_eq(login_once(&ls, &loop, t2, "bob", "first pass"), SHALE_EAUTH);
+    ck_assert_int_eq(login_once(&ls, &loop, t2, "bob", "second pass"), 0);
+    ck_assert_uint_eq(ls.cached, 1);
+    ck_assert_int_eq(login_once(&ls, &loop, t2, "bob", "second pass"), 0);
+    ck_assert_uint_eq(ls.cached, 2);
+    ck_assert_uint_eq(ls.ok, 4);
+    ck_assert_uint_eq(ls.failed, 3);
+
+    login_svc_close(&ls);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    shale__user_table__free_unpacked(t, NULL);
+    shale__user_table__free_unpacked(t2, NULL);
+    shale__password_hash__free_unpacked(h1, NULL);
+    shale__password_hash__free_unpacked(h2, NULL);
+}
+END_TEST
+
 START_TEST(test_table_changes)
 {
     Shale__PasswordHash *h1 = hash_of("one"), *h2 = hash_of("two");
@@ -599,6 +673,7 @@ int main(void)
     tcase_add_test(tc, test_request_keys);
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
+    tcase_add_test(tc, test_login_cache);
     tcase_add_test(tc, test_credential);
     tcase_add_test(tc, test_login_limit);
     suite_add_tcase(s, tc);
