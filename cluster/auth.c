@@ -628,3 +628,38 @@ void auth_credential_free(Shale__Credential *c)
         OPENSSL_cleanse(c->password.data, c->password.len);
     shale__credential__free_unpacked(c, NULL);
 }
+
+int auth_password_file_read(const char *path, char **pw, size_t *len, char *err,
+                            size_t errlen)
+{
+    *pw = NULL;
+    *len = 0;
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read password file %s", path);
+        return -1;
+    }
+    char buf[AUTH_PASSWORD_MAX + 2];
+    int ok = fgets(buf, sizeof(buf), f) != NULL;
+    if (f != stdin)
+        fclose(f);
+    size_t n = ok ? strlen(buf) : 0;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    if (n == 0 || n > AUTH_PASSWORD_MAX) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, errlen, "password file %s: the first line must hold a password of 1..%d bytes",
+                 path, AUTH_PASSWORD_MAX);
+        return -1;
+    }
+    *pw = malloc(n);
+    if (*pw == NULL) {
+        OPENSSL_cleanse(buf, sizeof(buf));
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(*pw, buf, n);
+    *len = n;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}

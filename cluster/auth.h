@@ -155,6 +155,13 @@ int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMes
 
 /* ---- HELLO credential -----------------------------------------------------------*/
 
+/* A password from the first line of the file at path ("-": standard input),
+ * without its line end: *pw malloc'd (caller wipes and frees), *len its
+ * size. 0, or -1 with a message naming the file (never the password). The
+ * one reader of --password-file / --auth-password-file for every tool. */
+int auth_password_file_read(const char *path, char **pw, size_t *len, char *err,
+                            size_t errlen);
+
 /* Pack {user, password} for HELLO.credential: *out malloc'd (caller wipes
  * and frees), *len its size. 0, SHALE_EINVAL (bad name or password length),
  * SHALE_ENOMEM. */

@@ -715,27 +715,9 @@ static int load_credential(cmd_t *cmd)
     char err[AUTH_ERRLEN];
     if (auth_name_check(cmd->user, err, sizeof(err)) != 0)
         return usage_error("--user: %s", err);
-    FILE *f = strcmp(cmd->password_file, "-") == 0 ? stdin : fopen(cmd->password_file, "r");
-    if (f == NULL)
-        return usage_error("cannot read --password-file %s", cmd->password_file);
-    char buf[AUTH_PASSWORD_MAX + 2];
-    int ok = fgets(buf, sizeof(buf), f) != NULL;
-    if (f != stdin)
-        fclose(f);
-    size_t n = ok ? strlen(buf) : 0;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    if (n == 0 || n > AUTH_PASSWORD_MAX) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        return usage_error("--password-file %s: the first line must hold the password",
-                           cmd->password_file);
-    }
-    cmd->password = malloc(n);
-    if (cmd->password == NULL)
-        return EXIT_FAIL;
-    memcpy(cmd->password, buf, n);
-    cmd->password_len = n;
-    OPENSSL_cleanse(buf, sizeof(buf));
+    if (auth_password_file_read(cmd->password_file, &cmd->password, &cmd->password_len, err,
+                                sizeof(err)) != 0)
+        return usage_error("--password-file: %s", err);
     return -1;
 }
 

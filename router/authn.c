@@ -30,25 +30,9 @@ int rt_authn_init(rt_router_t *r, char *err, size_t errlen)
         return 0;
     if (auth_name_check(r->cfg.auth_user, err, errlen) != 0)
         return -1;
-    FILE *f = fopen(r->cfg.auth_password_file, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read --auth-password-file %s", r->cfg.auth_password_file);
+    if (auth_password_file_read(r->cfg.auth_password_file, &a->pw, &a->pwlen, err, errlen) != 0)
         return -1;
-    }
-    char buf[AUTH_PASSWORD_MAX + 2];
-    int ok = fgets(buf, sizeof(buf), f) != NULL;
-    fclose(f);
-    size_t n = ok ? strlen(buf) : 0;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    a->pw = n > 0 && n <= AUTH_PASSWORD_MAX ? malloc(n) : NULL;
-    if (a->pw != NULL) {
-        memcpy(a->pw, buf, n);
-        a->pwlen = n;
-    }
-    OPENSSL_cleanse(buf, sizeof(buf));
-    if (a->pw == NULL ||
-        auth_credential_pack(r->cfg.auth_user, a->pw, a->pwlen, &a->cred, &a->cred_len) != 0) {
+    if (auth_credential_pack(r->cfg.auth_user, a->pw, a->pwlen, &a->cred, &a->cred_len) != 0) {
         snprintf(err, errlen, "--auth-password-file %s: the first line must hold a password",
                  r->cfg.auth_password_file);
         return -1;

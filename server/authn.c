@@ -33,47 +33,13 @@
 #include "log.h"
 #include "server.h"
 
-/* The first line of path, without its line end, into *pw (malloc). */
-static int read_password_file(const char *path, char **pw, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read --auth-password-file %s", path);
-        return -1;
-    }
-    char buf[AUTH_PASSWORD_MAX + 2];
-    int ok = fgets(buf, sizeof(buf), f) != NULL;
-    fclose(f);
-    size_t n = ok ? strlen(buf) : 0;
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        buf[--n] = '\0';
-    if (n == 0 || n > AUTH_PASSWORD_MAX) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        snprintf(err, errlen,
-                 "--auth-password-file %s: the first line must hold a password of "
-                 "1..%d bytes",
-                 path, AUTH_PASSWORD_MAX);
-        return -1;
-    }
-    *pw = malloc(n);
-    if (*pw == NULL) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    memcpy(*pw, buf, n);
-    *len = n;
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return 0;
-}
-
 int authn_init(shaled_t *s, char *err, size_t errlen)
 {
     if (s->cfg.auth_user[0] != '\0') {
         if (auth_name_check(s->cfg.auth_user, err, errlen) != 0)
             return -1;
-        if (read_password_file(s->cfg.auth_password_file, &s->auth_pw, &s->auth_pwlen, err,
-                               errlen) != 0)
+        if (auth_password_file_read(s->cfg.auth_password_file, &s->auth_pw, &s->auth_pwlen,
+                                    err, errlen) != 0)
             return -1;
         if (auth_credential_pack(s->cfg.auth_user, s->auth_pw, s->auth_pwlen, &s->auth_cred,
                                  &s->auth_cred_len) != 0) {

@@ -41,6 +41,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "shale.h"
 
 enum { OP_READ, OP_UPDATE, NOPS };
@@ -258,7 +259,8 @@ struct bench {
     const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
     /* Login (--user/--password-file, else $SHALE_USER/$SHALE_PASSWORD_FILE) */
     const char *user, *password_file;
-    char password[256];
+    char *password; /* malloc'd, wiped and freed by free_all */
+    size_t password_len;
     int read_pct;
     int zipfian;
     uint64_t keys;
@@ -1149,7 +1151,10 @@ static char *client_addrs(const bench_t *b, int i)
 
 static void free_all(bench_t *b)
 {
-    explicit_bzero(b->password, sizeof(b->password));
+    if (b->password != NULL)
+        explicit_bzero(b->password, b->password_len);
+    free(b->password);
+    b->password = NULL;
     if (b->cl != NULL)
         for (int i = 0; i < b->conns; i++) {
             free(b->cl[i].slots);
@@ -1370,22 +1375,16 @@ int main(int argc, char **argv)
     }
     if (b.user != NULL) {
         /* The password is the file's first line (as shalectl reads it). */
-        FILE *pf = fopen(b.password_file, "r");
-        size_t pn = 0;
-        if (pf != NULL && fgets(b.password, sizeof(b.password), pf) != NULL)
-            pn = strcspn(b.password, "\r\n");
-        if (pf != NULL)
-            fclose(pf);
-        if (pn == 0) {
-            fprintf(stderr, "shale-bench: --password-file %s: cannot read a password from it\n",
-                    b.password_file);
+        char perr[256];
+        if (auth_password_file_read(b.password_file, &b.password, &b.password_len, perr,
+                                    sizeof(perr)) != 0) {
+            fprintf(stderr, "shale-bench: --password-file: %s\n", perr);
             free_all(&b);
             return 2;
         }
-        b.password[pn] = '\0';
         o.user = b.user;
         o.password = b.password;
-        o.password_len = pn;
+        o.password_len = b.password_len;
     }
     if ((uint32_t)b.pipeline > o.max_inflight)
         o.max_inflight = (uint32_t)b.pipeline;
