@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,24 @@ const char *th_bin_dir(void)
 {
     const char *d = getenv("SHALE_BIN_DIR");
     return d && *d ? d : ".";
+}
+
+int th_shalectl(char *out, size_t outlen, const char *fmt, ...)
+{
+    char args[3500], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof(args), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl %s 2>&1 </dev/null", th_bin_dir(), args);
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    size_t r = fread(out, 1, outlen - 1, p);
+    out[r] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 char *th_tmpdir(const char *tag)

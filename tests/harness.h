@@ -22,6 +22,13 @@ typedef struct th_node {
 /* Directory of built binaries ($SHALE_BIN_DIR, else "."). */
 const char *th_bin_dir(void);
 
+/* Run the built shalectl with ARGS (a shell word list, printf format),
+ * stdin from /dev/null; stdout and stderr into out (NUL-terminated,
+ * truncated to outlen - 1). Returns its exit status, -1 when it could not
+ * run or died of a signal. */
+int th_shalectl(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* mkdtemp under $TMPDIR or /tmp; returns a malloc'd path. */
 char *th_tmpdir(const char *tag);
 /* rm -rf path (no shell). */

@@ -189,14 +189,7 @@ END_TEST
 /* Run shalectl with args; capture stdout+stderr; return its exit status. */
 static int run_ctl(const char *args, char *out, size_t outlen)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl %s 2>&1", th_bin_dir(), args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t r = fread(out, 1, outlen - 1, p);
-    out[r] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return th_shalectl(out, outlen, "%s", args);
 }
 
 START_TEST(test_shalectl_exit_codes)

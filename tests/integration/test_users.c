@@ -73,15 +73,7 @@ static void need_cluster(void)
  * out. Returns the exit status. */
 static int ctl(char *out, size_t outlen, const char *args)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl --meta %s %s 2>&1 </dev/null", th_bin_dir(),
-             g_cl.meta.addrs, args);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t r = fread(out, 1, outlen - 1, p);
-    out[r] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return th_shalectl(out, outlen, "--meta %s %s", g_cl.meta.addrs, args);
 }
 
 /* USER_LIST to addrs (a comma list); *out: shale__user_list_response__free_unpacked. */
