@@ -185,22 +185,49 @@ int th_node_start(th_node_t *n, const char *const *extra)
     snprintf(id, sizeof(id), "%llu", (unsigned long long)n->id);
     snprintf(listen, sizeof(listen), "%s:%d", n->host, n->port);
     snprintf(raft, sizeof(raft), "%s:%d", n->host, n->raft_port);
-    const char *argv[64] = {bin,  "--id",   id,     "--listen",     listen, "--raft",
+    const char *argv[80] = {bin,  "--id",   id,     "--listen",     listen, "--raft",
                             raft, "--data", n->dir, "--segment-mb", "8",    "--block-cache-mb",
                             "16"};
     int argc = 13;
     for (int i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++)
         argv[argc++] = extra[i];
+    argc = th_secure_args(n->host, th_node_is_member(argv, argc), argv, argc, 79);
+    argv[argc] = NULL;
+    return th_spawn(n, argv);
+}
+
+int th_router_start(th_node_t *n, const char *const *args, int auth)
+{
+    char bin[600];
+    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
+    const char *argv[64] = {bin};
+    int argc = 1;
+    for (int i = 0; args[i] != NULL && argc < 48; i++)
+        argv[argc++] = args[i];
+    argc = th_secure_args(n->host, auth, argv, argc, 63);
     argv[argc] = NULL;
     return th_spawn(n, argv);
 }
 
 int th_raw_connect(const char *host, int port, int timeout_ms)
 {
+    return th_raw_connect_from(NULL, host, port, timeout_ms);
+}
+
+int th_raw_connect_from(const char *src, const char *host, int port, int timeout_ms)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    if (src != NULL) {
+        inet_pton(AF_INET, src, &sa.sin_addr);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    sa.sin_port = htons((uint16_t)port);
     inet_pton(AF_INET, host, &sa.sin_addr);
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -222,6 +249,46 @@ int th_raw_connect(const char *host, int port, int timeout_ms)
         g_fd_tls[fd] = s;
     }
     return fd;
+}
+
+int th_raw_accept(int fd, const char *host, int timeout_ms)
+{
+    fd_tls_drop(fd);
+    if (g_tls == NULL)
+        return 0;
+    static tls_ctx_t *srv;
+    static char srv_host[32];
+    if (srv == NULL || strcmp(srv_host, host) != 0) {
+        char crt[600], key[600], err[TLS_ERRLEN];
+        if (th_secure_host_cert(host, crt, sizeof(crt), key, sizeof(key)) != 0)
+            return -1;
+        tls_opts_t o = {.ca_file = g_tls_ca, .cert_file = crt, .key_file = key};
+        tls_ctx_free(srv);
+        srv = NULL;
+        if (tls_ctx_new(TLS_SERVER, &o, &srv, err, sizeof(err)) != 0) {
+            fprintf(stderr, "harness: TLS server for %s: %s\n", host, err);
+            return -1;
+        }
+        snprintf(srv_host, sizeof(srv_host), "%s", host);
+    }
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char err[TLS_ERRLEN];
+    tls_sess_t *s = fd < TH_MAX_FD ? tls_sess_new(srv, NULL, err, sizeof(err)) : NULL;
+    if (s == NULL || tls_fd_handshake(s, fd) != 0) {
+        tls_sess_free(s);
+        return -1;
+    }
+    g_fd_tls[fd] = s;
+    return 0;
+}
+
+long th_raw_read(int fd, void *buf, size_t cap)
+{
+    if (fd_tls(fd) != NULL)
+        return tls_fd_recv(fd_tls(fd), fd, buf, cap);
+    return recv(fd, buf, cap, 0);
 }
 
 int th_raw_send(int fd, const void *vp, size_t n)
@@ -259,6 +326,12 @@ void th_set_credential(const char *user, const char *password)
 {
     g_user = user;
     g_password = password;
+}
+
+void th_credential(const char **user, const char **password)
+{
+    *user = g_user;
+    *password = g_password;
 }
 
 /* HELLO's credential per th_set_credential; *buf (caller frees) holds it. */

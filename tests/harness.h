@@ -49,6 +49,11 @@ int th_node_start(th_node_t *n, const char *const *extra);
  * appended to n->log; sets n->pid. 0, or -1 when fork fails. */
 int th_spawn(th_node_t *n, const char *const *argv);
 
+/* Start shale-router for n (its log: n->log) with args (NULL-terminated,
+ * without the program), plus the secure flags (harness_secure.c: TLS for
+ * n->host and, with auth, --auth as admin). 0, or -1. */
+int th_router_start(th_node_t *n, const char *const *args, int auth);
+
 /* Poll (HELLO + STATUS over the raw protocol) until the node reports itself
  * leader, up to timeout_ms. Returns 0, or -1 (also when the process died). */
 int th_node_wait_ready(th_node_t *n, int timeout_ms);
@@ -80,6 +85,52 @@ int th_node_wait_applied(const th_node_t *n, uint64_t index, int timeout_ms);
  * node's data dir). seg (len bytes) gets the file's path. 0, or -1 when
  * there is no such segment or batch. */
 int th_damage_open_segment(const char *dir, char *seg, size_t len);
+
+/* ---- Secure by default (harness_secure.c; docs/testing.md) ----------------
+ * Unless SHALE_TEST_INSECURE=1 or the test called th_secure_off(), every
+ * shaled th_node_start starts speaks TLS on its client and Raft ports with
+ * a certificate for its host signed by this test process's CA, and every
+ * member of a cluster (a node started with --meta or --mode meta) runs with
+ * --auth and logs in to others as the user "admin". The raw client, the
+ * libshale clients of th_client_options and every shalectl the test runs
+ * (through $SHALE_TLS_* and, once logged in, $SHALE_USER and
+ * $SHALE_PASSWORD_FILE) use TLS with the "admin" client certificate and
+ * log in as admin. A standalone group (no meta group) has no users: TLS
+ * only. */
+
+/* 1 when the harness starts things secure. */
+int th_secure(void);
+/* This test process sets up its own TLS and users (or none): the harness
+ * adds no flag and its clients go plain and anonymous from now on. */
+void th_secure_off(void);
+/* Make the PKI and the admin password (once per process); set the raw
+ * client's TLS and $SHALE_TLS_*. Called by everything below; 0 or -1. */
+int th_secure_setup(void);
+/* Append to argv[argc..max) the TLS flags of a process serving on host
+ * (unless argv has --tls-ca or --tls-cert) and, with auth, "--auth
+ * --auth-user admin --auth-password-file F" (unless argv has --auth).
+ * Returns the new argc (unchanged when insecure). For routers and other
+ * processes a test spawns itself; th_node_start calls it. */
+int th_secure_args(const char *host, int auth, const char **argv, int argc, int max);
+/* The certificate and key of a process serving on host (made once per
+ * host; paths into crt and key). 0, or -1. */
+int th_secure_host_cert(const char *host, char *crt, size_t crtlen, char *key, size_t keylen);
+/* 1 when argv (argc entries) makes a cluster member: --meta or --mode meta. */
+int th_node_is_member(const char *const *argv, int argc);
+/* Create the user "admin" through the meta group's first-admin rule
+ * (retrying until the meta group answers, up to timeout_ms), then log in
+ * as admin (th_secure_login(1)). 0 (also when insecure) or -1. */
+int th_bootstrap_admin(const char *meta_addrs, int timeout_ms);
+/* on: the raw client, th_client_options and shalectl log in as admin;
+ * off: anonymous. */
+void th_secure_login(int on);
+/* The admin's password and the file holding it (NULL when insecure). */
+const char *th_admin_password(void);
+const char *th_admin_password_file(void);
+/* shale_options_init, then the raw client's TLS files (th_tls_files) and
+ * credential (th_credential): the harness's, or what the test set. */
+struct shale_options;
+void th_client_options(struct shale_options *o);
 
 /* ---- Shard groups: n nodes on 127.0.0.first_host .. first_host+n-1 -------*/
 
@@ -128,12 +179,24 @@ typedef struct th_frame {
 
 /* Connect to host:port (timeout_ms for connect and each recv). -1 on error. */
 int th_raw_connect(const char *host, int port, int timeout_ms);
+/* The same from source address src (bound first; NULL: any). */
+int th_raw_connect_from(const char *src, const char *host, int port, int timeout_ms);
 /* Log in as user/password (NULL user: anonymous, the default) in every
  * HELLO the raw client and th_node_status send from now on — for processes
  * started with --auth. The strings must outlive their use. */
 void th_set_credential(const char *user, const char *password);
 /* Connect and do the HELLO exchange as a client of cluster (NULL: any). */
+/* What th_set_credential set (NULL user: anonymous). */
+void th_credential(const char **user, const char **password);
 int th_raw_connect_hello(const char *host, int port, const char *cluster);
+/* The server side of a raw connection accepted on host (a fake peer in a
+ * test): the TLS handshake with the harness's certificate for host when the
+ * raw client speaks TLS (th_tls_client), nothing otherwise; SO_RCVTIMEO and
+ * SO_SNDTIMEO set to timeout_ms. 0, or -1. Then th_raw_read / th_raw_send
+ * / th_raw_close. */
+int th_raw_accept(int fd, const char *host, int timeout_ms);
+/* One read of up to cap bytes (plaintext): > 0, 0 at EOF, < 0 on error. */
+long th_raw_read(int fd, void *buf, size_t cap);
 int th_raw_send(int fd, const void *p, size_t n);
 /* Pack msg as a frame of type/id and send it. */
 int th_raw_send_msg(int fd, uint16_t type, uint64_t id, const void *msg);

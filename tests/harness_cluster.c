@@ -44,7 +44,14 @@ int th_cluster_start_ex(th_cluster_t *c, int ngroups, int voters, int first_host
     for (int i = 0; meta_extra != NULL && meta_extra[i] != NULL && nm < 38; i++)
         margs[nm++] = meta_extra[i];
     margs[nm] = NULL;
+    if (th_secure_setup() != 0)
+        return -1;
+    th_secure_login(0); /* no login can succeed before the first admin */
     if (th_group_start(&c->meta, margs) != 0)
+        return -1;
+    /* Secure by default: the meta members run with --auth; the user
+     * "admin" every other process logs in as comes first (harness.h). */
+    if (th_bootstrap_admin(c->meta.addrs, 60000) != 0)
         return -1;
     for (int g = 1; g <= ngroups; g++) {
         th_group_t *gr = &c->groups[g - 1];
@@ -105,10 +112,9 @@ void th_shard_group_free(Shale__ShardGroup *g)
 static shale_client_t *meta_client(const char *addrs, uint32_t timeout_ms)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = timeout_ms;
     o.stall_ms = timeout_ms; /* long-polls are silent while they wait */
-    th_tls_files(&o.tls_ca, &o.tls_cert, &o.tls_key);
     shale_client_t *cl = NULL;
     if (shale_connect(addrs, &o, &cl, NULL) != SHALE_OK)
         return NULL;

@@ -82,8 +82,9 @@ static void add_user(const char *name, const char *role, const char *prefix, int
 static int connect_as(const char *addrs, const char *user, int pw, shale_client_t **c)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o); /* TLS as the harness has it (harness.h) */
     o.timeout_ms = 3000;
+    o.user = NULL;
     if (user != NULL) {
         o.user = user;
         o.password = g_pwtext[pw];
@@ -162,15 +163,14 @@ static void cluster_up(void)
     th_node_init(&g_rt, 999, "127.0.0.89", g_base);
     snprintf(g_rt.log, sizeof(g_rt.log), "%s/router.log", g_base);
     g_rt_http = th_free_port(g_rt.host);
-    char http[16], bin[600];
+    char http[16];
     snprintf(http, sizeof(http), ":%d", g_rt_http);
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *rargv[] = {bin,           "--listen",      g_rt.addr,
-                           "--meta",      g_cl.meta.addrs, "--auth",
-                           "--auth-user", "svc",           "--auth-password-file",
-                           g_pw[PW_SVC],  "--http",        http,
-                           NULL};
-    if (th_spawn(&g_rt, rargv) != 0 || obs_wait_health(g_rt.host, g_rt_http, 200, 30000) != 0) {
+    const char *rargv[] = {"--listen",    g_rt.addr, "--meta",
+                           g_cl.meta.addrs, "--auth",  "--auth-user",
+                           "svc",         "--auth-password-file", g_pw[PW_SVC],
+                           "--http",      http,      NULL};
+    if (th_router_start(&g_rt, rargv, 1) != 0 ||
+        obs_wait_health(g_rt.host, g_rt_http, 200, 30000) != 0) {
         fprintf(stderr, "test_auth: the router did not report healthy\n");
         return;
     }
@@ -384,16 +384,8 @@ END_TEST
 static int hello_from(const char *src, const char *host, int port, const char *user, const char *pw,
                       char *msg, size_t msglen)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = th_raw_connect_from(src, host, port, 10000);
     ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    inet_pton(AF_INET, src, &sa.sin_addr);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    struct timeval tv = {.tv_sec = 10};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     Shale__Credential cred = SHALE__CREDENTIAL__INIT;
     cred.user = (char *)user;
     cred.password.data = (uint8_t *)pw;
@@ -408,7 +400,7 @@ static int hello_from(const char *src, const char *host, int port, const char *u
     th_frame_t f;
     ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_HELLO, 1, &h), 0);
     ck_assert_int_eq(th_raw_recv(fd, &f), 0);
-    close(fd);
+    th_raw_close(fd);
     int code = f.type == SHALE_MSG_HELLO_REPLY ? 0 : th_frame_error_code(&f);
     msg[0] = '\0';
     if (f.type == SHALE_MSG_ERROR) {

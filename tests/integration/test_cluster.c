@@ -59,7 +59,7 @@ static void key_in_group(const Shale__ClusterMap *m, uint64_t gid, int nth, char
 static shale_client_t *client_for(const th_group_t *g)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 5000;
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(g->addrs, &o, &c, NULL), SHALE_OK);

@@ -63,7 +63,7 @@ static void stop_group(void)
 static shale_client_t *connect_to(const char *addrs, uint32_t timeout_ms)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = timeout_ms;
     o.connect_timeout_ms = 500;
     shale_client_t *c = NULL;

@@ -45,7 +45,9 @@ static shale_client_t *connect_node(void)
 {
     shale_client_t *c = NULL;
     char err[SHALE_ERRMSG_LEN];
-    int rv = shale_connect(g_node.addr, NULL, &c, err);
+    shale_options_t o;
+    th_client_options(&o);
+    int rv = shale_connect(g_node.addr, &o, &c, err);
     ck_assert_msg(rv == SHALE_OK, "connect: %s", err);
     return c;
 }
@@ -159,7 +161,7 @@ START_TEST(test_client_survives_server_restart)
 {
     start_node("127.0.0.23");
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 2000;
     o.connect_timeout_ms = 500;
     shale_client_t *c = NULL;

@@ -129,11 +129,9 @@ static void start_cluster(int ngroups, int in_map, int voters)
 
     th_node_init(&g_router, 1, "127.0.0.185", g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *argv[] = {
-        bin, "--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms", "10000", NULL};
-    ck_assert_int_eq(th_spawn(&g_router, argv), 0);
+    const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs,
+                          "--timeout-ms", "10000", NULL};
+    ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
     long long end = mono_ms() + 10000;
     while (router_epoch() < epoch && mono_ms() < end)
         usleep(20 * 1000);
@@ -153,7 +151,7 @@ static void stop_cluster(void)
 static shale_client_t *connect_to(const char *addrs, uint32_t timeout_ms)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = timeout_ms;
     shale_client_t *c = NULL;
     char err[SHALE_ERRMSG_LEN] = "";
@@ -240,7 +238,7 @@ static void *writer_main(void *arg)
 {
     writer_t *w = arg;
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 15000; /* above the router's deadline: its answer counts */
     shale_client_t *c = NULL;
     if (shale_connect(g_router.addr, &o, &c, w->last_err) != SHALE_OK)

@@ -61,7 +61,7 @@ static int map_change(Shale__ClusterMap *next, uint64_t expect, char *msg)
     uint8_t *buf = malloc(len);
     shale__map_cas_request__pack(&c, buf);
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 10000;
     shale_client_t *cl = NULL;
     ck_assert_int_eq(shale_connect(g_cl.meta.addrs, &o, &cl, NULL), SHALE_OK);
@@ -87,7 +87,7 @@ static int unavailable(int rv)
 static shale_client_t *client_to(const th_group_t *g, uint32_t timeout_ms)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = timeout_ms;
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(g->addrs, &o, &c, NULL), SHALE_OK);
@@ -595,7 +595,7 @@ START_TEST(test_leader_kills_at_each_step)
     for (int g = 0; g < 2; g++)
         for (int i = 0; i < 3; i++) {
             shale_options_t o;
-            shale_options_init(&o);
+            th_client_options(&o);
             o.timeout_ms = 3000;
             shale_client_t *c = NULL;
             ck_assert_int_eq(shale_connect(g_cl.groups[g].nodes[i].addr, &o, &c, NULL),

@@ -37,10 +37,8 @@ static int g_stopped[3]; /* group nodes SIGSTOPped by a test */
 
 static int router_start(th_node_t *n, const char *meta)
 {
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *argv[] = {bin, "--listen", n->addr, "--meta", meta, "--http", g_http_flag, NULL};
-    return th_spawn(n, argv);
+    const char *argv[] = {"--listen", n->addr, "--meta", meta, "--http", g_http_flag, NULL};
+    return th_router_start(n, argv, 1);
 }
 
 /* Every process under test: meta 0..2, group 3..5, router 6. */
@@ -199,7 +197,7 @@ START_TEST(test_counters_move)
     free(m);
 
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 10000;
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(g_rt.addr, &o, &c, NULL), SHALE_OK);

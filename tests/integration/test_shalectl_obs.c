@@ -68,11 +68,9 @@ static void cluster_up(void)
     }
     th_node_init(&g_rt, 993, "127.0.0.229", g_base);
     snprintf(g_rt.log, sizeof(g_rt.log), "%s/router.log", g_base);
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *argv[] = {bin,      "--listen",  g_rt.addr, "--meta", g_cl.meta.addrs,
-                          "--http", g_http_flag, NULL};
-    ck_assert_int_eq(th_spawn(&g_rt, argv), 0);
+    const char *argv[] = {"--listen", g_rt.addr, "--meta", g_cl.meta.addrs,
+                          "--http",   g_http_flag, NULL};
+    ck_assert_int_eq(th_router_start(&g_rt, argv, 1), 0);
     for (int i = 0; i < 3; i++)
         if (wait_health(&g_cl.groups[0].nodes[i], 200, 15000) != 0) {
             fprintf(stderr, "test_shalectl_obs: group node %d not ready\n", i);
@@ -238,7 +236,7 @@ START_TEST(test_top_json_under_load)
     }
     /* Requests through the router while top watches (bounded: 30 s). */
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 5000;
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(g_rt.addr, &o, &c, NULL), SHALE_OK);

@@ -26,6 +26,7 @@
 #include "keyhash.h"
 #include "snapshot_xfer.h"
 #include "store.h"
+#include "tls.h"
 #include "wire.h"
 
 #define SMALL_KEYS 30000
@@ -334,6 +335,34 @@ static void compare_with_live(const char *dir, uint64_t applied)
     store_close(c);
 }
 
+/* snapx_fetch / snapx_fetch_ex as the node's port wants them: over TLS
+ * with the harness's client certificate when the harness runs secure
+ * (harness.h), plain otherwise. The context lives until the process ends. */
+static int fetch_ex(const char *addr, const char *cluster_id, uint64_t min_index,
+                    const char *dest, const snapx_fetch_opts_t *opts, uint64_t *applied,
+                    snapx_fetch_stats_t *st, char *err, size_t errlen)
+{
+    static tls_ctx_t *tls;
+    const char *ca, *cert, *key;
+    th_tls_files(&ca, &cert, &key);
+    if (tls == NULL && ca != NULL) {
+        tls_opts_t to = {.ca_file = ca, .cert_file = cert, .key_file = key};
+        char terr[TLS_ERRLEN];
+        ck_assert_msg(tls_ctx_new(TLS_CLIENT, &to, &tls, terr, sizeof(terr)) == 0, "%s", terr);
+    }
+    snapx_fetch_opts_t o = {0};
+    if (opts != NULL)
+        o = *opts;
+    o.tls = ca != NULL ? tls : NULL;
+    return snapx_fetch_ex(addr, cluster_id, min_index, dest, &o, applied, st, err, errlen);
+}
+
+static int fetch(const char *addr, const char *cluster_id, uint64_t min_index, const char *dest,
+                 uint64_t *applied, char *err, size_t errlen)
+{
+    return fetch_ex(addr, cluster_id, min_index, dest, NULL, applied, NULL, err, errlen);
+}
+
 static void print_stats(const char *what, const snapx_fetch_stats_t *st)
 {
     fprintf(stderr,
@@ -354,7 +383,7 @@ START_TEST(test_fetch_matches_live_node)
     ck_assert_uint_gt(before, 0);
     snapx_fetch_stats_t st;
     int rv =
-        snapx_fetch_ex(g_node.addr, "shale", before, dest, NULL, &applied, &st, err, sizeof(err));
+        fetch_ex(g_node.addr, "shale", before, dest, NULL, &applied, &st, err, sizeof(err));
     ck_assert_msg(rv == 0, "fetch failed: %s (%d)", err, rv);
     print_stats("default chunks", &st);
     ck_assert_uint_ge(applied, before);
@@ -379,7 +408,7 @@ START_TEST(test_fetch_tiny_chunks)
     uint64_t applied = 0;
     snapx_fetch_stats_t st;
     snapx_fetch_opts_t o = {.chunk_bytes = SNAPX_CHUNK_MIN};
-    int rv = snapx_fetch_ex(g_node.addr, NULL, 1, dest, &o, &applied, &st, err, sizeof(err));
+    int rv = fetch_ex(g_node.addr, NULL, 1, dest, &o, &applied, &st, err, sizeof(err));
     ck_assert_msg(rv == 0, "fetch failed: %s (%d)", err, rv);
     print_stats("1 KiB chunks", &st);
     ck_assert_uint_ge(st.chunks, st.bytes / SNAPX_CHUNK_MIN);
@@ -420,24 +449,24 @@ START_TEST(test_bad_requests_get_typed_errors)
     snprintf(dest, sizeof(dest), "%s/fetch-bad", g_base);
     snprintf(part, sizeof(part), "%s.part", dest);
     uint64_t applied;
-    ck_assert_int_eq(snapx_fetch(g_node.addr, "other-cluster", 0, dest, &applied, err, sizeof(err)),
+    ck_assert_int_eq(fetch(g_node.addr, "other-cluster", 0, dest, &applied, err, sizeof(err)),
                      SHALE_ECLUSTER);
     ck_assert(!exists(dest) && !exists(part));
-    ck_assert_int_eq(snapx_fetch(g_node.addr, NULL, 1ull << 60, dest, &applied, err, sizeof(err)),
+    ck_assert_int_eq(fetch(g_node.addr, NULL, 1ull << 60, dest, &applied, err, sizeof(err)),
                      SHALE_EUNAVAILABLE);
     ck_assert_msg(strstr(err, "below the requested") != NULL, "%s", err);
     ck_assert(!exists(dest) && !exists(part));
     char closed[64];
     snprintf(closed, sizeof(closed), "127.0.0.4:%d", th_free_port("127.0.0.4"));
-    ck_assert_int_eq(snapx_fetch(closed, NULL, 0, dest, &applied, err, sizeof(err)), SHALE_EIO);
-    ck_assert_int_eq(snapx_fetch("nonsense", NULL, 0, dest, &applied, err, sizeof(err)),
+    ck_assert_int_eq(fetch(closed, NULL, 0, dest, &applied, err, sizeof(err)), SHALE_EIO);
+    ck_assert_int_eq(fetch("nonsense", NULL, 0, dest, &applied, err, sizeof(err)),
                      SHALE_EINVAL);
     snapx_fetch_opts_t o = {.chunk_bytes = 10};
     ck_assert_int_eq(
-        snapx_fetch_ex(g_node.addr, NULL, 0, dest, &o, &applied, NULL, err, sizeof(err)),
+        fetch_ex(g_node.addr, NULL, 0, dest, &o, &applied, NULL, err, sizeof(err)),
         SHALE_EINVAL);
     ck_assert_int_eq(mkdir(dest, 0755), 0);
-    ck_assert_int_eq(snapx_fetch(g_node.addr, NULL, 0, dest, &applied, err, sizeof(err)),
+    ck_assert_int_eq(fetch(g_node.addr, NULL, 0, dest, &applied, err, sizeof(err)),
                      SHALE_EINVAL);
     rmdir(dest);
     ck_assert(!exists(part));
@@ -476,7 +505,7 @@ START_TEST(test_two_streams_at_most)
     char dest[700], err[1024];
     uint64_t applied;
     snprintf(dest, sizeof(dest), "%s/fetch-third", g_base);
-    ck_assert_int_eq(snapx_fetch(g_node.addr, NULL, 0, dest, &applied, err, sizeof(err)),
+    ck_assert_int_eq(fetch(g_node.addr, NULL, 0, dest, &applied, err, sizeof(err)),
                      SHALE_EOVERLOAD);
     /* A stream ending frees its slot. */
     close(fds[0]);
@@ -519,7 +548,7 @@ START_TEST(test_server_memory_does_not_grow_with_data)
     snprintf(dest, sizeof(dest), "%s/fetch-rss", g_base);
     uint64_t applied;
     snapx_fetch_stats_t st;
-    int rv = snapx_fetch_ex(g_node.addr, NULL, 0, dest, NULL, &applied, &st, err, sizeof(err));
+    int rv = fetch_ex(g_node.addr, NULL, 0, dest, NULL, &applied, &st, err, sizeof(err));
     ck_assert_msg(rv == 0, "fetch failed: %s", err);
     long rss1 = status_kb(pid, "VmRSS"), hwm = status_kb(pid, "VmHWM");
     long peak = reset ? hwm : rss1;
@@ -529,7 +558,8 @@ START_TEST(test_server_memory_does_not_grow_with_data)
             "%ld kB (%s); growth %ld kB for %llu bytes streamed\n",
             rss0, rss1, peak, reset ? "VmHWM after clear_refs" : "VmRSS after", peak - rss0,
             (unsigned long long)st.bytes);
-    ck_assert_msg((uint64_t)(peak - rss0) * 1024 < STREAM_RSS_BOUND,
+    /* The peak can read below the start (pages given back meanwhile). */
+    ck_assert_msg(peak <= rss0 || (uint64_t)(peak - rss0) * 1024 < STREAM_RSS_BOUND,
                   "server memory grew by %ld kB while streaming %llu bytes", peak - rss0,
                   (unsigned long long)st.bytes);
     th_rmrf(dest);
@@ -558,7 +588,7 @@ START_TEST(test_rate_limit_and_start_cleanup)
     snprintf(dest, sizeof(dest), "%s/fetch-rate", base);
     uint64_t applied;
     snapx_fetch_stats_t st;
-    ck_assert_int_eq(snapx_fetch_ex(n.addr, NULL, 0, dest, NULL, &applied, &st, err, sizeof(err)),
+    ck_assert_int_eq(fetch_ex(n.addr, NULL, 0, dest, NULL, &applied, &st, err, sizeof(err)),
                      0);
     print_stats("rate-limited to 4 MiB/s", &st);
     double mib_s = (double)st.bytes / 1048576.0 / ((double)st.ms / 1000.0);

@@ -39,11 +39,9 @@ static pid_t g_stopped; /* a node SIGSTOPped by a test */
 
 static int router_start(th_node_t *n, const char *meta, const char *level, const char *slow)
 {
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *argv[] = {bin,           "--listen", n->addr,     "--meta", meta,
-                          "--log-level", level,      "--slow-ms", slow,     NULL};
-    return th_spawn(n, argv);
+    const char *argv[] = {"--listen",    n->addr, "--meta",    meta, "--log-level",
+                          level,         "--slow-ms", slow, NULL};
+    return th_router_start(n, argv, 1);
 }
 
 static int router_wait_map(const th_node_t *n, int timeout_ms)
@@ -178,7 +176,7 @@ static int is_trace(const char *s)
 static shale_client_t *connect_router(const th_node_t *rt)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 10000;
     shale_client_t *c = NULL;
     ck_assert_int_eq(shale_connect(rt->addr, &o, &c, NULL), SHALE_OK);
