@@ -354,9 +354,27 @@ static void hello_credential(Shale__Hello *h, uint8_t **buf)
     h->credential.len = n;
 }
 
+static int node_status_once(const th_node_t *n, Shale__StatusResponse **out, int *no_table);
+
 int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
 {
+    /* A node started with --auth refuses logins (UNAVAILABLE) until it has
+     * the meta group's user table, a moment after it is up: that is not
+     * an answer yet. */
+    int no_table = 0;
+    for (int i = 0; i < 60; i++) {
+        int rv = node_status_once(n, out, &no_table);
+        if (rv == 0 || !no_table)
+            return rv;
+        usleep(50 * 1000);
+    }
+    return -1;
+}
+
+static int node_status_once(const th_node_t *n, Shale__StatusResponse **out, int *no_table)
+{
     *out = NULL;
+    *no_table = 0;
     int fd = th_raw_connect(n->host, n->port, 1000);
     if (fd < 0)
         return -1;
@@ -383,6 +401,10 @@ int th_node_status(const th_node_t *n, Shale__StatusResponse **out)
             }
             if (fh.type == SHALE_MSG_STATUS_RESP)
                 *out = shale__status_response__unpack(NULL, fh.len, p);
+            if (fh.type == SHALE_MSG_ERROR && i == 0 && g_user != NULL) {
+                th_frame_t ef = {.type = fh.type, .payload = p, .len = fh.len};
+                *no_table = th_frame_error_code(&ef) == SHALE__ERROR_CODE__UNAVAILABLE;
+            }
             free(p);
         }
     }
