@@ -141,6 +141,16 @@ int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t 
 /* Random non-zero id (map change sessions). */
 uint64_t ctl_random_id(void);
 
+/* Who the server c is connected to says the caller is (shale_whoami into
+ * *w). Returns 1 when it runs with --auth (w says who), else 0. */
+int ctl_whoami(shale_client_t *c, shale_whoami_t *w);
+/* With --auth, the line "user: NAME (role R[, key prefix "P"])" or "user:
+ * anonymous" on stdout; nothing when w is NULL or not --auth. */
+void ctl_whoami_print(const shale_whoami_t *w);
+/* The JSON value for "auth": {"user":..,"role":..,"key_prefix":..} (null
+ * members for an anonymous connection), or null without --auth. */
+void ctl_whoami_json(const shale_whoami_t *w);
+
 /* ---- Node status (ctl_node.c) -------------------------------------------------*/
 
 /* What one node answered to STATUS, or why it did not. */
