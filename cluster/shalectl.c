@@ -258,6 +258,12 @@ static const verb_t verbs[] = {
      "move a slot or a range of slots to GROUP while the cluster serves them: one migration "
      "per source group and --batch slots (copy, fence, drain, flip; docs/resharding.md)",
      2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move, 0},
+    {"slot assign", "slot assign SLOTS GROUP --force",
+     "REPAIR: give SLOTS (5, 0-99 or 1,2,7) to GROUP WITHOUT moving their data, for slots "
+     "whose group is lost for good: the former owner stops serving them and deletes its copy, "
+     "GROUP serves them from empty (MAP_CAS with force; admin). Refused without --force; to "
+     "move slots with their data use slot move",
+     2, 2, slot_assign_flags, CTL_META, check_slot_assign, run_slot_assign, 0},
     {"rebalance", "rebalance [--dry-run] [--max-parallel N] [--rate MB/s] [--batch N]",
      "even out the groups' slot counts (they end up differing by at most one) with the fewest "
      "slot moves; prints the plan, then runs it as migrations of --batch slots",
