@@ -58,6 +58,40 @@ uint64_t shale_client_id(const shale_client_t *c)
     return c ? c->client_id : 0;
 }
 
+static const char *role_name(int role)
+{
+    switch (role) {
+    case SHALE__USER_ROLE__USER_READ:
+        return "read";
+    case SHALE__USER_ROLE__USER_READWRITE:
+        return "readwrite";
+    case SHALE__USER_ROLE__USER_ADMIN:
+        return "admin";
+    case 0:
+        return "";
+    default:
+        return "?";
+    }
+}
+
+int shale_whoami(const shale_client_t *c, shale_whoami_t *out)
+{
+    if (out == NULL)
+        return SHALE_EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (c == NULL)
+        return SHALE_EINVAL;
+    if (!c->who.have)
+        return SHALE_EUNAVAILABLE;
+    out->auth = c->who.auth;
+    snprintf(out->user, sizeof(out->user), "%s", c->who.user);
+    snprintf(out->role, sizeof(out->role), "%s", role_name(c->who.role));
+    out->key_prefix_len = c->who.prefix_len;
+    if (c->who.prefix_len > 0)
+        memcpy(out->key_prefix, c->who.prefix, c->who.prefix_len);
+    return SHALE_OK;
+}
+
 void creq_unref(creq_t *cr)
 {
     if (--cr->refs == 0) {
@@ -741,6 +775,7 @@ static void client_free(shale_client_t *c)
     if (c->credential != NULL)
         explicit_bzero(c->credential, c->credential_len);
     free(c->credential);
+    free(c->who.prefix);
     free(c);
 }
 

@@ -310,6 +310,24 @@ void cconn_kick(shale_client_t *c)
 
 /* ---- Reading -------------------------------------------------------------*/
 
+/* Who the server says this client is (shale_whoami): replaces what the
+ * previous connection's HELLO_REPLY said. */
+static void hello_whoami(shale_client_t *c, const Shale__HelloReply *r)
+{
+    free(c->who.prefix);
+    c->who.prefix = NULL;
+    c->who.prefix_len = 0;
+    c->who.have = 1;
+    c->who.auth = r->has_auth ? (r->auth ? 1 : 0) : -1;
+    snprintf(c->who.user, sizeof(c->who.user), "%s", r->user != NULL ? r->user : "");
+    c->who.role = r->has_role ? (int)r->role : 0;
+    if (r->has_key_prefix && r->key_prefix.len > 0 && r->key_prefix.len <= SHALE_PREFIX_MAX &&
+        (c->who.prefix = malloc(r->key_prefix.len)) != NULL) {
+        memcpy(c->who.prefix, r->key_prefix.data, r->key_prefix.len);
+        c->who.prefix_len = r->key_prefix.len;
+    }
+}
+
 static void hello_answer(shale_client_t *c, conn_t *conn, const frame_hdr_t *h,
                          const uint8_t *payload)
 {
@@ -357,6 +375,7 @@ static void hello_answer(shale_client_t *c, conn_t *conn, const frame_hdr_t *h,
             c->lim.max_key = r->max_key;
         if (r->has_max_value && r->max_value > 0)
             c->lim.max_value = r->max_value;
+        hello_whoami(c, r);
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);
     if (code != SHALE_OK) {

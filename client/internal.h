@@ -216,6 +216,15 @@ struct shale_client {
     int tls_name_host;   /* ... or the host of the address in use */
     uint8_t *credential; /* packed Shale__Credential for HELLO (malloc; wiped) */
     size_t credential_len;
+    /* Who the last HELLO_REPLY said this client is (shale_whoami). */
+    struct {
+        int have;          /* a HELLO_REPLY was received */
+        int auth;          /* 1 --auth on, 0 off, -1 the server did not say */
+        char user[65];     /* "": anonymous */
+        int role;          /* shale.UserRole, 0: not said */
+        uint8_t *prefix;   /* malloc, NULL: none */
+        size_t prefix_len;
+    } who;
     uint64_t client_id;
     uint64_t next_id;
     uint64_t next_seq;

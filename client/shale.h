@@ -304,6 +304,34 @@ void shale_req_cleanup(shale_req_t *req);
 /* The client's session id (for logs and tests). */
 uint64_t shale_client_id(const shale_client_t *c);
 
+/* ---- Who the server says this client is -------------------------------------*/
+
+#define SHALE_PREFIX_MAX 4096
+
+typedef struct shale_whoami {
+    /* 1: the server runs with --auth (users and roles, docs/security.md);
+     * 0: it does not (it serves every request to anyone who reaches it);
+     * -1: it did not say (a server from before this field). */
+    int auth;
+    /* With --auth: the user this connection logged in as ("": anonymous,
+     * every request will be refused), its role ("read", "readwrite",
+     * "admin"; "" if the server did not say, e.g. the user was removed
+     * while it logged in) and its key prefix (key_prefix_len 0: none). */
+    char user[65];
+    char role[16];
+    uint8_t key_prefix[SHALE_PREFIX_MAX];
+    size_t key_prefix_len;
+} shale_whoami_t;
+
+/* What the server said in the HELLO_REPLY of the client's current (or last)
+ * connection: with --auth, who the client is logged in as — the record at
+ * login (a role changed later applies to requests at once, but shows here
+ * only after a reconnect). Information only: the server checks every
+ * request itself. SHALE_OK with *out filled; SHALE_EUNAVAILABLE when no
+ * connection has completed its HELLO yet (an async client before its first
+ * answer; shale_connect returns only after one); SHALE_EINVAL for NULL. */
+int shale_whoami(const shale_client_t *c, shale_whoami_t *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,7 +8,8 @@
  *                 many nodes at once) and the direct group verbs of --addr
  *                 (status, member add/remove, leader transfer)
  *   ctl_map.c     the cluster map: MAP_GET, MAP_CAS with retries on a
- *                 conflict, map edits, the map and slot verbs
+ *                 conflict, map edits, the map and slot verbs, and slot
+ *                 assign --force (the repair that skips migrations)
  *   ctl_admin.c   cluster verbs through the meta group: init, group
  *                 add/remove, replica add/remove, leader transfer, status
  *   ctl_migrate.c online resharding: slot move, rebalance, migration
@@ -141,6 +142,16 @@ int ctl_connect(const cmd_t *cmd, const char *verb, const char *addrs, uint32_t 
 /* Random non-zero id (map change sessions). */
 uint64_t ctl_random_id(void);
 
+/* Who the server c is connected to says the caller is (shale_whoami into
+ * *w). Returns 1 when it runs with --auth (w says who), else 0. */
+int ctl_whoami(shale_client_t *c, shale_whoami_t *w);
+/* With --auth, the line "user: NAME (role R[, key prefix "P"])" or "user:
+ * anonymous" on stdout; nothing when w is NULL or not --auth. */
+void ctl_whoami_print(const shale_whoami_t *w);
+/* The JSON value for "auth": {"user":..,"role":..,"key_prefix":..} (null
+ * members for an anonymous connection), or null without --auth. */
+void ctl_whoami_json(const shale_whoami_t *w);
+
 /* ---- Node status (ctl_node.c) -------------------------------------------------*/
 
 /* What one node answered to STATUS, or why it did not. */
@@ -224,6 +235,9 @@ typedef struct meta {
     shale_client_t *c;
     uint64_t client_id;
     uint64_t seq;
+    /* Send every change with MAP_CAS.force (and validate it so): slots may
+     * change owner without a migration. Only slot assign --force sets it. */
+    int force;
 } meta_t;
 
 /* Connect to the meta group (--meta); prints why on failure and returns the
@@ -283,6 +297,11 @@ void map_group_ranges(const Shale__ClusterMap *m, uint64_t gid, char *buf, size_
 int run_map(shale_client_t *c, const cmd_t *cmd);
 /* Where keys live: key -> slot -> group, at the current map. */
 int run_slot(shale_client_t *c, const cmd_t *cmd);
+/* The repair: give slots to a group without moving their data (MAP_CAS
+ * with force); refused without --force. */
+extern const flag_spec_t slot_assign_flags[];
+int check_slot_assign(const cmd_t *cmd, char *err, size_t errlen);
+int run_slot_assign(shale_client_t *c, const cmd_t *cmd);
 
 /* ---- Cluster verbs (ctl_admin.c) ---------------------------------------------*/
 

@@ -994,13 +994,21 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
         return code;
     Shale__ClusterMap *map = NULL;
     Shale__StatusResponse *mst = NULL;
+    shale_whoami_t who;
     int rv = map_get(&m, &map, err);
     if (rv == SHALE_OK)
         rv = node_status(m.c, &mst, err);
+    int auth = ctl_whoami(m.c, &who);
     meta_close(&m);
     if (rv != SHALE_OK) {
         cmap_free(map);
-        return ctl_error(verb, rv, err, 0);
+        code = ctl_error(verb, rv, err, 0);
+        if (rv == SHALE_EAUTH && auth && who.user[0] == '\0')
+            fprintf(stderr, "shalectl: %s: connected as anonymous to a meta group started with "
+                            "--auth: give --user NAME --password-file F (or $SHALE_USER, "
+                            "$SHALE_PASSWORD_FILE)\n",
+                    verb);
+        return code;
     }
 
     /* Rows: the meta members, then each group's map members followed by the
@@ -1080,6 +1088,8 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
         printf(",\"epoch\":%" PRIu64 ",\"slots\":%u,\"assigned\":%u,\"last_change\":", map->epoch,
                map->slots, assigned);
         ctl_json_str(stdout, map->last_change_note ? map->last_change_note : "");
+        printf(",\"auth\":");
+        ctl_whoami_json(&who);
         printf(",\"meta\":{\"leader_id\":");
         if (mlead != NULL)
             printf("%" PRIu64, mlead->st->node_id);
@@ -1105,6 +1115,7 @@ int run_cluster_status(shale_client_t *c, const cmd_t *cmd)
                    map->n_groups, map->n_groups == 1 ? "" : "s");
         if (map->last_change_note != NULL && map->last_change_note[0] != '\0')
             printf("last change: %s\n", map->last_change_note);
+        ctl_whoami_print(&who);
         printf("\nmeta group: ");
         if (mlead != NULL)
             printf("leader %" PRIu64 ", term %" PRIu64 "\n", mlead->st->node_id, mlead->st->term);

@@ -13,7 +13,10 @@
  *    2, ...), so a retry that libshale makes after a lost answer or a meta
  *    leader change is answered with the first outcome, never applied twice;
  *  - the map is validated here before it is sent, so a refusal names the
- *    rule instead of coming back as a bare INVALID. */
+ *    rule instead of coming back as a bare INVALID;
+ *  - MAP_CAS.force (a slot changes owner without a migration, its data
+ *    left behind) is sent only by slot assign, only with its --force flag
+ *    (meta_t.force), and the meta group still requires an admin. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +129,10 @@ int map_cas(meta_t *m, uint64_t expect, const Shale__ClusterMap *next, const cha
     rq.map = (Shale__ClusterMap *)next; /* only read by pack */
     rq.session = &sess;
     rq.note = (char *)note;
+    if (m->force) {
+        rq.has_force = 1;
+        rq.force = 1;
+    }
     size_t len = shale__map_cas_request__get_packed_size(&rq);
     uint8_t *buf = malloc(len ? len : 1);
     if (buf == NULL) {
@@ -211,7 +218,7 @@ int map_update(const cmd_t *cmd, meta_t *m, const char *verb, const Shale__Clust
         }
         why[0] = '\0';
         map_edit_result_t er = edit(cur, next, arg, why, sizeof(why));
-        if (er == EDIT_APPLY && cmap_validate_change(cur, next, 0, why, sizeof(why)) != 0) {
+        if (er == EDIT_APPLY && cmap_validate_change(cur, next, m->force, why, sizeof(why)) != 0) {
             char tmp[512];
             snprintf(tmp, sizeof(tmp), "the new map would be invalid: %s", why);
             snprintf(why, sizeof(why), "%s", tmp);
@@ -524,4 +531,251 @@ int run_slot(shale_client_t *c, const cmd_t *cmd)
         printf("]}\n");
     cmap_free(map);
     return EXIT_OKAY;
+}
+
+/* ---- slot assign --force: the repair ------------------------------------------------*/
+
+/* Slot numbers a map may have (init --slots 1..65535). */
+#define SLOT_LIMIT 65535u
+#define ASSIGN_FORCE 0
+
+const flag_spec_t slot_assign_flags[] = {
+    {"force", NULL,
+     "required: the slots change owner WITHOUT their data (the old owner deletes its copy, "
+     "GROUP serves them from empty)",
+     0},
+    {NULL, NULL, NULL, 0},
+};
+
+/* "5", "0-99", "1,2,7", "0-9,20": every slot named is set in bits
+ * (SLOT_LIMIT bits); *max is the highest. 0, or -1 with err. */
+static int parse_slot_list(const char *s, uint8_t *bits, uint32_t *max, char *err, size_t errlen)
+{
+    *max = 0;
+    const char *p = s;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        char item[48], *dash;
+        uint64_t a, b;
+        if (len == 0 || len >= sizeof(item)) {
+            snprintf(err, errlen,
+                     "SLOTS is a slot, a range FROM-TO or a comma list of them (5, 0-99, "
+                     "1,2,7), not '%s'",
+                     s);
+            return -1;
+        }
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if ((dash = strchr(item, '-')) != NULL)
+            *dash = '\0';
+        if (ctl_parse_u64(item, &a) != 0 || (dash != NULL && ctl_parse_u64(dash + 1, &b) != 0)) {
+            snprintf(err, errlen,
+                     "SLOTS is a slot, a range FROM-TO or a comma list of them (5, 0-99, "
+                     "1,2,7), not '%s'",
+                     s);
+            return -1;
+        }
+        if (dash == NULL)
+            b = a;
+        if (a > b) {
+            snprintf(err, errlen, "slot range '%.*s' is empty (FROM > TO)", (int)len, p);
+            return -1;
+        }
+        if (b >= SLOT_LIMIT) {
+            snprintf(err, errlen, "slot %" PRIu64 " is beyond any map (at most %u slots)", b,
+                     SLOT_LIMIT);
+            return -1;
+        }
+        for (uint64_t sl = a; sl <= b; sl++)
+            bits[sl / 8] |= (uint8_t)(1u << (sl % 8));
+        if (b > *max)
+            *max = (uint32_t)b;
+        if (p[len] == '\0')
+            return 0;
+        p += len + 1;
+    }
+}
+
+static int bit_set(const uint8_t *bits, uint32_t sl)
+{
+    return (bits[sl / 8] >> (sl % 8)) & 1;
+}
+
+/* The runs of slots set in bits, up to max: "1-2,7" into buf (",..." when
+ * it does not fit). */
+static void slot_list_text(const uint8_t *bits, uint32_t max, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (uint32_t sl = 0; sl <= max;) {
+        if (!bit_set(bits, sl)) {
+            sl++;
+            continue;
+        }
+        uint32_t e = sl;
+        while (e + 1 <= max && bit_set(bits, e + 1))
+            e++;
+        char one[32];
+        if (e == sl)
+            snprintf(one, sizeof(one), "%s%u", used ? "," : "", sl);
+        else
+            snprintf(one, sizeof(one), "%s%u-%u", used ? "," : "", sl, e);
+        if (used + strlen(one) + 5 >= len) {
+            snprintf(buf + used, len - used, ",...");
+            return;
+        }
+        memcpy(buf + used, one, strlen(one) + 1);
+        used += strlen(one);
+        sl = e + 1;
+    }
+}
+
+typedef struct assign {
+    uint8_t *bits; /* the slots named (SLOT_LIMIT bits) */
+    uint32_t max;  /* the highest one */
+    uint64_t gid;
+    /* What the last edit did, for the note and the summary. */
+    uint32_t moved;
+    char slots[160]; /* the slots that change owner */
+    char from[200];  /* "group 2 (99), unassigned (1)" */
+    char note[512];  /* the map's last_change_note (map_cas reads it after the edit) */
+} assign_t;
+
+static map_edit_result_t edit_assign(const Shale__ClusterMap *cur, Shale__ClusterMap *next,
+                                     void *arg, char *why, size_t whylen)
+{
+    assign_t *a = arg;
+    a->moved = 0;
+    if (a->max >= cur->slots || cur->n_slot_group < cur->slots) {
+        snprintf(why, whylen, "slot %u does not exist: the map has %u slots (0-%u)", a->max,
+                 cur->slots, cur->slots ? cur->slots - 1 : 0);
+        return EDIT_REFUSE;
+    }
+    if (cmap_group(cur, a->gid) == NULL) {
+        snprintf(why, whylen, "group %" PRIu64 " is not in the map (see 'shalectl map')", a->gid);
+        return EDIT_REFUSE;
+    }
+    for (size_t i = 0; i < cur->n_migrations; i++) {
+        const Shale__Migration *mg = cur->migrations[i];
+        for (size_t k = 0; k < mg->n_slots; k++)
+            if (mg->slots[k] <= a->max && bit_set(a->bits, mg->slots[k])) {
+                snprintf(why, whylen,
+                         "slot %u is in migration %" PRIu64 " (group %" PRIu64 " -> %" PRIu64
+                         "): finish or abort it first ('shalectl migration abort %" PRIu64 "')",
+                         mg->slots[k], mg->id, mg->from_group, mg->to_group, mg->id);
+                return EDIT_REFUSE;
+            }
+    }
+    /* Per former owner: how many slots it loses (a few groups; the rest "..."). */
+    uint64_t from_gid[8];
+    uint32_t from_n[8], nfrom = 0, other = 0;
+    uint8_t *moved = calloc(SLOT_LIMIT / 8 + 1, 1);
+    if (moved == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return EDIT_REFUSE;
+    }
+    for (uint32_t sl = 0; sl <= a->max; sl++) {
+        if (!bit_set(a->bits, sl) || cur->slot_group[sl] == a->gid)
+            continue;
+        uint64_t was = cur->slot_group[sl];
+        next->slot_group[sl] = a->gid;
+        moved[sl / 8] |= (uint8_t)(1u << (sl % 8));
+        a->moved++;
+        uint32_t j = 0;
+        while (j < nfrom && from_gid[j] != was)
+            j++;
+        if (j < nfrom)
+            from_n[j]++;
+        else if (nfrom < 8) {
+            from_gid[nfrom] = was;
+            from_n[nfrom++] = 1;
+        } else {
+            other++;
+        }
+    }
+    slot_list_text(moved, a->max, a->slots, sizeof(a->slots));
+    free(moved);
+    if (a->moved == 0) {
+        snprintf(why, whylen, "group %" PRIu64 " owns every one of these slots already", a->gid);
+        return EDIT_NOOP;
+    }
+    size_t used = 0;
+    a->from[0] = '\0';
+    for (uint32_t j = 0; j < nfrom && used < sizeof(a->from); j++) {
+        if (from_gid[j] == 0)
+            used += (size_t)snprintf(a->from + used, sizeof(a->from) - used, "%sunassigned (%u)",
+                                     j ? ", " : "", from_n[j]);
+        else
+            used += (size_t)snprintf(a->from + used, sizeof(a->from) - used,
+                                     "%sgroup %" PRIu64 " (%u)", j ? ", " : "", from_gid[j],
+                                     from_n[j]);
+    }
+    if (other > 0 && used < sizeof(a->from))
+        snprintf(a->from + used, sizeof(a->from) - used, ", other groups (%u)", other);
+    snprintf(a->note, sizeof(a->note),
+             "slot assign --force: %u slot%s (%s) to group %" PRIu64
+             " without their data, from %s",
+             a->moved, a->moved == 1 ? "" : "s", a->slots, a->gid, a->from);
+    return EDIT_APPLY;
+}
+
+int check_slot_assign(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t gid;
+    uint32_t max;
+    uint8_t *bits = calloc(SLOT_LIMIT / 8 + 1, 1);
+    if (bits == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rv = parse_slot_list(cmd->pos[0], bits, &max, err, errlen);
+    free(bits);
+    if (rv != 0)
+        return -1;
+    if (ctl_parse_id(cmd->pos[1], &gid) != 0) {
+        snprintf(err, errlen, "GROUP must be a positive integer, not '%s'", cmd->pos[1]);
+        return -1;
+    }
+    return 0;
+}
+
+int run_slot_assign(shale_client_t *c, const cmd_t *cmd)
+{
+    (void)c;
+    const char *verb = "slot assign";
+    if (!cmd->set[ASSIGN_FORCE]) {
+        fprintf(stderr,
+                "shalectl: %s: refused without --force. This gives the slots to group %s WITHOUT "
+                "moving their data: the group that owns them now stops serving them and deletes "
+                "its copy of their keys when it applies the new map (a group that is down does "
+                "so when it comes back), and group %s serves them from empty. It is a repair "
+                "for slots whose group is lost for good; to move slots with their data use "
+                "'shalectl slot move'. Check who owns them with 'shalectl map', then run again "
+                "with --force. Nothing was sent.\n",
+                verb, cmd->pos[1], cmd->pos[1]);
+        return EXIT_USAGE;
+    }
+    assign_t *a = calloc(1, sizeof(*a));
+    if (a == NULL || (a->bits = calloc(SLOT_LIMIT / 8 + 1, 1)) == NULL) {
+        free(a);
+        return ctl_say(EXIT_FAIL, verb, "out of memory");
+    }
+    char err[256];
+    parse_slot_list(cmd->pos[0], a->bits, &a->max, err, sizeof(err)); /* checked already */
+    ctl_parse_id(cmd->pos[1], &a->gid);
+    meta_t m;
+    int code = meta_open(cmd, verb, &m);
+    if (code == 0) {
+        m.force = 1;
+        code = map_update(cmd, &m, verb, NULL, edit_assign, a, a->note);
+        meta_close(&m);
+        if (code == EXIT_OKAY && a->moved > 0 && !cmd->json)
+            printf("group %" PRIu64 " now owns slots %s and serves them from empty; former "
+                   "owners: %s. A former owner stops serving them and deletes its copy of their "
+                   "keys when it applies the new map.\n",
+                   a->gid, a->slots, a->from);
+    }
+    free(a->bits);
+    free(a);
+    return code;
 }

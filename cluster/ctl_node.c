@@ -411,7 +411,9 @@ int run_node_status(shale_client_t *c, const cmd_t *cmd)
 {
     char err[SHALE_ERRMSG_LEN];
     Shale__StatusResponse *first = NULL;
+    shale_whoami_t who;
     int rv = node_status(c, &first, err);
+    ctl_whoami(c, &who);
     if (rv != SHALE_OK)
         return ctl_error("status", rv, err, 0);
     size_t n = first->n_members;
@@ -439,8 +441,10 @@ int run_node_status(shale_client_t *c, const cmd_t *cmd)
                first->group_id, first->map_epoch);
         if (first->has_slots_owned)
             printf(",\"slots_owned\":%u", first->slots_owned);
-        printf(",\"leader_id\":%" PRIu64 ",\"term\":%" PRIu64 ",\"members\":", first->leader_id,
+        printf(",\"leader_id\":%" PRIu64 ",\"term\":%" PRIu64 ",\"auth\":", first->leader_id,
                first->term);
+        ctl_whoami_json(&who);
+        printf(",\"members\":");
         rows_json(rows, n);
         printf("}\n");
     } else {
@@ -451,6 +455,7 @@ int run_node_status(shale_client_t *c, const cmd_t *cmd)
             printf("group %" PRIu64 " (ownership epoch %" PRIu64 ", %u slots owned), ",
                    first->group_id, first->map_epoch, first->slots_owned);
         printf("leader %" PRIu64 ", term %" PRIu64 "\n", first->leader_id, first->term);
+        ctl_whoami_print(&who);
         rows_print(rows, n, "");
     }
     probe_free(probes, n);

@@ -164,6 +164,53 @@ uint64_t ctl_random_id(void)
     return id ? id : 1;
 }
 
+int ctl_whoami(shale_client_t *c, shale_whoami_t *w)
+{
+    if (shale_whoami(c, w) != SHALE_OK)
+        w->auth = -1;
+    return w->auth == 1;
+}
+
+void ctl_whoami_print(const shale_whoami_t *w)
+{
+    if (w == NULL || w->auth != 1)
+        return;
+    if (w->user[0] == '\0') {
+        printf("user: anonymous\n");
+        return;
+    }
+    printf("user: %s (role %s", w->user, w->role[0] != '\0' ? w->role : "unknown");
+    if (w->key_prefix_len > 0) {
+        printf(", key prefix ");
+        ctl_json_string(stdout, w->key_prefix, w->key_prefix_len);
+    }
+    printf(")\n");
+}
+
+void ctl_whoami_json(const shale_whoami_t *w)
+{
+    if (w == NULL || w->auth != 1) {
+        printf("null");
+        return;
+    }
+    printf("{\"user\":");
+    if (w->user[0] != '\0')
+        ctl_json_str(stdout, w->user);
+    else
+        printf("null");
+    printf(",\"role\":");
+    if (w->role[0] != '\0')
+        ctl_json_str(stdout, w->role);
+    else
+        printf("null");
+    printf(",\"key_prefix\":");
+    if (w->key_prefix_len > 0)
+        ctl_json_string(stdout, w->key_prefix, w->key_prefix_len);
+    else
+        printf("null");
+    printf("}");
+}
+
 /* ---- The verb table ------------------------------------------------------------*/
 
 static const verb_t verbs[] = {
@@ -186,7 +233,8 @@ static const verb_t verbs[] = {
     {"status", "status",
      "the whole cluster: map epoch and slots, the meta group, every group's members with role, "
      "applied index, lag behind the leader, staleness, the member's own /health verdict "
-     "(READY; - for nodes without --http) and health (down members are shown, not fatal)",
+     "(READY; - for nodes without --http) and health (down members are shown, not fatal); "
+     "with --auth, the user this command logged in as, its role and key prefix",
      0, 0, NULL, CTL_META, NULL, run_cluster_status, 0},
     {"top", "top [--interval S] [--count N]",
      "live view refreshed every --interval seconds, from each process's /metrics (nodes "
@@ -210,6 +258,12 @@ static const verb_t verbs[] = {
      "move a slot or a range of slots to GROUP while the cluster serves them: one migration "
      "per source group and --batch slots (copy, fence, drain, flip; docs/resharding.md)",
      2, 2, slot_move_flags, CTL_META, check_slot_move, run_slot_move, 0},
+    {"slot assign", "slot assign SLOTS GROUP --force",
+     "REPAIR: give SLOTS (5, 0-99 or 1,2,7) to GROUP WITHOUT moving their data, for slots "
+     "whose group is lost for good: the former owner stops serving them and deletes its copy, "
+     "GROUP serves them from empty (MAP_CAS with force; admin). Refused without --force; to "
+     "move slots with their data use slot move",
+     2, 2, slot_assign_flags, CTL_META, check_slot_assign, run_slot_assign, 0},
     {"rebalance", "rebalance [--dry-run] [--max-parallel N] [--rate MB/s] [--batch N]",
      "even out the groups' slot counts (they end up differing by at most one) with the fewest "
      "slot moves; prints the plan, then runs it as migrations of --batch slots",
@@ -257,7 +311,7 @@ static const verb_t verbs[] = {
     /* one group directly (--addr) */
     {"status", "--addr ADDRS status",
      "one group (or the meta group) directly: every member, its role, applied index, lag, "
-     "staleness and health",
+     "staleness and health; with --auth, the user this command logged in as and its role",
      0, 0, NULL, CTL_NODE, NULL, run_node_status, 0},
     {"leader transfer", "--addr ADDRS leader transfer [ID]",
      "hand the group's leadership to voter ID (default: the most up-to-date voter)", 0, 1, NULL,

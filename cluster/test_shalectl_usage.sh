@@ -96,6 +96,17 @@ expect 2 "--batch needs a number of slots in 1..65535" slot move 3 2 --batch 0
 expect 2 "--stop-after needs start, copy, fence or drain, not 'flip'" slot move 3 2 --stop-after flip
 expect 2 "--max-parallel needs a number in 1..32, not 'x'" slot move 3 2 --max-parallel x
 expect 2 "unknown option '--dry-run'" slot move 3 2 --dry-run
+expect 0 "slot assign SLOTS GROUP --force" slot --help
+expect 2 "slot assign: missing arguments" slot assign 5
+expect 2 "refused without --force" slot assign 5 1
+expect 2 "WITHOUT moving their data" slot assign 0-99 2
+expect 2 "SLOTS is a slot, a range FROM-TO or a comma list" slot assign x 1 --force
+expect 2 "SLOTS is a slot, a range FROM-TO or a comma list" slot assign 1,,2 1 --force
+expect 2 "SLOTS is a slot, a range FROM-TO or a comma list" slot assign 1, 1 --force
+expect 2 "slot range '9-3' is empty (FROM > TO)" slot assign 1,9-3 1 --force
+expect 2 "slot 70000 is beyond any map" slot assign 70000 1 --force
+expect 2 "GROUP must be a positive integer, not '0'" slot assign 3 0 --force
+expect 3 "cannot connect" --timeout 300 slot assign 1,2,7 2 --force
 expect 2 "too many arguments ('now')" rebalance now
 expect 2 "--max-parallel needs a number in 1..32, not '0'" rebalance --max-parallel 0
 expect 2 "--max-parallel needs a number in 1..32, not '33'" rebalance --max-parallel 33

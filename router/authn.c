@@ -6,8 +6,9 @@
  *    once, given to its meta-group clients (watch.c, the user table watch)
  *    and to every node connection's HELLO (upstream.c), wiped at exit;
  *  - the meta group's user table, followed (user_watch.h);
- *  - the HELLO credential check (login.h) and binding the connection to
- *    the user (client_conn.c calls in);
+ *  - the HELLO credential check (login.h), binding the connection to the
+ *    user (client_conn.c calls in) and telling the client in HELLO_REPLY
+ *    who it is (user, role, key prefix);
  *  - the check of each client request against the user's role and key
  *    prefix before it is forwarded. The nodes check again against the
  *    router's own user: the router is not a trust boundary for node ports.
@@ -126,4 +127,23 @@ int rt_authn_check(rt_router_t *r, rt_authn_conn_t *ac, uint16_t type, const Pro
         return u != NULL ? SHALE_EPERM : SHALE_EAUTH;
     }
     return 0;
+}
+
+void rt_authn_hello_fill(rt_router_t *r, rt_authn_conn_t *ac, Shale__HelloReply *hr)
+{
+    hr->has_auth = 1;
+    hr->auth = r->cfg.auth != 0;
+    if (!r->cfg.auth || ac->user[0] == '\0')
+        return; /* no users, or an anonymous connection */
+    hr->user = ac->user;
+    ac->u = auth_table_find(r->authn.uwatch.table, ac->user);
+    ac->gen = r->authn.uwatch.gen;
+    if (ac->u == NULL)
+        return; /* removed since the login started: its requests are refused */
+    hr->has_role = 1;
+    hr->role = ac->u->role;
+    if (ac->u->has_key_prefix && ac->u->key_prefix.len > 0) {
+        hr->has_key_prefix = 1;
+        hr->key_prefix = ac->u->key_prefix;
+    }
 }

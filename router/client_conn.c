@@ -302,6 +302,7 @@ static void send_hello_reply(rt_cconn_t *c, uint64_t id)
     hr.max_key = (uint32_t)r->cfg.max_key;
     hr.has_max_value = 1;
     hr.max_value = (uint32_t)r->cfg.max_value;
+    rt_authn_hello_fill(r, &c->an, &hr);
     size_t flen;
     uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &hr.base, UINT32_MAX, &flen);
     rt_cconn_send(c, f, flen);

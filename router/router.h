@@ -251,6 +251,10 @@ int rt_authn_check(rt_router_t *r, rt_authn_conn_t *ac, uint16_t type, const Pro
                    char *why, size_t whylen);
 /* The connection's user (client_conn.c). */
 rt_authn_conn_t *rt_cconn_authn(rt_cconn_t *c);
+/* Who the connection is, for its HELLO_REPLY: auth (whether --auth is on)
+ * and, once logged in, user, role and key prefix of its record now. The
+ * strings point into ac and the table: pack hr before returning to the loop. */
+void rt_authn_hello_fill(rt_router_t *r, rt_authn_conn_t *ac, Shale__HelloReply *hr);
 
 /* ---- The router ------------------------------------------------------------*/
 

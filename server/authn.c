@@ -9,7 +9,8 @@
  *    (s->users, users.c); a data node follows the meta group's
  *    (user_watch.h, with its own credential);
  *  - the HELLO credential check (login.h: per-source limit, password hash
- *    off the loop) and binding the connection to the user;
+ *    off the loop), binding the connection to the user, and telling the
+ *    client in HELLO_REPLY who it is (user, role, key prefix);
  *  - the check of every request against the user's role and key prefix
  *    (auth_request_allowed), at this process, whoever forwarded it;
  *  - the first-admin rule: a meta member with --auth accepts USER_CHANGE
@@ -126,6 +127,27 @@ const Shale__UserTable *authn_table(const shaled_t *s, uint64_t *gen)
     }
     *gen = s->uwatch.gen;
     return s->uwatch.table;
+}
+
+void authn_hello_fill(shaled_t *s, authn_conn_t *a, Shale__HelloReply *hr)
+{
+    hr->has_auth = 1;
+    hr->auth = s->cfg.auth != 0;
+    if (!s->cfg.auth || a->user[0] == '\0')
+        return; /* no users, or an anonymous connection */
+    hr->user = a->user;
+    uint64_t gen;
+    const Shale__UserTable *t = authn_table(s, &gen);
+    a->u = auth_table_find(t, a->user);
+    a->gen = gen;
+    if (a->u == NULL)
+        return; /* removed since the login started: its requests are refused */
+    hr->has_role = 1;
+    hr->role = a->u->role;
+    if (a->u->has_key_prefix && a->u->key_prefix.len > 0) {
+        hr->has_key_prefix = 1;
+        hr->key_prefix = a->u->key_prefix;
+    }
 }
 
 /* The first-admin rule (file comment). */

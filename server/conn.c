@@ -326,6 +326,7 @@ static void send_hello_reply(conn_t *c, uint64_t id)
     r.max_key = (uint32_t)s->cfg.max_key;
     r.has_max_value = 1;
     r.max_value = (uint32_t)s->cfg.max_value;
+    authn_hello_fill(s, &c->an, &r);
     uint8_t *f = wire_pack(SHALE_MSG_HELLO_REPLY, id, &r.base, UINT32_MAX, &flen);
     conn_send(c, f, flen);
     c->hello_done = 1;

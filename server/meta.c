@@ -253,6 +253,11 @@ int meta_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err
     log_info("cluster map changed", " epoch=%llu groups=%zu slots=%u note=\"%s\"",
              (unsigned long long)m->epoch, m->n_groups, m->slots,
              c->note != NULL ? c->note : "");
+    if (c->has_force && c->force)
+        log_warn("cluster map changed with force: slots may have changed owner without their "
+                 "data (the former owner deletes its copy)",
+                 " epoch=%llu note=\"%s\"", (unsigned long long)m->epoch,
+                 c->note != NULL ? c->note : "");
     if (r != NULL)
         reply_map(s, r);
     wake_watchers(s, 0);

@@ -262,6 +262,10 @@ const Shale__UserTable *authn_table(const shaled_t *s, uint64_t *gen);
 /* 0 when r's user may send it; else r is answered (UNAUTHENTICATED or
  * PERMISSION_DENIED) and -1 returned. */
 int authn_check(shaled_t *s, sreq_t *r);
+/* Who the connection is, for its HELLO_REPLY: auth (whether --auth is on)
+ * and, once logged in, user, role and key prefix of its record now. The
+ * strings point into a and the table: pack hr before returning to the loop. */
+void authn_hello_fill(shaled_t *s, authn_conn_t *a, Shale__HelloReply *hr);
 
 /* dispatch.c */
 void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,

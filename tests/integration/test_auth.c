@@ -18,6 +18,10 @@
  *  - the router is not a way around the nodes: a node refuses the same
  *    users the same things directly (no credential, read user writing);
  *  - removing a user takes effect on its open connection at the router;
+ *  - who a connection is: HELLO_REPLY names the user, role and key prefix
+ *    at the meta group, the router and a node (shale_whoami), and
+ *    `shalectl status` prints them (admin for root, readwrite for rw, the
+ *    prefix for app; anonymous is refused with a hint);
  *  - failed logins are rate-limited per source address: after the free
  *    failures, the right password from that address is refused without
  *    being checked, another address still logs in; /metrics counts failed
@@ -379,6 +383,68 @@ START_TEST(test_removed_user_is_refused_on_its_connection)
 }
 END_TEST
 
+/* shale_whoami of a fresh connection to addrs as user. */
+static void check_whoami(const char *addrs, const char *user, int pw, const char *role,
+                         const char *prefix)
+{
+    shale_client_t *c = NULL;
+    ck_assert_int_eq(connect_as(addrs, user, pw, &c), SHALE_OK);
+    shale_whoami_t w;
+    ck_assert_int_eq(shale_whoami(c, &w), SHALE_OK);
+    ck_assert_msg(w.auth == 1, "%s: auth %d", addrs, w.auth);
+    ck_assert_str_eq(w.user, user != NULL ? user : "");
+    ck_assert_str_eq(w.role, role);
+    size_t plen = prefix != NULL ? strlen(prefix) : 0;
+    ck_assert_uint_eq(w.key_prefix_len, plen);
+    if (plen > 0)
+        ck_assert_mem_eq(w.key_prefix, prefix, plen);
+    shale_close(c);
+}
+
+START_TEST(test_status_shows_the_user_and_role)
+{
+    need_cluster();
+    /* The HELLO_REPLY of each kind of process. */
+    const char *addrs[] = {g_cl.meta.addrs, g_rt.addr, g_cl.groups[0].nodes[0].addr};
+    for (int i = 0; i < 3; i++) {
+        check_whoami(addrs[i], "root", PW_ROOT, "admin", NULL);
+        check_whoami(addrs[i], "rw", PW_RW, "readwrite", NULL);
+        check_whoami(addrs[i], "ro", PW_RO, "read", NULL);
+        check_whoami(addrs[i], "app", PW_RW, "readwrite", "app/");
+        check_whoami(addrs[i], NULL, 0, "", NULL);
+    }
+
+    static char out[65536];
+    char args[1200];
+    ck_assert_msg(ctl_root(out, sizeof(out), "status") == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\nuser: root (role admin)\n") != NULL, "%s", out);
+    snprintf(args, sizeof(args), "--user rw --password-file %s status", g_pw[PW_RW]);
+    ck_assert_msg(ctl(out, sizeof(out), args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\nuser: rw (role readwrite)\n") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "role admin") == NULL, "%s", out);
+    snprintf(args, sizeof(args), "--user rw --password-file %s --json status", g_pw[PW_RW]);
+    ck_assert_msg(ctl(out, sizeof(out), args) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\"auth\":{\"user\":\"rw\",\"role\":\"readwrite\","
+                              "\"key_prefix\":null}") != NULL,
+                  "%s", out);
+    /* One group directly, as the read user. */
+    ck_assert_msg(th_shalectl(out, sizeof(out), "--addr %s --user ro --password-file %s status",
+                              g_cl.groups[0].addrs, g_pw[PW_RO]) == 0,
+                  "%s", out);
+    ck_assert_msg(strstr(out, "\nuser: ro (role read)\n") != NULL, "%s", out);
+    /* The prefix user may read no map: status is refused, but a group's
+     * status (STATUS only) shows its prefix. */
+    ck_assert_msg(th_shalectl(out, sizeof(out), "--addr %s --user app --password-file %s status",
+                              g_cl.groups[0].addrs, g_pw[PW_RW]) == 0,
+                  "%s", out);
+    ck_assert_msg(strstr(out, "\nuser: app (role readwrite, key prefix \"app/\")\n") != NULL, "%s",
+                  out);
+    /* Anonymous: refused, and told why. */
+    ck_assert_msg(ctl(out, sizeof(out), "status") == 1, "%s", out);
+    ck_assert_msg(strstr(out, "connected as anonymous") != NULL, "%s", out);
+}
+END_TEST
+
 /* HELLO as user/password to host:port from source address src. Returns 0
  * for HELLO_REPLY, else the wire error code; msg gets the message. */
 static int hello_from(const char *src, const char *host, int port, const char *user, const char *pw,
@@ -468,6 +534,7 @@ int main(void)
     tcase_add_test(t, test_admin_verbs_need_admin);
     tcase_add_test(t, test_nodes_check_for_themselves);
     tcase_add_test(t, test_removed_user_is_refused_on_its_connection);
+    tcase_add_test(t, test_status_shows_the_user_and_role);
     tcase_add_test(t, test_failed_logins_are_throttled_per_source);
     suite_add_tcase(s, t);
     SRunner *sr = srunner_create(s);

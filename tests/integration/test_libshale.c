@@ -56,6 +56,12 @@ START_TEST(test_versions_and_cas)
 {
     start_node("127.0.0.21");
     shale_client_t *c = connect_node();
+    /* A node without --auth says so in HELLO_REPLY: no user, no role. */
+    shale_whoami_t who;
+    ck_assert_int_eq(shale_whoami(c, &who), SHALE_OK);
+    ck_assert_int_eq(who.auth, 0);
+    ck_assert_str_eq(who.user, "");
+    ck_assert_str_eq(who.role, "");
     uint64_t v1 = 0, v2 = 0, v3 = 0;
     ck_assert_int_eq(shale_put(c, "k", 1, "one", 3, &v1), SHALE_OK);
     ck_assert_int_eq(shale_put(c, "k", 1, "two", 3, &v2), SHALE_OK);

@@ -15,14 +15,27 @@
  * and makes a data node reopen its meta watch with the reloaded files.
  * The snapshot stream (snapx_fetch over the TLS client port) works too.
  *
- * One process, tests in order (CK_NOFORK), sharing one PKI, one standalone
- * node (127.0.0.196) and one cluster: meta 127.0.0.190-192, group 1 on
- * .200, router .197. */
+ * Certificate reload under load loses nothing: while client threads write
+ * and read through the router and straight to a 3-voter group, an async
+ * client keeps 32 writes in flight through the router, and raw
+ * connections opened before the first reload keep asking every process
+ * for its STATUS, the router and every node are sent SIGHUP four times,
+ * the files swapped each time between two certificates of the same CA:
+ * every request succeeds, no connection opened before a reload is closed
+ * (raw connections, the router's node connections, Raft), new connections
+ * see the new certificate, and every write is readable afterwards.
+ *
+ * One process, tests in order (CK_NOFORK). Case "tls" shares one PKI, one
+ * standalone node (127.0.0.196) and one cluster: meta 127.0.0.190-192,
+ * group 1 on .200, router .197. Case "reload" has its own PKI and cluster:
+ * meta .210-212, group 1 on .220-222, router .215. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "frame.h"
 #include "harness_cluster.h"
 #include "shale.h"
 #include "snapshot_xfer.h"
@@ -391,21 +405,26 @@ START_TEST(test_garbage_kills_nothing)
 }
 END_TEST
 
-/* The CN of the certificate the node presents to a new connection. */
-static void node_cn(char *cn, size_t len)
+/* The CN of the certificate process n presents to a new connection. */
+static void peer_cn(const th_node_t *n, char *cn, size_t len)
 {
     tls_opts_t o = {
         .ca_file = P("ca", "crt"), .cert_file = P("client", "crt"), .key_file = P("client", "key")};
     tls_ctx_t *t = NULL;
     char err[TLS_ERRLEN];
     ck_assert_int_eq(tls_ctx_new(TLS_CLIENT, &o, &t, err, sizeof(err)), 0);
-    int fd = plain_socket(&g_node);
+    int fd = plain_socket(n);
     tls_sess_t *s = tls_sess_new(t, NULL, err, sizeof(err));
     ck_assert_int_eq(tls_fd_handshake(s, fd), 0);
     ck_assert_int_eq(tls_sess_peer_cn(s, cn, len), 0);
     tls_sess_free(s);
     close(fd);
     tls_ctx_free(t);
+}
+
+static void node_cn(char *cn, size_t len)
+{
+    peer_cn(&g_node, cn, len);
 }
 
 START_TEST(test_sighup_reloads_certificate)
@@ -591,6 +610,508 @@ START_TEST(test_daemon_flag_errors)
 }
 END_TEST
 
+/* ---- Certificate reload under load ----------------------------------------------*/
+
+#define RL_FIRST_HOST 210
+#define RL_ROUTER_HOST "127.0.0.215"
+#define RL_ROUNDS 4
+#define RL_WORKERS 3 /* two through the router, one straight to the group */
+#define RL_RAW 7     /* the router, three meta members, three data nodes */
+#define RL_LIVE "live" /* the files every process of this cluster is started with */
+
+static th_cluster_t r_cl;
+static th_node_t r_router;
+static int r_up, r_ready;
+static atomic_int r_stop;
+
+/* Every process of the reload cluster: the router, meta, data. */
+static th_node_t *rl_proc(int i)
+{
+    if (i == 0)
+        return &r_router;
+    if (i <= 3)
+        return &r_cl.meta.nodes[i - 1];
+    return &r_cl.groups[0].nodes[i - 4];
+}
+
+static int log_count(const th_node_t *n, const char *needle)
+{
+    FILE *f = fopen(n->log, "r");
+    if (f == NULL)
+        return 0;
+    char line[8192];
+    int count = 0;
+    while (fgets(line, sizeof(line), f) != NULL)
+        count += strstr(line, needle) != NULL;
+    fclose(f);
+    return count;
+}
+
+/* Put name's certificate and key in place of the live files, each by a
+ * rename (a process never reads half a file). */
+static void swap_live(const char *name)
+{
+    const char *ext[] = {"crt", "key"};
+    for (int i = 0; i < 2; i++) {
+        char tmp[800];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", P(RL_LIVE, ext[i]));
+        copy_file(P(name, ext[i]), tmp);
+        ck_assert_int_eq(rename(tmp, P(RL_LIVE, ext[i])), 0);
+    }
+}
+
+static void reload_up(void)
+{
+    g_base = th_tmpdir("tlsr");
+    ck_assert_ptr_nonnull(g_base);
+    snprintf(g_pki, sizeof(g_pki), "%s/pki", g_base);
+    ck_assert_int_eq(mkdir(g_pki, 0700), 0);
+    ck_assert_int_eq(tc_make_ca(g_pki, "ca", "Shale cluster CA"), 0);
+    /* Two certificates for every process, same CA and names, told apart by
+     * their CN. */
+    const char *sans = "IP:127.0.0.210,IP:127.0.0.211,IP:127.0.0.212,IP:127.0.0.220,"
+                       "IP:127.0.0.221,IP:127.0.0.222,IP:127.0.0.215";
+    ck_assert_int_eq(tc_make_cert(g_pki, "ca", "cert-a", "shale-a", sans, -1, 30), 0);
+    ck_assert_int_eq(tc_make_cert(g_pki, "ca", "cert-b", "shale-b", sans, -1, 30), 0);
+    ck_assert_int_eq(tc_make_cert(g_pki, "ca", "client", "app", NULL, -1, 30), 0);
+    swap_live("cert-a");
+    ck_assert_int_eq(th_tls_client(P("ca", "crt"), P("client", "crt"), P("client", "key")), 0);
+
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s/cluster", g_base);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    const char *const *tf = tls_flags(RL_LIVE);
+    r_up = 1;
+    if (th_cluster_start_ex(&r_cl, 1, 3, RL_FIRST_HOST, dir, tf, tf) != 0 ||
+        th_cluster_init(&r_cl, 64, 30000) != 0) {
+        fprintf(stderr, "test_tls_cluster: the reload cluster did not start\n");
+        return;
+    }
+    th_node_init(&r_router, 0, RL_ROUTER_HOST, dir);
+    char bin[700];
+    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
+    const char *argv[20] = {bin, "--listen", r_router.addr, "--meta", r_cl.meta.addrs};
+    int n = 5;
+    for (int i = 0; tf[i] != NULL; i++)
+        argv[n++] = tf[i];
+    argv[n] = NULL;
+    ck_assert_int_eq(th_spawn(&r_router, argv), 0);
+    long long end = mono_ms() + 30000;
+    while (mono_ms() < end) {
+        Shale__StatusResponse *st = NULL;
+        if (th_node_status(&r_router, &st) == 0) {
+            int ok = st->has_map_epoch && st->map_epoch >= 1;
+            shale__status_response__free_unpacked(st, NULL);
+            if (ok) {
+                r_ready = 1;
+                return;
+            }
+        }
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "test_tls_cluster: the reload cluster's router never got the map\n");
+}
+
+static void reload_down(void)
+{
+    if (r_router.pid > 0) {
+        int st = th_node_stop(&r_router, SIGTERM);
+        if (th_log_sanitizer_errors(&r_router) > 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            th_node_dump_log(&r_router);
+            fprintf(stderr, "test_tls_cluster: router exit status %d\n", st);
+            abort();
+        }
+    }
+    if (r_up)
+        th_cluster_stop(&r_cl);
+    th_tls_client(NULL, NULL, NULL);
+    if (getenv("SHALE_KEEP_TMP") == NULL)
+        th_rmrf(g_base);
+    free(g_base);
+}
+
+/* A client thread: PUT prefix:i then GET it back, until told to stop. */
+typedef struct rl_worker {
+    pthread_t th;
+    const char *addrs;
+    char prefix[8];
+    atomic_long ops;    /* requests answered */
+    atomic_long errors; /* requests that failed or read the wrong value */
+    long written;       /* keys prefix:0 .. written-1 are acknowledged */
+    char first_err[SHALE_ERRMSG_LEN + 64];
+} rl_worker_t;
+
+static void rl_fail(rl_worker_t *w, const char *what, int rv, const char *msg)
+{
+    if (atomic_fetch_add(&w->errors, 1) == 0)
+        snprintf(w->first_err, sizeof(w->first_err), "%s: %s: %s", what, shale_strerror(rv), msg);
+}
+
+static void *rl_work(void *arg)
+{
+    rl_worker_t *w = arg;
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = 15000; /* a pause is slow, not lost: a lost request never answers */
+    o.tls_ca = P("ca", "crt");
+    o.tls_cert = P("client", "crt");
+    o.tls_key = P("client", "key");
+    shale_client_t *c = NULL;
+    char err[SHALE_ERRMSG_LEN];
+    int rv = shale_connect(w->addrs, &o, &c, err);
+    if (rv != SHALE_OK) {
+        rl_fail(w, "connect", rv, err);
+        return NULL;
+    }
+    for (long i = 0; !atomic_load(&r_stop); i++) {
+        char k[32], v[48];
+        snprintf(k, sizeof(k), "%s:%ld", w->prefix, i);
+        snprintf(v, sizeof(v), "value-%s-%ld", w->prefix, i);
+        rv = shale_put(c, k, strlen(k), v, strlen(v), NULL);
+        atomic_fetch_add(&w->ops, 1);
+        if (rv != SHALE_OK) {
+            rl_fail(w, k, rv, shale_errmsg(c));
+            continue;
+        }
+        w->written = i + 1;
+        shale_value_t val = {0};
+        rv = shale_get(c, k, strlen(k), NULL, &val);
+        atomic_fetch_add(&w->ops, 1);
+        if (rv != SHALE_OK)
+            rl_fail(w, k, rv, shale_errmsg(c));
+        else if (!val.found || val.len != strlen(v) || memcmp(val.data, v, val.len) != 0)
+            rl_fail(w, k, SHALE_OK, "read back another value");
+        shale_value_free(&val);
+    }
+    shale_close(c);
+    return NULL;
+}
+
+/* An async client on its own loop keeping RL_PIPELINE writes in flight
+ * through the router at every moment, reloads included. */
+#define RL_PIPELINE 32
+#define RL_ASYNC_CAP 1000000
+
+typedef struct rl_async rl_async_t;
+typedef struct rl_areq {
+    shale_req_t req;
+    long idx;
+    rl_async_t *a;
+} rl_areq_t;
+
+struct rl_async {
+    pthread_t th;
+    atomic_long ops, errors;
+    long next;       /* index of the next key "as:<i>" */
+    uint8_t *acked;  /* acked[i]: the write of as:<i> was acknowledged */
+    int inflight;
+    shale_client_t *c;
+    rl_areq_t reqs[RL_PIPELINE];
+    char first_err[SHALE_ERRMSG_LEN + 64];
+};
+
+static void rl_async_done(shale_req_t *req, int status);
+
+static void rl_async_submit(rl_async_t *a, rl_areq_t *r)
+{
+    char k[32], v[48];
+    r->idx = a->next++;
+    r->a = a;
+    snprintf(k, sizeof(k), "as:%ld", r->idx);
+    snprintf(v, sizeof(v), "value-as-%ld", r->idx);
+    memset(&r->req, 0, sizeof(r->req));
+    r->req.data = r;
+    int rv = shale_put_async(a->c, &r->req, k, strlen(k), v, strlen(v), rl_async_done);
+    if (rv != SHALE_OK) {
+        if (atomic_fetch_add(&a->errors, 1) == 0)
+            snprintf(a->first_err, sizeof(a->first_err), "submit %s: %s", k,
+                     shale_strerror(rv));
+        return;
+    }
+    a->inflight++;
+}
+
+static void rl_async_done(shale_req_t *req, int status)
+{
+    rl_areq_t *r = req->data;
+    rl_async_t *a = r->a;
+    a->inflight--;
+    atomic_fetch_add(&a->ops, 1);
+    if (status != SHALE_OK) {
+        if (atomic_fetch_add(&a->errors, 1) == 0)
+            snprintf(a->first_err, sizeof(a->first_err), "as:%ld: %s: %s", r->idx,
+                     shale_strerror(status), req->errmsg);
+    } else {
+        a->acked[r->idx] = 1;
+    }
+    shale_req_cleanup(req);
+    if (!atomic_load(&r_stop) && a->next < RL_ASYNC_CAP)
+        rl_async_submit(a, r);
+}
+
+static void *rl_async_loop(void *arg)
+{
+    rl_async_t *a = arg;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = 15000;
+    o.tls_ca = P("ca", "crt");
+    o.tls_cert = P("client", "crt");
+    o.tls_key = P("client", "key");
+    int rv = shale_client_open(&loop, r_router.addr, &o, &a->c);
+    if (rv != SHALE_OK) {
+        atomic_fetch_add(&a->errors, 1);
+        snprintf(a->first_err, sizeof(a->first_err), "open: %s", shale_strerror(rv));
+        uv_loop_close(&loop);
+        return NULL;
+    }
+    for (int i = 0; i < RL_PIPELINE; i++)
+        rl_async_submit(a, &a->reqs[i]);
+    while (a->inflight > 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    shale_client_close(a->c, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return NULL;
+}
+
+/* Connections opened before the first reload, asked for STATUS over and
+ * over: a reload that closed one shows up as a failed round trip. */
+typedef struct rl_raw {
+    pthread_t th;
+    int fd[RL_RAW];
+    atomic_long rounds;
+    atomic_long dropped;
+    char first_err[256];
+} rl_raw_t;
+
+static int raw_status(int fd, uint64_t id)
+{
+    Shale__StatusRequest sr = SHALE__STATUS_REQUEST__INIT;
+    th_frame_t f;
+    if (th_raw_send_msg(fd, SHALE_MSG_STATUS_REQ, id, &sr) != 0 || th_raw_recv(fd, &f) != 0)
+        return -1;
+    int ok = f.type == SHALE_MSG_STATUS_RESP && f.id == id;
+    th_frame_free(&f);
+    return ok ? 0 : -1;
+}
+
+static void *rl_raw_loop(void *arg)
+{
+    rl_raw_t *r = arg;
+    for (uint64_t id = 1; !atomic_load(&r_stop); id++) {
+        for (int i = 0; i < RL_RAW; i++) {
+            if (r->fd[i] < 0 || raw_status(r->fd[i], id) == 0)
+                continue;
+            if (atomic_fetch_add(&r->dropped, 1) == 0)
+                snprintf(r->first_err, sizeof(r->first_err),
+                         "the connection to %s opened before the reloads stopped answering",
+                         rl_proc(i)->addr);
+            th_raw_close(r->fd[i]);
+            r->fd[i] = -1;
+        }
+        atomic_fetch_add(&r->rounds, 1);
+        usleep(20 * 1000);
+    }
+    return NULL;
+}
+
+static rl_async_t r_async;
+
+/* Raft connections, from the kernel's table of this network namespace
+ * (/proc/net/tcp): the ESTABLISHED ones with an end at a node's Raft
+ * address, as "LOCAL REMOTE" (hex, as the table writes them). */
+#define RL_MAX_CONNS 256
+typedef struct rl_conns {
+    int n;
+    char c[RL_MAX_CONNS][72];
+} rl_conns_t;
+
+static void rl_raft_conns(rl_conns_t *out)
+{
+    char eps[RL_RAW][16];
+    for (int i = 1; i < RL_RAW; i++) {
+        unsigned a, b, c, d;
+        ck_assert_int_eq(sscanf(rl_proc(i)->host, "%u.%u.%u.%u", &a, &b, &c, &d), 4);
+        snprintf(eps[i], sizeof(eps[i]), "%02X%02X%02X%02X:%04X", d, c, b, a,
+                 (unsigned)rl_proc(i)->raft_port);
+    }
+    out->n = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], loc[32], rem[32], st[8];
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, " %*d: %31s %31s %7s", loc, rem, st) != 3 || strcmp(st, "01") != 0)
+            continue;
+        int ours = 0;
+        for (int i = 1; i < RL_RAW && !ours; i++)
+            ours = strcmp(loc, eps[i]) == 0 || strcmp(rem, eps[i]) == 0;
+        if (ours && out->n < RL_MAX_CONNS)
+            snprintf(out->c[out->n++], sizeof(out->c[0]), "%s %s", loc, rem);
+    }
+    fclose(f);
+}
+
+static long rl_total_ops(rl_worker_t *w)
+{
+    long n = atomic_load(&r_async.ops);
+    for (int i = 0; i < RL_WORKERS; i++)
+        n += atomic_load(&w[i].ops);
+    return n;
+}
+
+/* MGET keys[0..n) through c: each must hold value-<key with ':' as '-'>. */
+static void rl_check_keys(shale_client_t *c, char (*keys)[32], size_t n)
+{
+    shale_item_t items[256] = {{0}};
+    shale_item_result_t res[256];
+    ck_assert_uint_le(n, 256);
+    for (size_t j = 0; j < n; j++)
+        items[j] = (shale_item_t){keys[j], strlen(keys[j]), NULL, 0};
+    ck_assert_int_eq(shale_mget(c, items, n, NULL, res), SHALE_OK);
+    for (size_t j = 0; j < n; j++) {
+        char v[48];
+        snprintf(v, sizeof(v), "value-%.30s", keys[j]);
+        *strchr(v, ':') = '-';
+        ck_assert_msg(res[j].status == SHALE_OK && res[j].found && res[j].len == strlen(v) &&
+                          memcmp(res[j].data, v, res[j].len) == 0,
+                      "%s is missing or wrong after the reloads", keys[j]);
+    }
+    shale_item_results_free(res, n);
+}
+
+START_TEST(test_reload_under_load_loses_nothing)
+{
+    ck_assert_msg(r_ready, "the reload cluster did not start (see above)");
+    static rl_worker_t w[RL_WORKERS];
+    static rl_raw_t raw;
+    memset(w, 0, sizeof(w));
+    memset(&raw, 0, sizeof(raw));
+    for (int i = 0; i < RL_RAW; i++) {
+        raw.fd[i] = th_raw_connect_hello(rl_proc(i)->host, rl_proc(i)->port, NULL);
+        ck_assert_msg(raw.fd[i] >= 0, "raw TLS connection to %s", rl_proc(i)->addr);
+    }
+    for (int i = 0; i < RL_WORKERS; i++) {
+        w[i].addrs = i < 2 ? r_router.addr : r_cl.groups[0].addrs;
+        snprintf(w[i].prefix, sizeof(w[i].prefix), "%s%d", i < 2 ? "rt" : "dn", i);
+    }
+    atomic_store(&r_stop, 0);
+    memset(&r_async, 0, sizeof(r_async));
+    r_async.acked = calloc(RL_ASYNC_CAP, 1);
+    ck_assert_ptr_nonnull(r_async.acked);
+    ck_assert_int_eq(pthread_create(&raw.th, NULL, rl_raw_loop, &raw), 0);
+    ck_assert_int_eq(pthread_create(&r_async.th, NULL, rl_async_loop, &r_async), 0);
+    for (int i = 0; i < RL_WORKERS; i++)
+        ck_assert_int_eq(pthread_create(&w[i].th, NULL, rl_work, &w[i]), 0);
+    long long start = mono_ms();
+    while (rl_total_ops(w) < 30 && mono_ms() < start + 20000)
+        usleep(20 * 1000);
+    ck_assert_msg(rl_total_ops(w) >= 30, "the load did not get going");
+    static rl_conns_t raft_before, raft_after;
+    rl_raft_conns(&raft_before);
+    /* Both ends of leader -> follower and follower -> leader, both groups. */
+    ck_assert_int_ge(raft_before.n, 8);
+
+    for (int round = 1; round <= RL_ROUNDS; round++) {
+        const char *cert = round % 2 == 1 ? "cert-b" : "cert-a";
+        long ops_before = rl_total_ops(w);
+        swap_live(cert);
+        for (int i = 0; i < RL_RAW; i++)
+            ck_assert_int_eq(kill(rl_proc(i)->pid, SIGHUP), 0);
+        for (int i = 0; i < RL_RAW; i++) {
+            long long end = mono_ms() + 10000;
+            while (log_count(rl_proc(i), "msg=\"TLS certificates reloaded\"") < round &&
+                   mono_ms() < end)
+                usleep(20 * 1000);
+            ck_assert_msg(log_count(rl_proc(i), "msg=\"TLS certificates reloaded\"") >= round,
+                          "%s did not log reload %d", rl_proc(i)->addr, round);
+        }
+        /* New connections get the new certificate... */
+        char cn[128], want[32];
+        snprintf(want, sizeof(want), "shale-%c", cert[5]);
+        peer_cn(&r_router, cn, sizeof(cn));
+        ck_assert_str_eq(cn, want);
+        peer_cn(&r_cl.groups[0].nodes[round % 3], cn, sizeof(cn));
+        ck_assert_str_eq(cn, want);
+        /* ... while the load carries on through the reload. */
+        long long until = mono_ms() + 10000;
+        while (rl_total_ops(w) < ops_before + 20 && mono_ms() < until)
+            usleep(20 * 1000);
+        ck_assert_msg(rl_total_ops(w) >= ops_before + 20, "no progress during reload %d", round);
+        usleep(500 * 1000);
+    }
+    usleep(300 * 1000);
+    atomic_store(&r_stop, 1);
+    for (int i = 0; i < RL_WORKERS; i++)
+        pthread_join(w[i].th, NULL);
+    pthread_join(r_async.th, NULL);
+    pthread_join(raw.th, NULL);
+
+    for (int i = 0; i < RL_WORKERS; i++)
+        ck_assert_msg(atomic_load(&w[i].errors) == 0, "worker %s: %ld failed requests, first: %s",
+                      w[i].prefix, atomic_load(&w[i].errors), w[i].first_err);
+    ck_assert_msg(atomic_load(&r_async.errors) == 0,
+                  "async client: %ld failed requests, first: %s", atomic_load(&r_async.errors),
+                  r_async.first_err);
+    ck_assert_msg(atomic_load(&raw.dropped) == 0, "%ld raw connections dropped, first: %s",
+                  atomic_load(&raw.dropped), raw.first_err);
+    ck_assert_int_ge(atomic_load(&raw.rounds), 10);
+    for (int i = 0; i < RL_RAW; i++)
+        th_raw_close(raw.fd[i]);
+    /* Connections between the processes stayed up too: every Raft
+     * connection of before the reloads is still there (none was re-made),
+     * and the router lost no connection to a node. */
+    rl_raft_conns(&raft_after);
+    for (int i = 0; i < raft_before.n; i++) {
+        int found = 0;
+        for (int j = 0; j < raft_after.n && !found; j++)
+            found = strcmp(raft_before.c[i], raft_after.c[j]) == 0;
+        ck_assert_msg(found, "the Raft connection %s (of %d) was closed during the reloads",
+                      raft_before.c[i], raft_before.n);
+    }
+    ck_assert(!log_contains(&r_router, "node connection failed"));
+    for (int i = 1; i < RL_RAW; i++)
+        ck_assert_msg(!log_contains(rl_proc(i), "raft TLS connection failed"), "%s",
+                      rl_proc(i)->addr);
+
+    /* Every acknowledged write is there, read through the router. */
+    shale_client_t *c = good_client(r_router.addr);
+    static char keys[256][32];
+    size_t n = 0;
+    long checked = 0;
+    for (int i = 0; i < RL_WORKERS; i++)
+        for (long k = 0; k < w[i].written; k++) {
+            snprintf(keys[n++], 32, "%s:%ld", w[i].prefix, k);
+            if (n == 256) {
+                rl_check_keys(c, keys, n);
+                checked += (long)n;
+                n = 0;
+            }
+        }
+    for (long k = 0; k < r_async.next; k++) {
+        if (!r_async.acked[k])
+            continue;
+        snprintf(keys[n++], 32, "as:%ld", k);
+        if (n == 256) {
+            rl_check_keys(c, keys, n);
+            checked += (long)n;
+            n = 0;
+        }
+    }
+    if (n > 0)
+        rl_check_keys(c, keys, n);
+    checked += (long)n;
+    free(r_async.acked);
+    shale_close(c);
+    fprintf(stderr,
+            "test_reload_under_load: %d reloads of 7 processes, %ld requests, %ld raw "
+            "rounds, %d Raft connection ends kept, %ld writes read back\n",
+            RL_ROUNDS, rl_total_ops(w), atomic_load(&raw.rounds), raft_before.n, checked);
+}
+END_TEST
+
 int main(void)
 {
     /* This suite makes its own PKI and flags (several CAs, bad
@@ -608,6 +1129,11 @@ int main(void)
     tcase_add_test(tc, test_through_tls_router);
     tcase_add_test(tc, test_daemon_flag_errors);
     suite_add_tcase(s, tc);
+    TCase *rc = tcase_create("reload");
+    tcase_set_timeout(rc, 120);
+    tcase_add_unchecked_fixture(rc, reload_up, reload_down);
+    tcase_add_test(rc, test_reload_under_load_loses_nothing);
+    suite_add_tcase(s, rc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
     srunner_run_all(sr, CK_NORMAL);
