@@ -70,7 +70,7 @@ static int ctl_root(const char *fmt, const char *a, const char *b)
 static int connect_as(const char *addrs, const char *user, int pw, shale_client_t **c)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o); /* TLS as the harness has it (harness.h) */
     o.timeout_ms = 5000;
     o.stall_ms = 8000;
     o.user = user;
@@ -266,12 +266,10 @@ static void cluster_up(void)
 
     th_node_init(&g_rt, 999, "127.0.0.149", g_base);
     snprintf(g_rt.log, sizeof(g_rt.log), "%s/router.log", g_base);
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *rargv[] = {bin,    "--listen",      g_rt.addr, "--meta",
+    const char *rargv[] = {"--listen",      g_rt.addr, "--meta",
                            g_cl.meta.addrs, "--auth", "--auth-user", "svc",
                            "--auth-password-file", g_pw[PW_SVC], NULL};
-    if (th_spawn(&g_rt, rargv) != 0) {
+    if (th_router_start(&g_rt, rargv, 1) != 0) {
         fprintf(stderr, "test_slot_assign: the router did not start\n");
         return;
     }
