@@ -87,7 +87,9 @@ static int connect_as(const char *addrs, const char *user, int pw, shale_client_
 {
     shale_options_t o;
     th_client_options(&o); /* TLS as the harness has it (harness.h) */
-    o.timeout_ms = 3000;
+    /* A login is a TLS handshake and an scrypt at each process (two at a
+     * time per process): seconds on a loaded ASan box. */
+    o.timeout_ms = 15000;
     o.user = NULL;
     if (user != NULL) {
         o.user = user;

@@ -526,7 +526,17 @@ START_TEST(test_coordinator_killed)
         bin,  "--meta", g_cl.meta.addrs, "rebalance", "--max-parallel", "2", "--batch",
         "16", "--rate", "0.3",           NULL};
     ck_assert_int_eq(th_spawn(&co, argv), 0);
-    usleep(1500 * 1000);
+    /* Kill it once its first migrations are in the map (start-up — TLS
+     * handshakes and logins at every group — takes a while under ASan). */
+    for (int i = 0; i < 300; i++) {
+        Shale__ClusterMap *mm = get_map();
+        int started = mm->n_migrations > 0;
+        cmap_free(mm);
+        if (started || waitpid(co.pid, NULL, WNOHANG) == co.pid)
+            break;
+        usleep(100 * 1000);
+    }
+    usleep(500 * 1000);
     kill(co.pid, SIGKILL);
     waitpid(co.pid, NULL, 0);
     co.pid = 0;
