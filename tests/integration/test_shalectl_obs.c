@@ -152,8 +152,12 @@ START_TEST(test_status_shows_http_addr_and_health)
     char line[1024];
     ck_assert_msg(ctl(out, sizeof(out), "--timeout 3000 status") == 0, "%s", out);
     ck_assert_msg(strstr(out, "READY") != NULL, "%s", out);
-    /* No --auth anywhere: no user line. */
-    ck_assert_msg(strstr(out, "user:") == NULL, "%s", out);
+    /* The user line: the harness's admin when it runs secure (--auth
+     * everywhere, harness.h), none without --auth. */
+    if (th_secure())
+        ck_assert_msg(strstr(out, "user: admin (role admin)") != NULL, "%s", out);
+    else
+        ck_assert_msg(strstr(out, "user:") == NULL, "%s", out);
     /* Rows in order: meta 1..3 then group 1..3; check both kinds by text. */
     const char *grp = strstr(out, "\ngroup 1");
     ck_assert_msg(grp != NULL, "%s", out);
@@ -174,7 +178,9 @@ START_TEST(test_status_shows_http_addr_and_health)
              g_http);
     ck_assert_msg(strstr(out, want) != NULL, "%s", out);
     ck_assert_msg(strstr(out, "\"http\":null,\"ready\":null") != NULL, "%s", out);
-    ck_assert_msg(strstr(out, "\"auth\":null") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, th_secure() ? "\"auth\":{\"user\":\"admin\",\"role\":\"admin\""
+                                          : "\"auth\":null") != NULL,
+                  "%s", out);
 }
 END_TEST
 
