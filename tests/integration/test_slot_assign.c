@@ -1,15 +1,16 @@
 /* shalectl slot assign --force, the repair that gives slots to a group
  * without moving their data (MAP_CAS.force; docs/operations.md, "A lost
  * group"), with real processes: a 3-node meta group, two single-voter shard
- * groups and a router, every one started with --auth (users root and svc
- * admin, rw readwrite).
+ * groups and a router, secure as the harness makes them (TLS, --auth, the
+ * user admin; harness.h) plus a readwrite user rw.
  *
  * What it proves:
  *  - without --force the verb is refused before anything is sent: exit 2,
  *    a message saying the data stays behind, the map unchanged, the key
  *    still served by its group;
  *  - MAP_CAS with force needs admin: a readwrite user is refused
- *    (PERMISSION_DENIED) and the map is unchanged;
+ *    (PERMISSION_DENIED) and the map is unchanged (when the harness runs
+ *    secure: without users there is nobody to refuse);
  *  - a group not in the map, a slot beyond the map and a slot in a
  *    migration are refused (exit 4) with the reason;
  *  - with --force the slot moves: the map gives it to the new group, the
@@ -24,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmap.h"
@@ -40,9 +40,8 @@ static th_cluster_t g_cl;
 static th_node_t g_rt;
 static char *g_base;
 static int g_ready;
-static char g_pw[3][600];
-enum { PW_ROOT, PW_SVC, PW_RW };
-static const char *const g_pwtext[] = {"root-pw", "svc-pw", "rw-pw"};
+static char g_rw_pw[600]; /* rw's password file */
+static const char g_rw_text[] = "rw-pw";
 static char g_out[65536];
 
 /* The keys of the test: K in slot g_slot (group 2, the one reassigned),
@@ -50,7 +49,8 @@ static char g_out[65536];
 static char g_k[32], g_k2[32], g_k1[32];
 static uint32_t g_slot, g_slot2;
 
-/* shalectl --meta ... ARGS; exit status, output in g_out. */
+/* shalectl --meta ... ARGS as the harness's admin; exit status, output in
+ * g_out. */
 static int ctl(const char *fmt, const char *a, const char *b)
 {
     char args[1500];
@@ -58,48 +58,28 @@ static int ctl(const char *fmt, const char *a, const char *b)
     return th_shalectl(g_out, sizeof(g_out), "--meta %s --timeout 5000 %s", g_cl.meta.addrs, args);
 }
 
-/* The same as root. */
-static int ctl_root(const char *fmt, const char *a, const char *b)
-{
-    char args[1500];
-    snprintf(args, sizeof(args), fmt, a, b);
-    return th_shalectl(g_out, sizeof(g_out), "--meta %s --timeout 5000 --user root "
-                       "--password-file %s %s", g_cl.meta.addrs, g_pw[PW_ROOT], args);
-}
-
-static int connect_as(const char *addrs, const char *user, int pw, shale_client_t **c)
+/* A client as rw (anonymous when the harness runs plain). */
+static int connect_rw(const char *addrs, shale_client_t **c)
 {
     shale_options_t o;
-    th_client_options(&o); /* TLS as the harness has it (harness.h) */
+    th_client_options(&o);
     o.timeout_ms = 5000;
     o.stall_ms = 8000;
-    o.user = user;
-    o.password = g_pwtext[pw];
-    o.password_len = strlen(g_pwtext[pw]);
+    if (th_secure()) {
+        o.user = "rw";
+        o.password = g_rw_text;
+        o.password_len = strlen(g_rw_text);
+    }
     char err[SHALE_ERRMSG_LEN];
     return shale_connect(addrs, &o, c, err);
 }
 
-/* The map as root, from the meta member at addr (cmap_free). */
+/* The map from the meta member at addr (cmap_free), NULL when it does not
+ * answer. */
 static Shale__ClusterMap *map_at(const char *addr)
 {
-    shale_client_t *c = NULL;
-    if (connect_as(addr, "root", PW_ROOT, &c) != SHALE_OK)
-        return NULL;
-    Shale__MapGetRequest g = SHALE__MAP_GET_REQUEST__INIT;
-    uint8_t buf[32], *resp = NULL;
-    size_t len = shale__map_get_request__pack(&g, buf), rlen = 0;
-    int rv = shale_call(c, SHALE_MSG_MAP_GET_REQ, SHALE_MSG_MAP_RESP, buf, len, &resp, &rlen,
-                        NULL, NULL);
-    shale_close(c);
-    if (rv != SHALE_OK)
-        return NULL;
-    Shale__MapResponse *r = shale__map_response__unpack(NULL, rlen, resp);
-    free(resp);
-    Shale__ClusterMap *m = r != NULL && r->map != NULL ? cmap_copy(r->map) : NULL;
-    if (r != NULL)
-        shale__map_response__free_unpacked(r, NULL);
-    return m;
+    Shale__ClusterMap *m = NULL;
+    return th_map_get(addr, 0, 0, &m) == SHALE_OK ? m : NULL;
 }
 
 /* The newest map any meta member has. */
@@ -160,7 +140,7 @@ static void wait_epoch(uint64_t e)
 static int get_as_rw(const char *addrs, const char *key, int *found, char *val)
 {
     shale_client_t *c = NULL;
-    int rv = connect_as(addrs, "rw", PW_RW, &c);
+    int rv = connect_rw(addrs, &c);
     if (rv != SHALE_OK)
         return rv;
     shale_value_t v = {0};
@@ -177,7 +157,7 @@ static int get_as_rw(const char *addrs, const char *key, int *found, char *val)
 static int put_as_rw(const char *addrs, const char *key, const char *val)
 {
     shale_client_t *c = NULL;
-    int rv = connect_as(addrs, "rw", PW_RW, &c);
+    int rv = connect_rw(addrs, &c);
     if (rv != SHALE_OK)
         return rv;
     rv = shale_put(c, key, strlen(key), val, strlen(val), NULL);
@@ -198,77 +178,31 @@ static void key_in(uint32_t lo, uint32_t hi, int64_t avoid, char *key, uint32_t 
     }
 }
 
-static int start_group(int g, int host)
-{
-    char dir[700], gid[8];
-    snprintf(dir, sizeof(dir), "%s/g%d", g_base, g);
-    mkdir(dir, 0755);
-    th_group_t *gr = &g_cl.groups[g - 1];
-    th_group_init(gr, 1, host, dir);
-    snprintf(gid, sizeof(gid), "%d", g);
-    const char *args[] = {"--group",    gid,         "--meta", g_cl.meta.addrs,
-                          "--auth",     "--auth-user", "svc",  "--auth-password-file",
-                          g_pw[PW_SVC], NULL};
-    return th_group_start(gr, args) != 0 || th_group_wait_leader(gr, 30000) < 0 ? -1 : 0;
-}
-
 static void cluster_up(void)
 {
     g_base = th_tmpdir("slot-assign");
     ck_assert_ptr_nonnull(g_base);
-    for (int i = 0; i < 3; i++) {
-        snprintf(g_pw[i], sizeof(g_pw[i]), "%s/pw%d", g_base, i);
-        FILE *f = fopen(g_pw[i], "w");
+    /* Meta on .140-.142, group 1 on .150, group 2 on .160; slots split
+     * evenly: group 1 0-31, group 2 32-63. */
+    if (th_cluster_start(&g_cl, 2, 1, META_HOST, g_base, NULL) != 0 ||
+        th_cluster_init(&g_cl, SLOTS, 30000) != 0) {
+        fprintf(stderr, "test_slot_assign: the cluster did not start\n");
+        return;
+    }
+    if (th_secure()) {
+        snprintf(g_rw_pw, sizeof(g_rw_pw), "%s/rw.pw", g_base);
+        FILE *f = fopen(g_rw_pw, "w");
         ck_assert_ptr_nonnull(f);
-        fprintf(f, "%s\n", g_pwtext[i]);
+        fprintf(f, "%s\n", g_rw_text);
         fclose(f);
+        if (ctl("user add rw --role readwrite --password-file %s%s", g_rw_pw, "") != 0) {
+            fprintf(stderr, "test_slot_assign: user rw: %s\n", g_out);
+            return;
+        }
     }
-    snprintf(g_cl.base, sizeof(g_cl.base), "%s", g_base);
-    char dir[700];
-    snprintf(dir, sizeof(dir), "%s/meta", g_base);
-    mkdir(dir, 0755);
-    th_group_init(&g_cl.meta, 3, META_HOST, dir);
-    const char *margs[] = {"--mode", "meta", "--auth", NULL};
-    if (th_group_start(&g_cl.meta, margs) != 0) {
-        fprintf(stderr, "test_slot_assign: the meta group did not start\n");
-        return;
-    }
-    /* The first admin (also how this learns the meta group has a leader). */
-    int rv = -1;
-    for (int i = 0; i < 100 && rv != 0; i++)
-        if ((rv = ctl("--timeout 2000 user add root --role admin --password-file %s%s",
-                      g_pw[PW_ROOT], "")) != 0)
-            usleep(200 * 1000);
-    if (rv != 0) {
-        fprintf(stderr, "test_slot_assign: no first admin: %s\n", g_out);
-        return;
-    }
-    th_set_credential("root", g_pwtext[PW_ROOT]);
-    if (th_group_wait_leader(&g_cl.meta, 30000) < 0 ||
-        ctl_root("user add svc --role admin --password-file %s%s", g_pw[PW_SVC], "") != 0 ||
-        ctl_root("user add rw --role readwrite --password-file %s%s", g_pw[PW_RW], "") != 0) {
-        fprintf(stderr, "test_slot_assign: users: %s\n", g_out);
-        return;
-    }
-    g_cl.ngroups = 2;
-    if (start_group(1, 150) != 0 || start_group(2, 160) != 0) {
-        fprintf(stderr, "test_slot_assign: a shard group did not elect a leader\n");
-        return;
-    }
-    char spec[300];
-    snprintf(spec, sizeof(spec), "--group 1=%s --group 2=%s", g_cl.groups[0].nodes[0].addr,
-             g_cl.groups[1].nodes[0].addr);
-    if (ctl_root("init --slots 64 %s%s", spec, "") != 0 ||
-        th_cluster_wait_epoch(&g_cl, 1, 30000) != 0) {
-        fprintf(stderr, "test_slot_assign: init: %s\n", g_out);
-        return;
-    }
-
     th_node_init(&g_rt, 999, "127.0.0.149", g_base);
     snprintf(g_rt.log, sizeof(g_rt.log), "%s/router.log", g_base);
-    const char *rargv[] = {"--listen",      g_rt.addr, "--meta",
-                           g_cl.meta.addrs, "--auth", "--auth-user", "svc",
-                           "--auth-password-file", g_pw[PW_SVC], NULL};
+    const char *rargv[] = {"--listen", g_rt.addr, "--meta", g_cl.meta.addrs, NULL};
     if (th_router_start(&g_rt, rargv, 1) != 0) {
         fprintf(stderr, "test_slot_assign: the router did not start\n");
         return;
@@ -295,7 +229,6 @@ static void cluster_down(void)
     if (g_rt.pid > 0)
         th_node_stop(&g_rt, SIGTERM);
     th_cluster_stop(&g_cl);
-    th_set_credential(NULL, NULL);
     if (g_base != NULL && getenv("SHALE_KEEP_TMP") == NULL)
         th_rmrf(g_base);
     free(g_base);
@@ -318,7 +251,7 @@ START_TEST(test_refused_without_force)
     char s[16];
     slot_str(g_slot, s);
     uint64_t e = map_epoch();
-    ck_assert_msg(ctl_root("slot assign %s %s", s, "1") == 2, "%s", g_out);
+    ck_assert_msg(ctl("slot assign %s %s", s, "1") == 2, "%s", g_out);
     ck_assert_msg(strstr(g_out, "refused without --force") != NULL, "%s", g_out);
     ck_assert_msg(strstr(g_out, "WITHOUT moving their data") != NULL, "%s", g_out);
     ck_assert_uint_eq(map_epoch(), e);
@@ -334,11 +267,13 @@ END_TEST
 START_TEST(test_force_needs_admin)
 {
     need_cluster();
+    if (!th_secure())
+        return; /* no users, nobody to refuse (SHALE_TEST_INSECURE=1) */
     char s[16], args[1200];
     slot_str(g_slot, s);
     uint64_t e = map_epoch();
     snprintf(args, sizeof(args), "--user rw --password-file %s slot assign %s 1 --force",
-             g_pw[PW_RW], s);
+             g_rw_pw, s);
     ck_assert_msg(ctl("%s%s", args, "") == 1, "%s", g_out);
     ck_assert_msg(strstr(g_out, "permission denied") != NULL, "%s", g_out);
     ck_assert_msg(strstr(g_out, "MAP_CAS") != NULL, "%s", g_out);
@@ -353,22 +288,22 @@ START_TEST(test_refused_targets)
     char s[16];
     slot_str(g_slot, s);
     uint64_t e = map_epoch();
-    ck_assert_msg(ctl_root("slot assign %s %s --force", s, "9") == 4, "%s", g_out);
+    ck_assert_msg(ctl("slot assign %s %s --force", s, "9") == 4, "%s", g_out);
     ck_assert_msg(strstr(g_out, "group 9 is not in the map") != NULL, "%s", g_out);
-    ck_assert_msg(ctl_root("slot assign 60-%s %s --force", "64", "1") == 4, "%s", g_out);
+    ck_assert_msg(ctl("slot assign 60-%s %s --force", "64", "1") == 4, "%s", g_out);
     ck_assert_msg(strstr(g_out, "slot 64 does not exist: the map has 64 slots") != NULL, "%s",
                   g_out);
     ck_assert_uint_eq(map_epoch(), e);
     /* A slot in a migration: finish or abort it first. */
     char s2[16];
     slot_str(g_slot2, s2);
-    ck_assert_msg(ctl_root("slot move %s %s --stop-after start", s2, "1") == 0, "%s", g_out);
-    ck_assert_msg(ctl_root("slot assign %s,%s 1 --force", s, s2) == 4, "%s", g_out);
+    ck_assert_msg(ctl("slot move %s %s --stop-after start", s2, "1") == 0, "%s", g_out);
+    ck_assert_msg(ctl("slot assign %s,%s 1 --force", s, s2) == 4, "%s", g_out);
     ck_assert_msg(strstr(g_out, "is in migration") != NULL &&
                       strstr(g_out, "finish or abort it first") != NULL,
                   "%s", g_out);
     ck_assert_uint_eq(slot_owner(g_slot), 2);
-    ck_assert_msg(ctl_root("migration abort --all%s%s", "", "") == 0, "%s", g_out);
+    ck_assert_msg(ctl("migration abort --all%s%s", "", "") == 0, "%s", g_out);
     wait_epoch(map_epoch());
     int found;
     char v[64];
@@ -383,7 +318,7 @@ START_TEST(test_force_moves_the_slot_without_its_data)
     char s[16];
     slot_str(g_slot, s);
     uint64_t e = map_epoch();
-    ck_assert_msg(ctl_root("slot assign %s %s --force", s, "1") == 0, "%s", g_out);
+    ck_assert_msg(ctl("slot assign %s %s --force", s, "1") == 0, "%s", g_out);
     char want[64];
     snprintf(want, sizeof(want), "OK epoch %llu", (unsigned long long)e + 1);
     ck_assert_msg(strstr(g_out, want) != NULL, "%s", g_out);
@@ -393,7 +328,7 @@ START_TEST(test_force_moves_the_slot_without_its_data)
     ck_assert_uint_eq(slot_owner(g_slot2), 2);
     wait_epoch(e + 1);
     /* The same again changes nothing. */
-    ck_assert_msg(ctl_root("slot assign %s %s --force", s, "1") == 0, "%s", g_out);
+    ck_assert_msg(ctl("slot assign %s %s --force", s, "1") == 0, "%s", g_out);
     ck_assert_msg(strstr(g_out, "OK nothing to change") != NULL, "%s", g_out);
     ck_assert_uint_eq(map_epoch(), e + 1);
 
@@ -440,7 +375,7 @@ START_TEST(test_force_moves_the_slot_without_its_data)
     ck_assert_int_ge(atoi(line), 3); /* every meta member applied it */
     pclose(p);
     /* The map's note says what happened. */
-    ck_assert_msg(ctl_root("map%s%s", "", "") == 0, "%s", g_out);
+    ck_assert_msg(ctl("map%s%s", "", "") == 0, "%s", g_out);
     ck_assert_msg(strstr(g_out, "last change: slot assign --force: 1 slot") != NULL, "%s", g_out);
 }
 END_TEST
