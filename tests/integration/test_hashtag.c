@@ -303,6 +303,8 @@ START_TEST(test_hash_tag_through_router)
     snprintf(want, sizeof(want), "{user1}.c -> slot %u (hash tag \"user1\") -> group %llu\n", slot,
              (unsigned long long)other);
     ck_assert_msg(rc == 0 && strstr(g_out, want) != NULL, "no '%s' in:\n%s", want, g_out);
+    th_node_stop(&g_router, SIGTERM);
+    ck_assert_int_eq(th_log_sanitizer_errors(&g_router), 0);
     stop_cluster();
 }
 END_TEST
