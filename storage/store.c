@@ -16,7 +16,6 @@
  */
 #include "store.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +57,7 @@ static const char APPLIED_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'a', 'p',
  * from the applied index ('a') and named metadata ('u'). */
 static const char VBOUND_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'v', 'b',
                                   'o',        'u',        'n',      'd'};
-/* The key-hash marker (see keyhash_check): [0xFFFF]['m']['k']... ->
+/* The key-hash marker (see keyhash_load, keyhash_verify): [0xFFFF]['m']['k']... ->
  * [version:4], the key-hash version (proto/keyhash.h) every data row's slot
  * was computed with. */
 static const char KEYHASH_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'k', 'e',
@@ -311,7 +310,7 @@ static void key_sample(char *out, size_t cap, const uint8_t *key, size_t klen)
         if (c == '"' || c == '\\') {
             out[n++] = '\\';
             out[n++] = (char)c;
-        } else if (isprint(c)) {
+        } else if (c >= 0x20 && c < 0x7f) {
             out[n++] = (char)c;
         } else {
             n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
