@@ -19,6 +19,17 @@
  * Errors are negative SHALE_E* codes (shale_errors.h); shale_strerror()
  * names them and the request/client carries the server's message.
  *
+ * Keys are binary (1..max_key bytes; NUL is an ordinary byte). A cluster
+ * places each key in a slot by hashing it (XXH64) -- only its hash tag when
+ * it has one: the bytes between the first '{' and the first '}' after it,
+ * if there is at least one ("{user1}.a" and "{user1}.b" hash "user1";
+ * "{}a", "a{b" and "a{}{b}" hash the whole key; "a{b}{c}" hashes "b"). Keys
+ * sharing a tag share a slot, hence a shard group: an MGET/MPUT of them
+ * goes to one group, and moving the slot moves them together
+ * (docs/protocol.md, "Keys, slots and hash tags"). The slot is computed by
+ * routers and nodes, never by this library, which has no slot function:
+ * `shalectl slot KEY` shows where a key lives.
+ *
  * Ownership: keys and values passed in are copied before the call returns.
  * Values returned in a shale_value_t / shale_req_t are malloc'd by the
  * library and released with shale_value_free() / shale_req_cleanup(). */

@@ -515,17 +515,32 @@ int run_slot(shale_client_t *c, const cmd_t *cmd)
         printf("{\"epoch\":%" PRIu64 ",\"slots\":%u,\"keys\":[", map->epoch, map->slots);
     for (int i = 0; i < cmd->npos; i++) {
         const char *key = cmd->pos[i];
-        uint32_t slot = shale_key_slot(key, strlen(key), map->slots);
+        size_t klen = strlen(key), off, tlen;
+        /* A key with a hash tag: only the tag is hashed (proto/keyhash.h). */
+        int tagged = shale_key_tag(key, klen, &off, &tlen);
+        uint32_t slot = shale_key_slot(key, klen, map->slots);
         uint64_t gid = cmap_slot_group(map, slot);
         if (cmd->json) {
             printf("%s{\"key\":", i ? "," : "");
             ctl_json_str(stdout, key);
-            printf(",\"slot\":%u,\"group\":%" PRIu64 "}", slot, gid);
-        } else if (gid != 0) {
-            printf("%s -> slot %u -> group %" PRIu64 "\n", key, slot, gid);
-        } else {
-            printf("%s -> slot %u -> unassigned\n", key, slot);
+            printf(",\"slot\":%u", slot);
+            if (tagged) {
+                printf(",\"hash_tag\":");
+                ctl_json_string(stdout, key + off, tlen);
+            }
+            printf(",\"group\":%" PRIu64 "}", gid);
+            continue;
         }
+        printf("%s -> slot %u", key, slot);
+        if (tagged) {
+            printf(" (hash tag ");
+            ctl_json_string(stdout, key + off, tlen);
+            printf(")");
+        }
+        if (gid != 0)
+            printf(" -> group %" PRIu64 "\n", gid);
+        else
+            printf(" -> unassigned\n");
     }
     if (cmd->json)
         printf("]}\n");

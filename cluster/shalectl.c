@@ -244,8 +244,10 @@ static const verb_t verbs[] = {
      0, 0, top_flags, CTL_META, check_top, run_top, 1},
     {"map", "map", "print the cluster map: epoch, groups and members, slot ranges", 0, 0, NULL,
      CTL_META, NULL, run_map, 0},
-    {"slot", "slot KEY...", "where keys live: KEY -> slot -> group, at the current map", 1,
-     CTL_MAX_POS, NULL, CTL_META, NULL, run_slot, 0},
+    {"slot", "slot KEY...",
+     "where keys live: KEY -> slot -> group, at the current map; a key with a hash tag "
+     "({...}: only the text in the first non-empty braces is hashed) shows it",
+     1, CTL_MAX_POS, NULL, CTL_META, NULL, run_slot, 0},
     {"group add", "group add ID ADDR",
      "register a running shard group (any member's client address) with no slots; its "
      "members come from its leader",

@@ -1,6 +1,9 @@
-/* XXH64, from the published algorithm (xxhash.com spec), little-endian reads
- * done byte by byte so the result is the same on every platform. */
+/* The key-hash function (keyhash.h): XXH64 from the published algorithm
+ * (xxhash.com spec), little-endian reads done byte by byte so the result is
+ * the same on every platform, and the hash-tag rule of key-hash v2. */
 #include "keyhash.h"
+
+#include <string.h>
 
 #define P1 0x9E3779B185EBCA87ULL
 #define P2 0xC2B2AE3D27D4EB4FULL
@@ -85,7 +88,29 @@ uint64_t shale_hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
+int shale_key_tag(const void *key, size_t len, size_t *off, size_t *taglen)
+{
+    const uint8_t *k = key;
+    *off = 0;
+    *taglen = len;
+    if (len == 0)
+        return 0;
+    const uint8_t *open = memchr(k, '{', len);
+    if (open == NULL)
+        return 0;
+    size_t start = (size_t)(open - k) + 1;
+    const uint8_t *close = memchr(k + start, '}', len - start);
+    if (close == NULL || close == k + start)
+        return 0; /* no '}' after the first '{', or "{}": the whole key */
+    *off = start;
+    *taglen = (size_t)(close - (k + start));
+    return 1;
+}
+
 uint32_t shale_key_slot(const void *key, size_t len, uint32_t nslots)
 {
-    return (uint32_t)(shale_hash64(key, len, 0) % nslots);
+    size_t off, n;
+    shale_key_tag(key, len, &off, &n);
+    const void *part = off > 0 ? (const uint8_t *)key + off : key;
+    return (uint32_t)(shale_hash64(part, n, 0) % nslots);
 }

@@ -10,7 +10,10 @@
  *    Raft entry; every member applies it (mig_apply_import) only if its
  *    applied record names the migration, with the same run, as importing
  *    the slot — the check that keeps a stale coordinator or an aborted
- *    migration from writing — and the proposer answers from the apply.
+ *    migration from writing — and only if every data key of the batch
+ *    hashes to the slot by this build's key hash (a batch from a source
+ *    that placed keys by an older key-hash version is refused INVALID);
+ *    the proposer answers from the apply.
  *
  * Never changes ownership (ownership.c does, from the map) and never talks
  * to the meta group or to another group: the coordinator (shalectl) moves
@@ -237,6 +240,12 @@ int mig_apply_import(shaled_t *s, uint64_t index, const Shale__Command *cmd, cha
             snprintf(msg, sizeof(msg), "import batch does not decompress to %u bytes",
                      q->raw_len);
             rv = SHALE_EINVAL;
+        } else {
+            /* Every key must belong to the slot by this build's key hash:
+             * a source that placed keys by another version (an older
+             * build) is refused, never stored where no read looks. */
+            rv = store_records_check_slot(raw, q->raw_len, (uint16_t)q->slot,
+                                          (uint32_t)s->cfg.slots, msg);
         }
     }
     if (rv != 0) {

@@ -1,11 +1,12 @@
 /* Storage engine: store.h on top of the RocksDB C API.
  *
  * Owns the rocksdb_t handle of one node with its options and block cache,
- * and the in-memory copy of the applied index (always equal to the one on
- * disk after a successful write). It never exits or aborts on a RocksDB or
- * file-system error, never writes a mutation outside the batch that records
- * its Raft index, and never moves the cached applied index unless that batch
- * was written.
+ * the in-memory copy of the applied index (always equal to the one on
+ * disk after a successful write), the version bound and the key-hash marker
+ * (the key-hash version the rows were placed with, checked at open). It
+ * never exits or aborts on a RocksDB or file-system error, never writes a
+ * mutation outside the batch that records its Raft index, and never moves
+ * the cached applied index unless that batch was written.
  *
  * Session result record ([slot]['s'][client_id][seq] -> value), big-endian:
  *   [nops:4] then per op [-code:1][existed:1][version:8]
@@ -27,6 +28,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include "keyhash.h"
 
 #define TAG_DATA 'd'
 #define TAG_RESULT 's'
@@ -54,6 +57,14 @@ static const char APPLIED_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'a', 'p',
  * from the applied index ('a') and named metadata ('u'). */
 static const char VBOUND_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'v', 'b',
                                   'o',        'u',        'n',      'd'};
+/* The key-hash marker (see keyhash_load, keyhash_verify): [0xFFFF]['m']['k']... ->
+ * [version:4], the key-hash version (proto/keyhash.h) every data row's slot
+ * was computed with. */
+static const char KEYHASH_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'k', 'e',
+                                   'y',        'h',        'a',      's', 'h'};
+#define KEYHASH_VAL_LEN 4
+/* Bytes of a refused key quoted in the open error (escaped). */
+#define KEY_SAMPLE 24
 
 struct store {
     rocksdb_t *db;
@@ -141,6 +152,19 @@ static uint16_t get_be16(const void *q)
 {
     const uint8_t *p = q;
     return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static void header_key(uint8_t *k, uint16_t slot, uint64_t client)
@@ -269,17 +293,48 @@ static int make_options(store_t *s, const store_options_t *o)
     return SHALE_OK;
 }
 
-/* The highest data version stored, by a scan of every slot's data rows
- * (seeking from slot to slot past the session and changelog rows). Only for
- * a store written by a build that did not keep VBOUND_KEY: one pass at the
- * first open, never again once the row is written. */
-static int vbound_scan(store_t *s, uint64_t *max, char *err)
+/* What one pass over every slot's data rows found (data_scan). */
+typedef struct data_scan {
+    uint64_t max_version;            /* the highest data version stored */
+    uint64_t tagged;                 /* user keys holding a hash tag */
+    char sample[KEY_SAMPLE * 4 + 4]; /* the first of them, escaped */
+} data_scan_t;
+
+/* Quote up to KEY_SAMPLE bytes of key into out (printable ASCII as is, '"'
+ * and '\\' escaped, other bytes as \xHH, "..." when cut). */
+static void key_sample(char *out, size_t cap, const uint8_t *key, size_t klen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < klen && i < KEY_SAMPLE && n + 5 < cap; i++) {
+        uint8_t c = key[i];
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c >= 0x20 && c < 0x7f) {
+            out[n++] = (char)c;
+        } else {
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
+        }
+    }
+    if (klen > KEY_SAMPLE && n + 4 <= cap) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+}
+
+/* One scan of every slot's data rows (seeking from slot to slot past the
+ * session and changelog rows): the highest version stored and the keys
+ * holding a hash tag. Only for a store written by a build that did not keep
+ * VBOUND_KEY or KEYHASH_KEY: one pass at the first open, never again once
+ * both rows are written. */
+static int data_scan(store_t *s, data_scan_t *out, char *err)
 {
     rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, s->ropts);
     uint8_t k[3];
     char *rerr = NULL;
 
-    *max = 0;
+    memset(out, 0, sizeof(*out));
     if (it == NULL) {
         set_err(err, "store_open: out of memory");
         return SHALE_ENOMEM;
@@ -289,7 +344,7 @@ static int vbound_scan(store_t *s, uint64_t *max, char *err)
         k[2] = TAG_DATA;
         for (rocksdb_iter_seek(it, (const char *)k, sizeof(k)); rocksdb_iter_valid(it);
              rocksdb_iter_next(it)) {
-            size_t klen, vlen;
+            size_t klen, vlen, off, tlen;
             const char *key = rocksdb_iter_key(it, &klen);
             const char *val;
 
@@ -297,25 +352,34 @@ static int vbound_scan(store_t *s, uint64_t *max, char *err)
                 break;
             }
             val = rocksdb_iter_value(it, &vlen);
-            if (vlen >= VERSION_LEN && get_be64(val) > *max) {
-                *max = get_be64(val);
+            if (vlen >= VERSION_LEN && get_be64(val) > out->max_version) {
+                out->max_version = get_be64(val);
+            }
+            if (shale_key_tag(key + 3, klen - 3, &off, &tlen)) {
+                if (out->tagged++ == 0) {
+                    key_sample(out->sample, sizeof(out->sample), (const uint8_t *)key + 3,
+                               klen - 3);
+                }
             }
         }
     }
     rocksdb_iter_get_error(it, &rerr);
     rocksdb_iter_destroy(it);
     if (rerr != NULL) {
-        return rdb_fail(err, rerr, "store_open: scan data versions");
+        return rdb_fail(err, rerr, "store_open: scan data rows");
     }
     return SHALE_OK;
 }
 
-static int vbound_load(store_t *s, char *err)
+/* Read the version bound row into s->vbound; *missing when there is none
+ * (a store from a build without it: the caller scans). */
+static int vbound_load(store_t *s, int *missing, char *err)
 {
     char *rerr = NULL;
     size_t vlen = 0;
     char *val = rocksdb_get(s->db, s->ropts, VBOUND_KEY, sizeof(VBOUND_KEY), &vlen, &rerr);
 
+    *missing = 0;
     if (rerr != NULL) {
         return rdb_fail(err, rerr, "read version bound");
     }
@@ -329,8 +393,101 @@ static int vbound_load(store_t *s, char *err)
         rocksdb_free(val);
         return SHALE_OK;
     }
-    s->vbound_dirty = 1;
-    return vbound_scan(s, &s->vbound, err);
+    *missing = 1;
+    return SHALE_OK;
+}
+
+/* The key-hash marker: *missing when the store does not say which key-hash
+ * version placed its rows (a new store, or one written by a build from
+ * before hash tags, which hashed whole keys: v1). A marker of this build's
+ * version is the answer; an older one is treated as missing; a newer one
+ * (a store written by a later build) is refused. */
+static int keyhash_load(store_t *s, int *missing, char *err)
+{
+    char *rerr = NULL;
+    size_t vlen = 0;
+    char *val = rocksdb_get(s->db, s->ropts, KEYHASH_KEY, sizeof(KEYHASH_KEY), &vlen, &rerr);
+
+    *missing = 0;
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "read key-hash marker");
+    }
+    if (val == NULL) {
+        *missing = 1;
+        return SHALE_OK;
+    }
+    if (vlen != KEYHASH_VAL_LEN) {
+        rocksdb_free(val);
+        set_err(err, "key-hash marker has %zu bytes, expected %d", vlen, KEYHASH_VAL_LEN);
+        return SHALE_ECORRUPT;
+    }
+    uint32_t v = get_be32((const uint8_t *)val);
+    rocksdb_free(val);
+    if (v > SHALE_KEYHASH_VERSION) {
+        set_err(err,
+                "the store's rows were placed with key-hash v%u, which this build (v%u) "
+                "does not know: run a newer build",
+                v, SHALE_KEYHASH_VERSION);
+        return SHALE_ECORRUPT;
+    }
+    *missing = v != SHALE_KEYHASH_VERSION;
+    return SHALE_OK;
+}
+
+/* A store without the marker (new, or from a build that hashed whole
+ * keys): rows of keys without a hash tag are where this build looks for
+ * them, whichever version placed them; a key with a tag was placed by
+ * hashing the whole key and this build would look under its tag's slot. So
+ * the store is accepted, and the marker written, only when the scan found
+ * no key with a tag; else the open is refused (nothing is changed) with the
+ * count and what to do. */
+static int keyhash_verify(store_t *s, const data_scan_t *scan, char *err)
+{
+    uint8_t v[KEYHASH_VAL_LEN];
+    char *rerr = NULL;
+
+    if (scan->tagged > 0) {
+        set_err(err,
+                "%llu keys with a hash tag ({...}) were stored by a build that hashed "
+                "whole keys; this build hashes the tag and would not find them. Re-import "
+                "them (docs/operations.md, \"Upgrading to hash tags\"); first: \"%s\"",
+                (unsigned long long)scan->tagged, scan->sample);
+        return SHALE_ECORRUPT;
+    }
+    put_be32(v, SHALE_KEYHASH_VERSION);
+    rocksdb_put(s->db, s->wopts, KEYHASH_KEY, sizeof(KEYHASH_KEY), (const char *)v, sizeof(v),
+                &rerr);
+    if (rerr != NULL) {
+        return rdb_fail(err, rerr, "write key-hash marker");
+    }
+    return SHALE_OK;
+}
+
+/* The version bound and the key-hash marker; one scan of the data rows
+ * when either row is missing. */
+static int load_markers(store_t *s, char *err)
+{
+    int no_vbound, no_keyhash, rc;
+    data_scan_t scan;
+
+    if ((rc = vbound_load(s, &no_vbound, err)) != SHALE_OK ||
+        (rc = keyhash_load(s, &no_keyhash, err)) != SHALE_OK) {
+        return rc;
+    }
+    if (!no_vbound && !no_keyhash) {
+        return SHALE_OK;
+    }
+    if ((rc = data_scan(s, &scan, err)) != SHALE_OK) {
+        return rc;
+    }
+    if (no_keyhash && (rc = keyhash_verify(s, &scan, err)) != SHALE_OK) {
+        return rc;
+    }
+    if (no_vbound) {
+        s->vbound = scan.max_version;
+        s->vbound_dirty = 1; /* written with the next batch */
+    }
+    return SHALE_OK;
 }
 
 int store_open(const char *dir, const store_options_t *opts, store_t **out,
@@ -393,7 +550,7 @@ int store_open(const char *dir, const store_options_t *opts, store_t **out,
         s->applied = get_be64(val);
         rocksdb_free(val);
     }
-    rc = vbound_load(s, err);
+    rc = load_markers(s, err);
     if (rc != SHALE_OK) {
         store_free(s);
         return rc;
@@ -575,19 +732,6 @@ static int request_valid(const store_request_t *r)
         }
     }
     return 1;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* Log one change of a migrating slot: under [slot]['x'][index][n], the
@@ -1635,6 +1779,77 @@ out:
     return rc;
 }
 
+/* One record of a batch at *at: 1 with its parts (and *at moved past it),
+ * 0 at the end, -1 when malformed (cut short, an unknown op or kind, a data
+ * put without its version). */
+typedef struct rec {
+    int op;
+    const uint8_t *k, *v;
+    uint32_t kl, vl;
+} rec_t;
+
+static int rec_next(const uint8_t *recs, size_t len, size_t *at, rec_t *r)
+{
+    size_t a = *at;
+    if (a >= len) {
+        return 0;
+    }
+    if (len - a < 9) {
+        return -1;
+    }
+    r->op = recs[a];
+    r->kl = get_be32(recs + a + 1);
+    if (r->kl < 1 || len - a - 5 < (size_t)r->kl + 4) {
+        return -1;
+    }
+    r->k = recs + a + 5;
+    r->vl = get_be32(recs + a + 5 + r->kl);
+    if (len - a - 9 - r->kl < r->vl) {
+        return -1;
+    }
+    r->v = recs + a + 9 + r->kl;
+    if ((r->k[0] != TAG_DATA && r->k[0] != TAG_HEADER && r->k[0] != TAG_RESULT) ||
+        (r->op != STORE_REC_PUT && r->op != STORE_REC_DEL) ||
+        (r->k[0] == TAG_DATA && r->op == STORE_REC_PUT && r->vl < VERSION_LEN)) {
+        return -1;
+    }
+    *at = a + 9 + (size_t)r->kl + r->vl;
+    return 1;
+}
+
+int store_records_check_slot(const uint8_t *recs, size_t len, uint16_t slot, uint32_t nslots,
+                             char *err)
+{
+    size_t at = 0, prev = 0;
+    rec_t r;
+    int rv;
+
+    if ((recs == NULL && len > 0) || nslots == 0 || nslots > STORE_MAX_SLOTS) {
+        set_err(err, "store_records_check_slot: bad argument");
+        return SHALE_EINVAL;
+    }
+    while ((rv = rec_next(recs, len, &at, &r)) == 1) {
+        if (r.k[0] == TAG_DATA) {
+            uint32_t want = shale_key_slot(r.k + 1, r.kl - 1, nslots);
+            if (want != slot) {
+                char q[KEY_SAMPLE * 4 + 4];
+                key_sample(q, sizeof(q), r.k + 1, r.kl - 1);
+                set_err(err,
+                        "record batch for slot %u holds key \"%s\" of slot %u "
+                        "(key-hash v%u): exported by a build that hashes keys differently?",
+                        slot, q, want, SHALE_KEYHASH_VERSION);
+                return SHALE_EINVAL;
+            }
+        }
+        prev = at;
+    }
+    if (rv < 0) {
+        set_err(err, "record batch is malformed at byte %zu", prev);
+        return SHALE_EINVAL;
+    }
+    return SHALE_OK;
+}
+
 int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t *recs,
                         size_t len, uint32_t *count, char *err)
 {
@@ -1656,29 +1871,12 @@ int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t
         set_err(err, "store_apply_records: out of memory");
         return SHALE_ENOMEM;
     }
-    size_t at = 0;
-    while (at < len) {
-        if (len - at < 9) {
-            goto bad;
-        }
-        int op = recs[at];
-        uint32_t kl = get_be32(recs + at + 1);
-        if (kl < 1 || len - at - 5 < (size_t)kl + 4) {
-            goto bad;
-        }
-        const uint8_t *k = recs + at + 5;
-        uint32_t vl = get_be32(recs + at + 5 + kl);
-        if (len - at - 9 - kl < vl) {
-            goto bad;
-        }
-        const uint8_t *v = recs + at + 9 + kl;
-        if ((k[0] != TAG_DATA && k[0] != TAG_HEADER && k[0] != TAG_RESULT) ||
-            (op != STORE_REC_PUT && op != STORE_REC_DEL) ||
-            (k[0] == TAG_DATA && op == STORE_REC_PUT && vl < VERSION_LEN)) {
-            goto bad;
-        }
-        if (kcap < 2 + (size_t)kl) {
-            uint8_t *p = realloc(kb, 2 + (size_t)kl);
+    size_t at = 0, prev = 0;
+    rec_t r;
+    int rv;
+    while ((rv = rec_next(recs, len, &at, &r)) == 1) {
+        if (kcap < 2 + (size_t)r.kl) {
+            uint8_t *p = realloc(kb, 2 + (size_t)r.kl);
             if (p == NULL) {
                 rocksdb_writebatch_destroy(wb);
                 free(kb);
@@ -1686,31 +1884,31 @@ int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t
                 return SHALE_ENOMEM;
             }
             kb = p;
-            kcap = 2 + (size_t)kl;
+            kcap = 2 + (size_t)r.kl;
         }
         put_be16(kb, slot);
-        memcpy(kb + 2, k, kl);
-        if (op == STORE_REC_PUT) {
-            if (k[0] == TAG_DATA) {
-                vbound_raise(s, get_be64(v)); /* another group's version */
+        memcpy(kb + 2, r.k, r.kl);
+        if (r.op == STORE_REC_PUT) {
+            if (r.k[0] == TAG_DATA) {
+                vbound_raise(s, get_be64(r.v)); /* another group's version */
             }
-            rocksdb_writebatch_put(wb, (const char *)kb, 2 + (size_t)kl, (const char *)v, vl);
+            rocksdb_writebatch_put(wb, (const char *)kb, 2 + (size_t)r.kl, (const char *)r.v, r.vl);
         } else {
-            rocksdb_writebatch_delete(wb, (const char *)kb, 2 + (size_t)kl);
+            rocksdb_writebatch_delete(wb, (const char *)kb, 2 + (size_t)r.kl);
         }
         n++;
-        at += 9 + (size_t)kl + vl;
+        prev = at;
     }
     free(kb);
+    if (rv < 0) {
+        rocksdb_writebatch_destroy(wb);
+        set_err(err, "record batch is malformed at byte %zu", prev);
+        return SHALE_EINVAL;
+    }
     if (count != NULL) {
         *count = n;
     }
     return write_plain(s, wb, index, "apply records: write batch", err);
-bad:
-    free(kb);
-    rocksdb_writebatch_destroy(wb);
-    set_err(err, "record batch is malformed at byte %zu", at);
-    return SHALE_EINVAL;
 }
 
 int store_delete_changelog(store_t *s, uint16_t slot, char *err)

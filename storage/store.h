@@ -18,6 +18,12 @@
  *                                           one record (see Slot migration)
  *   [0xFF 0xFF]['m'][name]                  node metadata (applied index...)
  * Slot numbers are < STORE_MAX_SLOTS, so the metadata prefix is never a slot.
+ *
+ * Slots are the caller's (shale_key_slot, proto/keyhash.h): the store puts a
+ * row where it is told. It records, in a metadata row, the key-hash version
+ * its rows were placed with (SHALE_KEYHASH_VERSION), and store_open refuses
+ * a store whose rows a build with another version would not find (see
+ * store_open).
  */
 #ifndef SHALE_STORE_H
 #define SHALE_STORE_H
@@ -48,7 +54,17 @@ void store_options_default(store_options_t *opts);
 
 /* Open (creating when allowed) the store in dir. On error returns a SHALE_E*
  * code and writes a message into err (STORE_ERRLEN bytes). *out is owned by
- * the caller and released with store_close. */
+ * the caller and released with store_close.
+ *
+ * The key-hash check (docs/storage.md, "Key-hash version"): a store that
+ * records SHALE_KEYHASH_VERSION opens at once. A store that records none —
+ * a new one, or one written by a build that hashed whole keys (v1) — gets
+ * one scan of its data rows: with no key holding a hash tag every row is
+ * where this build looks for it, the marker is written and the open goes
+ * on; with such keys the open fails with SHALE_ECORRUPT and a message
+ * giving their number, the first of them and what to do (nothing is
+ * written). A store recording a later version than this build's is refused
+ * (SHALE_ECORRUPT) too. */
 int store_open(const char *dir, const store_options_t *opts, store_t **out,
                char *err);
 void store_close(store_t *s);
@@ -254,6 +270,15 @@ int store_scan_records(store_t *s, uint16_t slot, store_scan_kind_t kind, const 
  * NULL) gets the number of records. */
 int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t *recs,
                         size_t len, uint32_t *count, char *err);
+
+/* Check that every data record ('d') of a record batch belongs to slot by
+ * this build's key-hash function: shale_key_slot(user key, nslots) == slot.
+ * SHALE_OK; SHALE_EINVAL with a message naming the first key that does not
+ * (a batch exported by a build that placed keys with another key-hash
+ * version) or a malformed batch. Session records carry no user key and are
+ * not checked. Reads only recs. */
+int store_records_check_slot(const uint8_t *recs, size_t len, uint16_t slot, uint32_t nslots,
+                             char *err);
 
 /* Delete slot's changelog (range delete; does not touch the applied index). */
 int store_delete_changelog(store_t *s, uint16_t slot, char *err);

@@ -3,7 +3,8 @@
  * exports pages (data, changelog, sessions), the target imports them
  * through its Raft log; the fence stops the source; the flip hands the slot
  * over with every acknowledged write and the sessions; an abort leaves the
- * source intact and the target clean. The steps are driven by hand here
+ * source intact and the target clean; an imported key must belong to the
+ * slot by this build's key hash. The steps are driven by hand here
  * (MAP_CAS + MIG_EXPORT/MIG_IMPORT), so each check is about the nodes, not
  * the coordinator (shalectl's tests cover that).
  *
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "cmap.h"
 #include "frame.h"
@@ -206,6 +208,49 @@ static int import_batch(shale_client_t *c, uint64_t id, uint64_t run, uint32_t s
     free(buf);
     free(resp);
     return rv;
+}
+
+/* What a source on whole-key hashing (key-hash v1, a build from before
+ * hash tags) would export for slot: one data record of a key with a hash
+ * tag whose whole-key slot is slot and whose tag's slot is not. The import
+ * must be refused INVALID (the key would be stored where no read looks). */
+static void import_v1_placed_key(shale_client_t *dst, uint64_t id, uint32_t slot)
+{
+    char key[32];
+    int kl = 0;
+    for (int i = 0;; i++) {
+        kl = snprintf(key, sizeof(key), "{t%d}.x", i);
+        if (shale_hash64(key, (size_t)kl, 0) % SLOTS == slot &&
+            shale_key_slot(key, (size_t)kl, SLOTS) != slot)
+            break;
+    }
+    uint8_t raw[64];
+    size_t n = 0;
+    raw[n++] = 1; /* put */
+    uint32_t klen = (uint32_t)kl + 1, vlen = 8 + 1;
+    for (int i = 3; i >= 0; i--)
+        raw[n++] = (uint8_t)(klen >> (8 * i));
+    raw[n++] = 'd';
+    memcpy(raw + n, key, (size_t)kl);
+    n += (size_t)kl;
+    for (int i = 3; i >= 0; i--)
+        raw[n++] = (uint8_t)(vlen >> (8 * i));
+    memset(raw + n, 0, 7);
+    raw[n + 7] = 1; /* version 1 */
+    raw[n + 8] = 'v';
+    n += vlen;
+    uint8_t z[256];
+    size_t zl = ZSTD_compress(z, sizeof(z), raw, n, 1);
+    ck_assert(!ZSTD_isError(zl));
+    Shale__MigBatch b = SHALE__MIG_BATCH__INIT;
+    b.has_data = 1;
+    b.data.data = z;
+    b.data.len = zl;
+    b.raw_len = (uint32_t)n;
+    b.count = 1;
+    char msg[SHALE_ERRMSG_LEN] = "";
+    ck_assert_int_eq(import_batch(dst, id, 1, slot, &b, msg), SHALE_EINVAL);
+    ck_assert_msg(strstr(msg, key) != NULL && strstr(msg, "key-hash") != NULL, "%s", msg);
 }
 
 /* Copy every page of a phase from src to dst, from *cursor (kept up to
@@ -450,6 +495,7 @@ START_TEST(test_abort_leaves_source_intact)
     char key[32], val[64], msg[SHALE_ERRMSG_LEN];
     put_keys(a, slot, 40, "a");
     Shale__ClusterMap *m1 = start_migration(m0, slot);
+    import_v1_placed_key(b, 1, slot);
     uint8_t cur[256];
     size_t curlen = 0;
     ck_assert_uint_eq(copy_phase(a, b, 1, 1, slot, SHALE__MIG_PHASE__MIG_PHASE_DATA, cur,

@@ -290,7 +290,8 @@ START_TEST(test_garbage_and_truncation)
 }
 END_TEST
 
-/* The partitioning hash must never change: fixed vectors (XXH64, seed 0). */
+/* The partitioning hash must never change: fixed vectors (XXH64, seed 0).
+ * Untagged keys hash whole, in v1 and v2 alike. */
 START_TEST(test_hash_vectors)
 {
     ck_assert_uint_eq(shale_hash64("", 0, 0), 0xEF46DB3751D8E999ull);
@@ -314,6 +315,93 @@ START_TEST(test_hash_vectors)
 }
 END_TEST
 
+/* The hashed part of a key (key-hash v2): want NULL means no tag, the
+ * whole key is hashed. */
+static void tag_is(const char *key, size_t len, const char *want, size_t wlen)
+{
+    size_t off = 99, n = 99;
+    int tagged = shale_key_tag(key, len, &off, &n);
+    if (want == NULL) {
+        ck_assert_msg(!tagged, "key of %zu bytes: no tag expected", len);
+        ck_assert_uint_eq(off, 0);
+        ck_assert_uint_eq(n, len);
+        ck_assert_uint_eq(shale_key_slot(key, len, 4096),
+                          (uint32_t)(shale_hash64(key, len, 0) % 4096));
+        return;
+    }
+    ck_assert_msg(tagged, "key of %zu bytes: tag expected", len);
+    ck_assert_uint_eq(n, wlen);
+    ck_assert_uint_le(off + n, len);
+    ck_assert_int_eq(memcmp(key + off, want, wlen), 0);
+    ck_assert_uint_eq(shale_key_slot(key, len, 4096),
+                      (uint32_t)(shale_hash64(want, wlen, 0) % 4096));
+}
+#define TAG_IS(lit, want) tag_is(lit, sizeof(lit) - 1, want, sizeof(want) - 1)
+#define NO_TAG(lit) tag_is(lit, sizeof(lit) - 1, NULL, 0)
+
+/* Key-hash v2, the Redis Cluster rule: only the bytes between the first '{'
+ * and the first '}' after it are hashed, if there is at least one. */
+START_TEST(test_hash_tags)
+{
+    ck_assert_uint_eq(SHALE_KEYHASH_VERSION, 2);
+    TAG_IS("{user1}.a", "user1");
+    TAG_IS("{user1}", "user1");
+    TAG_IS("x{user1}", "user1");
+    TAG_IS("a{b}{c}", "b"); /* the first tag only */
+    TAG_IS("{{a}}", "{a");  /* from the first '{' to the first '}' after it */
+    TAG_IS("}{x}", "x");    /* a '}' before the first '{' does not count */
+    NO_TAG("{}a");          /* empty tag: the whole key */
+    NO_TAG("a{}{b}");       /* the first braces are empty: no later tag */
+    NO_TAG("{}");
+    NO_TAG("a{b"); /* unmatched '{' */
+    NO_TAG("a}b"); /* unmatched '}' */
+    NO_TAG("a}b{");
+    NO_TAG("{");
+    NO_TAG("}");
+    NO_TAG("user1");
+    NO_TAG("");
+    /* Binary keys: NUL and high bytes are ordinary bytes, inside a tag or
+     * around it. */
+    TAG_IS("\0{\0}\0", "\0");
+    TAG_IS("x{a\0b}y", "a\0b");
+    TAG_IS("\0\0{k}", "k");
+    TAG_IS("\xff{\xfe\x80}", "\xfe\x80");
+    NO_TAG("\0{}\0{a}");
+
+    /* Fixed vectors, forever: the slot of a tagged key is the slot of its
+     * tag (XXH64("user1") pinned), not of the whole key. */
+    ck_assert_uint_eq(shale_hash64("user1", 5, 0), 0x63EDB0950FC8C927ull);
+    ck_assert_uint_eq(shale_key_slot("{user1}.a", 9, 4096), 2343);
+    ck_assert_uint_eq(shale_key_slot("{user1}.b", 9, 4096), 2343);
+    ck_assert_uint_eq(shale_key_slot("{user1}.c", 9, 4096), 2343);
+    ck_assert_uint_eq(shale_key_slot("user1", 5, 4096), 2343); /* the bare tag too */
+    ck_assert_uint_eq(shale_key_slot("{user1}.a", 9, 256), 39);
+    ck_assert_uint_eq(shale_key_slot("a{b}{c}", 7, 4096), 3995);
+    ck_assert_uint_eq(shale_key_slot("{{a}}", 5, 4096), 179);
+    ck_assert_uint_eq(shale_key_slot("{}a", 3, 4096), 2352);
+    ck_assert_uint_eq(shale_key_slot("a{}{b}", 6, 4096), 4064);
+    ck_assert_uint_eq(shale_key_slot("x{a\0b}y", 7, 4096), 2241);
+    ck_assert_uint_eq(shale_key_slot("user:1000", 9, 4096), 10); /* untagged: unchanged */
+    /* What v1 (the whole key) gave for the same keys: different slots, which
+     * is why a store from before hash tags is checked at open. */
+    ck_assert_uint_eq(shale_hash64("{user1}.a", 9, 0) % 4096, 96);
+    ck_assert_uint_eq(shale_hash64("{user1}.b", 9, 0) % 4096, 1362);
+    ck_assert_uint_eq(shale_hash64("{user1}.c", 9, 0) % 4096, 1922);
+
+    /* Many keys of one tag: one slot; tags still spread keys evenly. */
+    int count[16] = {0};
+    char k[48];
+    for (int i = 0; i < 40000; i++) {
+        int n = snprintf(k, sizeof(k), "{user1}.field-%d", i);
+        ck_assert_uint_eq(shale_key_slot(k, (size_t)n, 4096), 2343);
+        n = snprintf(k, sizeof(k), "{tenant-%d}.x", i);
+        count[shale_key_slot(k, (size_t)n, 16)]++;
+    }
+    for (int i = 0; i < 16; i++)
+        ck_assert(count[i] > 2250 && count[i] < 2750);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("frame");
@@ -326,6 +414,7 @@ int main(void)
     tcase_add_test(tc, test_oversize_rejected_before_allocation);
     tcase_add_test(tc, test_garbage_and_truncation);
     tcase_add_test(tc, test_hash_vectors);
+    tcase_add_test(tc, test_hash_tags);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

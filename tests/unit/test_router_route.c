@@ -10,6 +10,7 @@
 #include "cmap.h"
 #include "keyhash.h"
 #include "route.h"
+#include "split.h"
 
 /* A map of `groups` groups; group g has 3 voters g.1..g.3 at
  * 10.0.g.k:7000 plus `replicas` read replicas (10.0.g.(10+k)); slots are
@@ -104,7 +105,7 @@ START_TEST(test_install_rules)
 }
 END_TEST
 
-/* slot = XXH64(key) % S; group = slot table; every key of one slot goes to
+/* slot = XXH64(key) % S (untagged keys); group = slot table; every key of one slot goes to
  * one group, and both groups get keys. */
 START_TEST(test_key_to_group)
 {
@@ -127,6 +128,49 @@ START_TEST(test_key_to_group)
     ck_assert_int_gt(count[2], 4700);
     ck_assert_uint_eq(rt_route_slot_group(&r, 4096), 0); /* out of range */
     ck_assert_ptr_null(rt_route_group(&r, 9));
+    rt_route_free(&r);
+}
+END_TEST
+
+/* Hash tags through the router's routing path (forward.c setup_multi: key
+ * -> shale_key_slot -> slot's group -> rt_split_by_group): keys sharing a
+ * tag land in one slot, so an MPUT/MGET sends them to one group in one
+ * part, even where their whole-key slots (key-hash v1) lie elsewhere. */
+START_TEST(test_hash_tag_one_part)
+{
+    rt_route_t r;
+    char err[256];
+    rt_route_init(&r);
+    Shale__ClusterMap *m = make_map(1, 2, 0, 4096, "shale");
+    ck_assert_int_eq(rt_route_install(&r, m, "shale", err, sizeof(err)), 0);
+    const char *keys[] = {"{user1}.a", "user:1000", "{user1}.b", "{user1}.c", "{user1}"};
+    enum { N = 5 };
+    uint64_t gids[N];
+    for (int i = 0; i < N; i++)
+        gids[i] = rt_route_slot_group(&r, shale_key_slot(keys[i], strlen(keys[i]), r.slots));
+    /* The tag's slot (2343) is group 2's; each tagged key's whole-key slot
+     * is group 1's (so v1 routing would send them all to group 1), as is
+     * user:1000's (slot 10). */
+    for (int i = 0; i < N; i++) {
+        uint32_t v1 = (uint32_t)(shale_hash64(keys[i], strlen(keys[i]), 0) % r.slots);
+        if (i != 1 && i != 4)
+            ck_assert_uint_eq(rt_route_slot_group(&r, v1), 1);
+    }
+    ck_assert_uint_eq(gids[0], 2);
+    ck_assert_uint_eq(gids[1], 1);
+    rt_split_t sp;
+    ck_assert_int_eq(rt_split_by_group(gids, N, &sp), 0);
+    ck_assert_uint_eq(sp.nparts, 2);
+    ck_assert_uint_eq(sp.parts[0].group, 2);
+    ck_assert_uint_eq(sp.parts[0].n, 4); /* every {user1} key, in request order */
+    ck_assert_uint_eq(sp.parts[0].idx[0], 0);
+    ck_assert_uint_eq(sp.parts[0].idx[1], 2);
+    ck_assert_uint_eq(sp.parts[0].idx[2], 3);
+    ck_assert_uint_eq(sp.parts[0].idx[3], 4);
+    ck_assert_uint_eq(sp.parts[1].group, 1);
+    ck_assert_uint_eq(sp.parts[1].n, 1);
+    ck_assert_uint_eq(sp.parts[1].idx[0], 1);
+    rt_split_free(&sp);
     rt_route_free(&r);
 }
 END_TEST
@@ -290,6 +334,7 @@ int main(void)
     TCase *tc = tcase_create("route");
     tcase_add_test(tc, test_install_rules);
     tcase_add_test(tc, test_key_to_group);
+    tcase_add_test(tc, test_hash_tag_one_part);
     tcase_add_test(tc, test_pick_leader_and_voters);
     tcase_add_test(tc, test_pick_stale_order);
     tcase_add_test(tc, test_pick_avoids_suspects);

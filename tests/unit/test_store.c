@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "keyhash.h"
 #include "store.h"
 
 static char g_dir[64];
@@ -366,6 +367,215 @@ START_TEST(test_version_bound)
     close_store();
     ck_assert_uint_eq(raw_count(vb_prefix, sizeof(vb_prefix)), 1); /* written back */
     open_store();
+}
+END_TEST
+
+/* ---- Key-hash marker (docs/storage.md, "Key-hash version") ----------------*/
+
+static const char KH_KEY[] = {(char)0xFF, (char)0xFF, 'm', 'k', 'e', 'y', 'h', 'a', 's', 'h'};
+
+/* Write (v non-NULL) or delete a raw RocksDB key of the closed store: how a
+ * test makes a store look like one from an older build. */
+static void raw_write(const char *k, size_t kl, const char *v, size_t vl)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    char *err = NULL;
+    rocksdb_t *db = rocksdb_open(o, g_db, &err);
+
+    ck_assert_msg(err == NULL, "raw open: %s", err);
+    if (v != NULL) {
+        rocksdb_put(db, wo, k, kl, v, vl, &err);
+    } else {
+        rocksdb_delete(db, wo, k, kl, &err);
+    }
+    ck_assert_msg(err == NULL, "raw write: %s", err);
+    rocksdb_close(db);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_options_destroy(o);
+}
+
+/* The marker's value in the closed store: its version, 0 when absent. */
+static uint32_t raw_marker(void)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    char *err = NULL;
+    size_t vl = 0;
+    rocksdb_t *db = rocksdb_open_for_read_only(o, g_db, 0, &err);
+    ck_assert_msg(err == NULL, "raw open: %s", err);
+    char *v = rocksdb_get(db, ro, KH_KEY, sizeof(KH_KEY), &vl, &err);
+    ck_assert_msg(err == NULL, "raw get: %s", err);
+    uint32_t ver = 0;
+    if (v != NULL) {
+        ck_assert_uint_eq(vl, 4);
+        ver = (uint32_t)(uint8_t)v[0] << 24 | (uint32_t)(uint8_t)v[1] << 16 |
+              (uint32_t)(uint8_t)v[2] << 8 | (uint8_t)v[3];
+        rocksdb_free(v);
+    }
+    rocksdb_close(db);
+    rocksdb_readoptions_destroy(ro);
+    rocksdb_options_destroy(o);
+    return ver;
+}
+
+/* Put k where a build that hashed whole keys (key-hash v1) put it. */
+static uint16_t v1_slot(const char *k)
+{
+    return (uint16_t)(shale_hash64(k, strlen(k), 0) % SHALE_DEFAULT_SLOTS);
+}
+
+/* A new store records the key-hash version it places rows with; a reopen
+ * keeps it. */
+START_TEST(test_keyhash_marker_new)
+{
+    close_store();
+    ck_assert_uint_eq(raw_marker(), SHALE_KEYHASH_VERSION);
+    open_store();
+    put(1, 5, "{user1}.a", "x"); /* a v2 store may hold tagged keys */
+    close_store();
+    ck_assert_uint_eq(raw_marker(), SHALE_KEYHASH_VERSION);
+    open_store();
+    expect_val(5, "{user1}.a", "x");
+}
+END_TEST
+
+/* A store from before hash tags (no marker) whose keys have no tag — none,
+ * or only braces that make no tag — is where this build looks: it opens,
+ * and the marker is written; every row still reads. A store missing both
+ * the marker and the version bound gets both from the one scan. */
+START_TEST(test_keyhash_upgrade_clean)
+{
+    const char *keys[] = {"plain", "{}a", "a{b", "a}b{", "a{}{b}", "x{"};
+    const uint8_t vb_prefix[4] = {0xFF, 0xFF, 'm', 'v'};
+    const char vbk[] = {(char)0xFF, (char)0xFF, 'm', 'v', 'b', 'o', 'u', 'n', 'd'};
+    const uint64_t far = 7000ull << 16;
+    uint8_t rec[64];
+    size_t n = data_record(rec, "imported", far, "i");
+
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        put(1 + i, v1_slot(keys[i]), keys[i], keys[i]);
+    }
+    ck_assert_int_eq(store_apply_records(g_s, 100, 9, rec, n, NULL, g_err), SHALE_OK);
+    close_store();
+    raw_write(KH_KEY, sizeof(KH_KEY), NULL, 0);
+    raw_write(vbk, sizeof(vbk), NULL, 0);
+    ck_assert_uint_eq(raw_marker(), 0);
+    ck_assert_uint_eq(raw_count(vb_prefix, sizeof(vb_prefix)), 0);
+
+    open_store();
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        /* untagged: the v1 slot is the v2 slot */
+        ck_assert_uint_eq(shale_key_slot(keys[i], strlen(keys[i]), SHALE_DEFAULT_SLOTS),
+                          v1_slot(keys[i]));
+        expect_val(v1_slot(keys[i]), keys[i], keys[i]);
+    }
+    store_result_t r = put(101, 9, "imported", "again"); /* bound rebuilt by the scan */
+    ck_assert_uint_eq(r.version, far + 1);
+    close_store();
+    ck_assert_uint_eq(raw_marker(), SHALE_KEYHASH_VERSION);
+    ck_assert_uint_eq(raw_count(vb_prefix, sizeof(vb_prefix)), 1);
+    open_store();
+}
+END_TEST
+
+/* A store from before hash tags holding keys with a tag (at their v1 slot,
+ * where this build would not look): the open is refused with the count,
+ * the first key and what to do, and nothing is written (a second try is
+ * refused the same). Once they are gone (re-imported), it opens. */
+START_TEST(test_keyhash_refuse_tagged)
+{
+    const char *tagged[] = {"{user1}.a", "{user1}.b", "x{\"q\"}"};
+    store_t *s = (store_t *)g_err;
+
+    put(1, v1_slot("plain"), "plain", "p");
+    for (int i = 0; i < 3; i++) {
+        put(2 + (uint64_t)i, v1_slot(tagged[i]), tagged[i], "t");
+        ck_assert_uint_ne(v1_slot(tagged[i]),
+                          shale_key_slot(tagged[i], strlen(tagged[i]), SHALE_DEFAULT_SLOTS));
+    }
+    close_store();
+    raw_write(KH_KEY, sizeof(KH_KEY), NULL, 0);
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        g_err[0] = '\0';
+        ck_assert_int_eq(store_open(g_db, NULL, &s, g_err), SHALE_ECORRUPT);
+        ck_assert_ptr_null(s);
+        ck_assert_msg(strstr(g_err, "3 keys with a hash tag") != NULL, "%s", g_err);
+        ck_assert_msg(strstr(g_err, "Upgrading to hash tags") != NULL, "%s", g_err);
+        ck_assert_msg(strstr(g_err, "first: \"") != NULL, "%s", g_err);
+        ck_assert_uint_eq(raw_marker(), 0); /* refused: nothing written */
+    }
+    fprintf(stderr, "test_keyhash_refuse_tagged: %s\n", g_err);
+
+    /* The operator's way out: the tagged keys are exported with the old
+     * build and deleted; then this build opens the store. */
+    for (int i = 0; i < 3; i++) {
+        char k[32];
+        size_t kl = strlen(tagged[i]);
+        k[0] = (char)(v1_slot(tagged[i]) >> 8);
+        k[1] = (char)v1_slot(tagged[i]);
+        k[2] = 'd';
+        memcpy(k + 3, tagged[i], kl);
+        raw_write(k, 3 + kl, NULL, 0);
+    }
+    open_store();
+    expect_val(v1_slot("plain"), "plain", "p");
+    close_store();
+    ck_assert_uint_eq(raw_marker(), SHALE_KEYHASH_VERSION);
+    open_store();
+}
+END_TEST
+
+/* A marker from a later build is refused; a damaged one too. */
+START_TEST(test_keyhash_marker_bad)
+{
+    store_t *s = (store_t *)g_err;
+
+    close_store();
+    raw_write(KH_KEY, sizeof(KH_KEY), "\0\0\0\3", 4);
+    ck_assert_int_eq(store_open(g_db, NULL, &s, g_err), SHALE_ECORRUPT);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(g_err, "key-hash v3") != NULL, "%s", g_err);
+    raw_write(KH_KEY, sizeof(KH_KEY), "\0\2", 2);
+    ck_assert_int_eq(store_open(g_db, NULL, &s, g_err), SHALE_ECORRUPT);
+    ck_assert_msg(strstr(g_err, "key-hash marker has 2 bytes") != NULL, "%s", g_err);
+    raw_write(KH_KEY, sizeof(KH_KEY), "\0\0\0\2", 4);
+    open_store();
+}
+END_TEST
+
+/* An imported batch must hold only keys of its slot by this build's key
+ * hash: a batch placed by whole-key hashing (an older source) is refused. */
+START_TEST(test_records_check_slot)
+{
+    uint8_t rec[256];
+    const uint32_t S = SHALE_DEFAULT_SLOTS;
+    uint16_t tag_slot = (uint16_t)shale_key_slot("{user1}.a", 9, S);
+    size_t n = data_record(rec, "{user1}.a", 1, "a");
+    n += data_record(rec + n, "{user1}.b", 2, "b");
+    n += data_record(rec + n, "user1", 3, "c");
+
+    ck_assert_int_eq(store_records_check_slot(rec, n, tag_slot, S, g_err), SHALE_OK);
+    ck_assert_int_eq(store_records_check_slot(NULL, 0, tag_slot, S, g_err), SHALE_OK);
+    /* The v1 slot of one of the keys: refused, naming the key. */
+    g_err[0] = '\0';
+    ck_assert_int_eq(store_records_check_slot(rec, n, v1_slot("{user1}.a"), S, g_err),
+                     SHALE_EINVAL);
+    ck_assert_msg(strstr(g_err, "{user1}.a") != NULL, "%s", g_err);
+    /* A key of another slot after good ones. */
+    size_t m = n + data_record(rec + n, "other", 4, "d");
+    if (shale_key_slot("other", 5, S) != tag_slot) {
+        ck_assert_int_eq(store_records_check_slot(rec, m, tag_slot, S, g_err), SHALE_EINVAL);
+        ck_assert_msg(strstr(g_err, "\"other\"") != NULL, "%s", g_err);
+    }
+    /* Session records carry no user key: not checked. A cut batch is
+     * malformed. */
+    uint8_t ses[16] = {STORE_REC_PUT, 0, 0, 0, 2, 'c', 'z', 0, 0, 0, 1, 'v'};
+    ck_assert_int_eq(store_records_check_slot(ses, 12, tag_slot, S, g_err), SHALE_OK);
+    ck_assert_int_eq(store_records_check_slot(rec, n - 1, tag_slot, S, g_err), SHALE_EINVAL);
+    ck_assert_msg(strstr(g_err, "malformed") != NULL, "%s", g_err);
+    ck_assert_int_eq(store_records_check_slot(rec, n, tag_slot, 0, g_err), SHALE_EINVAL);
 }
 END_TEST
 
@@ -1532,6 +1742,11 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_sessions_scan_and_bad_batches);
     tcase_add_test(tc, test_version_max_rule);
     tcase_add_test(tc, test_version_bound);
+    tcase_add_test(tc, test_keyhash_marker_new);
+    tcase_add_test(tc, test_keyhash_upgrade_clean);
+    tcase_add_test(tc, test_keyhash_refuse_tagged);
+    tcase_add_test(tc, test_keyhash_marker_bad);
+    tcase_add_test(tc, test_records_check_slot);
     tcase_add_test(tc, test_cas);
     tcase_add_test(tc, test_batch_sees_earlier_ops);
     tcase_add_test(tc, test_delete);
