@@ -104,12 +104,9 @@ static void start_cluster(void)
 
     th_node_init(&g_router, 1, "127.0.0.125", g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
-    char bin[600];
-    snprintf(bin, sizeof(bin), "%s/router/shale-router", th_bin_dir());
-    const char *argv[] = {
-        bin,     "--listen",    g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
-        "10000", "--log-level", "debug",       NULL};
-    ck_assert_int_eq(th_spawn(&g_router, argv), 0);
+    const char *argv[] = {"--listen",    g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
+                          "10000",       "--log-level", "debug",  NULL};
+    ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
     wait_router_epoch(epoch);
 }
 
@@ -130,7 +127,7 @@ static void stop_cluster(void)
 static shale_client_t *connect_to(const char *addrs)
 {
     shale_options_t o;
-    shale_options_init(&o);
+    th_client_options(&o);
     o.timeout_ms = 15000;
     shale_client_t *c = NULL;
     char err[SHALE_ERRMSG_LEN] = "";
