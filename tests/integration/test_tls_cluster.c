@@ -145,6 +145,8 @@ static void suite_up(void)
     ck_assert_int_eq(tc_make_cert(g_pki, "ca", "client", "app", NULL, -1, 30), 0);
     ck_assert_int_eq(tc_make_cert(g_pki, "ca2", "foreign", "intruder", "IP:127.0.0.196", -1, 30),
                      0);
+    /* Signed by the right CA, but valid only until yesterday. */
+    ck_assert_int_eq(tc_make_cert(g_pki, "ca", "expired", "old-app", NULL, -30, -1), 0);
     /* The standalone node's files are "live.*", swapped by the reload test. */
     copy_file(P("node", "crt"), P("live", "crt"));
     copy_file(P("node", "key"), P("live", "key"));
@@ -308,6 +310,12 @@ START_TEST(test_refusals_are_clear)
     ck_assert_int_eq(tls_connect(g_node.addr, "ca", "foreign", NULL, &c, err), SHALE_EPROTO);
     ck_assert_msg(strstr(err, "the server refused the connection") != NULL, "%s", err);
     ck_assert_int_eq(wait_log(&g_node, "certificate verify failed (unknown CA", 5000), 0);
+
+    /* An expired client certificate, from the right CA. */
+    ck_assert_int_eq(tls_connect(g_node.addr, "ca", "expired", NULL, &c, err), SHALE_EPROTO);
+    ck_assert_msg(strstr(err, "the server refused the connection") != NULL, "%s", err);
+    ck_assert_int_eq(wait_log(&g_node, "certificate verify failed (certificate has expired", 5000),
+                     0);
 
     /* The node's certificate is not from the CA this client trusts. */
     ck_assert_int_eq(tls_connect(g_node.addr, "ca2", "client", NULL, &c, err), SHALE_EPROTO);
