@@ -265,6 +265,37 @@ START_TEST(test_large_transfer_odd_chunks)
 }
 END_TEST
 
+/* What goes on the wire is not the plaintext: a recognisable frame written
+ * on either side never appears in the ciphertext taken from it. */
+START_TEST(test_wire_holds_no_plaintext)
+{
+    tls_ctx_t *st = server_ctx("server", 0), *ct = client_ctx("ca", NULL);
+    tls_sess_t *c = sess(ct, "node1.shale"), *s = sess(st, NULL);
+    ck_assert_int_eq(handshake(c, s), 0);
+    static const char secret[] = "PUT user:42 password=hunter2-hunter2-hunter2";
+    for (int dir = 0; dir < 2; dir++) {
+        tls_sess_t *from = dir == 0 ? c : s, *to = dir == 0 ? s : c;
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(tls_sess_write(from, secret, sizeof(secret) - 1), 0);
+        uint8_t wire[4096];
+        size_t n = tls_sess_take(from, wire, sizeof(wire));
+        ck_assert_uint_gt(n, 8 * (sizeof(secret) - 1));
+        ck_assert_ptr_null(memmem(wire, n, "hunter2", 7));
+        ck_assert_ptr_null(memmem(wire, n, "user:42", 7));
+        /* ... and it is the plaintext once decrypted. */
+        ck_assert_int_eq(tls_sess_feed(to, wire, n), 0);
+        uint8_t back[4096];
+        long r = drain(to, back, sizeof(back));
+        ck_assert_int_eq(r, 8 * (long)(sizeof(secret) - 1));
+        ck_assert_ptr_nonnull(memmem(back, (size_t)r, "hunter2", 7));
+    }
+    tls_sess_free(c);
+    tls_sess_free(s);
+    tls_ctx_free(st);
+    tls_ctx_free(ct);
+}
+END_TEST
+
 START_TEST(test_wrong_ca_refused)
 {
     /* The client trusts ca2; the server's certificate is from ca. */
@@ -695,6 +726,7 @@ int main(void)
     tcase_add_test(tc, test_expired_refused);
     tcase_add_test(tc, test_server_name_checked);
     tcase_add_test(tc, test_plaintext_client_on_tls_port);
+    tcase_add_test(tc, test_wire_holds_no_plaintext);
     tcase_add_test(tc, test_garbage_before_handshake);
     tcase_add_test(tc, test_garbage_after_handshake);
     tcase_add_test(tc, test_reload_swaps_context);
