@@ -303,6 +303,23 @@ const Shale__User *auth_table_find(const Shale__UserTable *t, const char *name)
     return NULL;
 }
 
+void auth_hello_fill(Shale__HelloReply *hr, int auth_on, const char *user, const Shale__User *u)
+{
+    hr->has_auth = 1;
+    hr->auth = auth_on != 0;
+    if (!auth_on || user == NULL || user[0] == '\0')
+        return; /* no users, or an anonymous connection */
+    hr->user = (char *)user;
+    if (u == NULL)
+        return; /* removed since the login started: its requests are refused */
+    hr->has_role = 1;
+    hr->role = u->role;
+    if (u->has_key_prefix && u->key_prefix.len > 0) {
+        hr->has_key_prefix = 1;
+        hr->key_prefix = u->key_prefix;
+    }
+}
+
 int auth_table_has_admin(const Shale__UserTable *t)
 {
     for (size_t i = 0; t != NULL && i < t->n_users; i++)

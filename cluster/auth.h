@@ -105,6 +105,12 @@ Shale__User *auth_user_unpack(const uint8_t *buf, size_t len, int need_hash);
 
 /* The user named name in t, or NULL. t may be NULL. */
 const Shale__User *auth_table_find(const Shale__UserTable *t, const char *name);
+/* What HELLO_REPLY tells a client about its own login (docs/protocol.md):
+ * whether the process runs with --auth (auth_on), and for a logged-in user
+ * (user non-empty) its name and, when u (its record now; NULL when it was
+ * removed since the login) is known, its role and key prefix. hr points
+ * into user and u: they must outlive the packing of the reply. */
+void auth_hello_fill(Shale__HelloReply *hr, int auth_on, const char *user, const Shale__User *u);
 /* Whether t holds at least one admin user. */
 int auth_table_has_admin(const Shale__UserTable *t);
 

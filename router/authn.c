@@ -131,19 +131,9 @@ int rt_authn_check(rt_router_t *r, rt_authn_conn_t *ac, uint16_t type, const Pro
 
 void rt_authn_hello_fill(rt_router_t *r, rt_authn_conn_t *ac, Shale__HelloReply *hr)
 {
-    hr->has_auth = 1;
-    hr->auth = r->cfg.auth != 0;
-    if (!r->cfg.auth || ac->user[0] == '\0')
-        return; /* no users, or an anonymous connection */
-    hr->user = ac->user;
-    ac->u = auth_table_find(r->authn.uwatch.table, ac->user);
-    ac->gen = r->authn.uwatch.gen;
-    if (ac->u == NULL)
-        return; /* removed since the login started: its requests are refused */
-    hr->has_role = 1;
-    hr->role = ac->u->role;
-    if (ac->u->has_key_prefix && ac->u->key_prefix.len > 0) {
-        hr->has_key_prefix = 1;
-        hr->key_prefix = ac->u->key_prefix;
+    if (r->cfg.auth && ac->user[0] != '\0') {
+        ac->u = auth_table_find(r->authn.uwatch.table, ac->user);
+        ac->gen = r->authn.uwatch.gen;
     }
+    auth_hello_fill(hr, r->cfg.auth, ac->user, ac->u);
 }

@@ -131,23 +131,12 @@ const Shale__UserTable *authn_table(const shaled_t *s, uint64_t *gen)
 
 void authn_hello_fill(shaled_t *s, authn_conn_t *a, Shale__HelloReply *hr)
 {
-    hr->has_auth = 1;
-    hr->auth = s->cfg.auth != 0;
-    if (!s->cfg.auth || a->user[0] == '\0')
-        return; /* no users, or an anonymous connection */
-    hr->user = a->user;
-    uint64_t gen;
-    const Shale__UserTable *t = authn_table(s, &gen);
-    a->u = auth_table_find(t, a->user);
-    a->gen = gen;
-    if (a->u == NULL)
-        return; /* removed since the login started: its requests are refused */
-    hr->has_role = 1;
-    hr->role = a->u->role;
-    if (a->u->has_key_prefix && a->u->key_prefix.len > 0) {
-        hr->has_key_prefix = 1;
-        hr->key_prefix = a->u->key_prefix;
+    if (s->cfg.auth && a->user[0] != '\0') {
+        uint64_t gen;
+        a->u = auth_table_find(authn_table(s, &gen), a->user);
+        a->gen = gen;
     }
+    auth_hello_fill(hr, s->cfg.auth, a->user, a->u);
 }
 
 /* The first-admin rule (file comment). */
