@@ -154,6 +154,23 @@ int th_map_get(const char *meta_addrs, uint64_t known_epoch, uint32_t wait_ms,
     return *out != NULL ? SHALE_OK : SHALE_ENOMEM;
 }
 
+Shale__ClusterMap *th_map_newest(const th_cluster_t *c)
+{
+    Shale__ClusterMap *best = NULL;
+    for (int i = 0; i < c->meta.n; i++) {
+        Shale__ClusterMap *m = NULL;
+        if (th_map_get(c->meta.nodes[i].addr, 0, 0, &m) != SHALE_OK || m == NULL)
+            continue;
+        if (best == NULL || m->epoch > best->epoch) {
+            cmap_free(best);
+            best = m;
+        } else {
+            cmap_free(m);
+        }
+    }
+    return best;
+}
+
 int th_map_cas(const char *meta_addrs, uint64_t expect, const Shale__ClusterMap *map,
                uint64_t client_id, uint64_t seq, Shale__ClusterMap **out, uint64_t *epoch,
                char *msg)

@@ -50,6 +50,10 @@ void th_shard_group_free(Shale__ShardGroup *g);
  * or a SHALE_E* code. */
 int th_map_get(const char *meta_addrs, uint64_t known_epoch, uint32_t wait_ms,
                Shale__ClusterMap **out);
+/* The newest map any of c's meta members answers (MAP_GET without waiting
+ * at each; a member that does not answer is skipped), or NULL when none
+ * answers. Free with cmap_free. */
+Shale__ClusterMap *th_map_newest(const th_cluster_t *c);
 /* MAP_CAS: 0 with *out the new map (may be NULL), or a SHALE_E* code; *epoch
  * (may be NULL) gets the epoch an error carried, msg (may be NULL, 256
  * bytes) its message. client_id/seq 0: no session. */

@@ -53,18 +53,7 @@ static long long mono_ms(void)
 /* The newest map any meta member has. */
 static Shale__ClusterMap *get_map(void)
 {
-    Shale__ClusterMap *best = NULL;
-    for (int i = 0; i < g_cl.meta.n; i++) {
-        Shale__ClusterMap *m = NULL;
-        if (th_map_get(g_cl.meta.nodes[i].addr, 0, 0, &m) != SHALE_OK)
-            continue;
-        if (best == NULL || m->epoch > best->epoch) {
-            cmap_free(best);
-            best = m;
-        } else {
-            cmap_free(m);
-        }
-    }
+    Shale__ClusterMap *best = th_map_newest(&g_cl);
     ck_assert_ptr_nonnull(best);
     return best;
 }

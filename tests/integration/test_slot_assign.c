@@ -74,29 +74,10 @@ static int connect_rw(const char *addrs, shale_client_t **c)
     return shale_connect(addrs, &o, c, err);
 }
 
-/* The map from the meta member at addr (cmap_free), NULL when it does not
- * answer. */
-static Shale__ClusterMap *map_at(const char *addr)
-{
-    Shale__ClusterMap *m = NULL;
-    return th_map_get(addr, 0, 0, &m) == SHALE_OK ? m : NULL;
-}
-
 /* The newest map any meta member has. */
 static Shale__ClusterMap *get_map(void)
 {
-    Shale__ClusterMap *best = NULL;
-    for (int i = 0; i < g_cl.meta.n; i++) {
-        Shale__ClusterMap *m = map_at(g_cl.meta.nodes[i].addr);
-        if (m == NULL)
-            continue;
-        if (best == NULL || m->epoch > best->epoch) {
-            cmap_free(best);
-            best = m;
-        } else {
-            cmap_free(m);
-        }
-    }
+    Shale__ClusterMap *best = th_map_newest(&g_cl);
     ck_assert_ptr_nonnull(best);
     return best;
 }
