@@ -171,6 +171,7 @@ static const perm_row_t perms[] = {
     {SHALE_MSG_DEL_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_CAS_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_MPUT_REQ, AUTH_ROLE_READWRITE, 1, 1},
+    {SHALE_MSG_TXN_REQ, AUTH_ROLE_READ, 1, 1}, /* a get-only txn; with writes: readwrite */
     {SHALE_MSG_STATUS_REQ, AUTH_ROLE_READ, 0, 1},
     {SHALE_MSG_MAP_GET_REQ, AUTH_ROLE_READ, 0, 0},
     {SHALE_MSG_MEMBER_ADD_REQ, AUTH_ROLE_ADMIN, 0, 0},
@@ -213,7 +214,7 @@ START_TEST(test_role_by_type)
             allowed_somewhere += got;
         }
     }
-    ck_assert_int_eq(allowed_somewhere, 4 * 3 + 4 * 2 + 9 * 1);
+    ck_assert_int_eq(allowed_somewhere, 5 * 3 + 4 * 2 + 9 * 1);
     /* Every request type the protocol knows is in the table: a new one
      * must be given a row (and a role) here, not slip through as denied or
      * allowed by accident. */
