@@ -265,6 +265,58 @@ START_TEST(test_prefix_restriction)
 }
 END_TEST
 
+/* A TXN: read role for gets and compares only, readwrite once it has a put
+ * or delete (in either branch); every key must pass the prefix. */
+START_TEST(test_request_txn)
+{
+    char why[AUTH_ERRLEN];
+    Shale__User u = SHALE__USER__INIT;
+    u.name = "svc";
+    u.role = SHALE__USER_ROLE__USER_READ;
+    u.has_key_prefix = 1;
+    u.key_prefix.data = (uint8_t *)"t1/";
+    u.key_prefix.len = 3;
+    Shale__TxnCompare c = SHALE__TXN_COMPARE__INIT, *cp = &c;
+    c.key.data = (uint8_t *)"t1/a";
+    c.key.len = 4;
+    Shale__TxnOp g = SHALE__TXN_OP__INIT, p = SHALE__TXN_OP__INIT;
+    Shale__TxnOp *gets[1] = {&g}, *puts[1] = {&p};
+    g.type = SHALE__TXN_OP_TYPE__TXN_GET;
+    g.key.data = (uint8_t *)"t1/b";
+    g.key.len = 4;
+    p.type = SHALE__TXN_OP_TYPE__TXN_PUT;
+    p.key.data = (uint8_t *)"t1/c";
+    p.key.len = 4;
+    Shale__TxnRequest x = SHALE__TXN_REQUEST__INIT;
+    x.n_compares = 1;
+    x.compares = &cp;
+    x.n_success = 1;
+    x.success = gets;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* A put in the failure branch makes it a write: read role refused. */
+    x.n_failure = 1;
+    x.failure = puts;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "readwrite"));
+    u.role = SHALE__USER_ROLE__USER_READWRITE;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* Any key outside the prefix: the compare's, a get's, a put's. */
+    c.key.data = (uint8_t *)"t2/a";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "prefix"));
+    c.key.data = (uint8_t *)"t1/a";
+    g.key.data = (uint8_t *)"t2/b";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    g.key.data = (uint8_t *)"t1/b";
+    p.key.data = (uint8_t *)"t2/c";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    p.key.data = (uint8_t *)"t1/c";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* No user: refused. */
+    ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+}
+END_TEST
+
 /* auth_request_allowed checks every key of a multi-key request. */
 START_TEST(test_request_keys)
 {
@@ -672,6 +724,7 @@ int main(void)
     tcase_add_test(tc, test_role_by_type);
     tcase_add_test(tc, test_prefix_restriction);
     tcase_add_test(tc, test_request_keys);
+    tcase_add_test(tc, test_request_txn);
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_login_cache);
