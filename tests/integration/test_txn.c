@@ -13,9 +13,13 @@
  *    threads moving random amounts with compare-on-version txns, a reader
  *    checking the sum with get-only txns (always the same), and the group
  *    leader killed (SIGKILL) in the middle: no transfer lost or doubled,
- *    the final sum unchanged.
+ *    the final sum unchanged;
+ *  - (test_txn_slot_move, two groups) the same bank while the accounts'
+ *    slot moves to the other group and back (shalectl slot move): the
+ *    txns' writes reach the target through the migration changelog, the
+ *    fence refuses (never loses) a txn, every sum seen is the same.
  *
- * Hosts 127.0.0.160.. (meta), .170.. (group 1), .165 (router). */
+ * Hosts 127.0.0.160.. (meta), .170.. (group 1), .180 (group 2), .165 (router). */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,17 +53,23 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void start_cluster(void)
+/* ngroups groups of voters voters each, the map over SLOTS slots, a router. */
+static void start_cluster_n(int ngroups, int voters)
 {
     g_base = th_tmpdir("txn");
     ck_assert_ptr_nonnull(g_base);
-    ck_assert_int_eq(th_cluster_start(&g_cl, 1, 3, FIRST_HOST, g_base, NULL), 0);
+    ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, FIRST_HOST, g_base, NULL), 0);
     ck_assert_int_eq(th_cluster_init(&g_cl, SLOTS, 20000), 0);
     th_node_init(&g_router, 1, "127.0.0.165", g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
     const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
                           "10000",    NULL};
     ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
+}
+
+static void start_cluster(void)
+{
+    start_cluster_n(1, 3);
 }
 
 static void stop_cluster(void)
@@ -347,8 +357,39 @@ static long total(const long *v, int n)
     return s;
 }
 
-static void run_bank(int kill_leader)
+/* shalectl against the meta group: exit code, output in out. */
+static char g_out[16384];
+#define CTL(...) th_shalectl(g_out, sizeof(g_out), "--meta %s " __VA_ARGS__)
+
+/* The group owning slot in the newest map a meta member has. */
+static uint64_t slot_owner(uint32_t slot, uint64_t *epoch)
 {
+    Shale__ClusterMap *best = NULL;
+    for (int i = 0; i < g_cl.meta.n; i++) {
+        Shale__ClusterMap *m = NULL;
+        if (th_map_get(g_cl.meta.nodes[i].addr, 0, 0, &m) != SHALE_OK)
+            continue;
+        if (best == NULL || m->epoch > best->epoch) {
+            if (best != NULL)
+                shale__cluster_map__free_unpacked(best, NULL);
+            best = m;
+        } else {
+            shale__cluster_map__free_unpacked(m, NULL);
+        }
+    }
+    ck_assert_ptr_nonnull(best);
+    uint64_t g = cmap_slot_group(best, slot);
+    if (epoch != NULL)
+        *epoch = best->epoch;
+    shale__cluster_map__free_unpacked(best, NULL);
+    return g;
+}
+
+enum { BANK_PLAIN, BANK_KILL_LEADER, BANK_SLOT_MOVES };
+
+static void run_bank(int mode)
+{
+    int kill_leader = mode == BANK_KILL_LEADER;
     shale_client_t *c = connect_to(g_router.addr);
     /* Open the accounts once (create only if absent). */
     shale_txn_compare_t absent = {.key = acct_key(0), .klen = strlen(acct_key(0)),
@@ -381,6 +422,27 @@ static void run_bank(int kill_leader)
         th_node_stop(&g_cl.groups[0].nodes[leader], SIGKILL);
         ck_assert_int_ge(th_group_wait_leader(&g_cl.groups[0], 20000), 0);
         sleep(3);
+    } else if (mode == BANK_SLOT_MOVES) {
+        /* Move the accounts' slot to the other group and back while the
+         * transfers run: the txns' writes must travel with the slot (the
+         * changelog), and the fence must refuse, not lose, txns. */
+        uint32_t slot = shale_key_slot("bank", 4, SLOTS);
+        uint64_t from = slot_owner(slot, NULL), to = from == 1 ? 2 : 1;
+        for (int i = 0; i < 2; i++) {
+            long before = total(g_transfers, NWRITERS);
+            int rc = CTL("slot move %u %llu", g_cl.meta.addrs, slot, (unsigned long long)to);
+            ck_assert_msg(rc == 0, "slot move %u -> %llu: %s", slot, (unsigned long long)to,
+                          g_out);
+            uint64_t epoch = 0;
+            ck_assert_uint_eq(slot_owner(slot, &epoch), to);
+            ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, epoch, 20000), 0);
+            fprintf(stderr, "test_txn: slot %u moved to group %llu (%ld transfers during)\n", slot,
+                    (unsigned long long)to, total(g_transfers, NWRITERS) - before);
+            uint64_t t = from;
+            from = to;
+            to = t;
+            sleep(1);
+        }
     } else {
         sleep(2);
     }
@@ -390,7 +452,7 @@ static void run_bank(int kill_leader)
         pthread_join(th[i], NULL);
     fprintf(stderr,
             "test_txn: bank%s: %ld transfers, %ld conflicts, %ld errors, %ld reads, %ld bad sums\n",
-            kill_leader ? " (leader killed)" : "", total(g_transfers, NWRITERS),
+            kill_leader ? " (leader killed)" : mode == BANK_SLOT_MOVES ? " (slot moved twice)" : "", total(g_transfers, NWRITERS),
             total(g_conflicts, NWRITERS), total(g_errors, NWRITERS + 1), g_reads, g_bad_sums);
     ck_assert_int_eq(g_bad_sums, 0);
     ck_assert_int_gt(total(g_transfers, NWRITERS), 0);
@@ -447,8 +509,19 @@ START_TEST(test_txn_through_router)
     shale_close(c);
     check_shalectl();
     check_retry_once();
-    run_bank(0);
-    run_bank(1);
+    run_bank(BANK_PLAIN);
+    run_bank(BANK_KILL_LEADER);
+    th_node_stop(&g_router, SIGTERM);
+    ck_assert_int_eq(th_log_sanitizer_errors(&g_router), 0);
+    stop_cluster();
+}
+END_TEST
+
+/* The bank while its slot moves between two groups and back. */
+START_TEST(test_txn_slot_move)
+{
+    start_cluster_n(2, 1);
+    run_bank(BANK_SLOT_MOVES);
     th_node_stop(&g_router, SIGTERM);
     ck_assert_int_eq(th_log_sanitizer_errors(&g_router), 0);
     stop_cluster();
@@ -459,9 +532,10 @@ int main(void)
 {
     Suite *s = suite_create("txn");
     TCase *tc = tcase_create("router");
-    tcase_set_timeout(tc, 280);
+    tcase_set_timeout(tc, 290);
     tcase_add_checked_fixture(tc, NULL, stop_cluster);
     tcase_add_test(tc, test_txn_through_router);
+    tcase_add_test(tc, test_txn_slot_move);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
