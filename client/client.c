@@ -729,6 +729,16 @@ void shale_value_free(shale_value_t *v)
     memset(v, 0, sizeof(*v));
 }
 
+int shale_txn_async(shale_client_t *c, shale_req_t *req, const shale_txn_t *txn, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_TXN);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_txn(&m, &c->lim, txn, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
 void shale_item_results_free(shale_item_result_t *results, size_t n)
 {
     if (results == NULL)

@@ -303,9 +303,114 @@ void codec_msg_free(codec_msg_t *m)
     free(m->kv);
     free(m->kvp);
     free(m->keys);
+    free(m->tc);
+    free(m->tcp);
+    free(m->to);
+    free(m->top);
     m->kv = NULL;
     m->kvp = NULL;
     m->keys = NULL;
+    m->tc = NULL;
+    m->tcp = NULL;
+    m->to = NULL;
+    m->top = NULL;
+}
+
+int codec_txn(codec_msg_t *m, const codec_limits_t *lim, const shale_txn_t *txn, char *err)
+{
+    msg_init(m, SHALE_MSG_TXN_REQ, SHALE_MSG_TXN_RESP, 0);
+    if (txn == NULL || (txn->ncompares > 0 && txn->compares == NULL) ||
+        (txn->nsuccess > 0 && txn->success == NULL) ||
+        (txn->nfailure > 0 && txn->failure == NULL)) {
+        ERR(err, "txn: NULL transaction or array");
+        return SHALE_EINVAL;
+    }
+    if (txn->ncompares > SHALE_TXN_MAX_COMPARES || txn->nsuccess + txn->nfailure > SHALE_TXN_MAX_OPS) {
+        ERR(err, "txn: %zu compares and %zu ops (at most %d and %d)", txn->ncompares,
+            txn->nsuccess + txn->nfailure, SHALE_TXN_MAX_COMPARES, SHALE_TXN_MAX_OPS);
+        return SHALE_ETOOLARGE;
+    }
+    size_t nc = txn->ncompares, no = txn->nsuccess + txn->nfailure;
+    m->tc = calloc(nc ? nc : 1, sizeof(*m->tc));
+    m->tcp = calloc(nc ? nc : 1, sizeof(*m->tcp));
+    m->to = calloc(no ? no : 1, sizeof(*m->to));
+    m->top = calloc(no ? no : 1, sizeof(*m->top));
+    if (m->tc == NULL || m->tcp == NULL || m->to == NULL || m->top == NULL) {
+        codec_msg_free(m);
+        ERR(err, "txn: out of memory");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        const shale_txn_compare_t *c = &txn->compares[i];
+        Shale__TxnCompare *t = &m->tc[i];
+        shale__txn_compare__init(t);
+        if (c->key == NULL && c->klen > 0) {
+            codec_msg_free(m);
+            ERR(err, "txn compare %zu: key is NULL", i);
+            return SHALE_EINVAL;
+        }
+        t->key = bin(c->key, c->klen);
+        t->target = (Shale__TxnTarget)c->target;
+        t->op = (Shale__TxnCompareOp)c->cmp;
+        switch (c->target) {
+        case SHALE_TXN_VALUE:
+            if (c->value == NULL && c->vlen > 0) {
+                codec_msg_free(m);
+                ERR(err, "txn compare %zu: value is NULL but its length is %zu", i, c->vlen);
+                return SHALE_EINVAL;
+            }
+            t->has_value = 1;
+            t->value = bin(c->value, c->vlen);
+            break;
+        case SHALE_TXN_VERSION:
+            t->has_version = 1;
+            t->version = c->version;
+            break;
+        case SHALE_TXN_EXISTS:
+            t->has_exists = 1;
+            t->exists = c->exists != 0;
+            break;
+        }
+        m->tcp[i] = t;
+    }
+    for (size_t i = 0; i < no; i++) {
+        const shale_txn_op_t *o = i < txn->nsuccess ? &txn->success[i]
+                                                    : &txn->failure[i - txn->nsuccess];
+        Shale__TxnOp *t = &m->to[i];
+        shale__txn_op__init(t);
+        if ((o->key == NULL && o->klen > 0) || (o->value == NULL && o->vlen > 0)) {
+            codec_msg_free(m);
+            ERR(err, "txn op %zu: NULL key or value with a length", i);
+            return SHALE_EINVAL;
+        }
+        t->type = (Shale__TxnOpType)o->type;
+        t->key = bin(o->key, o->klen);
+        if (o->type == SHALE_TXN_PUT) {
+            t->has_value = 1;
+            t->value = bin(o->value, o->vlen);
+        }
+        m->top[i] = t;
+    }
+    Shale__TxnRequest x = SHALE__TXN_REQUEST__INIT;
+    x.n_compares = nc;
+    x.compares = m->tcp;
+    x.n_success = txn->nsuccess;
+    x.success = m->top;
+    x.n_failure = txn->nfailure;
+    x.failure = m->top + txn->nsuccess;
+    uint32_t slot;
+    int writes;
+    /* One slot for all: the one-slot rule is the router's and node's. */
+    int rv = wire_txn_check(&x, lim->max_key, lim->max_value, 1, &slot, &writes, err,
+                            SHALE_ERRMSG_LEN);
+    if (rv != 0) {
+        codec_msg_free(m);
+        return rv;
+    }
+    m->u.txn = x;
+    m->mutation = writes;
+    m->nkeys = no;
+    return SHALE_OK;
 }
 
 void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_t ack_floor)
@@ -330,6 +435,9 @@ void codec_set_session(codec_msg_t *m, uint64_t client_id, uint64_t seq, uint64_
         break;
     case SHALE_MSG_MPUT_REQ:
         m->u.mput.session = &m->session;
+        break;
+    case SHALE_MSG_TXN_REQ:
+        m->u.txn.session = &m->session;
         break;
     default:
         break;
@@ -535,6 +643,38 @@ int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t ty
         Shale__MPutResponse *p = (Shale__MPutResponse *)msg;
         req->duplicate = p->has_duplicate && p->duplicate;
         rv = decode_items(req, p->items, p->n_items, nkeys, 0);
+        break;
+    }
+    case SHALE_MSG_TXN_RESP: {
+        Shale__TxnResponse *t = (Shale__TxnResponse *)msg;
+        req->existed = t->succeeded;
+        req->duplicate = t->has_duplicate && t->duplicate;
+        if (t->n_results > nkeys) {
+            ERR(req->errmsg, "answer carries %zu results for a txn of %zu ops", t->n_results,
+                nkeys);
+            rv = SHALE_EPROTO;
+            break;
+        }
+        if (t->n_results == 0)
+            break;
+        req->items = calloc(t->n_results, sizeof(*req->items));
+        if (req->items == NULL) {
+            ERR(req->errmsg, "out of memory");
+            rv = SHALE_ENOMEM;
+            break;
+        }
+        req->nitems = t->n_results;
+        for (size_t i = 0; i < t->n_results && rv == SHALE_OK; i++) {
+            const Shale__TxnOpResult *x = t->results[i];
+            shale_item_result_t *r = &req->items[i];
+            r->status = SHALE_OK;
+            r->found = x->has_found && x->found;
+            r->version = x->has_version ? x->version : 0;
+            if (x->has_value && dup_bytes(&x->value, &r->data, &r->len) != 0) {
+                ERR(req->errmsg, "out of memory");
+                rv = SHALE_ENOMEM;
+            }
+        }
         break;
     }
     case SHALE_MSG_ADMIN_RESP: {

@@ -123,6 +123,7 @@ typedef struct codec_msg {
         Shale__CasRequest cas;
         Shale__MGetRequest mget;
         Shale__MPutRequest mput;
+        Shale__TxnRequest txn;
         Shale__StatusRequest status;
         Shale__MemberAddRequest madd;
         Shale__MemberRemoveRequest mrem;
@@ -134,6 +135,10 @@ typedef struct codec_msg {
     Shale__KeyValue *kv;       /* MPUT items (malloc) */
     Shale__KeyValue **kvp;     /* MPUT item pointers (malloc) */
     ProtobufCBinaryData *keys; /* MGET keys (malloc) */
+    Shale__TxnCompare *tc;     /* TXN compares and their pointers (malloc) */
+    Shale__TxnCompare **tcp;
+    Shale__TxnOp *to;          /* TXN ops, success then failure, and pointers (malloc) */
+    Shale__TxnOp **top;
     const uint8_t *raw;        /* CALL: the payload, already encoded (caller's) */
     size_t raw_len;
 } codec_msg_t;
@@ -152,6 +157,10 @@ int codec_mget(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *ke
                const shale_read_opts_t *ro, char *err);
 int codec_mput(codec_msg_t *m, const codec_limits_t *lim, const shale_item_t *items, size_t n,
                char *err);
+/* A TXN: the checks of wire_txn_check except the one-slot rule (the
+ * client does not know the slot count; the router and node check it).
+ * mutation (a Session) only when it has a put or delete. */
+int codec_txn(codec_msg_t *m, const codec_limits_t *lim, const shale_txn_t *txn, char *err);
 void codec_msg_free(codec_msg_t *m);
 /* Admin requests: status (of the node answering), member add/remove,
  * leadership transfer. Strings point at the caller's buffers. */

@@ -152,6 +152,71 @@ typedef struct shale_item_result {
     size_t len;
 } shale_item_result_t;
 
+/* ---- Transactions (within one slot; docs/protocol.md, "Transactions") -----
+ *
+ * etcd's Txn shape: if every compare holds, the success ops run, else the
+ * failure ops; atomically, in one Raft entry, evaluated against the state
+ * at that point of the log (linearizable). Every key (compares and both op
+ * lists) must hash to one slot: give related keys the same {hash tag}, e.g.
+ * "{acct}alice" and "{acct}bob". Otherwise the router or node refuses it
+ * with SHALE_ECROSSSLOT before anything is proposed (libshale does not know
+ * the cluster's slot count, so it cannot check this itself).
+ * Limits: SHALE_TXN_MAX_COMPARES compares, SHALE_TXN_MAX_OPS ops in both
+ * lists together (more: SHALE_ETOOLARGE). A txn with a put or delete
+ * carries the client's session (exactly-once like every write: a retry is
+ * answered with the first outcome, get values included); a get-only txn
+ * carries none (re-running it changes nothing). */
+
+#define SHALE_TXN_MAX_COMPARES 128
+#define SHALE_TXN_MAX_OPS 128
+
+typedef enum shale_txn_target {
+    SHALE_TXN_VALUE = 1,   /* the key's value (bytewise); an absent key never matches */
+    SHALE_TXN_VERSION = 2, /* the key's version; an absent key has version 0 */
+    SHALE_TXN_EXISTS = 3,  /* whether the key exists: EQUAL / NOT_EQUAL only */
+} shale_txn_target_t;
+
+typedef enum shale_txn_cmp {
+    SHALE_TXN_EQUAL = 1,
+    SHALE_TXN_NOT_EQUAL = 2,
+    SHALE_TXN_LESS = 3,    /* the key's value/version is less than the operand */
+    SHALE_TXN_GREATER = 4,
+} shale_txn_cmp_t;
+
+typedef struct shale_txn_compare {
+    const void *key;
+    size_t klen;
+    shale_txn_target_t target;
+    shale_txn_cmp_t cmp;
+    const void *value; /* SHALE_TXN_VALUE */
+    size_t vlen;
+    uint64_t version;  /* SHALE_TXN_VERSION */
+    int exists;        /* SHALE_TXN_EXISTS */
+} shale_txn_compare_t;
+
+typedef enum shale_txn_op_type {
+    SHALE_TXN_PUT = 1,
+    SHALE_TXN_DEL = 2,
+    SHALE_TXN_GET = 3,
+} shale_txn_op_type_t;
+
+typedef struct shale_txn_op {
+    shale_txn_op_type_t type;
+    const void *key;
+    size_t klen;
+    const void *value; /* SHALE_TXN_PUT */
+    size_t vlen;
+} shale_txn_op_t;
+
+typedef struct shale_txn {
+    const shale_txn_compare_t *compares;
+    size_t ncompares;
+    const shale_txn_op_t *success;
+    size_t nsuccess;
+    const shale_txn_op_t *failure;
+    size_t nfailure;
+} shale_txn_t;
+
 /* ---- Synchronous API ------------------------------------------------------*/
 
 /* Connect to addr ("host:port"). On failure returns a SHALE_E* code and, if
@@ -187,6 +252,18 @@ int shale_mget(shale_client_t *c, const shale_item_t *keys, size_t n,
 int shale_mput(shale_client_t *c, const shale_item_t *items, size_t n,
                shale_item_result_t *results);
 void shale_item_results_free(shale_item_result_t *results, size_t n);
+/* Run a transaction. SHALE_OK when it ran (either branch): *succeeded (may
+ * be NULL) says whether the compares held; *results (may be NULL; release
+ * with shale_item_results_free(*results, *nresults), then free(*results))
+ * gets one entry per op of the branch that ran, in order: a put's new
+ * version; a delete's found = existed and the version deleted; a get's
+ * found, value (data/len) and version, as of the txn's earlier ops. Errors:
+ * SHALE_ECROSSSLOT, SHALE_EINVAL, SHALE_ETOOLARGE (limits, or gets that
+ * would return more than 4 MiB of values), SHALE_EPERM (a txn with a put or
+ * delete needs a readwrite user; every key must pass the user's prefix),
+ * and those of any write. */
+int shale_txn(shale_client_t *c, const shale_txn_t *txn, int *succeeded,
+              shale_item_result_t **results, size_t *nresults);
 
 /* ---- Group administration (synchronous) -----------------------------------*/
 
@@ -247,6 +324,7 @@ typedef enum shale_req_type {
     SHALE_REQ_MPUT,
     SHALE_REQ_ADMIN,
     SHALE_REQ_CALL, /* shale_call_async: any message, raw payloads */
+    SHALE_REQ_TXN,
 } shale_req_type_t;
 
 /* A request, owned by the caller; must stay valid until its callback runs.
@@ -257,9 +335,10 @@ struct shale_req {
     int status;             /* SHALE_OK or SHALE_E* */
     shale_value_t value;    /* GET; CAS_FAILED current state */
     uint64_t version;       /* PUT/DEL/CAS */
-    int existed;            /* DEL */
+    int existed;            /* DEL; TXN: 1 when the compares held (success ops ran) */
     int duplicate;          /* server answered a retry with the first outcome */
-    shale_item_result_t *items; /* MGET/MPUT, nitems entries */
+    shale_item_result_t *items; /* MGET/MPUT, nitems entries; TXN: per op of the
+                                   branch that ran (see shale_txn) */
     size_t nitems;
     char errmsg[SHALE_ERRMSG_LEN];
     char leader_hint[64];
@@ -293,6 +372,10 @@ int shale_mget_async(shale_client_t *c, shale_req_t *req,
                      const shale_read_opts_t *ro, shale_cb cb);
 int shale_mput_async(shale_client_t *c, shale_req_t *req,
                      const shale_item_t *items, size_t n, shale_cb cb);
+/* The arrays and bytes of txn are copied into the request before this
+ * returns. On completion req->existed says whether the compares held and
+ * req->items/nitems hold the results of the branch that ran. */
+int shale_txn_async(shale_client_t *c, shale_req_t *req, const shale_txn_t *txn, shale_cb cb);
 
 /* Low-level call, for Shale's own tools (shalectl, shale-router, shaled
  * following the cluster map): send one message of frame type `type` whose

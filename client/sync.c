@@ -275,6 +275,31 @@ int shale_mput(shale_client_t *c, const shale_item_t *items, size_t n, shale_ite
     return rv;
 }
 
+int shale_txn(shale_client_t *c, const shale_txn_t *txn, int *succeeded,
+              shale_item_result_t **results, size_t *nresults)
+{
+    if (succeeded != NULL)
+        *succeeded = 0;
+    if (results != NULL)
+        *results = NULL;
+    if (nresults != NULL)
+        *nresults = 0;
+    SYNC_BEGIN(c);
+    rv = sync_wait(c, &req, shale_txn_async(c, &req, txn, sync_cb));
+    if (rv == SHALE_OK) {
+        if (succeeded != NULL)
+            *succeeded = req.existed;
+        if (results != NULL && nresults != NULL) {
+            *results = req.items;
+            *nresults = req.nitems;
+            req.items = NULL;
+            req.nitems = 0;
+        }
+    }
+    shale_req_cleanup(&req);
+    return rv;
+}
+
 /* ---- Group administration --------------------------------------------------*/
 
 int shale_status(shale_client_t *c, shale_node_status_t *out)

@@ -487,6 +487,7 @@ static verb_class_t verb_class(uint16_t type)
     switch (type) {
     case SHALE_MSG_GET_REQ:
     case SHALE_MSG_MGET_REQ:
+    case SHALE_MSG_TXN_REQ: /* the verb alone: read; with a put/delete, readwrite (below) */
         return V_DATA_READ;
     case SHALE_MSG_PUT_REQ:
     case SHALE_MSG_DEL_REQ:
@@ -537,6 +538,38 @@ int auth_allowed(auth_role_t role, const uint8_t *prefix, size_t plen, uint16_t 
     }
 }
 
+/* A TXN: with a put or delete in either branch it needs what a PUT needs
+ * (readwrite), else what a GET needs (read); every key of its compares and
+ * of both branches must pass the key prefix. */
+static int txn_allowed(const Shale__User *u, const Shale__TxnRequest *x, char *why, size_t whylen)
+{
+    auth_role_t role = (auth_role_t)u->role;
+    const uint8_t *pre = u->has_key_prefix ? u->key_prefix.data : NULL;
+    size_t plen = u->has_key_prefix ? u->key_prefix.len : 0;
+    int writes = 0;
+    for (size_t i = 0; i < x->n_success + x->n_failure; i++) {
+        const Shale__TxnOp *o = i < x->n_success ? x->success[i] : x->failure[i - x->n_success];
+        writes |= o->type != SHALE__TXN_OP_TYPE__TXN_GET;
+    }
+    uint16_t as = writes ? SHALE_MSG_PUT_REQ : SHALE_MSG_TXN_REQ;
+    if (!auth_allowed(role, NULL, 0, as, NULL, 0)) {
+        snprintf(why, whylen, "user '%s' (role %s) may not send a TXN%s", u->name,
+                 auth_role_name(role), writes ? " with puts or deletes (needs readwrite)" : "");
+        return 0;
+    }
+    int ok = 1;
+    for (size_t i = 0; i < x->n_compares && ok; i++)
+        ok = auth_allowed(role, pre, plen, as, x->compares[i]->key.data, x->compares[i]->key.len);
+    for (size_t i = 0; i < x->n_success + x->n_failure && ok; i++) {
+        const Shale__TxnOp *o = i < x->n_success ? x->success[i] : x->failure[i - x->n_success];
+        ok = auth_allowed(role, pre, plen, as, o->key.data, o->key.len);
+    }
+    if (!ok)
+        snprintf(why, whylen, "user '%s' may only use keys that begin with its prefix (TXN)",
+                 u->name);
+    return ok;
+}
+
 int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMessage *msg,
                          char *why, size_t whylen)
 {
@@ -576,6 +609,8 @@ int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMes
         items = ((const Shale__MPutRequest *)msg)->items;
         nkeys = ((const Shale__MPutRequest *)msg)->n_items;
         break;
+    case SHALE_MSG_TXN_REQ:
+        return txn_allowed(u, (const Shale__TxnRequest *)msg, why, whylen);
     default:
         break;
     }

@@ -3,7 +3,7 @@
  *
  * The split:
  *   shalectl.c    command line, verb table, --help, main
- *   ctl_data.c    data verbs: get put del cas (through a router or a group)
+ *   ctl_data.c    data verbs: get put del cas txn (through a router or a group)
  *   ctl_node.c    talking to nodes: STATUS probes (one node, a group's leader,
  *                 many nodes at once) and the direct group verbs of --addr
  *                 (status, member add/remove, leader transfer)
@@ -49,8 +49,9 @@
 /* Probes of many nodes (status) use this deadline unless --timeout says. */
 #define CTL_PROBE_TIMEOUT_MS 2000
 
-/* A verb flag: --name, followed by a value when arg names one. A repeatable
- * flag (at most one per verb) collects its values in cmd_t.list. */
+/* A verb flag: --name, followed by a value when arg names one. Repeatable
+ * flags collect their values in cmd_t.list, in command-line order, with
+ * cmd_t.list_flag naming each value's flag. */
 typedef struct flag_spec {
     const char *name;
     const char *arg; /* NULL: takes no value */
@@ -89,7 +90,8 @@ typedef struct cmd {
     /* Verb flags, indexed like verb->flags; set[i] says it was given. */
     int set[CTL_MAX_FLAGS];
     const char *val[CTL_MAX_FLAGS];
-    const char *list[CTL_MAX_LIST]; /* every value of the repeatable flag */
+    const char *list[CTL_MAX_LIST]; /* every value of the repeatable flags */
+    int list_flag[CTL_MAX_LIST];    /* the flag (index) of each */
     int nlist;
 } cmd_t;
 
@@ -370,6 +372,9 @@ int run_user_passwd(shale_client_t *c, const cmd_t *cmd);
 
 extern const flag_spec_t get_flags[];
 extern const flag_spec_t cas_flags[];
+extern const flag_spec_t txn_flags[];
+int check_txn(const cmd_t *cmd, char *err, size_t errlen);
+int run_txn(shale_client_t *c, const cmd_t *cmd);
 int check_get(const cmd_t *cmd, char *err, size_t errlen);
 int check_cas(const cmd_t *cmd, char *err, size_t errlen);
 int run_get(shale_client_t *c, const cmd_t *cmd);

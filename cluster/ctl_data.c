@@ -1,4 +1,4 @@
-/* shalectl data verbs: get, put, del, cas.
+/* shalectl data verbs: get, put, del, cas, txn.
  *
  * They speak the ordinary client protocol to whatever main() connected:
  * a router (--router) that finds each key's group, or one group directly
@@ -179,4 +179,256 @@ int run_cas(shale_client_t *c, const cmd_t *cmd)
     }
     shale_value_free(&cur);
     return EXIT_FAIL;
+}
+
+/* ---- txn -----------------------------------------------------------------------
+ *
+ * shalectl txn --if 'version({a}x) = 3' --if 'value({a}y) = foo' \
+ *              --then 'put {a}x 1' --then 'del {a}y' --else 'get {a}x'
+ *
+ * COND: TARGET(KEY) OP OPERAND, TARGET version (OPERAND a number) or value
+ * (OPERAND the rest of the text after OP and one run of spaces; may be
+ * empty), OP = != < >; or exists(KEY) / missing(KEY). KEY ends at the first
+ * ')' followed by an operator or the end. OP: put KEY VALUE (VALUE: the rest
+ * after the first space), del KEY, get KEY. Keys cannot hold spaces here. */
+
+enum { TXN_IF, TXN_THEN, TXN_ELSE };
+
+const flag_spec_t txn_flags[] = {
+    [TXN_IF] = {"if", "COND", "a condition (all must hold)", 1},
+    [TXN_THEN] = {"then", "OP", "an op run when every condition holds", 1},
+    [TXN_ELSE] = {"else", "OP", "an op run otherwise", 1},
+    {NULL, NULL, NULL, 0},
+};
+
+static const char *skip_sp(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* Parse an operator at p: its kind and the text after it, or NULL. */
+static const char *parse_cmp(const char *p, shale_txn_cmp_t *cmp)
+{
+    if (p[0] == '!' && p[1] == '=') {
+        *cmp = SHALE_TXN_NOT_EQUAL;
+        return p + 2;
+    }
+    if (p[0] == '=') {
+        *cmp = SHALE_TXN_EQUAL;
+        return p + (p[1] == '=' ? 2 : 1);
+    }
+    if (p[0] == '<') {
+        *cmp = SHALE_TXN_LESS;
+        return p + 1;
+    }
+    if (p[0] == '>') {
+        *cmp = SHALE_TXN_GREATER;
+        return p + 1;
+    }
+    return NULL;
+}
+
+/* One --if. key points into s (klen bytes); value into s too. 0 or -1. */
+static int parse_cond(const char *s, shale_txn_compare_t *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    const char *open = strchr(s, '(');
+    if (open == NULL) {
+        snprintf(err, errlen, "--if '%s': expected version(KEY), value(KEY), exists(KEY) or "
+                 "missing(KEY)", s);
+        return -1;
+    }
+    size_t tlen = (size_t)(open - s);
+    const char *key = open + 1, *close = NULL, *rest = NULL;
+    for (const char *q = key; (q = strchr(q, ')')) != NULL; q++) {
+        const char *after = skip_sp(q + 1);
+        shale_txn_cmp_t dummy;
+        if (*after == '\0' || parse_cmp(after, &dummy) != NULL) {
+            close = q;
+            rest = after;
+            break;
+        }
+    }
+    if (close == NULL || close == key) {
+        snprintf(err, errlen, "--if '%s': no KEY in the parentheses", s);
+        return -1;
+    }
+    c->key = key;
+    c->klen = (size_t)(close - key);
+    if ((tlen == 6 && strncmp(s, "exists", 6) == 0) || (tlen == 7 && strncmp(s, "missing", 7) == 0)) {
+        if (*rest != '\0') {
+            snprintf(err, errlen, "--if '%s': %.*s(KEY) takes no operator", s, (int)tlen, s);
+            return -1;
+        }
+        c->target = SHALE_TXN_EXISTS;
+        c->cmp = SHALE_TXN_EQUAL;
+        c->exists = tlen == 6;
+        return 0;
+    }
+    int is_ver = tlen == 7 && strncmp(s, "version", 7) == 0;
+    int is_val = tlen == 5 && strncmp(s, "value", 5) == 0;
+    if (!is_ver && !is_val) {
+        snprintf(err, errlen, "--if '%s': unknown target '%.*s' (version, value, exists, missing)",
+                 s, (int)tlen, s);
+        return -1;
+    }
+    const char *operand = *rest != '\0' ? parse_cmp(rest, &c->cmp) : NULL;
+    if (operand == NULL) {
+        snprintf(err, errlen, "--if '%s': expected an operator (= != < >) after the key", s);
+        return -1;
+    }
+    operand = skip_sp(operand);
+    if (is_ver) {
+        c->target = SHALE_TXN_VERSION;
+        if (ctl_parse_u64(operand, &c->version) != 0) {
+            snprintf(err, errlen, "--if '%s': a version is a number, not '%s'", s, operand);
+            return -1;
+        }
+    } else {
+        c->target = SHALE_TXN_VALUE;
+        c->value = operand;
+        c->vlen = strlen(operand);
+    }
+    return 0;
+}
+
+/* One --then/--else. 0 or -1. */
+static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    s = skip_sp(s);
+    const char *sp = strchr(s, ' ');
+    size_t vlen = sp != NULL ? (size_t)(sp - s) : strlen(s);
+    const char *key = sp != NULL ? skip_sp(sp) : "";
+    if (vlen == 3 && strncmp(s, "put", 3) == 0)
+        o->type = SHALE_TXN_PUT;
+    else if (vlen == 3 && strncmp(s, "del", 3) == 0)
+        o->type = SHALE_TXN_DEL;
+    else if (vlen == 3 && strncmp(s, "get", 3) == 0)
+        o->type = SHALE_TXN_GET;
+    else {
+        snprintf(err, errlen, "--%s '%s': expected put KEY VALUE, del KEY or get KEY", flag, s);
+        return -1;
+    }
+    const char *kend = strchr(key, ' ');
+    o->key = key;
+    o->klen = kend != NULL ? (size_t)(kend - key) : strlen(key);
+    if (o->klen == 0) {
+        snprintf(err, errlen, "--%s '%s': no KEY", flag, s);
+        return -1;
+    }
+    if (o->type == SHALE_TXN_PUT) {
+        if (kend == NULL) {
+            snprintf(err, errlen, "--%s '%s': put needs KEY VALUE", flag, s);
+            return -1;
+        }
+        o->value = kend + 1;
+        o->vlen = strlen(kend + 1);
+    } else if (kend != NULL && *skip_sp(kend) != '\0') {
+        snprintf(err, errlen, "--%s '%s': %.3s takes only a KEY", flag, s, s);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct txn_args {
+    shale_txn_compare_t cmps[CTL_MAX_LIST];
+    shale_txn_op_t then[CTL_MAX_LIST], els[CTL_MAX_LIST];
+    size_t ncmps, nthen, nelse;
+} txn_args_t;
+
+static int txn_parse(const cmd_t *cmd, txn_args_t *a, char *err, size_t errlen)
+{
+    memset(a, 0, sizeof(*a));
+    for (int i = 0; i < cmd->nlist; i++) {
+        int rv;
+        switch (cmd->list_flag[i]) {
+        case TXN_IF:
+            rv = parse_cond(cmd->list[i], &a->cmps[a->ncmps++], err, errlen);
+            break;
+        case TXN_THEN:
+            rv = parse_op(cmd->list[i], "then", &a->then[a->nthen++], err, errlen);
+            break;
+        default:
+            rv = parse_op(cmd->list[i], "else", &a->els[a->nelse++], err, errlen);
+            break;
+        }
+        if (rv != 0)
+            return -1;
+    }
+    if (a->ncmps + a->nthen + a->nelse == 0) {
+        snprintf(err, errlen, "txn needs at least one --if, --then or --else");
+        return -1;
+    }
+    return 0;
+}
+
+int check_txn(const cmd_t *cmd, char *err, size_t errlen)
+{
+    txn_args_t a;
+    return txn_parse(cmd, &a, err, errlen);
+}
+
+static const char *const op_names[] = {"?", "put", "del", "get"};
+
+int run_txn(shale_client_t *c, const cmd_t *cmd)
+{
+    txn_args_t a;
+    char err[256];
+    if (txn_parse(cmd, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shalectl: txn: %s\n", err);
+        return EXIT_USAGE;
+    }
+    shale_txn_t t = {a.cmps, a.ncmps, a.then, a.nthen, a.els, a.nelse};
+    int ok = 0;
+    shale_item_result_t *res = NULL;
+    size_t n = 0;
+    int rv = shale_txn(c, &t, &ok, &res, &n);
+    if (rv != SHALE_OK)
+        return data_error("txn", c, rv);
+    const shale_txn_op_t *ops = ok ? a.then : a.els;
+    size_t nops = ok ? a.nthen : a.nelse;
+    if (cmd->json) {
+        printf("{\"succeeded\":%s,\"results\":[", ok ? "true" : "false");
+    } else {
+        printf("%s\n", ok ? "succeeded: the conditions held, --then ran"
+                          : "failed: the conditions did not hold, --else ran");
+    }
+    for (size_t i = 0; i < n && i < nops; i++) {
+        const shale_item_result_t *r = &res[i];
+        const char *name = op_names[ops[i].type <= 3 ? ops[i].type : 0];
+        if (cmd->json) {
+            printf("%s{\"op\":\"%s\",\"key\":", i ? "," : "", name);
+            ctl_json_string(stdout, ops[i].key, ops[i].klen);
+            if (ops[i].type != SHALE_TXN_PUT)
+                printf(",\"found\":%s", r->found ? "true" : "false");
+            if (ops[i].type == SHALE_TXN_PUT || r->found)
+                printf(",\"version\":%" PRIu64, r->version);
+            if (ops[i].type == SHALE_TXN_GET && r->found) {
+                printf(",\"value\":");
+                ctl_json_string(stdout, r->data, r->len);
+            }
+            printf("}");
+            continue;
+        }
+        printf("%s %.*s: ", name, (int)ops[i].klen, (const char *)ops[i].key);
+        if (ops[i].type == SHALE_TXN_PUT) {
+            printf("version %" PRIu64 "\n", r->version);
+        } else if (!r->found) {
+            printf("not found\n");
+        } else if (ops[i].type == SHALE_TXN_DEL) {
+            printf("deleted (was version %" PRIu64 ")\n", r->version);
+        } else {
+            if (r->len > 0)
+                fwrite(r->data, 1, r->len, stdout);
+            printf(" (version %" PRIu64 ")\n", r->version);
+        }
+    }
+    if (cmd->json)
+        printf("]}\n");
+    shale_item_results_free(res, n);
+    free(res);
+    return ok ? EXIT_OKAY : EXIT_FAIL;
 }

@@ -224,6 +224,13 @@ static const verb_t verbs[] = {
      "cas KEY (--expect-absent | --expect-version N | --expect-value V) (NEWVALUE | --delete)",
      "compare-and-set: write NEWVALUE (or delete) only if the expectation holds", 1, 2, cas_flags,
      CTL_DATA, check_cas, run_cas, 0},
+    {"txn", "txn [--if COND ...] [--then OP ...] [--else OP ...]",
+     "transaction within one slot: if every --if holds, run the --then ops, else the --else "
+     "ops, atomically. COND: version(KEY) OP N | value(KEY) OP V | exists(KEY) | missing(KEY) "
+     "with OP one of = != < >; OP: put KEY VALUE | del KEY | get KEY. Every key must be in one "
+     "slot (use a {hash tag}: {acct}a, {acct}b). Prints each op's result; exit 1 when the "
+     "conditions did not hold (the --else branch ran)",
+     0, 0, txn_flags, CTL_DATA, check_txn, run_txn, 0},
     /* cluster, through the meta group */
     {"init", "init --group ID=ADDR [--group ID=ADDR ...] [--slots S]",
      "create the cluster map from running shard groups (started with --group ID --meta ...): "
@@ -584,6 +591,7 @@ static int verb_flag(int argc, char **argv, int *i, cmd_t *cmd)
                     CTL_MAX_LIST);
             return EXIT_USAGE;
         }
+        cmd->list_flag[cmd->nlist] = idx;
         cmd->list[cmd->nlist++] = cmd->val[idx];
     }
     return -1;

@@ -45,6 +45,16 @@ expect 2 "del: missing arguments" del
 expect 2 "exactly one of --expect-absent" cas k v
 expect 2 "either NEWVALUE or --delete" cas k --expect-value a --delete v
 expect 2 "--expect-version needs a number" cas k --expect-version x v
+expect 0 "txn [--if COND ...]" txn --help
+expect 2 "at least one --if, --then or --else" txn
+expect 2 "unknown target 'size'" txn --if 'size({a}x) = 3' --then 'get {a}x'
+expect 2 "a version is a number" txn --if 'version({a}x) = abc'
+expect 2 "expected an operator" txn --if 'value({a}x)'
+expect 2 "takes no operator" txn --if 'exists({a}x) = 1'
+expect 2 "expected put KEY VALUE, del KEY or get KEY" txn --then 'set {a}x 1'
+expect 2 "put needs KEY VALUE" txn --then 'put {a}x'
+expect 2 "get takes only a KEY" txn --else 'get {a}x extra'
+expect 3 "txn" txn --if 'version({a}x) = 3' --then 'put {a}x 1' --else 'get {a}x'
 expect 2 "not both" --router $A --addr $A get k
 expect 2 "not --meta" --meta $A get k
 # cluster verbs

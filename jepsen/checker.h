@@ -1,5 +1,6 @@
 /* The checkers: per-key linearizability of registers, lost/phantom
- * elements of sets, double-applied counter increments and stale reads.
+ * elements of sets, double-applied counter increments, stale reads and
+ * the bank's constant total (transactions).
  * All work on paired ops (history.h) and never do I/O; docs/jepsen.md
  * gives the precise rules each one applies. */
 #ifndef SHALE_JEPSEN_CHECKER_H
@@ -12,7 +13,16 @@
 
 typedef enum { JEP_VALID = 0, JEP_INVALID = 1, JEP_UNKNOWN = 2 } jep_verdict;
 
-typedef enum { JEP_MODEL_REGISTER, JEP_MODEL_SET, JEP_MODEL_COUNTER, JEP_MODEL_STALE } jep_model;
+typedef enum {
+    JEP_MODEL_REGISTER,
+    JEP_MODEL_SET,
+    JEP_MODEL_COUNTER,
+    JEP_MODEL_STALE,
+    JEP_MODEL_BANK
+} jep_model;
+
+/* The bank workload: every account's opening balance (bank.c). */
+#define JEP_BANK_START 100
 
 typedef struct {
     double timeout_s;   /* wall-clock bound on the whole check; <= 0: none */
@@ -54,6 +64,7 @@ int jep_check_register(const jep_op *ops, size_t n, const jep_opts *o, jep_resul
 int jep_check_set(const jep_op *ops, size_t n, const jep_opts *o, jep_result *r);
 int jep_check_counter(const jep_op *ops, size_t n, const jep_opts *o, jep_result *r);
 int jep_check_stale(const jep_op *ops, size_t n, const jep_opts *o, jep_result *r);
+int jep_check_bank(const jep_op *ops, size_t n, const jep_opts *o, jep_result *r);
 int jep_check(jep_model m, const jep_op *ops, size_t n, const jep_opts *o, jep_result *r);
 
 /* One op as a readable line: "p3  write k1 5  ok  [1200, 1850] us  (lines 4-7)". */

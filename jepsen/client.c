@@ -12,7 +12,9 @@
  *       invoke and a completion (JSON lines, flushed per line).
  *       W: register (read/write/CAS), set (unique adds), counter
  *       (increments by CAS with retries, and reads), stale (writes,
- *       linearizable reads and STALE(b) reads).
+ *       linearizable reads and STALE(b) reads), bank (--keys accounts
+ *       under one hash tag; transfers and reads of every balance, each one
+ *       transaction; the total must never change).
  *       --readers R (register): processes 0..R-1 only read, through router
  *       1 first; the others list router 1 last (so it forwards reads only).
  *       --unsafe-stale-reads MS (register): a deliberately broken client
@@ -92,7 +94,7 @@ static int usage(const char *msg)
             "                     [--keys K] [--timeout-ms MS]\n"
             "       jepsen-client check --history FILE --workload W\n"
             "                     [--nemesis-log FILE] [--timeout S]\n"
-            "W: register | set | counter | stale\n");
+            "W: register | set | counter | stale | bank\n");
     return 3;
 }
 
@@ -507,6 +509,160 @@ static void *set_worker(void *arg)
     return NULL;
 }
 
+/* bank: o->keys accounts {bank}a0.. under one hash tag (one slot), each
+ * opened at JEP_BANK_START by cmd_run. A process reads every balance and
+ * version with one get-only transaction, then (75 %) moves a random amount
+ * between two accounts with a transaction comparing both versions, or (25
+ * %) records that read as a read of "bank" (the array of balances). A
+ * transfer is ok when its compares held, fail when they did not or its
+ * read failed (nothing applied), info otherwise (it may have applied). */
+static const char *bank_key(int i, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "{bank}a%d", i);
+    return buf;
+}
+
+/* The balances and versions (n accounts), in one get-only txn. */
+static int bank_read(shale_client_t *c, int n, int64_t *bal, uint64_t *ver)
+{
+    shale_txn_op_t gets[SHALE_TXN_MAX_OPS];
+    char keys[SHALE_TXN_MAX_OPS][32];
+    for (int i = 0; i < n; i++) {
+        bank_key(i, keys[i], sizeof(keys[i]));
+        gets[i] = (shale_txn_op_t){SHALE_TXN_GET, keys[i], strlen(keys[i]), NULL, 0};
+    }
+    shale_txn_t t = {NULL, 0, gets, (size_t)n, NULL, 0};
+    shale_item_result_t *res = NULL;
+    size_t nres = 0;
+    int ok = 0;
+    int rc = shale_txn(c, &t, &ok, &res, &nres);
+    if (rc == SHALE_OK && nres != (size_t)n)
+        rc = SHALE_EPROTO;
+    for (int i = 0; rc == SHALE_OK && i < n; i++) {
+        char v[32];
+        size_t l = res[i].len < sizeof(v) - 1 ? res[i].len : sizeof(v) - 1;
+        memcpy(v, res[i].data ? (const char *)res[i].data : "", l);
+        v[l] = 0;
+        bal[i] = res[i].found ? strtoll(v, NULL, 10) : -1;
+        ver[i] = res[i].version;
+    }
+    shale_item_results_free(res, nres);
+    free(res);
+    return rc;
+}
+
+static void bank_json(const int64_t *bal, int n, char *out, size_t cap)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(out + o, cap - o, "[");
+    for (int i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%" PRId64, i ? "," : "", bal[i]);
+    if (o < cap)
+        snprintf(out + o, cap - o, "]");
+}
+
+/* One recorded read of every account; type into *type. */
+static const char *bank_read_op(shale_client_t *c, int64_t proc, int n)
+{
+    int64_t bal[SHALE_TXN_MAX_OPS];
+    uint64_t ver[SHALE_TXN_MAX_OPS];
+    char got[SHALE_TXN_MAX_OPS * 24 + 8];
+    emit(proc, "invoke", "read", "bank", NULL, NULL, mono_us());
+    int rc = bank_read(c, n, bal, ver);
+    int64_t t = mono_us();
+    if (rc != SHALE_OK) {
+        emit(proc, rc == SHALE_ETIMEOUT ? "info" : "fail", "read", "bank", NULL, NULL, t);
+        return rc == SHALE_ETIMEOUT ? "info" : "fail";
+    }
+    bank_json(bal, n, got, sizeof(got));
+    emit(proc, "ok", "read", "bank", got, NULL, t);
+    return "ok";
+}
+
+static void *bank_worker(void *arg)
+{
+    worker_t *w = arg;
+    const opts_t *o = w->o;
+    int64_t proc = w->tid;
+    int n = o->keys;
+    shale_client_t *c = worker_connect(w);
+    if (!c)
+        return NULL;
+    while (mono_us() < w->end_us) {
+        const char *type;
+        if (rnd(&w->rng) % 100 < 25) {
+            type = bank_read_op(c, proc, n);
+            after_op(w, &proc, type);
+            continue;
+        }
+        int a = (int)(rnd(&w->rng) % (uint64_t)n), b = (int)(rnd(&w->rng) % (uint64_t)(n - 1));
+        b = b >= a ? b + 1 : b;
+        int64_t amt = 1 + (int64_t)(rnd(&w->rng) % 20);
+        char val[96];
+        snprintf(val, sizeof(val), "[%d,%d,%" PRId64 "]", a, b, amt);
+        emit(proc, "invoke", "transfer", "bank", val, NULL, mono_us());
+        int64_t bal[SHALE_TXN_MAX_OPS];
+        uint64_t ver[SHALE_TXN_MAX_OPS];
+        int rc = bank_read(c, n, bal, ver);
+        if (rc != SHALE_OK || bal[a] < amt) {
+            /* Nothing sent that writes: certainly not applied. */
+            emit(proc, "fail", "transfer", "bank", val, NULL, mono_us());
+            after_op(w, &proc, "fail");
+            continue;
+        }
+        char ka[32], kb[32], va[32], vb[32];
+        bank_key(a, ka, sizeof(ka));
+        bank_key(b, kb, sizeof(kb));
+        snprintf(va, sizeof(va), "%" PRId64, bal[a] - amt);
+        snprintf(vb, sizeof(vb), "%" PRId64, bal[b] + amt);
+        shale_txn_compare_t cmp[2] = {
+            {.key = ka, .klen = strlen(ka), .target = SHALE_TXN_VERSION, .cmp = SHALE_TXN_EQUAL,
+             .version = ver[a]},
+            {.key = kb, .klen = strlen(kb), .target = SHALE_TXN_VERSION, .cmp = SHALE_TXN_EQUAL,
+             .version = ver[b]},
+        };
+        shale_txn_op_t puts[2] = {{SHALE_TXN_PUT, ka, strlen(ka), va, strlen(va)},
+                                  {SHALE_TXN_PUT, kb, strlen(kb), vb, strlen(vb)}};
+        shale_txn_t t = {cmp, 2, puts, 2, NULL, 0};
+        int ok = 0;
+        rc = shale_txn(c, &t, &ok, NULL, NULL);
+        type = rc != SHALE_OK ? "info" : ok ? "ok" : "fail";
+        emit(proc, type, "transfer", "bank", val, NULL, mono_us());
+        after_op(w, &proc, type);
+    }
+    shale_close(c);
+    return NULL;
+}
+
+/* Open the accounts (only if {bank}a0 is absent): 0, or -1. */
+static int bank_open(const opts_t *o)
+{
+    shale_client_t *c = connect_retry(o->routers, o->timeout_ms, mono_us() + 30000000);
+    if (!c)
+        return -1;
+    char keys[SHALE_TXN_MAX_OPS][32], start[16];
+    shale_txn_op_t puts[SHALE_TXN_MAX_OPS];
+    snprintf(start, sizeof(start), "%d", JEP_BANK_START);
+    for (int i = 0; i < o->keys; i++) {
+        bank_key(i, keys[i], sizeof(keys[i]));
+        puts[i] = (shale_txn_op_t){SHALE_TXN_PUT, keys[i], strlen(keys[i]), start, strlen(start)};
+    }
+    shale_txn_compare_t absent = {.key = keys[0], .klen = strlen(keys[0]),
+                                  .target = SHALE_TXN_EXISTS, .cmp = SHALE_TXN_EQUAL,
+                                  .exists = 0};
+    shale_txn_t t = {&absent, 1, puts, (size_t)o->keys, NULL, 0};
+    int rc = SHALE_EUNAVAILABLE;
+    for (int attempt = 0; attempt < 60 && rc != SHALE_OK; attempt++) {
+        rc = shale_txn(c, &t, NULL, NULL, NULL);
+        if (rc != SHALE_OK)
+            sleep_ms(500);
+    }
+    if (rc != SHALE_OK)
+        fprintf(stderr, "jepsen-client: cannot open the bank's accounts: %s\n", shale_errmsg(c));
+    shale_close(c);
+    return rc == SHALE_OK ? 0 : -1;
+}
+
 static int open_history(const char *path)
 {
     g_hist = fopen(path, "a");
@@ -525,9 +681,14 @@ static int cmd_run(const opts_t *o)
                           : !strcmp(o->workload, "set")     ? set_worker
                           : !strcmp(o->workload, "counter") ? counter_worker
                           : !strcmp(o->workload, "stale")   ? stale_worker
+                          : !strcmp(o->workload, "bank")    ? bank_worker
                                                             : NULL;
     if (!fn)
         return usage("unknown workload");
+    if (fn == bank_worker && (o->keys < 2 || o->keys > SHALE_TXN_MAX_OPS))
+        return usage("bank needs 2..128 accounts (--keys)");
+    if (fn == bank_worker && bank_open(o) != 0)
+        return 3;
     if (open_history(o->history))
         return 3;
     worker_t *w = calloc((size_t)o->procs, sizeof(*w));
@@ -681,7 +842,9 @@ static int cmd_final(const opts_t *o)
     if (!o->routers || !o->history || !o->workload)
         return usage("final needs --routers, --history and --workload");
     int set = !strcmp(o->workload, "set"), counter = !strcmp(o->workload, "counter");
-    if (!set && !counter && strcmp(o->workload, "register") && strcmp(o->workload, "stale"))
+    int bank = !strcmp(o->workload, "bank");
+    if (!set && !counter && !bank && strcmp(o->workload, "register") &&
+        strcmp(o->workload, "stale"))
         return usage("unknown workload");
     shale_client_t *c = connect_retry(o->routers, o->timeout_ms, mono_us() + 20000000);
     if (!c)
@@ -690,7 +853,20 @@ static int cmd_final(const opts_t *o)
         shale_close(c);
         return 3;
     }
-    int bad = set ? final_set(o, c) : final_register(o, c, counter ? "c" : "r");
+    int bad = 0;
+    if (bank) {
+        int done = 0;
+        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+            done = !strcmp(bank_read_op(c, FINAL_PROC_BASE + attempt * 1000, o->keys), "ok");
+            if (!done)
+                sleep_ms(500);
+        }
+        bad = !done;
+        if (done)
+            printf("final read of the bank's %d accounts done\n", o->keys);
+    } else {
+        bad = set ? final_set(o, c) : final_register(o, c, counter ? "c" : "r");
+    }
     fclose(g_hist);
     shale_close(c);
     if (bad)
@@ -845,6 +1021,8 @@ static int workload_models(const char *w, jep_model *m)
         m[0] = JEP_MODEL_SET;
     else if (!strcmp(w, "counter"))
         m[0] = JEP_MODEL_COUNTER;
+    else if (!strcmp(w, "bank"))
+        m[0] = JEP_MODEL_BANK;
     else if (!strcmp(w, "stale")) {
         m[0] = JEP_MODEL_STALE;
         m[1] = JEP_MODEL_REGISTER;

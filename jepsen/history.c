@@ -15,7 +15,7 @@
 #include "shale_errors.h"
 
 static const char *type_names[JEP_NTYPES] = {"invoke", "ok", "fail", "info"};
-static const char *fn_names[JEP_NFNS] = {"read", "write", "cas", "add", "incr", "stale_read"};
+static const char *fn_names[JEP_NFNS] = {"read", "write", "cas", "add", "incr", "stale_read", "transfer"};
 
 const char *jep_type_name(jep_type t)
 {

@@ -5,8 +5,9 @@
  *   {"process":3,"type":"invoke","f":"write","key":"k1","value":5,"time_us":1200}
  *   {"process":3,"type":"ok","f":"write","key":"k1","value":5,"time_us":1850}
  * type: invoke | ok | fail | info.  f: read | write | cas | add | incr |
- * stale_read.  "value" is a scalar (integer, string, null) or, for the
- * final read of a set, an array of scalars; "expect" is the expected value
+ * stale_read | transfer.  "value" is a scalar (integer, string, null) or,
+ * for the final read of a set, a read of the bank's accounts and a
+ * transfer ([from, to, amount]), an array of scalars; "expect" is the expected value
  * of a cas; "bound_ms" the staleness bound of a stale_read. Unknown fields
  * are skipped. docs/jepsen.md describes the semantics. */
 #ifndef SHALE_JEPSEN_HISTORY_H
@@ -19,8 +20,8 @@
 typedef enum { JEP_INVOKE, JEP_OK, JEP_FAIL, JEP_INFO } jep_type;
 #define JEP_NTYPES 4
 
-typedef enum { JEP_READ, JEP_WRITE, JEP_CAS, JEP_ADD, JEP_INCR, JEP_STALE_READ } jep_fn;
-#define JEP_NFNS 6
+typedef enum { JEP_READ, JEP_WRITE, JEP_CAS, JEP_ADD, JEP_INCR, JEP_STALE_READ, JEP_TRANSFER } jep_fn;
+#define JEP_NFNS 7
 
 /* What a "value" / "expect" field held. Scalars are kept as canonical JSON
  * text (integers re-printed, strings with their quotes, exactly as

@@ -1,5 +1,5 @@
 /* jepsen-check: check a history file.
- *   jepsen-check HISTORY.jsonl [--model register|set|counter|stale] [--timeout S]
+ *   jepsen-check HISTORY.jsonl [--model register|set|counter|stale|bank] [--timeout S]
  * Prints the verdict, the offending sub-history of an invalid run and a
  * summary of the ops. Exit 0 valid, 1 invalid, 2 unknown, 3 usage or I/O
  * error. */
@@ -15,7 +15,7 @@ static int usage(const char *msg)
 {
     if (msg)
         fprintf(stderr, "jepsen-check: %s\n", msg);
-    fprintf(stderr, "usage: jepsen-check HISTORY.jsonl [--model register|set|counter|stale] "
+    fprintf(stderr, "usage: jepsen-check HISTORY.jsonl [--model register|set|counter|stale|bank] "
                     "[--timeout SECONDS]\n"
                     "exit: 0 valid, 1 invalid, 2 unknown, 3 usage or I/O error\n");
     return 3;

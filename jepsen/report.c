@@ -59,7 +59,7 @@ const char *jep_verdict_name(jep_verdict v)
     }
 }
 
-static const char *model_names[] = {"register", "set", "counter", "stale"};
+static const char *model_names[] = {"register", "set", "counter", "stale", "bank"};
 
 const char *jep_model_name(jep_model m)
 {
@@ -235,6 +235,8 @@ int jep_check(jep_model m, const jep_op *ops, size_t n, const jep_opts *o, jep_r
         return jep_check_counter(ops, n, o, r);
     case JEP_MODEL_STALE:
         return jep_check_stale(ops, n, o, r);
+    case JEP_MODEL_BANK:
+        return jep_check_bank(ops, n, o, r);
     }
     return SHALE_EINVAL;
 }

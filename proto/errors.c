@@ -22,6 +22,7 @@ const char *shale_strerror(int code)
     case SHALE_ESLOTMOVING: return "slot is moving (retry shortly)";
     case SHALE_EAUTH: return "not authenticated";
     case SHALE_EPERM: return "permission denied";
+    case SHALE_ECROSSSLOT: return "keys of one transaction span more than one slot";
     case SHALE_ENOMEM: return "out of memory";
     case SHALE_EIO: return "connection error";
     case SHALE_ECLOSED: return "closed";

@@ -41,6 +41,8 @@ enum shale_msg_type {
     SHALE_MSG_MGET_RESP = 19,
     SHALE_MSG_MPUT_REQ = 20,
     SHALE_MSG_MPUT_RESP = 21,
+    SHALE_MSG_TXN_REQ = 22, /* transaction within one slot */
+    SHALE_MSG_TXN_RESP = 23,
     SHALE_MSG_STATUS_REQ = 30,
     SHALE_MSG_STATUS_RESP = 31,
     SHALE_MSG_MEMBER_ADD_REQ = 60,

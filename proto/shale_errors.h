@@ -31,6 +31,7 @@ enum shale_error {
     SHALE_ESLOTMOVING = -15, /* slot fenced for migration: retry shortly */
     SHALE_EAUTH = -16,       /* not authenticated: bad or missing credential */
     SHALE_EPERM = -17,       /* the user's role or key prefix forbids it */
+    SHALE_ECROSSSLOT = -18,  /* a transaction's keys span more than one slot */
 
     SHALE_ENOMEM = -100,     /* allocation failed */
     SHALE_EIO = -101,        /* connection error (reset, refused, EOF) */

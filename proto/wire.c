@@ -2,8 +2,11 @@
  * Owns no state; every buffer it returns is the caller's to free. */
 #include "wire.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "keyhash.h"
 
 const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
 {
@@ -23,6 +26,8 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_MGET_RESP: return &shale__mget_response__descriptor;
     case SHALE_MSG_MPUT_REQ: return &shale__mput_request__descriptor;
     case SHALE_MSG_MPUT_RESP: return &shale__mput_response__descriptor;
+    case SHALE_MSG_TXN_REQ: return &shale__txn_request__descriptor;
+    case SHALE_MSG_TXN_RESP: return &shale__txn_response__descriptor;
     case SHALE_MSG_STATUS_REQ: return &shale__status_request__descriptor;
     case SHALE_MSG_STATUS_RESP: return &shale__status_response__descriptor;
     case SHALE_MSG_MEMBER_ADD_REQ: return &shale__member_add_request__descriptor;
@@ -82,4 +87,141 @@ uint8_t *wire_error_frame(uint64_t id, int code, const char *msg,
     e.message = (char *)(msg ? msg : shale_strerror(code));
     e.leader_hint = (char *)leader_hint;
     return wire_pack(SHALE_MSG_ERROR, id, &e.base, UINT32_MAX, len);
+}
+
+/* Key check for wire_txn_check: where names the key in messages. */
+static int txn_key(const ProtobufCBinaryData *k, uint32_t max_key, uint32_t nslots, int *have,
+                   uint32_t *slot, const char *where, size_t i, char *msg, size_t mlen)
+{
+    if (k->len == 0) {
+        snprintf(msg, mlen, "txn %s %zu: empty key", where, i);
+        return SHALE_EINVAL;
+    }
+    if (k->len > max_key) {
+        snprintf(msg, mlen, "txn %s %zu: key of %zu bytes exceeds the limit of %u", where, i,
+                 k->len, max_key);
+        return SHALE_ETOOLARGE;
+    }
+    uint32_t sl = shale_key_slot(k->data, k->len, nslots);
+    if (!*have) {
+        *have = 1;
+        *slot = sl;
+    } else if (sl != *slot) {
+        snprintf(msg, mlen,
+                 "txn %s %zu: key hashes to slot %u but the first key to slot %u; every key "
+                 "of a transaction must be in one slot (give them the same {hash tag})",
+                 where, i, sl, *slot);
+        return SHALE_ECROSSSLOT;
+    }
+    return 0;
+}
+
+static int txn_ops(Shale__TxnOp **ops, size_t n, const char *where, uint32_t max_key,
+                   uint32_t max_value, uint32_t nslots, int *have, uint32_t *slot, int *writes,
+                   char *msg, size_t mlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const Shale__TxnOp *o = ops[i];
+        int rv = txn_key(&o->key, max_key, nslots, have, slot, where, i, msg, mlen);
+        if (rv != 0)
+            return rv;
+        switch (o->type) {
+        case SHALE__TXN_OP_TYPE__TXN_PUT:
+            if (!o->has_value) {
+                snprintf(msg, mlen, "txn %s %zu: a put needs a value", where, i);
+                return SHALE_EINVAL;
+            }
+            if (o->value.len > max_value) {
+                snprintf(msg, mlen, "txn %s %zu: value of %zu bytes exceeds the limit of %u",
+                         where, i, o->value.len, max_value);
+                return SHALE_ETOOLARGE;
+            }
+            *writes = 1;
+            break;
+        case SHALE__TXN_OP_TYPE__TXN_DELETE:
+            *writes = 1;
+            break;
+        case SHALE__TXN_OP_TYPE__TXN_GET:
+            break;
+        default:
+            snprintf(msg, mlen, "txn %s %zu: unknown op type %d", where, i, (int)o->type);
+            return SHALE_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int wire_txn_check(const Shale__TxnRequest *x, uint32_t max_key, uint32_t max_value,
+                   uint32_t nslots, uint32_t *slot, int *writes, char *msg, size_t mlen)
+{
+    int have = 0, rv;
+    *slot = 0;
+    *writes = 0;
+    if (x->n_compares > SHALE_TXN_MAX_COMPARES) {
+        snprintf(msg, mlen, "txn with %zu compares (at most %d)", x->n_compares,
+                 SHALE_TXN_MAX_COMPARES);
+        return SHALE_ETOOLARGE;
+    }
+    if (x->n_success + x->n_failure > SHALE_TXN_MAX_OPS) {
+        snprintf(msg, mlen, "txn with %zu ops (at most %d in both branches together)",
+                 x->n_success + x->n_failure, SHALE_TXN_MAX_OPS);
+        return SHALE_ETOOLARGE;
+    }
+    if (x->n_compares + x->n_success + x->n_failure == 0) {
+        snprintf(msg, mlen, "txn with no compare and no op");
+        return SHALE_EINVAL;
+    }
+    size_t size = protobuf_c_message_get_packed_size(&x->base);
+    if (size > SHALE_TXN_MAX_BYTES) {
+        snprintf(msg, mlen, "txn of %zu bytes (at most %u)", size, (unsigned)SHALE_TXN_MAX_BYTES);
+        return SHALE_ETOOLARGE;
+    }
+    for (size_t i = 0; i < x->n_compares; i++) {
+        const Shale__TxnCompare *c = x->compares[i];
+        if ((rv = txn_key(&c->key, max_key, nslots, &have, slot, "compare", i, msg, mlen)) != 0)
+            return rv;
+        if (c->op < SHALE__TXN_COMPARE_OP__TXN_EQUAL ||
+            c->op > SHALE__TXN_COMPARE_OP__TXN_GREATER) {
+            snprintf(msg, mlen, "txn compare %zu: unknown operator %d", i, (int)c->op);
+            return SHALE_EINVAL;
+        }
+        switch (c->target) {
+        case SHALE__TXN_TARGET__TXN_VALUE:
+            if (!c->has_value) {
+                snprintf(msg, mlen, "txn compare %zu: a value compare needs a value", i);
+                return SHALE_EINVAL;
+            }
+            if (c->value.len > max_value) {
+                snprintf(msg, mlen, "txn compare %zu: value of %zu bytes exceeds the limit of %u",
+                         i, c->value.len, max_value);
+                return SHALE_ETOOLARGE;
+            }
+            break;
+        case SHALE__TXN_TARGET__TXN_VERSION:
+            if (!c->has_version) {
+                snprintf(msg, mlen, "txn compare %zu: a version compare needs a version", i);
+                return SHALE_EINVAL;
+            }
+            break;
+        case SHALE__TXN_TARGET__TXN_EXISTS:
+            if (!c->has_exists) {
+                snprintf(msg, mlen, "txn compare %zu: an existence compare needs exists", i);
+                return SHALE_EINVAL;
+            }
+            if (c->op != SHALE__TXN_COMPARE_OP__TXN_EQUAL &&
+                c->op != SHALE__TXN_COMPARE_OP__TXN_NOT_EQUAL) {
+                snprintf(msg, mlen, "txn compare %zu: existence compares only with = or !=", i);
+                return SHALE_EINVAL;
+            }
+            break;
+        default:
+            snprintf(msg, mlen, "txn compare %zu: unknown target %d", i, (int)c->target);
+            return SHALE_EINVAL;
+        }
+    }
+    if ((rv = txn_ops(x->success, x->n_success, "success op", max_key, max_value, nslots, &have,
+                      slot, writes, msg, mlen)) != 0)
+        return rv;
+    return txn_ops(x->failure, x->n_failure, "failure op", max_key, max_value, nslots, &have, slot,
+                   writes, msg, mlen);
 }

@@ -16,6 +16,29 @@
 /* Most keys one MGET or items one MPUT may carry. A bigger request gets
  * TOO_LARGE: one request must not make a node read without bound. */
 #define SHALE_MAX_BATCH_KEYS 4096
+/* Most compares, and most ops in the success and failure lists together,
+ * one TXN may carry (more: TOO_LARGE). Its packed size is also capped
+ * (SHALE_TXN_MAX_BYTES), as is the total size of the values its gets
+ * return (SHALE_TXN_MAX_RESULT_BYTES: over it the txn fails as a whole with
+ * TOO_LARGE at apply, nothing written). docs/protocol.md, "Transactions". */
+#define SHALE_TXN_MAX_COMPARES 128
+#define SHALE_TXN_MAX_OPS 128
+#define SHALE_TXN_MAX_BYTES (4u << 20)
+#define SHALE_TXN_MAX_RESULT_BYTES (4u << 20)
+
+/* The checks every process makes on a TXN before anything is proposed
+ * (libshale, the router and the node share them): counts within
+ * SHALE_TXN_MAX_COMPARES / SHALE_TXN_MAX_OPS and the packed size within
+ * SHALE_TXN_MAX_BYTES (else SHALE_ETOOLARGE), at least one compare or op,
+ * every key 1..max_key bytes and every value within max_value, each
+ * compare well formed (VALUE has value, VERSION has version, EXISTS has
+ * exists and only EQUAL/NOT_EQUAL; known enums), each op known (a PUT has a
+ * value) — else SHALE_EINVAL / SHALE_ETOOLARGE — and every key in one
+ * slot of nslots (else SHALE_ECROSSSLOT, naming the first key that is
+ * not). *slot gets that slot; *writes whether the txn has a put or delete
+ * (in either branch). 0 or a code with a message in msg. */
+int wire_txn_check(const Shale__TxnRequest *x, uint32_t max_key, uint32_t max_value,
+                   uint32_t nslots, uint32_t *slot, int *writes, char *msg, size_t mlen);
 
 /* Descriptor for a frame type, NULL for an unknown type. */
 const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type);

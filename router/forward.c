@@ -81,6 +81,7 @@ struct rt_req {
     uint16_t type, resp_type;
     ProtobufCMessage *msg;
     int mutation, stale, multi;
+    int no_resend; /* a TXN with writes and no Session: never re-sent once written */
     uint64_t start, deadline;
     uint64_t start_ns; /* uv_hrtime() at arrival: latency metric */
     unsigned retries;  /* attempts retried, every part */
@@ -450,6 +451,9 @@ static uint8_t *encode(rt_part_t *p, size_t *flen)
     case SHALE_MSG_CAS_REQ:
         routep = &((Shale__CasRequest *)m)->route;
         break;
+    case SHALE_MSG_TXN_REQ:
+        routep = &((Shale__TxnRequest *)m)->route;
+        break;
     case SHALE_MSG_MGET_REQ:
         mg.n_keys = p->n;
         mg.keys = p->arr;
@@ -672,6 +676,18 @@ static void part_send(rt_part_t *p)
     arm(r);
 }
 
+/* A TXN with writes and no Session whose attempt may have reached the log:
+ * end it with TIMEOUT (outcome unknown) rather than re-send it. */
+static void finish_unknown(rt_part_t *p)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "transaction with writes and no session was sent to %.127s, which did not confirm it "
+             "(%.120s): outcome unknown, not re-sent (send a Session to make retries safe)",
+             p->node, p->msg);
+    part_finish(p, SHALE_ETIMEOUT, msg, NULL, 0);
+}
+
 static int wire_code(const Shale__Error *e)
 {
     int code = (int)e->code;
@@ -696,6 +712,10 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
         snprintf(p->msg, sizeof(p->msg), "%s", errmsg != NULL ? errmsg : "connection lost");
         if (g != NULL)
             rt_group_note_failure(g, p->node, now_ms(r));
+        if (q->no_resend && p->written) {
+            finish_unknown(p);
+            return;
+        }
         rt_retry_decide(SHALE_EIO, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
         retry(p, &d, SHALE_EIO);
         return;
@@ -755,6 +775,12 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
     protobuf_c_message_free_unpacked(&e->base, NULL);
 
     rt_retry_decide(code, q->stale, hint, p->node, &p->backoffs, &p->redirects, &d);
+    if (d.action != RT_FINAL && q->no_resend && p->written &&
+        (code == SHALE_ENOTLEADER || code == SHALE_EUNAVAILABLE || code == SHALE_ETIMEOUT)) {
+        /* May have been proposed: without a Session a re-send could apply
+         * it twice. The node's answer stands. */
+        d.action = RT_FINAL;
+    }
     if (d.action == RT_FINAL) {
         uint8_t *f = frame_build(SHALE_MSG_ERROR, q->id, payload, (uint32_t)len);
         part_finish(p, code, NULL, f, FRAME_HEADER_SIZE + len);
@@ -825,6 +851,10 @@ static void attempt_timeout(rt_part_t *p)
     rt_group_t *g = p->group != 0 ? rt_route_group(&r->route, p->group) : NULL;
     if (g != NULL)
         rt_group_note_failure(g, p->node, now_ms(r));
+    if (q->no_resend && p->written) {
+        finish_unknown(p);
+        return;
+    }
     rt_retry_t d;
     rt_retry_decide(SHALE_ETIMEOUT, q->stale, NULL, p->node, &p->backoffs, &p->redirects, &d);
     retry(p, &d, SHALE_ETIMEOUT);
@@ -890,7 +920,8 @@ void rt_fwd_map_changed(rt_router_t *r)
 static int is_data(uint16_t t)
 {
     return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
-           t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ;
+           t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ ||
+           t == SHALE_MSG_TXN_REQ;
 }
 
 /* The debug line of a request answered at once, never forwarded (no trace
@@ -1070,6 +1101,9 @@ static uint64_t client_trace(uint16_t type, ProtobufCMessage *m)
     case SHALE_MSG_MPUT_REQ:
         rt = ((Shale__MPutRequest *)m)->route;
         break;
+    case SHALE_MSG_TXN_REQ:
+        rt = ((Shale__TxnRequest *)m)->route;
+        break;
     default:
         break;
     }
@@ -1188,6 +1222,12 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
         rv = SHALE_EUNAVAILABLE;
         snprintf(msg, sizeof(msg), "no cluster map yet (meta group %.180s)", r->cfg.meta);
     }
+    uint32_t txn_slot = 0;
+    int txn_writes = 0;
+    if (rv == 0 && type == SHALE_MSG_TXN_REQ)
+        rv = wire_txn_check((Shale__TxnRequest *)m, (uint32_t)r->cfg.max_key,
+                            (uint32_t)r->cfg.max_value, r->route.slots, &txn_slot, &txn_writes,
+                            msg, sizeof(msg));
     rt_req_t *q = rv == 0 ? calloc(1, sizeof(*q)) : NULL;
     if (rv == 0 && q == NULL) {
         rv = SHALE_ENOMEM;
@@ -1208,7 +1248,8 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     q->resp_type = (uint16_t)(type + 1); /* every *_REQ's answer is the next type */
     q->msg = m;
     q->mutation = type == SHALE_MSG_PUT_REQ || type == SHALE_MSG_DEL_REQ ||
-                  type == SHALE_MSG_CAS_REQ || type == SHALE_MSG_MPUT_REQ;
+                  type == SHALE_MSG_CAS_REQ || type == SHALE_MSG_MPUT_REQ || txn_writes;
+    q->no_resend = txn_writes && ((Shale__TxnRequest *)m)->session == NULL;
     q->stale = is_stale(type, m);
     q->multi = type == SHALE_MSG_MGET_REQ || type == SHALE_MSG_MPUT_REQ;
     q->start = now_ms(r);
@@ -1227,6 +1268,8 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
         q->nkeys = 1;
         if (p == NULL)
             bad = 1;
+        else if (type == SHALE_MSG_TXN_REQ)
+            p->slot = txn_slot; /* every key's (wire_txn_check) */
         else
             p->slot = shale_key_slot(k->data, k->len, r->route.slots);
     }

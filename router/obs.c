@@ -18,12 +18,12 @@
 #include "router.h"
 
 #define RT_OBS_MAX_GROUPS 32
-#define OPS "get|put|del|cas|mget|mput|status|other"
+#define OPS "get|put|del|cas|mget|mput|status|txn|other"
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
     "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
-    "unauthenticated|permission_denied|other"
-enum { OP_OTHER = 7, OUTCOME_OTHER = 18 };
+    "unauthenticated|permission_denied|crossslot|other"
+enum { OP_TXN = 7, OP_OTHER = 8, OUTCOME_OTHER = 19 };
 #define CAUSES                                                                                     \
     "not_leader|wrong_group|unavailable|timeout|connection|stale_too_old|overloaded|other"
 enum {
@@ -63,6 +63,8 @@ static int op_index(uint16_t type)
         return 5;
     case SHALE_MSG_STATUS_REQ:
         return 6;
+    case SHALE_MSG_TXN_REQ:
+        return OP_TXN;
     default:
         return OP_OTHER;
     }
@@ -70,7 +72,7 @@ static int op_index(uint16_t type)
 
 static int outcome_index(int code)
 {
-    return code == 0 ? 0 : (code <= -1 && code >= -17 ? -code : OUTCOME_OTHER);
+    return code == 0 ? 0 : (code <= -1 && code >= -18 ? -code : OUTCOME_OTHER);
 }
 
 void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns)

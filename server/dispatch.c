@@ -211,6 +211,19 @@ static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
             rv = check_key(s, &m->keys[i], msg, mlen);
         break;
     }
+    case SHALE_MSG_TXN_REQ: {
+        Shale__TxnRequest *x = (Shale__TxnRequest *)r->msg;
+        uint32_t slot;
+        int writes;
+        rv = wire_txn_check(x, (uint32_t)s->cfg.max_key, (uint32_t)s->cfg.max_value,
+                            (uint32_t)s->cfg.slots, &slot, &writes, msg, mlen);
+        if (rv == 0 && x->route != NULL && x->route->has_slot && x->route->slot != slot) {
+            snprintf(msg, mlen, "route names slot %u but the transaction's keys hash to slot %u",
+                     x->route->slot, slot);
+            rv = SHALE_EINVAL;
+        }
+        break;
+    }
     case SHALE_MSG_MPUT_REQ: {
         Shale__MPutRequest *m = (Shale__MPutRequest *)r->msg;
         if (m->n_items == 0) {
@@ -247,6 +260,13 @@ static const ProtobufCBinaryData *first_key(const sreq_t *r)
     case SHALE_MSG_CAS_REQ: return &((Shale__CasRequest *)r->msg)->key;
     case SHALE_MSG_MGET_REQ: return &((Shale__MGetRequest *)r->msg)->keys[0];
     case SHALE_MSG_MPUT_REQ: return &((Shale__MPutRequest *)r->msg)->items[0]->key;
+    case SHALE_MSG_TXN_REQ: {
+        /* wire_txn_check made sure there is a key and that all share a slot. */
+        const Shale__TxnRequest *x = (Shale__TxnRequest *)r->msg;
+        if (x->n_compares > 0)
+            return &x->compares[0]->key;
+        return x->n_success > 0 ? &x->success[0]->key : &x->failure[0]->key;
+    }
     default: return NULL;
     }
 }
@@ -260,6 +280,7 @@ static const Shale__Route *route_of(const sreq_t *r)
     case SHALE_MSG_CAS_REQ: return ((Shale__CasRequest *)r->msg)->route;
     case SHALE_MSG_MGET_REQ: return ((Shale__MGetRequest *)r->msg)->route;
     case SHALE_MSG_MPUT_REQ: return ((Shale__MPutRequest *)r->msg)->route;
+    case SHALE_MSG_TXN_REQ: return ((Shale__TxnRequest *)r->msg)->route;
     default: return NULL;
     }
 }
@@ -364,7 +385,7 @@ static int is_read(uint16_t t) { return t == SHALE_MSG_GET_REQ || t == SHALE_MSG
 static int is_write(uint16_t t)
 {
     return t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
-           t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MPUT_REQ;
+           t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MPUT_REQ || t == SHALE_MSG_TXN_REQ;
 }
 
 static const Shale__ReadOptions *read_opts(const sreq_t *r)

@@ -26,14 +26,14 @@
 #include "metrics.h"
 #include "server.h"
 
-#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|other"
-enum { OP_MAP_GET = 6, OP_OTHER = 10 };
-/* Outcome i (1..17) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
+#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|txn|other"
+enum { OP_MAP_GET = 6, OP_TXN = 10, OP_OTHER = 11 };
+/* Outcome i (1..18) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
     "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
-    "unauthenticated|permission_denied|other"
-enum { OUTCOME_OTHER = 18 };
+    "unauthenticated|permission_denied|crossslot|other"
+enum { OUTCOME_OTHER = 19 };
 
 #define GUARD_KINDS                                                                                \
     "votes_rewritten|candidacy_deferred|votes_held|timeout_now_dropped|timeout_now_held|"          \
@@ -81,6 +81,8 @@ static int op_index(uint16_t type)
     case SHALE_MSG_MEMBER_REMOVE_REQ:
     case SHALE_MSG_LEADER_TRANSFER_REQ:
         return 9;
+    case SHALE_MSG_TXN_REQ:
+        return OP_TXN;
     default:
         return OP_OTHER;
     }
@@ -90,7 +92,7 @@ static int outcome_index(int code)
 {
     if (code == 0)
         return 0;
-    if (code <= -1 && code >= -17)
+    if (code <= -1 && code >= -18)
         return -code;
     return OUTCOME_OTHER;
 }

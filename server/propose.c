@@ -96,6 +96,10 @@ static Shale__Mutation *mutation_of(sreq_t *r, Shale__Mutation *m)
         m->op_case = SHALE__MUTATION__OP_CAS;
         m->cas = (Shale__CasRequest *)r->msg;
         break;
+    case SHALE_MSG_TXN_REQ:
+        m->op_case = SHALE__MUTATION__OP_TXN;
+        m->txn = (Shale__TxnRequest *)r->msg;
+        break;
     default:
         m->op_case = SHALE__MUTATION__OP_MPUT;
         m->mput = (Shale__MPutRequest *)r->msg;
@@ -216,6 +220,17 @@ static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
                   "applied; it was not applied: retry shortly");
         return;
     }
+    if (sr->code == SHALE_ETOOLARGE && r->type == SHALE_MSG_TXN_REQ) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "the transaction's gets would return more than %u bytes of "
+                 "values; it was not applied", (unsigned)STORE_TXN_MAX_RESULT_BYTES);
+        sreq_fail(r, sr->code, msg);
+        return;
+    }
+    if (sr->code == SHALE_EINVAL && r->type == SHALE_MSG_TXN_REQ && sr->duplicate) {
+        sreq_fail(r, sr->code, "this (client_id, seq) was already used by another request");
+        return;
+    }
     if (sr->code != SHALE_OK) {
         sreq_fail(r, sr->code, sr->code == SHALE_ESESSION
                                    ? "retry older than the session window: "
@@ -304,6 +319,48 @@ static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
         m.duplicate = sr->duplicate;
         sreq_reply(r, SHALE_MSG_MPUT_RESP, &m.base);
         free(kvs);
+        free(ptrs);
+        return;
+    }
+    case SHALE_MSG_TXN_REQ: {
+        store_txn_t *t = sr->txn;
+        if (t == NULL) {
+            sreq_fail(r, SHALE_EINVAL, "malformed transaction");
+            return;
+        }
+        Shale__TxnResponse tr = SHALE__TXN_RESPONSE__INIT;
+        Shale__TxnOpResult *rs = calloc(t->nresults ? t->nresults : 1, sizeof(*rs));
+        Shale__TxnOpResult **ptrs = calloc(t->nresults ? t->nresults : 1, sizeof(*ptrs));
+        if (rs == NULL || ptrs == NULL) {
+            free(rs);
+            free(ptrs);
+            sreq_fail(r, SHALE_ENOMEM, "out of memory building the response");
+            return;
+        }
+        for (size_t i = 0; i < t->nresults; i++) {
+            const store_txn_result_t *x = &t->results[i];
+            shale__txn_op_result__init(&rs[i]);
+            rs[i].type = (Shale__TxnOpType)x->type;
+            if (x->type != STORE_TXN_PUT) {
+                rs[i].has_found = 1;
+                rs[i].found = x->found;
+            }
+            rs[i].has_version = x->type == STORE_TXN_PUT || x->found;
+            rs[i].version = x->version;
+            if (x->type == STORE_TXN_GET && x->found) {
+                rs[i].has_value = 1;
+                rs[i].value.data = x->value;
+                rs[i].value.len = x->vlen;
+            }
+            ptrs[i] = &rs[i];
+        }
+        tr.succeeded = t->succeeded;
+        tr.n_results = t->nresults;
+        tr.results = ptrs;
+        tr.has_duplicate = sr->duplicate;
+        tr.duplicate = sr->duplicate;
+        sreq_reply(r, SHALE_MSG_TXN_RESP, &tr.base);
+        free(rs);
         free(ptrs);
         return;
     }

@@ -113,6 +113,10 @@ static size_t mutation_ops(shaled_t *s, const Shale__Mutation *m,
         n = 1;
         break;
     }
+    case SHALE__MUTATION__OP_TXN:
+        /* Built by txn_build (req->txn); no store ops. */
+        ses = m->txn->session;
+        break;
     case SHALE__MUTATION__OP_MPUT: {
         const Shale__MPutRequest *mp = m->mput;
         for (size_t i = 0; i < mp->n_items; i++) {
@@ -137,6 +141,71 @@ static size_t mutation_ops(shaled_t *s, const Shale__Mutation *m,
     req->nops = n;
     req->ops = ops;
     return n;
+}
+
+/* The store form of a TXN mutation: t and its arrays (malloc'd, released
+ * by txn_free) point into the unpacked request. The slot is the first
+ * key's: the leader refused the txn unless all keys share it, and apply
+ * refuses it again (EINVAL) if they do not, so a malformed entry cannot
+ * write outside its slot. */
+static int txn_build(shaled_t *s, const Shale__TxnRequest *x, store_txn_t *t, int *bad)
+{
+    uint32_t S = (uint32_t)s->cfg.slots;
+    size_t nc = x->n_compares, ns = x->n_success, nf = x->n_failure;
+    store_txn_compare_t *cmps = calloc(nc ? nc : 1, sizeof(*cmps));
+    store_txn_op_t *ops = calloc(ns + nf ? ns + nf : 1, sizeof(*ops));
+    memset(t, 0, sizeof(*t));
+    *bad = 0;
+    if (cmps == NULL || ops == NULL) {
+        free(cmps);
+        free(ops);
+        return SHALE_ENOMEM;
+    }
+    int have = 0;
+    uint32_t slot = 0;
+#define TXN_SLOT(k)                                                                                \
+    do {                                                                                           \
+        uint32_t sl_ = shale_key_slot((k).data, (k).len, S);                                       \
+        if (!have) {                                                                               \
+            slot = sl_;                                                                            \
+            have = 1;                                                                              \
+        } else if (sl_ != slot) {                                                                  \
+            *bad = 1;                                                                              \
+        }                                                                                          \
+    } while (0)
+    for (size_t i = 0; i < nc; i++) {
+        const Shale__TxnCompare *c = x->compares[i];
+        TXN_SLOT(c->key);
+        cmps[i] = (store_txn_compare_t){.key = c->key.data, .klen = c->key.len,
+                                        .target = (store_txn_target_t)c->target,
+                                        .cmp = (store_txn_cmp_t)c->op,
+                                        .value = c->value.data, .vlen = c->value.len,
+                                        .version = c->version, .exists = c->exists};
+    }
+    for (size_t i = 0; i < ns + nf; i++) {
+        const Shale__TxnOp *o = i < ns ? x->success[i] : x->failure[i - ns];
+        TXN_SLOT(o->key);
+        ops[i] = (store_txn_op_t){.type = (store_txn_op_type_t)o->type, .key = o->key.data,
+                                  .klen = o->key.len, .value = o->value.data,
+                                  .vlen = o->value.len};
+    }
+#undef TXN_SLOT
+    t->slot = (uint16_t)slot;
+    t->ncompares = nc;
+    t->compares = cmps;
+    t->nsuccess = ns;
+    t->success = ops;
+    t->nfailure = nf;
+    t->failure = ops + ns;
+    return 0;
+}
+
+static void txn_free(store_txn_t *t)
+{
+    store_txn_clear(t);
+    free((void *)t->compares);
+    free((void *)t->success);
+    memset(t, 0, sizeof(*t));
 }
 
 static size_t mutation_nops(const Shale__Mutation *m)
@@ -168,6 +237,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     store_request_t *reqs = calloc(nreq ? nreq : 1, sizeof(*reqs));
     store_op_t *ops = calloc(nops ? nops : 1, sizeof(*ops));
     store_result_t *res = calloc(nops ? nops : 1, sizeof(*res));
+    store_txn_t *txns = NULL; /* per request, for TXN mutations */
     int rv = 0, skipped = 0;
     int *refused = NULL; /* per request: refused by ownership at apply time */
     char err[STORE_ERRLEN] = "";
@@ -180,12 +250,28 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     for (size_t i = 0; i < nreq; i++) {
         size_t k = mutation_ops(s, cmd->mutations[i], ops + at, &reqs[i]);
         reqs[i].results = res + at;
+        uint16_t txn_slot = 0;
+        int is_txn = cmd->mutations[i]->op_case == SHALE__MUTATION__OP_TXN;
+        if (is_txn) {
+            int bad = 0;
+            if (txns == NULL)
+                txns = calloc(nreq, sizeof(*txns));
+            if (txns == NULL || txn_build(s, cmd->mutations[i]->txn, &txns[i], &bad) != 0) {
+                shaled_storage_failed(s, "out of memory applying an entry");
+                rv = RAFT_NOMEM;
+                goto out;
+            }
+            reqs[i].txn = bad ? NULL : &txns[i]; /* spans slots: EINVAL (nops 0) */
+            txn_slot = txns[i].slot;
+        }
         /* Ownership at apply time, decided by the records applied before
          * this entry (the same on every member): a write proposed before a
          * fence or a flip and committed after it is refused, so nothing is
          * applied to a slot this group no longer serves. */
-        if (s->cfg.group != 0 && k > 0) {
+        if (s->cfg.group != 0 && (k > 0 || reqs[i].txn != NULL)) {
             int code = 0;
+            if (reqs[i].txn != NULL)
+                code = own_apply_check(s, &txn_slot, 1);
             for (size_t j = 0; j < k && code == 0; j++)
                 code = own_apply_check(s, &ops[at + j].slot, 1);
             if (code != 0) {
@@ -198,6 +284,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                 }
                 refused[i] = code;
                 reqs[i].nops = 0; /* store_apply skips it (EINVAL) */
+                reqs[i].txn = NULL;
             }
         }
         at += k;
@@ -246,6 +333,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         cmd->has_proposer_boot && cmd->proposer_boot == s->boot_nonce)
         propose_deliver(s, cmd->proposal_seq, reqs, nreq, cmd);
 out:
+    for (size_t i = 0; txns != NULL && i < nreq; i++)
+        txn_free(&txns[i]);
+    free(txns);
     free(refused);
     free(reqs);
     free(ops);

@@ -720,8 +720,73 @@ static int op_valid(const store_op_t *op)
     return 0;
 }
 
+static int txn_ops_valid(const store_txn_op_t *ops, size_t n)
+{
+    if (n > 0 && ops == NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].key == NULL && ops[i].klen > 0) {
+            return 0;
+        }
+        switch (ops[i].type) {
+        case STORE_TXN_PUT:
+            if (ops[i].value == NULL && ops[i].vlen > 0) {
+                return 0;
+            }
+            break;
+        case STORE_TXN_DEL:
+        case STORE_TXN_GET:
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int txn_valid(const store_request_t *r)
+{
+    const store_txn_t *t = r->txn;
+
+    if (r->nops != 0 || t->slot >= STORE_MAX_SLOTS ||
+        t->ncompares + t->nsuccess + t->nfailure == 0 ||
+        (t->ncompares > 0 && t->compares == NULL) ||
+        !txn_ops_valid(t->success, t->nsuccess) ||
+        !txn_ops_valid(t->failure, t->nfailure)) {
+        return 0;
+    }
+    for (size_t i = 0; i < t->ncompares; i++) {
+        const store_txn_compare_t *cp = &t->compares[i];
+        if ((cp->key == NULL && cp->klen > 0) || cp->cmp < STORE_TXN_EQUAL ||
+            cp->cmp > STORE_TXN_GREATER) {
+            return 0;
+        }
+        switch (cp->target) {
+        case STORE_TXN_VALUE:
+            if (cp->value == NULL && cp->vlen > 0) {
+                return 0;
+            }
+            break;
+        case STORE_TXN_VERSION:
+            break;
+        case STORE_TXN_EXISTS:
+            if (cp->cmp != STORE_TXN_EQUAL && cp->cmp != STORE_TXN_NOT_EQUAL) {
+                return 0;
+            }
+            break;
+        default:
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int request_valid(const store_request_t *r)
 {
+    if (r->txn != NULL) {
+        return txn_valid(r);
+    }
     if (r->nops == 0 || r->nops > UINT32_MAX || r->ops == NULL ||
         r->results == NULL) {
         return 0;
@@ -1009,6 +1074,289 @@ static int prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
     return rc;
 }
 
+/* ---- Transactions ----------------------------------------------------------*/
+
+/* Session record of a txn: [TXN_MARK:4][succeeded:1][n:4] then per result
+ * [type:1][found:1][version:8][vlen:4][value]. The mark can never be an op
+ * count of an ordinary record (their n is checked against nops). */
+#define TXN_MARK 0xFFFFFFFFu
+#define TXN_REC_HEAD 9
+#define TXN_RES_HEAD 14
+
+void store_txn_clear(store_txn_t *txn)
+{
+    if (txn == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < txn->nresults; i++) {
+        free(txn->results[i].value);
+    }
+    free(txn->results);
+    txn->results = NULL;
+    txn->nresults = 0;
+    txn->succeeded = 0;
+}
+
+static int is_txn_record(const char *val, size_t vlen)
+{
+    return vlen >= 4 && get_be32((const uint8_t *)val) == TXN_MARK;
+}
+
+/* Read key of slot as the batch leaves it: *found, *ver, and (when want_val)
+ * *val (rocksdb_free) / *vlen of the user value. */
+static int txn_read(apply_ctx_t *c, uint16_t slot, const uint8_t *key, size_t klen, int *found,
+                    uint64_t *ver, char **raw, size_t *rawlen)
+{
+    size_t dlen = 0;
+    int rc = data_key(c->s, slot, key, klen, &dlen, c->err);
+
+    *found = 0;
+    *ver = 0;
+    *raw = NULL;
+    *rawlen = 0;
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = batch_get(c, c->s->kbuf, dlen, raw, rawlen);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (*raw != NULL) {
+        if (*rawlen < VERSION_LEN) {
+            rocksdb_free(*raw);
+            *raw = NULL;
+            set_err(c->err, "txn: stored value has %zu bytes, shorter than its version", *rawlen);
+            return SHALE_ECORRUPT;
+        }
+        *found = 1;
+        *ver = get_be64(*raw);
+    }
+    return SHALE_OK;
+}
+
+static int cmp_holds(store_txn_cmp_t op, int order)
+{
+    switch (op) {
+    case STORE_TXN_EQUAL:
+        return order == 0;
+    case STORE_TXN_NOT_EQUAL:
+        return order != 0;
+    case STORE_TXN_LESS:
+        return order < 0;
+    case STORE_TXN_GREATER:
+        return order > 0;
+    }
+    return 0;
+}
+
+static int txn_compare(apply_ctx_t *c, uint16_t slot, const store_txn_compare_t *cp, int *holds)
+{
+    int found;
+    uint64_t ver;
+    char *raw;
+    size_t rawlen;
+    int rc = txn_read(c, slot, cp->key, cp->klen, &found, &ver, &raw, &rawlen);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    *holds = 0;
+    switch (cp->target) {
+    case STORE_TXN_VALUE:
+        if (found) {
+            size_t have = rawlen - VERSION_LEN, n = have < cp->vlen ? have : cp->vlen;
+            int order = n > 0 ? memcmp(raw + VERSION_LEN, cp->value, n) : 0;
+            if (order == 0) {
+                order = have < cp->vlen ? -1 : have > cp->vlen ? 1 : 0;
+            }
+            *holds = cmp_holds(cp->cmp, order < 0 ? -1 : order > 0 ? 1 : 0);
+        }
+        break;
+    case STORE_TXN_VERSION:
+        *holds = cmp_holds(cp->cmp, ver < cp->version ? -1 : ver > cp->version ? 1 : 0);
+        break;
+    case STORE_TXN_EXISTS:
+        *holds = cmp_holds(cp->cmp, (found != 0) == (cp->exists != 0) ? 0 : 1);
+        break;
+    }
+    rocksdb_free(raw);
+    return SHALE_OK;
+}
+
+/* Run a txn against the batch. *code: SHALE_OK, or SHALE_ETOOLARGE when its
+ * gets would return too much (then the batch is rolled back to where the
+ * txn began and txn holds no results). */
+static int apply_txn(apply_ctx_t *c, store_txn_t *t, int *code)
+{
+    const store_txn_op_t *ops;
+    size_t nops, total = 0;
+    int holds = 1, rc = SHALE_OK;
+    char *rerr = NULL;
+
+    *code = SHALE_OK;
+    t->succeeded = 0;
+    t->nresults = 0;
+    t->results = NULL;
+    for (size_t i = 0; i < t->ncompares && holds; i++) {
+        rc = txn_compare(c, t->slot, &t->compares[i], &holds);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
+    t->succeeded = holds;
+    ops = holds ? t->success : t->failure;
+    nops = holds ? t->nsuccess : t->nfailure;
+    if (nops == 0) {
+        return SHALE_OK;
+    }
+    t->results = calloc(nops, sizeof(*t->results));
+    if (t->results == NULL) {
+        set_err(c->err, "txn: out of memory for %zu results", nops);
+        return SHALE_ENOMEM;
+    }
+    t->nresults = nops;
+    rocksdb_writebatch_wi_set_save_point(c->wb);
+    for (size_t i = 0; i < nops && rc == SHALE_OK; i++) {
+        store_txn_result_t *res = &t->results[i];
+        res->type = ops[i].type;
+        if (ops[i].type == STORE_TXN_GET) {
+            char *raw;
+            size_t rawlen;
+            rc = txn_read(c, t->slot, ops[i].key, ops[i].klen, &res->found, &res->version, &raw,
+                          &rawlen);
+            if (rc != SHALE_OK || !res->found) {
+                continue;
+            }
+            res->vlen = rawlen - VERSION_LEN;
+            total += res->vlen;
+            if (total > STORE_TXN_MAX_RESULT_BYTES) {
+                rocksdb_free(raw);
+                *code = SHALE_ETOOLARGE;
+                break;
+            }
+            res->value = malloc(res->vlen > 0 ? res->vlen : 1);
+            if (res->value == NULL) {
+                rocksdb_free(raw);
+                set_err(c->err, "txn: out of memory for a %zu-byte value", res->vlen);
+                rc = SHALE_ENOMEM;
+                break;
+            }
+            memcpy(res->value, raw + VERSION_LEN, res->vlen);
+            rocksdb_free(raw);
+            continue;
+        }
+        store_op_t op = {.type = ops[i].type == STORE_TXN_PUT ? STORE_OP_PUT : STORE_OP_DEL,
+                         .slot = t->slot,
+                         .key = ops[i].key,
+                         .klen = ops[i].klen,
+                         .value = ops[i].value,
+                         .vlen = ops[i].vlen};
+        store_result_t r = {0};
+        rc = apply_op(c, &op, &r);
+        res->version = r.version;
+        res->found = op.type == STORE_OP_DEL ? r.existed : 0;
+    }
+    if (rc == SHALE_OK && *code != SHALE_OK) {
+        rocksdb_writebatch_wi_rollback_to_save_point(c->wb, &rerr);
+        if (rerr != NULL) {
+            rc = rdb_fail(c->err, rerr, "txn: roll back");
+        }
+        store_txn_clear(t);
+    }
+    return rc;
+}
+
+static int encode_txn_results(apply_ctx_t *c, const store_txn_t *t, const uint8_t *rkey)
+{
+    size_t len = TXN_REC_HEAD;
+    uint8_t *buf, *p;
+
+    for (size_t i = 0; i < t->nresults; i++) {
+        len += TXN_RES_HEAD + t->results[i].vlen;
+    }
+    buf = malloc(len);
+    if (buf == NULL) {
+        set_err(c->err, "apply: out of memory for a txn session record");
+        return SHALE_ENOMEM;
+    }
+    put_be32(buf, TXN_MARK);
+    buf[4] = t->succeeded ? 1 : 0;
+    put_be32(buf + 5, (uint32_t)t->nresults);
+    p = buf + TXN_REC_HEAD;
+    for (size_t i = 0; i < t->nresults; i++) {
+        const store_txn_result_t *r = &t->results[i];
+        p[0] = (uint8_t)r->type;
+        p[1] = r->found ? 1 : 0;
+        put_be64(p + 2, r->version);
+        put_be32(p + 10, (uint32_t)r->vlen);
+        if (r->vlen > 0) {
+            memcpy(p + TXN_RES_HEAD, r->value, r->vlen);
+        }
+        p += TXN_RES_HEAD + r->vlen;
+    }
+    rocksdb_writebatch_wi_put(c->wb, (const char *)rkey, RESULT_KEY_LEN, (const char *)buf, len);
+    free(buf);
+    return SHALE_OK;
+}
+
+static int decode_txn_results(apply_ctx_t *c, store_request_t *r, const char *val, size_t vlen)
+{
+    const uint8_t *p = (const uint8_t *)val, *end = p + vlen;
+    store_txn_t *t = r->txn;
+    uint32_t n;
+
+    if (vlen < TXN_REC_HEAD) {
+        goto corrupt;
+    }
+    n = get_be32(p + 5);
+    if (n > (vlen - TXN_REC_HEAD) / TXN_RES_HEAD) {
+        goto corrupt;
+    }
+    t->succeeded = p[4];
+    t->results = n > 0 ? calloc(n, sizeof(*t->results)) : NULL;
+    if (n > 0 && t->results == NULL) {
+        set_err(c->err, "apply: out of memory decoding a txn session record");
+        return SHALE_ENOMEM;
+    }
+    t->nresults = n;
+    p += TXN_REC_HEAD;
+    for (uint32_t i = 0; i < n; i++) {
+        store_txn_result_t *res = &t->results[i];
+        if ((size_t)(end - p) < TXN_RES_HEAD) {
+            goto corrupt_free;
+        }
+        res->type = (store_txn_op_type_t)p[0];
+        res->found = p[1];
+        res->version = get_be64(p + 2);
+        res->vlen = get_be32(p + 10);
+        p += TXN_RES_HEAD;
+        if ((size_t)(end - p) < res->vlen) {
+            goto corrupt_free;
+        }
+        if (res->type == STORE_TXN_GET && res->found) {
+            res->value = malloc(res->vlen > 0 ? res->vlen : 1);
+            if (res->value == NULL) {
+                store_txn_clear(t);
+                set_err(c->err, "apply: out of memory decoding a txn session record");
+                return SHALE_ENOMEM;
+            }
+            memcpy(res->value, p, res->vlen);
+        }
+        p += res->vlen;
+    }
+    if (p != end) {
+        goto corrupt_free;
+    }
+    r->duplicate = 1;
+    return SHALE_OK;
+corrupt_free:
+    store_txn_clear(t);
+corrupt:
+    set_err(c->err, "apply: txn session record of client %llu seq %llu is malformed (%zu bytes)",
+            (unsigned long long)r->client_id, (unsigned long long)r->seq, vlen);
+    return SHALE_ECORRUPT;
+}
+
 /* Apply one client request. Rules:
  *  - a malformed request gets code SHALE_EINVAL and changes nothing, so one
  *    bad request cannot wedge the log for the others (every replica decides
@@ -1039,6 +1387,14 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
         r->code = SHALE_EINVAL;
         return SHALE_OK;
     }
+    if (r->txn != NULL) {
+        r->txn->results = NULL;
+        r->txn->nresults = 0;
+        r->txn->succeeded = 0;
+    }
+    if (r->client_id == 0 && r->txn != NULL) {
+        return apply_txn(c, r->txn, &r->code);
+    }
     if (r->client_id == 0) {
         for (size_t i = 0; i < r->nops; i++) {
             rc = apply_op(c, &r->ops[i], &r->results[i]);
@@ -1049,7 +1405,7 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
         return SHALE_OK;
     }
 
-    slot = r->ops[0].slot;
+    slot = r->txn != NULL ? r->txn->slot : r->ops[0].slot;
     header_key(hkey, slot, r->client_id);
     rc = batch_get(c, hkey, HEADER_KEY_LEN, &val, &vlen);
     if (rc != SHALE_OK) {
@@ -1079,7 +1435,17 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
             return rc;
         }
         if (val != NULL) {
-            rc = decode_results(c, r, val, vlen);
+            if (is_txn_record(val, vlen) != (r->txn != NULL)) {
+                /* Same (client, seq) but another kind of request: not a
+                 * retry (as decode_results does for another op count). */
+                r->duplicate = 1;
+                r->code = SHALE_EINVAL;
+                rc = SHALE_OK;
+            } else if (r->txn != NULL) {
+                rc = decode_txn_results(c, r, val, vlen);
+            } else {
+                rc = decode_results(c, r, val, vlen);
+            }
             rocksdb_free(val);
             return rc;
         }
@@ -1090,13 +1456,21 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
         return SHALE_OK;
     }
 
-    for (size_t i = 0; i < r->nops; i++) {
-        rc = apply_op(c, &r->ops[i], &r->results[i]);
-        if (rc != SHALE_OK) {
-            return rc;
+    if (r->txn != NULL) {
+        rc = apply_txn(c, r->txn, &r->code);
+        if (rc != SHALE_OK || r->code != SHALE_OK) {
+            return rc; /* TOO_LARGE: nothing applied, nothing recorded */
         }
+        rc = encode_txn_results(c, r->txn, rkey);
+    } else {
+        for (size_t i = 0; i < r->nops; i++) {
+            rc = apply_op(c, &r->ops[i], &r->results[i]);
+            if (rc != SHALE_OK) {
+                return rc;
+            }
+        }
+        rc = encode_results(c, r, rkey);
     }
-    rc = encode_results(c, r, rkey);
     if (rc != SHALE_OK) {
         return rc;
     }

@@ -127,6 +127,81 @@ typedef struct store_result {
                           it, see store_apply) and reports no existence. */
 } store_result_t;
 
+/* ---- Transactions (etcd's Txn shape, within one slot) -----------------------
+ *
+ * A txn is evaluated at apply, against the state the batch has built so far
+ * (earlier requests of the entry included): every compare is checked; if
+ * all hold the success ops run, else the failure ops; each op sees the
+ * earlier ops of the txn. Puts and deletes go through the same path as
+ * STORE_OP_PUT/DEL (versions, the changelog of a migrating slot), so
+ * several puts of one txn get distinct, growing versions. Every key is in
+ * txn->slot (the caller checks that the keys hash there). */
+
+typedef enum store_txn_target {
+    STORE_TXN_VALUE = 1,   /* the key's value; an absent key never matches */
+    STORE_TXN_VERSION = 2, /* the key's version; absent: 0 */
+    STORE_TXN_EXISTS = 3,  /* whether the key exists (EQUAL/NOT_EQUAL only) */
+} store_txn_target_t;
+
+typedef enum store_txn_cmp {
+    STORE_TXN_EQUAL = 1,
+    STORE_TXN_NOT_EQUAL = 2,
+    STORE_TXN_LESS = 3,    /* VALUE: bytewise, a proper prefix is less */
+    STORE_TXN_GREATER = 4,
+} store_txn_cmp_t;
+
+typedef struct store_txn_compare {
+    const uint8_t *key;
+    size_t klen;
+    store_txn_target_t target;
+    store_txn_cmp_t cmp;
+    const uint8_t *value; /* VALUE */
+    size_t vlen;
+    uint64_t version;     /* VERSION */
+    int exists;           /* EXISTS */
+} store_txn_compare_t;
+
+typedef enum store_txn_op_type {
+    STORE_TXN_PUT = 1,
+    STORE_TXN_DEL = 2,
+    STORE_TXN_GET = 3,
+} store_txn_op_type_t;
+
+typedef struct store_txn_op {
+    store_txn_op_type_t type;
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *value; /* PUT */
+    size_t vlen;
+} store_txn_op_t;
+
+/* Outcome of one op of the branch that ran. */
+typedef struct store_txn_result {
+    store_txn_op_type_t type;
+    int found;        /* GET: found; DEL: existed */
+    uint64_t version; /* PUT: new; DEL: deleted (0 if absent); GET: current */
+    uint8_t *value;   /* GET when found: malloc'd (store_txn_clear frees) */
+    size_t vlen;
+} store_txn_result_t;
+
+typedef struct store_txn {
+    uint16_t slot;
+    size_t ncompares;
+    const store_txn_compare_t *compares;
+    size_t nsuccess;
+    const store_txn_op_t *success;
+    size_t nfailure;
+    const store_txn_op_t *failure;
+    /* Filled by store_apply (also for a duplicate, from the session
+     * record): which branch ran and its results (malloc'd). */
+    int succeeded;
+    size_t nresults;
+    store_txn_result_t *results;
+} store_txn_t;
+
+/* Free the results store_apply put in txn (safe on a txn without any). */
+void store_txn_clear(store_txn_t *txn);
+
 /* A client request: 1..n ops sharing one (client_id, seq). client_id 0 means
  * no session (not deduplicated). The session record is kept under the slot
  * of ops[0]. After store_apply, results[i] holds each op's outcome and
@@ -148,7 +223,17 @@ typedef struct store_request {
     store_result_t *results; /* nops entries, filled by store_apply */
     int duplicate;
     int code;
+    /* A transaction instead of ops (then nops is 0, ops/results unused):
+     * the session record is kept under txn->slot and holds the whole
+     * outcome (branch, versions, get values), so a retry is answered with
+     * the first one. A txn whose gets would return more than
+     * STORE_TXN_MAX_RESULT_BYTES of values gets code SHALE_ETOOLARGE with
+     * nothing applied or recorded; a txn with no op and no compare, or a
+     * malformed one, SHALE_EINVAL. */
+    store_txn_t *txn;
 } store_request_t;
+
+#define STORE_TXN_MAX_RESULT_BYTES (4u << 20)
 
 /* Apply one Raft entry: every request in order, in ONE atomic RocksDB write
  * batch that also records `index` as the applied index. Later ops in the

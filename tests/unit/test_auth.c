@@ -171,6 +171,7 @@ static const perm_row_t perms[] = {
     {SHALE_MSG_DEL_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_CAS_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_MPUT_REQ, AUTH_ROLE_READWRITE, 1, 1},
+    {SHALE_MSG_TXN_REQ, AUTH_ROLE_READ, 1, 1}, /* a get-only txn; with writes: readwrite */
     {SHALE_MSG_STATUS_REQ, AUTH_ROLE_READ, 0, 1},
     {SHALE_MSG_MAP_GET_REQ, AUTH_ROLE_READ, 0, 0},
     {SHALE_MSG_MEMBER_ADD_REQ, AUTH_ROLE_ADMIN, 0, 0},
@@ -213,7 +214,7 @@ START_TEST(test_role_by_type)
             allowed_somewhere += got;
         }
     }
-    ck_assert_int_eq(allowed_somewhere, 4 * 3 + 4 * 2 + 9 * 1);
+    ck_assert_int_eq(allowed_somewhere, 5 * 3 + 4 * 2 + 9 * 1);
     /* Every request type the protocol knows is in the table: a new one
      * must be given a row (and a role) here, not slip through as denied or
      * allowed by accident. */
@@ -261,6 +262,58 @@ START_TEST(test_prefix_restriction)
     const uint8_t k1[] = {0, 1, 7}, k2[] = {0, 2, 7};
     ck_assert_int_eq(auth_allowed(AUTH_ROLE_READ, bin, 2, SHALE_MSG_GET_REQ, k1, 3), 1);
     ck_assert_int_eq(auth_allowed(AUTH_ROLE_READ, bin, 2, SHALE_MSG_GET_REQ, k2, 3), 0);
+}
+END_TEST
+
+/* A TXN: read role for gets and compares only, readwrite once it has a put
+ * or delete (in either branch); every key must pass the prefix. */
+START_TEST(test_request_txn)
+{
+    char why[AUTH_ERRLEN];
+    Shale__User u = SHALE__USER__INIT;
+    u.name = "svc";
+    u.role = SHALE__USER_ROLE__USER_READ;
+    u.has_key_prefix = 1;
+    u.key_prefix.data = (uint8_t *)"t1/";
+    u.key_prefix.len = 3;
+    Shale__TxnCompare c = SHALE__TXN_COMPARE__INIT, *cp = &c;
+    c.key.data = (uint8_t *)"t1/a";
+    c.key.len = 4;
+    Shale__TxnOp g = SHALE__TXN_OP__INIT, p = SHALE__TXN_OP__INIT;
+    Shale__TxnOp *gets[1] = {&g}, *puts[1] = {&p};
+    g.type = SHALE__TXN_OP_TYPE__TXN_GET;
+    g.key.data = (uint8_t *)"t1/b";
+    g.key.len = 4;
+    p.type = SHALE__TXN_OP_TYPE__TXN_PUT;
+    p.key.data = (uint8_t *)"t1/c";
+    p.key.len = 4;
+    Shale__TxnRequest x = SHALE__TXN_REQUEST__INIT;
+    x.n_compares = 1;
+    x.compares = &cp;
+    x.n_success = 1;
+    x.success = gets;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* A put in the failure branch makes it a write: read role refused. */
+    x.n_failure = 1;
+    x.failure = puts;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "readwrite"));
+    u.role = SHALE__USER_ROLE__USER_READWRITE;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* Any key outside the prefix: the compare's, a get's, a put's. */
+    c.key.data = (uint8_t *)"t2/a";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "prefix"));
+    c.key.data = (uint8_t *)"t1/a";
+    g.key.data = (uint8_t *)"t2/b";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    g.key.data = (uint8_t *)"t1/b";
+    p.key.data = (uint8_t *)"t2/c";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+    p.key.data = (uint8_t *)"t1/c";
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
+    /* No user: refused. */
+    ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
 }
 END_TEST
 
@@ -671,6 +724,7 @@ int main(void)
     tcase_add_test(tc, test_role_by_type);
     tcase_add_test(tc, test_prefix_restriction);
     tcase_add_test(tc, test_request_keys);
+    tcase_add_test(tc, test_request_txn);
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_login_cache);

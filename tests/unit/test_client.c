@@ -347,7 +347,7 @@ START_TEST(test_strerror_covers_codes)
         SHALE_ECASFAILED,   SHALE_ENOTFOUND,  SHALE_EPROTO,      SHALE_ECLUSTER,
         SHALE_ESESSION,     SHALE_ESTORAGE,   SHALE_EOVERLOAD,   SHALE_ESLOTMOVING,
         SHALE_EAUTH,        SHALE_EPERM,      SHALE_ENOMEM,      SHALE_EIO,
-        SHALE_ECLOSED,      SHALE_ECANCELED,  SHALE_ECORRUPT,
+        SHALE_ECLOSED,      SHALE_ECANCELED,  SHALE_ECORRUPT,    SHALE_ECROSSSLOT,
     };
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
         const char *s = shale_strerror(codes[i]);

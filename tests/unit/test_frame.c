@@ -105,6 +105,7 @@ START_TEST(test_message_round_trip)
     ck_assert_int_eq(shale_error_to_wire(SHALE_ESLOTMOVING), SHALE__ERROR_CODE__SLOT_MOVING);
     ck_assert_int_eq(shale_error_to_wire(SHALE_EAUTH), SHALE__ERROR_CODE__UNAUTHENTICATED);
     ck_assert_int_eq(shale_error_to_wire(SHALE_EPERM), SHALE__ERROR_CODE__PERMISSION_DENIED);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_ECROSSSLOT), SHALE__ERROR_CODE__CROSSSLOT);
     ck_assert_int_eq(shale_error_to_wire(SHALE_ENOMEM), 0);
     for (int c = 0; c >= -104; c--)
         ck_assert_ptr_nonnull(shale_strerror(c));
@@ -402,6 +403,107 @@ START_TEST(test_hash_tags)
 }
 END_TEST
 
+/* TXN: the frame round trip and wire_txn_check (limits, shapes, one slot). */
+START_TEST(test_txn_check)
+{
+    Shale__TxnCompare c = SHALE__TXN_COMPARE__INIT, *cp = &c;
+    Shale__TxnOp o1 = SHALE__TXN_OP__INIT, o2 = SHALE__TXN_OP__INIT;
+    Shale__TxnOp *ops[2] = {&o1, &o2};
+    Shale__TxnRequest x = SHALE__TXN_REQUEST__INIT;
+    char msg[256];
+    uint32_t slot;
+    int writes;
+    c.key.data = (uint8_t *)"{acct}a";
+    c.key.len = 7;
+    c.target = SHALE__TXN_TARGET__TXN_VERSION;
+    c.op = SHALE__TXN_COMPARE_OP__TXN_EQUAL;
+    c.has_version = 1;
+    c.version = 3;
+    o1.type = SHALE__TXN_OP_TYPE__TXN_PUT;
+    o1.key.data = (uint8_t *)"{acct}b";
+    o1.key.len = 7;
+    o1.has_value = 1;
+    o1.value.data = (uint8_t *)"1";
+    o1.value.len = 1;
+    o2.type = SHALE__TXN_OP_TYPE__TXN_GET;
+    o2.key.data = (uint8_t *)"{acct}c";
+    o2.key.len = 7;
+    x.n_compares = 1;
+    x.compares = &cp;
+    x.n_success = 1;
+    x.success = ops;
+    x.n_failure = 1;
+    x.failure = ops + 1;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     0);
+    ck_assert_uint_eq(slot, shale_key_slot("{acct}zz", 8, 16384));
+    ck_assert_int_eq(writes, 1);
+    /* Round trip through a frame. */
+    size_t len;
+    uint8_t *f = wire_pack(SHALE_MSG_TXN_REQ, 5, &x.base, FRAME_DEFAULT_MAX, &len);
+    ck_assert_ptr_nonnull(f);
+    Shale__TxnRequest *y = (Shale__TxnRequest *)wire_unpack(SHALE_MSG_TXN_REQ, f + 16, len - 16);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_uint_eq(y->n_compares, 1);
+    ck_assert_uint_eq(y->compares[0]->version, 3);
+    ck_assert_uint_eq(y->n_success, 1);
+    ck_assert_uint_eq(y->n_failure, 1);
+    ck_assert_int_eq(y->failure[0]->type, SHALE__TXN_OP_TYPE__TXN_GET);
+    protobuf_c_message_free_unpacked(&y->base, NULL);
+    free(f);
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_TXN_REQ), "TXN");
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_TXN_RESP), "TXN_RESP");
+    /* Get-only: no writes. */
+    x.n_success = 0;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     0);
+    ck_assert_int_eq(writes, 0);
+    x.n_success = 1;
+    /* Keys in two slots: CROSSSLOT, naming the op. */
+    o2.key.data = (uint8_t *)"{other}c";
+    o2.key.len = 8;
+    ck_assert_uint_ne(shale_key_slot("{other}c", 8, 16384), slot);
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_ECROSSSLOT);
+    ck_assert_ptr_nonnull(strstr(msg, "failure op 0"));
+    o2.key.data = (uint8_t *)"{acct}c";
+    o2.key.len = 7;
+    /* Shapes. */
+    c.has_version = 0;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_EINVAL);
+    c.has_version = 1;
+    c.target = SHALE__TXN_TARGET__TXN_EXISTS;
+    c.has_exists = 1;
+    c.op = SHALE__TXN_COMPARE_OP__TXN_LESS;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_EINVAL);
+    c.op = SHALE__TXN_COMPARE_OP__TXN_NOT_EQUAL;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     0);
+    o1.has_value = 0;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_EINVAL);
+    o1.has_value = 1;
+    ck_assert_int_eq(wire_txn_check(&x, 4, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_ETOOLARGE);
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 0, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_ETOOLARGE);
+    /* Limits and emptiness. */
+    x.n_compares = SHALE_TXN_MAX_COMPARES + 1;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_ETOOLARGE);
+    x.n_compares = 0;
+    x.n_success = 0;
+    x.n_failure = SHALE_TXN_MAX_OPS + 1;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_ETOOLARGE);
+    x.n_failure = 0;
+    ck_assert_int_eq(wire_txn_check(&x, 4096, 1 << 20, 16384, &slot, &writes, msg, sizeof(msg)),
+                     SHALE_EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("frame");
@@ -415,6 +517,7 @@ int main(void)
     tcase_add_test(tc, test_garbage_and_truncation);
     tcase_add_test(tc, test_hash_vectors);
     tcase_add_test(tc, test_hash_tags);
+    tcase_add_test(tc, test_txn_check);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

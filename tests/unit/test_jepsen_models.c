@@ -1,5 +1,5 @@
-/* The set, counter and stale-read checkers (jepsen/set.c, counter.c,
- * stale.c): valid histories pass, including unknown outcomes; a lost
+/* The set, counter, stale-read and bank checkers (jepsen/set.c, counter.c,
+ * stale.c, bank.c): valid histories pass, including unknown outcomes; a lost
  * write, a phantom element, a double apply, a lost increment and reads
  * staler than their bound are each caught. */
 #include <check.h>
@@ -204,6 +204,49 @@ START_TEST(stale_read_beyond_bound_caught)
 }
 END_TEST
 
+/* --- bank ------------------------------------------------------------- */
+
+#define XFER(h, p, v, t0, t1, oc) jop(h, p, JEP_TRANSFER, "bank", v, NULL, NULL, t0, t1, oc)
+
+START_TEST(bank_valid)
+{
+    jep_history *h = jep_history_new();
+    R(h, 1, "bank", "[100,100,100]", 0, 10);
+    XFER(h, 2, "[0,1,30]", 5, 20, JEP_OK);
+    XFER(h, 3, "[1,2,5]", 6, 21, JEP_FAIL);
+    XFER(h, 4, "[2,0,7]", 7, -1, JEP_INFO);
+    R(h, 1, "bank", "[70,130,100]", 30, 40);
+    R(h, 5, "bank", "[77,130,93]", 50, 60);
+    expect(h, JEP_MODEL_BANK, JEP_VALID, "transfers: 1 ok, 1 failed, 1 unknown");
+}
+END_TEST
+
+START_TEST(bank_bad_total_caught)
+{
+    jep_history *h = jep_history_new();
+    R(h, 1, "bank", "[100,100,100]", 0, 10);
+    XFER(h, 2, "[0,1,30]", 5, 20, JEP_OK);
+    R(h, 1, "bank", "[70,100,100]", 30, 40); /* half a transfer */
+    expect(h, JEP_MODEL_BANK, JEP_INVALID, "a total that is not the accounts' total (270, want 300)");
+}
+END_TEST
+
+START_TEST(bank_negative_and_shape_caught)
+{
+    jep_history *h = jep_history_new();
+    R(h, 1, "bank", "[100,100]", 0, 10);
+    R(h, 1, "bank", "[-5,205]", 20, 30);
+    expect(h, JEP_MODEL_BANK, JEP_INVALID, "a negative balance");
+    h = jep_history_new();
+    R(h, 1, "bank", "[100,100]", 0, 10);
+    R(h, 1, "bank", "[100,100,0]", 20, 30);
+    expect(h, JEP_MODEL_BANK, JEP_INVALID, "a different number of accounts");
+    h = jep_history_new();
+    XFER(h, 2, "[0,1,30]", 5, 20, JEP_OK);
+    expect(h, JEP_MODEL_BANK, JEP_UNKNOWN, "no successful read");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("jepsen_models");
@@ -218,6 +261,9 @@ int main(void)
     tcase_add_test(tc, counter_lost_increment_caught);
     tcase_add_test(tc, stale_valid);
     tcase_add_test(tc, stale_read_beyond_bound_caught);
+    tcase_add_test(tc, bank_valid);
+    tcase_add_test(tc, bank_bad_total_caught);
+    tcase_add_test(tc, bank_negative_and_shape_caught);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

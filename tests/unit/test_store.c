@@ -1729,6 +1729,229 @@ START_TEST(test_sessions_scan_and_bad_batches)
 }
 END_TEST
 
+/* ---- Transactions -----------------------------------------------------------*/
+
+#define TK(s) (const uint8_t *)(s), strlen(s)
+
+static store_txn_compare_t tcmp(const char *k, store_txn_target_t t, store_txn_cmp_t c,
+                                const char *v, uint64_t ver, int exists)
+{
+    store_txn_compare_t x = {.key = (const uint8_t *)k, .klen = strlen(k), .target = t,
+                             .cmp = c, .value = (const uint8_t *)v, .vlen = v ? strlen(v) : 0,
+                             .version = ver, .exists = exists};
+    return x;
+}
+
+static store_txn_op_t top(store_txn_op_type_t t, const char *k, const char *v)
+{
+    store_txn_op_t x = {.type = t, .key = (const uint8_t *)k, .klen = strlen(k),
+                        .value = (const uint8_t *)v, .vlen = v ? strlen(v) : 0};
+    return x;
+}
+
+/* Apply one txn at index; returns the request's code. */
+static int apply_txn1(uint64_t index, uint64_t client, uint64_t seq, store_txn_t *t, int *dup)
+{
+    store_request_t r = {.client_id = client, .seq = seq, .txn = t};
+    int skipped = -1;
+    g_err[0] = '\0';
+    ck_assert_msg(store_apply(g_s, index, 1000 + index, &r, 1, &skipped, g_err) == SHALE_OK,
+                  "apply %llu: %s", (unsigned long long)index, g_err);
+    ck_assert_int_eq(skipped, 0);
+    if (dup != NULL)
+        *dup = r.duplicate;
+    return r.code;
+}
+
+static uint64_t ver_of(uint16_t slot, const char *k, char *val, size_t cap)
+{
+    store_value_t v = {0};
+    ck_assert_int_eq(store_get(g_s, slot, TK(k), &v, g_err), SHALE_OK);
+    if (val != NULL) {
+        snprintf(val, cap, "%.*s", (int)v.len, v.found ? (const char *)v.value : "");
+    }
+    free(v.value);
+    return v.found ? v.version : 0;
+}
+
+/* Compare semantics per target and operator; the branch taken; gets see
+ * earlier ops of the txn; several puts get distinct growing versions. */
+START_TEST(test_txn_compare_and_branches)
+{
+    apply1(10, 0, 0, op_put(7, "{a}x", "5"), NULL, NULL);
+    uint64_t vx = ver_of(7, "{a}x", NULL, 0);
+    ck_assert_uint_gt(vx, 0);
+
+    struct {
+        store_txn_compare_t c;
+        int holds;
+    } cases[] = {
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_EQUAL, "5", 0, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_EQUAL, "6", 0, 0), 0},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_NOT_EQUAL, "6", 0, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_LESS, "6", 0, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_LESS, "5", 0, 0), 0},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_GREATER, "4", 0, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_GREATER, "50", 0, 0), 0}, /* prefix is less */
+        {tcmp("{a}none", STORE_TXN_VALUE, STORE_TXN_NOT_EQUAL, "x", 0, 0), 0}, /* absent */
+        {tcmp("{a}x", STORE_TXN_VERSION, STORE_TXN_EQUAL, NULL, vx, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VERSION, STORE_TXN_EQUAL, NULL, vx + 1, 0), 0},
+        {tcmp("{a}x", STORE_TXN_VERSION, STORE_TXN_LESS, NULL, vx + 1, 0), 1},
+        {tcmp("{a}x", STORE_TXN_VERSION, STORE_TXN_GREATER, NULL, vx - 1, 0), 1},
+        {tcmp("{a}none", STORE_TXN_VERSION, STORE_TXN_EQUAL, NULL, 0, 0), 1},
+        {tcmp("{a}x", STORE_TXN_EXISTS, STORE_TXN_EQUAL, NULL, 0, 1), 1},
+        {tcmp("{a}x", STORE_TXN_EXISTS, STORE_TXN_NOT_EQUAL, NULL, 0, 1), 0},
+        {tcmp("{a}none", STORE_TXN_EXISTS, STORE_TXN_EQUAL, NULL, 0, 0), 1},
+    };
+    uint64_t idx = 11;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        store_txn_op_t g = top(STORE_TXN_GET, "{a}x", NULL);
+        store_txn_t t = {.slot = 7, .ncompares = 1, .compares = &cases[i].c,
+                         .nsuccess = 1, .success = &g, .nfailure = 0};
+        ck_assert_int_eq(apply_txn1(idx++, 0, 0, &t, NULL), SHALE_OK);
+        ck_assert_msg(t.succeeded == cases[i].holds, "case %zu: succeeded %d", i, t.succeeded);
+        ck_assert_uint_eq(t.nresults, cases[i].holds ? 1 : 0);
+        store_txn_clear(&t);
+    }
+
+    /* Success branch: put, put, get (sees the put), delete, get (absent). */
+    store_txn_compare_t c = tcmp("{a}x", STORE_TXN_VALUE, STORE_TXN_EQUAL, "5", 0, 0);
+    store_txn_op_t ok[] = {top(STORE_TXN_PUT, "{a}x", "6"), top(STORE_TXN_PUT, "{a}y", "1"),
+                           top(STORE_TXN_GET, "{a}x", NULL), top(STORE_TXN_DEL, "{a}y", NULL),
+                           top(STORE_TXN_GET, "{a}y", NULL)};
+    store_txn_op_t bad[] = {top(STORE_TXN_PUT, "{a}fail", "1")};
+    store_txn_t t = {.slot = 7, .ncompares = 1, .compares = &c, .nsuccess = 5, .success = ok,
+                     .nfailure = 1, .failure = bad};
+    ck_assert_int_eq(apply_txn1(100, 0, 0, &t, NULL), SHALE_OK);
+    ck_assert_int_eq(t.succeeded, 1);
+    ck_assert_uint_eq(t.nresults, 5);
+    ck_assert_uint_gt(t.results[0].version, vx);
+    ck_assert_uint_gt(t.results[1].version, t.results[0].version); /* distinct, growing */
+    ck_assert_int_eq(t.results[2].found, 1);
+    ck_assert_uint_eq(t.results[2].version, t.results[0].version);
+    ck_assert_uint_eq(t.results[2].vlen, 1);
+    ck_assert_int_eq(memcmp(t.results[2].value, "6", 1), 0);
+    ck_assert_int_eq(t.results[3].found, 1); /* existed */
+    ck_assert_uint_eq(t.results[3].version, t.results[1].version);
+    ck_assert_int_eq(t.results[4].found, 0);
+    store_txn_clear(&t);
+    char val[16];
+    ck_assert_uint_gt(ver_of(7, "{a}x", val, sizeof(val)), vx);
+    ck_assert_str_eq(val, "6");
+    ck_assert_uint_eq(ver_of(7, "{a}y", NULL, 0), 0);
+    ck_assert_uint_eq(ver_of(7, "{a}fail", NULL, 0), 0);
+
+    /* The compare now fails: the failure branch runs, nothing of success. */
+    ck_assert_int_eq(apply_txn1(101, 0, 0, &t, NULL), SHALE_OK);
+    ck_assert_int_eq(t.succeeded, 0);
+    ck_assert_uint_eq(t.nresults, 1);
+    store_txn_clear(&t);
+    ck_assert_uint_gt(ver_of(7, "{a}fail", NULL, 0), 0);
+    ck_assert_uint_eq(ver_of(7, "{a}y", NULL, 0), 0);
+}
+END_TEST
+
+/* A retry with the same (client, seq) gets the first outcome (branch,
+ * versions, get values) and changes nothing; the same seq with another kind
+ * of request is EINVAL; an oversized get result applies nothing. */
+START_TEST(test_txn_session_replay)
+{
+    apply1(10, 0, 0, op_put(3, "{b}n", "0"), NULL, NULL);
+    uint64_t v0 = ver_of(3, "{b}n", NULL, 0);
+    store_txn_compare_t c = tcmp("{b}n", STORE_TXN_VERSION, STORE_TXN_EQUAL, NULL, v0, 0);
+    store_txn_op_t ok[] = {top(STORE_TXN_PUT, "{b}n", "1"), top(STORE_TXN_GET, "{b}n", NULL)};
+    store_txn_op_t no[] = {top(STORE_TXN_GET, "{b}n", NULL)};
+    store_txn_t t = {.slot = 3, .ncompares = 1, .compares = &c, .nsuccess = 2, .success = ok,
+                     .nfailure = 1, .failure = no};
+    int dup = -1;
+    ck_assert_int_eq(apply_txn1(11, 42, 1, &t, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_eq(t.succeeded, 1);
+    uint64_t v1 = t.results[0].version;
+    store_txn_clear(&t);
+
+    /* Retry: the compare would now fail, but the first answer comes back. */
+    ck_assert_int_eq(apply_txn1(12, 42, 1, &t, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(t.succeeded, 1);
+    ck_assert_uint_eq(t.nresults, 2);
+    ck_assert_uint_eq(t.results[0].version, v1);
+    ck_assert_int_eq(t.results[1].found, 1);
+    ck_assert_uint_eq(t.results[1].vlen, 1);
+    ck_assert_int_eq(memcmp(t.results[1].value, "1", 1), 0);
+    store_txn_clear(&t);
+    ck_assert_uint_eq(ver_of(3, "{b}n", NULL, 0), v1);
+
+    /* A restart keeps the record. */
+    close_store();
+    open_store();
+    ck_assert_int_eq(apply_txn1(13, 42, 1, &t, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_uint_eq(t.results[0].version, v1);
+    store_txn_clear(&t);
+
+    /* The same seq as a plain PUT: not a retry. */
+    int code = 0;
+    apply1(14, 42, 1, op_put(3, "{b}n", "zz"), &dup, &code);
+    ck_assert_int_eq(code, SHALE_EINVAL);
+    ck_assert_uint_eq(ver_of(3, "{b}n", NULL, 0), v1);
+
+    /* Gets over the result limit: TOO_LARGE, nothing written or recorded. */
+    size_t big = 1u << 20;
+    char *bv = malloc(big + 1);
+    ck_assert_ptr_nonnull(bv);
+    memset(bv, 'v', big);
+    bv[big] = '\0';
+    apply1(15, 0, 0, op_put(3, "{b}big", bv), NULL, NULL);
+    free(bv);
+    store_txn_op_t many[8];
+    many[0] = top(STORE_TXN_PUT, "{b}n", "2");
+    for (int i = 1; i < 8; i++)
+        many[i] = top(STORE_TXN_GET, "{b}big", NULL);
+    store_txn_t tl = {.slot = 3, .nsuccess = 8, .success = many};
+    ck_assert_int_eq(apply_txn1(16, 42, 2, &tl, &dup), SHALE_ETOOLARGE);
+    ck_assert_uint_eq(tl.nresults, 0);
+    ck_assert_uint_eq(ver_of(3, "{b}n", NULL, 0), v1);
+    /* Not recorded: the same seq with a smaller txn runs. */
+    store_txn_t ts = {.slot = 3, .nsuccess = 2, .success = many};
+    ck_assert_int_eq(apply_txn1(17, 42, 2, &ts, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 0);
+    ck_assert_int_eq(ts.succeeded, 1);
+    ck_assert_uint_eq(ts.results[1].vlen, big);
+    store_txn_clear(&ts);
+
+    /* Malformed: no compare and no op; exists with LESS. */
+    store_txn_t te = {.slot = 3};
+    ck_assert_int_eq(apply_txn1(18, 0, 0, &te, NULL), SHALE_EINVAL);
+    store_txn_compare_t ce = tcmp("{b}n", STORE_TXN_EXISTS, STORE_TXN_LESS, NULL, 0, 1);
+    store_txn_t te2 = {.slot = 3, .ncompares = 1, .compares = &ce};
+    ck_assert_int_eq(apply_txn1(19, 0, 0, &te2, NULL), SHALE_EINVAL);
+}
+END_TEST
+
+/* A txn's writes reach the changelog of a migrating slot. */
+START_TEST(test_txn_changelog)
+{
+    ck_assert_int_eq(store_changelog_set(g_s, 9, 1), SHALE_OK);
+    store_txn_op_t ops[] = {top(STORE_TXN_PUT, "{c}a", "1"), top(STORE_TXN_PUT, "{c}b", "2"),
+                            top(STORE_TXN_DEL, "{c}a", NULL)};
+    store_txn_t t = {.slot = 9, .nsuccess = 3, .success = ops};
+    ck_assert_int_eq(apply_txn1(10, 0, 0, &t, NULL), SHALE_OK);
+    store_txn_clear(&t);
+    store_buf_t out = {0};
+    uint32_t count = 0;
+    uint8_t *next = NULL;
+    size_t nlen = 0;
+    int done = 0;
+    ck_assert_int_eq(store_scan_records(g_s, 9, STORE_SCAN_LOG, NULL, 0, 1u << 20, &out, &count,
+                                        &next, &nlen, &done, g_err),
+                     SHALE_OK);
+    ck_assert_uint_eq(count, 3);
+    free(out.data);
+    free(next);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1763,6 +1986,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_large_empty_binary);
     tcase_add_test(tc, test_invalid_input);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_txn_compare_and_branches);
+    tcase_add_test(tc, test_txn_session_replay);
+    tcase_add_test(tc, test_txn_changelog);
     suite_add_tcase(s, tc);
 
     tcase_add_unchecked_fixture(full, full_setup, full_teardown);
