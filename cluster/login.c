@@ -144,23 +144,45 @@ static void after_check(uv_work_t *w, int status)
     start_next(ls);
 }
 
+/* Take r (after prev, NULL: the head) out of the waiting queue and run it:
+ * the slow hash, or, cached, only the answer from the loop. */
+static void start_one(login_svc_t *ls, login_req_t *prev, login_req_t *r, int cached)
+{
+    if (prev != NULL)
+        prev->next = r->next;
+    else
+        ls->wait_head = r->next;
+    if (ls->wait_tail == r)
+        ls->wait_tail = prev;
+    ls->waiting--;
+    r->next = NULL;
+    r->cached = cached;
+    r->started = 1;
+    r->work.data = r;
+    /* Fails only for a NULL work callback. */
+    int rv = uv_queue_work(ls->loop, &r->work, do_check, after_check);
+    assert(rv == 0);
+    (void)rv;
+    if (!cached)
+        ls->running++;
+}
+
 static void start_next(login_svc_t *ls)
 {
-    while (ls->running < LOGIN_CONCURRENT && ls->wait_head != NULL) {
-        login_req_t *r = ls->wait_head;
-        ls->wait_head = r->next;
-        if (ls->wait_head == NULL)
-            ls->wait_tail = NULL;
-        ls->waiting--;
-        r->next = NULL;
-        r->started = 1;
-        r->work.data = r;
-        /* Fails only for a NULL work callback. */
-        int rv = uv_queue_work(ls->loop, &r->work, do_check, after_check);
-        assert(rv == 0);
-        (void)rv;
-        ls->running++;
+    /* Credentials verified while they waited (a pool of connections that
+     * logged in at once with one password: the first hashes ran, the
+     * others queued behind them) need no hash now. */
+    login_req_t *prev = NULL, *r = ls->wait_head;
+    while (r != NULL) {
+        login_req_t *next = r->next;
+        if (r->has_digest && cache_has(ls, r->digest))
+            start_one(ls, prev, r, 1);
+        else
+            prev = r;
+        r = next;
     }
+    while (ls->running < LOGIN_CONCURRENT && ls->wait_head != NULL)
+        start_one(ls, NULL, ls->wait_head, 0);
 }
 
 int login_start(login_svc_t *ls, const char *peer, const uint8_t *cred, size_t len,

@@ -22,7 +22,10 @@
  *    under a key drawn at random when the service starts, of the user, the
  *    password and the stored hash record (LOGIN_CACHE entries, oldest
  *    replaced): the same credential again skips the slow hash and the
- *    queue (a pool of connections logs in at once). A changed password or
+ *    queue (a pool of connections logs in at once), and so do those that
+ *    queued behind the first check of a credential, once it passes (a pool
+ *    connecting at once pays LOGIN_CONCURRENT hashes, not one per
+ *    connection). A changed password or
  *    a removed user changes or drops the record, so the entry stops
  *    matching; a wrong password never matches and still costs the hash.
  * Runs on one loop thread; the worker touches only its own request. */

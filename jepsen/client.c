@@ -6,7 +6,7 @@
  *       log with it, so faults and ops share one clock)
  *   jepsen-client run   --routers A,B --workload W --history FILE
  *                       [--time S] [--procs N] [--keys K] [--seed N] [--timeout-ms MS]
- *                       [--readers R] [--unsafe-stale-reads MS]
+ *                       [--readers R] [--unsafe-stale-reads MS] [SECURITY]
  *       N concurrent processes (threads, one libshale client each, listing
  *       every router) for S seconds; every op is appended to FILE as an
  *       invoke and a completion (JSON lines, flushed per line).
@@ -21,8 +21,18 @@
  *       for testing the harness: reads are STALE(MS), served by any member,
  *       but recorded as linearizable reads — the check must say INVALID.
  *   jepsen-client final --routers A,B --workload W --history FILE
- *                       [--keys K] [--timeout-ms MS]
+ *                       [--keys K] [--timeout-ms MS] [SECURITY]
  *       the final reads after healing, appended to FILE
+ *   SECURITY: [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]
+ *             [--user NAME --password-file FILE]
+ *       TLS to the routers (the cluster CA; a client certificate for
+ *       routers that require one) and the user every connection logs in as
+ *       (docs/security.md; the password is the file's first line). jepsen/run
+ *       passes them unless --insecure. A worker that cannot connect at the
+ *       start (a refused credential or certificate included), or a request
+ *       refused as UNAUTHENTICATED or PERMISSION_DENIED, fails run and
+ *       final with exit 3 (a setup error) instead of leaving a history
+ *       without its ops or of refusals.
  *   jepsen-client check --history FILE --workload W
  *                       [--nemesis-log FILE] [--timeout S]
  *       verdict, offending sub-history, summary, per-phase availability and
@@ -38,11 +48,15 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
 #include "checker.h"
 #include "history.h"
 #include "shale.h"
@@ -79,6 +93,10 @@ typedef struct {
     double check_timeout_s;
     uint32_t unsafe_stale_ms; /* > 0: reads are STALE(ms) but recorded as linearizable */
     int readers;              /* register: processes that only read, through router 1 */
+    const char *tls_ca, *tls_cert, *tls_key; /* NULL: plain TCP */
+    const char *user, *password_file;        /* NULL: no login */
+    char *password;                          /* the file's first line (malloc'd, wiped) */
+    size_t password_len;
 } opts_t;
 
 static int usage(const char *msg)
@@ -89,12 +107,14 @@ static int usage(const char *msg)
             "usage: jepsen-client now\n"
             "       jepsen-client run --routers A,B --workload W --history FILE\n"
             "                     [--time S] [--procs N] [--keys K] [--seed N] [--timeout-ms MS]\n"
-            "                     [--readers R] [--unsafe-stale-reads MS]\n"
+            "                     [--readers R] [--unsafe-stale-reads MS] [SECURITY]\n"
             "       jepsen-client final --routers A,B --workload W --history FILE\n"
-            "                     [--keys K] [--timeout-ms MS]\n"
+            "                     [--keys K] [--timeout-ms MS] [SECURITY]\n"
             "       jepsen-client check --history FILE --workload W\n"
             "                     [--nemesis-log FILE] [--timeout S]\n"
-            "W: register | set | counter | stale | bank\n");
+            "W: register | set | counter | stale | bank\n"
+            "SECURITY: [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]\n"
+            "          [--user NAME --password-file FILE]\n");
     return 3;
 }
 
@@ -167,26 +187,62 @@ static void rotate_list(const char *list, int by, char *out, size_t cap)
     }
 }
 
-static shale_client_t *connect_retry(const char *routers, uint32_t timeout_ms, int64_t until_us)
+/* A client of routers with op's timeout, TLS and user, retried (200 ms
+ * apart) until until_us while the routers do not answer. A refused
+ * credential, a failed TLS handshake or an unreadable TLS file is not
+ * retried: it will not get better. */
+static shale_client_t *connect_retry(const opts_t *op, const char *routers, int64_t until_us)
 {
     shale_options_t o;
     shale_options_init(&o);
-    o.timeout_ms = timeout_ms;
+    o.timeout_ms = op->timeout_ms;
     o.connect_timeout_ms = 1000;
-    o.stall_ms = timeout_ms < 2000 ? 2000 : timeout_ms;
+    o.stall_ms = op->timeout_ms < 2000 ? 2000 : op->timeout_ms;
+    o.tls_ca = op->tls_ca;
+    o.tls_cert = op->tls_cert;
+    o.tls_key = op->tls_key;
+    o.user = op->user;
+    o.password = op->password;
+    o.password_len = op->password_len;
     for (;;) {
         shale_client_t *c = NULL;
         char err[SHALE_ERRMSG_LEN] = "";
         int rc = shale_connect(routers, &o, &c, err);
         if (rc == SHALE_OK)
             return c;
-        if (mono_us() > until_us) {
+        if (rc == SHALE_EAUTH || rc == SHALE_EPROTO || rc == SHALE_EINVAL || mono_us() > until_us) {
             fprintf(stderr, "jepsen-client: cannot connect to %s: %s %s\n", routers,
                     shale_strerror(rc), err);
             return NULL;
         }
         sleep_ms(200);
     }
+}
+
+/* A refused credential (SHALE_EAUTH) or a role that forbids a workload
+ * verb (SHALE_EPERM) is a setup error — jepsen/run gives the workload a
+ * readwrite user, and no fault removes it — not a result: the first is
+ * kept for the message, every worker stops, and run and final exit 3
+ * rather than leaving a history of refusals. Returns rc. */
+static atomic_int g_refused;
+static char g_refused_msg[SHALE_ERRMSG_LEN + 64];
+static int note_refused(shale_client_t *c, int rc)
+{
+    int expected = 0;
+    if ((rc == SHALE_EAUTH || rc == SHALE_EPERM) &&
+        atomic_compare_exchange_strong(&g_refused, &expected, 1))
+        snprintf(g_refused_msg, sizeof(g_refused_msg), "%s: %s", shale_strerror(rc),
+                 shale_errmsg(c));
+    return rc;
+}
+
+static int refused(void)
+{
+    if (!atomic_load(&g_refused))
+        return 0;
+    fprintf(stderr, "jepsen-client: the cluster refused the workload's requests (%s)\n",
+            g_refused_msg);
+    return 1;
 }
 
 /* ---- run ---------------------------------------------------------------------- */
@@ -197,14 +253,17 @@ typedef struct {
     int64_t end_us;
     uint64_t rng;
     long ops;
+    int no_client; /* it never connected: no op of it is in the history */
 } worker_t;
 
 /* Worker w's client: the routers rotated by its id, retried until its end. */
-static shale_client_t *worker_connect(const worker_t *w)
+static shale_client_t *worker_connect(worker_t *w)
 {
     char routers[1024];
     rotate_list(w->o->routers, w->tid, routers, sizeof(routers));
-    return connect_retry(routers, w->o->timeout_ms, w->end_us);
+    shale_client_t *c = connect_retry(w->o, routers, w->end_us);
+    w->no_client = c == NULL;
+    return c;
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -235,7 +294,7 @@ static const char *read_op(shale_client_t *c, int64_t proc, const char *key, uin
         ro = (shale_read_opts_t){SHALE_STALE, unsafe_ms};
     emit_b(proc, "invoke", f, key, NULL, NULL, bound, mono_us());
     shale_value_t out = {0};
-    int rc = shale_get(c, key, strlen(key), &ro, &out);
+    int rc = note_refused(c, shale_get(c, key, strlen(key), &ro, &out));
     int64_t t = mono_us();
     const char *type;
     if (rc == SHALE_OK || rc == SHALE_ENOTFOUND) {
@@ -259,7 +318,7 @@ static const char *read_op(shale_client_t *c, int64_t proc, const char *key, uin
 static const char *write_op(shale_client_t *c, int64_t proc, const char *key, const char *val)
 {
     emit(proc, "invoke", "write", key, val, NULL, mono_us());
-    int rc = shale_put(c, key, strlen(key), val, strlen(val), NULL);
+    int rc = note_refused(c, shale_put(c, key, strlen(key), val, strlen(val), NULL));
     const char *type = rc == SHALE_OK ? "ok" : "info";
     emit(proc, type, "write", key, val, NULL, mono_us());
     return type;
@@ -306,14 +365,15 @@ static void *register_worker(void *arg)
         size_t l = strlen(routers);
         snprintf(routers + l, sizeof(routers) - l, ",%s", first);
     }
-    shale_client_t *c = connect_retry(routers, o->timeout_ms, w->end_us);
+    shale_client_t *c = connect_retry(o, routers, w->end_us);
+    w->no_client = c == NULL;
     if (!c || !last) {
         free(last);
         if (c)
             shale_close(c);
         return NULL;
     }
-    while (mono_us() < w->end_us) {
+    while (mono_us() < w->end_us && !atomic_load(&g_refused)) {
         int k = (int)(rnd(&w->rng) % (uint64_t)o->keys);
         char key[32];
         snprintf(key, sizeof(key), "r%d", k);
@@ -343,7 +403,8 @@ static void *register_worker(void *arg)
             }
             emit(proc, "invoke", "cas", key, val, exp, mono_us());
             shale_value_t cur = {0};
-            int rc = shale_cas(c, key, strlen(key), &ex, val, strlen(val), 0, NULL, &cur);
+            int rc = note_refused(
+                c, shale_cas(c, key, strlen(key), &ex, val, strlen(val), 0, NULL, &cur));
             int64_t t = mono_us();
             if (rc == SHALE_OK) {
                 type = "ok";
@@ -382,7 +443,7 @@ static const char *counter_incr(shale_client_t *c, const char *key, uint64_t *rn
 {
     shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
     shale_value_t cur = {0};
-    int rc = shale_get(c, key, strlen(key), &ro, &cur);
+    int rc = note_refused(c, shale_get(c, key, strlen(key), &ro, &cur));
     if (rc != SHALE_OK && rc != SHALE_ENOTFOUND) {
         shale_value_free(&cur);
         return "fail";
@@ -400,7 +461,7 @@ static const char *counter_incr(shale_client_t *c, const char *key, uint64_t *rn
         }
         snprintf(nv, sizeof(nv), "%" PRId64, v + 1);
         shale_value_t now = {0};
-        rc = shale_cas(c, key, strlen(key), &ex, nv, strlen(nv), 0, NULL, &now);
+        rc = note_refused(c, shale_cas(c, key, strlen(key), &ex, nv, strlen(nv), 0, NULL, &now));
         shale_value_free(&cur);
         cur = now;
         if (rc == SHALE_OK) {
@@ -426,7 +487,7 @@ static void *counter_worker(void *arg)
     shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
-    while (mono_us() < w->end_us) {
+    while (mono_us() < w->end_us && !atomic_load(&g_refused)) {
         char key[32], got[128];
         snprintf(key, sizeof(key), "c%d", (int)(rnd(&w->rng) % (uint64_t)o->keys));
         const char *type;
@@ -457,7 +518,7 @@ static void *stale_worker(void *arg)
     shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
-    while (mono_us() < w->end_us) {
+    while (mono_us() < w->end_us && !atomic_load(&g_refused)) {
         char key[32], val[32], got[128];
         snprintf(key, sizeof(key), "r%d", (int)(rnd(&w->rng) % (uint64_t)o->keys));
         unsigned r = (unsigned)(rnd(&w->rng) % 100);
@@ -490,7 +551,7 @@ static void *set_worker(void *arg)
     shale_client_t *c = worker_connect(w);
     if (!c)
         return NULL;
-    while (mono_us() < w->end_us) {
+    while (mono_us() < w->end_us && !atomic_load(&g_refused)) {
         int k = (int)(rnd(&w->rng) % (uint64_t)o->keys);
         char key[32], pkey[64], val[32];
         snprintf(key, sizeof(key), "s%d", k);
@@ -498,7 +559,7 @@ static void *set_worker(void *arg)
         snprintf(val, sizeof(val), "%" PRIu64, e);
         snprintf(pkey, sizeof(pkey), "s%d:%" PRIu64, k, e);
         emit(proc, "invoke", "add", key, val, NULL, mono_us());
-        int rc = shale_put(c, pkey, strlen(pkey), val, strlen(val), NULL);
+        int rc = note_refused(c, shale_put(c, pkey, strlen(pkey), val, strlen(val), NULL));
         int64_t t = mono_us();
         emit(proc, rc == SHALE_OK ? "ok" : "info", "add", key, val, NULL, t);
         w->ops++;
@@ -637,7 +698,7 @@ static void *bank_worker(void *arg)
 /* Open the accounts (only if {bank}a0 is absent): 0, or -1. */
 static int bank_open(const opts_t *o)
 {
-    shale_client_t *c = connect_retry(o->routers, o->timeout_ms, mono_us() + 30000000);
+    shale_client_t *c = connect_retry(o, o->routers, mono_us() + 30000000);
     if (!c)
         return -1;
     char keys[SHALE_TXN_MAX_OPS][32], start[16];
@@ -701,14 +762,26 @@ static int cmd_run(const opts_t *o)
         pthread_create(&th[i], NULL, fn, &w[i]);
     }
     long total = 0;
+    int unconnected = 0;
     for (int i = 0; i < o->procs; i++) {
         pthread_join(th[i], NULL);
         total += w[i].ops;
+        unconnected += w[i].no_client;
     }
     fclose(g_hist);
     printf("jepsen-client: %d processes, %ld ops in %.0f s\n", o->procs, total, o->time_s);
     free(w);
     free(th);
+    if (refused())
+        return 3;
+    if (unconnected) {
+        /* The cluster served both routers before the run: a process that
+         * never got a client is a setup error (a refused credential, a TLS
+         * mismatch), not a result. */
+        fprintf(stderr, "jepsen-client: %d of %d processes could not connect\n", unconnected,
+                o->procs);
+        return 3;
+    }
     return 0;
 }
 
@@ -724,11 +797,11 @@ static int final_register(const opts_t *o, shale_client_t *c, const char *prefix
         snprintf(key, sizeof(key), "%s%d", prefix, k);
         int64_t proc = FINAL_PROC_BASE + k;
         int done = 0;
-        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+        for (int attempt = 0; attempt < 5 && !done && !atomic_load(&g_refused); attempt++) {
             emit(proc, "invoke", "read", key, NULL, NULL, mono_us());
             shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
             shale_value_t out = {0};
-            int rc = shale_get(c, key, strlen(key), &ro, &out);
+            int rc = note_refused(c, shale_get(c, key, strlen(key), &ro, &out));
             int64_t t = mono_us();
             if (rc == SHALE_OK || rc == SHALE_ENOTFOUND) {
                 if (rc == SHALE_OK && out.found)
@@ -781,7 +854,7 @@ static int final_set(const opts_t *o, shale_client_t *c)
         }
         int64_t proc = FINAL_PROC_BASE + k;
         int done = 0;
-        for (int attempt = 0; attempt < 5 && !done; attempt++) {
+        for (int attempt = 0; attempt < 5 && !done && !atomic_load(&g_refused); attempt++) {
             jep_buf arr = {0};
             jep_buf_printf(&arr, "[");
             int first = 1, failed = 0, rc = 0;
@@ -797,7 +870,7 @@ static int final_set(const opts_t *o, shale_client_t *c)
                     items[j] = (shale_item_t){.key = pk[j], .klen = strlen(pk[j])};
                 }
                 shale_read_opts_t ro = {SHALE_LINEARIZABLE, 0};
-                rc = shale_mget(c, items, m, &ro, res);
+                rc = note_refused(c, shale_mget(c, items, m, &ro, res));
                 if (rc != SHALE_OK) {
                     failed = 1;
                     break;
@@ -846,7 +919,7 @@ static int cmd_final(const opts_t *o)
     if (!set && !counter && !bank && strcmp(o->workload, "register") &&
         strcmp(o->workload, "stale"))
         return usage("unknown workload");
-    shale_client_t *c = connect_retry(o->routers, o->timeout_ms, mono_us() + 20000000);
+    shale_client_t *c = connect_retry(o, o->routers, mono_us() + 20000000);
     if (!c)
         return 3;
     if (open_history(o->history)) {
@@ -869,6 +942,8 @@ static int cmd_final(const opts_t *o)
     }
     fclose(g_hist);
     shale_close(c);
+    if (refused())
+        return 3;
     if (bad)
         fprintf(stderr, "jepsen-client: %d final read(s) did not succeed\n", bad);
     return bad < 0 ? 3 : bad ? 2 : 0;
@@ -1139,17 +1214,46 @@ int main(int argc, char **argv)
             o.unsafe_stale_ms = (uint32_t)atoi(v);
         else if (!strcmp(a, "--readers"))
             o.readers = atoi(v);
+        else if (!strcmp(a, "--tls-ca"))
+            o.tls_ca = v;
+        else if (!strcmp(a, "--tls-cert"))
+            o.tls_cert = v;
+        else if (!strcmp(a, "--tls-key"))
+            o.tls_key = v;
+        else if (!strcmp(a, "--user"))
+            o.user = v;
+        else if (!strcmp(a, "--password-file"))
+            o.password_file = v;
         else
             return usage("unknown option");
     }
     if (o.procs < 1 || o.procs > 256 || o.keys < 1 || o.keys > 1000 || o.time_s < 0 ||
         o.timeout_ms < 100 || o.check_timeout_s <= 0 || o.readers < 0 || o.readers >= o.procs)
         return usage("bad --procs, --keys, --time, --timeout-ms, --timeout or --readers");
+    if ((o.tls_cert != NULL) != (o.tls_key != NULL) || (o.tls_cert != NULL && o.tls_ca == NULL))
+        return usage("--tls-cert and --tls-key go together, and with --tls-ca");
+    if ((o.user != NULL) != (o.password_file != NULL))
+        return usage("--user and --password-file go together");
+    if (o.password_file != NULL) {
+        char err[256];
+        if (auth_password_file_read(o.password_file, &o.password, &o.password_len, err,
+                                    sizeof(err)) != 0) {
+            fprintf(stderr, "jepsen-client: --password-file: %s\n", err);
+            return 3;
+        }
+    }
+    int rc;
     if (!strcmp(cmd, "run"))
-        return cmd_run(&o);
-    if (!strcmp(cmd, "final"))
-        return cmd_final(&o);
-    if (!strcmp(cmd, "check"))
-        return cmd_check(&o);
-    return usage("unknown command");
+        rc = cmd_run(&o);
+    else if (!strcmp(cmd, "final"))
+        rc = cmd_final(&o);
+    else if (!strcmp(cmd, "check"))
+        rc = cmd_check(&o);
+    else
+        rc = usage("unknown command");
+    if (o.password != NULL) {
+        OPENSSL_cleanse(o.password, o.password_len);
+        free(o.password);
+    }
+    return rc;
 }

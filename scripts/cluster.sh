@@ -125,44 +125,20 @@ fail() {
 
 # ---- TLS material and passwords (secure by default) ------------------------------
 SEC="$RUN/secrets"
-# cert NAME CN SAN EKU: a key and a certificate signed by the cluster CA.
-cert() {
-  local name=$1 cn=$2 san=$3 eku=$4
-  [ -s "$SEC/$name.crt" ] && return 0
-  {
-    echo "basicConstraints = CA:FALSE"
-    echo "keyUsage = critical, digitalSignature"
-    echo "extendedKeyUsage = $eku"
-    if [ -n "$san" ]; then echo "subjectAltName = $san"; fi
-  } >"$SEC/$name.ext"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
-    -keyout "$SEC/$name.key" -out "$SEC/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$SEC/$name.csr" -CA "$SEC/ca.crt" -CAkey "$SEC/ca.key" \
-    -CAcreateserial -days 365 -extfile "$SEC/$name.ext" -out "$SEC/$name.crt" 2>/dev/null
-  chmod 600 "$SEC/$name.key"
-  rm -f "$SEC/$name.csr" "$SEC/$name.ext"
-}
+# The CA, certificates, passwords and users: scripts/secure.sh (shared with jepsen/run).
+# shellcheck source=scripts/secure.sh
+. scripts/secure.sh
 router_sec=()
 if [ $SECURE = 1 ]; then
-  command -v openssl >/dev/null ||
-    fail "the secure default needs the openssl command (apt-get install openssl), or use --insecure"
-  mkdir -p "$SEC"
-  chmod 700 "$SEC"
-  if [ ! -s "$SEC/ca.crt" ]; then
-    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-      -subj "/CN=Shale local cluster CA" -keyout "$SEC/ca.key" -out "$SEC/ca.crt" \
-      -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-    chmod 600 "$SEC/ca.key"
-  fi
+  secure_init "$SEC" "Shale local cluster CA" || fail "could not make the cluster CA in $SEC"
   for id in 1 2 3 $(for g in $(seq 1 $GROUPS_N); do seq $((10 * g + 1)) $((10 * g + VOTERS + 1)); done); do
-    cert "node-$id" "node-$id" "IP:$(ip "$id"), DNS:node-$id" "serverAuth, clientAuth"
+    secure_cert "$SEC" "node-$id" "node-$id" "IP:$(ip "$id"), DNS:node-$id" "serverAuth, clientAuth" ||
+      fail "could not make the certificate of node $id"
   done
-  cert router router "IP:${ROUTER%:*}, DNS:router" "serverAuth, clientAuth"
-  cert admin admin "" clientAuth
-  for u in admin svc; do
-    if [ ! -s "$SEC/$u.pw" ]; then (umask 077 && openssl rand -hex 16 >"$SEC/$u.pw"); fi
-  done
+  secure_cert "$SEC" router router "IP:${ROUTER%:*}, DNS:router" "serverAuth, clientAuth" ||
+    fail "could not make the router's certificate"
+  secure_cert "$SEC" admin admin "" clientAuth || fail "could not make the admin certificate"
+  for u in admin svc; do secure_password "$SEC" "$u" || fail "could not make the password of $u"; done
   cat >"$RUN/env.sh" <<EOF
 # Source this to talk to the local cluster as its admin: . $RUN/env.sh
 export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER
@@ -170,14 +146,13 @@ export SHALE_TLS_CA=$SEC/ca.crt SHALE_TLS_CERT=$SEC/admin.crt SHALE_TLS_KEY=$SEC
 export SHALE_USER=admin SHALE_PASSWORD_FILE=$SEC/admin.pw
 EOF
   # shalectl in this script connects as admin.
-  export SHALE_TLS_CA="$SEC/ca.crt" SHALE_TLS_CERT="$SEC/admin.crt" SHALE_TLS_KEY="$SEC/admin.key"
-  export SHALE_USER=admin SHALE_PASSWORD_FILE="$SEC/admin.pw"
-  router_sec=(--tls-ca "$SEC/ca.crt" --tls-cert "$SEC/router.crt" --tls-key "$SEC/router.key"
-    --auth --auth-user svc --auth-password-file "$SEC/svc.pw")
+  secure_admin_env "$SEC"
+  secure_flags "$SEC" router
+  router_sec=("${SECURE_FLAGS[@]}")
 else
   # A shell that sourced a secure cluster's env.sh must not make this
   # script's shalectl speak TLS or log in.
-  unset SHALE_TLS_CA SHALE_TLS_CERT SHALE_TLS_KEY SHALE_TLS_SERVER_NAME SHALE_USER SHALE_PASSWORD_FILE
+  secure_clear_env
   cat >"$RUN/env.sh" <<EOF
 # Source this to talk to the local cluster (started with --insecure): . $RUN/env.sh
 export SHALE_META=$META_ADDRS SHALE_ROUTER=$ROUTER
@@ -186,8 +161,8 @@ fi
 # node_sec ID: the TLS and auth flags of node ID (none with --insecure).
 node_sec() {
   if [ $SECURE = 1 ]; then
-    echo "--tls-ca $SEC/ca.crt --tls-cert $SEC/node-$1.crt --tls-key $SEC/node-$1.key" \
-      "--auth --auth-user svc --auth-password-file $SEC/svc.pw"
+    secure_flags "$SEC" "node-$1"
+    echo "${SECURE_FLAGS[*]}"
   fi
 }
 
@@ -225,19 +200,8 @@ wait_leader() { # name addrs log
 # With --auth and no user yet, the meta group answers nothing but the first
 # admin's creation: that (retried until a leader takes it) is the wait.
 if [ $SECURE = 1 ]; then
-  users=""
-  for _ in $(seq 1 150); do
-    if users=$("$CTL" --meta "$META_ADDRS" --timeout 500 user list 2>/dev/null); then break; fi
-    SHALE_USER="" SHALE_PASSWORD_FILE="" "$CTL" --meta "$META_ADDRS" --timeout 500 \
-      user add admin --role admin --password-file "$SEC/admin.pw" >/dev/null 2>&1 || true
-    users=""
-    sleep 0.1
-  done
-  [ -n "$users" ] || fail "the meta group did not take the first admin user within 15 s" meta1
-  if ! grep -qw svc <<<"$users"; then
-    "$CTL" --meta "$META_ADDRS" user add svc --role admin --password-file "$SEC/svc.pw" >/dev/null ||
-      fail "could not create the service user" meta1
-  fi
+  users_err=$(secure_users "$SEC" "$META_ADDRS" svc:admin -- "$CTL" 2>&1 >/dev/null) ||
+    fail "$users_err" meta1
 else
   wait_leader "the meta group" "$META_ADDRS" meta1
 fi

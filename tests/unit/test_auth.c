@@ -561,6 +561,67 @@ START_TEST(test_login_cache)
 }
 END_TEST
 
+/* Logins that queued behind the first check of their credential (a pool
+ * connecting at once) ride on it once it passes: 8 at once with one
+ * password cost LOGIN_CONCURRENT hashes, not 8. A wrong password queued
+ * among them still fails and is not counted as cached. Fails if queued
+ * requests are not checked against the cache when they leave the queue
+ * (cached stays 0), or if a wrong password rides on the cache. */
+static int g_q_done, g_q_ok, g_q_fail;
+static void q_done(void *arg, int status, const char *user, const char *msg)
+{
+    (void)arg;
+    (void)user;
+    (void)msg;
+    g_q_done++;
+    if (status == 0)
+        g_q_ok++;
+    else
+        g_q_fail++;
+}
+
+START_TEST(test_login_cache_queue)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    login_svc_t ls;
+    login_svc_init(&ls, &loop);
+    Shale__PasswordHash *h = hash_of("pool pass");
+    Shale__UserTable *t =
+        apply(NULL, SHALE__USER_OP__USER_OP_ADD, "svc", SHALE__USER_ROLE__USER_ADMIN, h, 0);
+    g_q_done = g_q_ok = g_q_fail = 0;
+    enum { N = 8 };
+    for (int i = 0; i < N + 1; i++) {
+        const char *pw = i == 5 ? "pool pasS" : "pool pass"; /* one wrong, in the middle */
+        uint8_t *cred = NULL;
+        size_t clen = 0;
+        char msg[LOGIN_MSGLEN];
+        login_req_t *r = NULL;
+        ck_assert_int_eq(auth_credential_pack("svc", pw, strlen(pw), &cred, &clen), 0);
+        ck_assert_int_eq(login_start(&ls, "127.0.0.9:4000", cred, clen, t, q_done, NULL, &r, msg),
+                         SHALE_OK);
+        free(cred);
+    }
+    ck_assert_uint_eq(ls.waiting, N + 1 - LOGIN_CONCURRENT);
+    while (g_q_done < N + 1)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_int_eq(g_q_ok, N);
+    ck_assert_int_eq(g_q_fail, 1);
+    ck_assert_uint_eq(ls.ok, N);
+    ck_assert_uint_eq(ls.failed, 1);
+    /* The first LOGIN_CONCURRENT ran the hash; every other good one rode on it. */
+    ck_assert_uint_eq(ls.cached, N - LOGIN_CONCURRENT);
+    ck_assert_uint_eq(ls.waiting, 0);
+    ck_assert_uint_eq(ls.running, 0);
+
+    login_svc_close(&ls);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    shale__user_table__free_unpacked(t, NULL);
+    shale__password_hash__free_unpacked(h, NULL);
+}
+END_TEST
+
 START_TEST(test_table_changes)
 {
     Shale__PasswordHash *h1 = hash_of("one"), *h2 = hash_of("two");
@@ -728,6 +789,7 @@ int main(void)
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_login_cache);
+    tcase_add_test(tc, test_login_cache_queue);
     tcase_add_test(tc, test_credential);
     tcase_add_test(tc, test_login_limit);
     suite_add_tcase(s, tc);
