@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "raft_heap.h"
 #include "server.h"
 #include "snapshot_xfer.h"
 
@@ -264,6 +265,7 @@ int main(int argc, char **argv)
      * a client that went away. */
     signal(SIGPIPE, SIG_IGN);
     log_set_proc("shaled");
+    raft_heap_install(); /* before anything libraft allocates */
 
     shaled_config_defaults(&s->cfg);
     int rv = shaled_config_parse(&s->cfg, argc, argv, err, sizeof(err));
