@@ -45,8 +45,6 @@ enum shale_msg_type {
     SHALE_MSG_TXN_RESP = 23,
     SHALE_MSG_SCAN_REQ = 24, /* one page of one slot, key order */
     SHALE_MSG_SCAN_RESP = 25,
-    SHALE_MSG_CSCAN_REQ = 26, /* cluster scan with a cursor (router) */
-    SHALE_MSG_CSCAN_RESP = 27,
     SHALE_MSG_STATUS_REQ = 30,
     SHALE_MSG_STATUS_RESP = 31,
     SHALE_MSG_MEMBER_ADD_REQ = 60,

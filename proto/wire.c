@@ -30,8 +30,6 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_TXN_RESP: return &shale__txn_response__descriptor;
     case SHALE_MSG_SCAN_REQ: return &shale__scan_request__descriptor;
     case SHALE_MSG_SCAN_RESP: return &shale__scan_response__descriptor;
-    case SHALE_MSG_CSCAN_REQ: return &shale__cluster_scan_request__descriptor;
-    case SHALE_MSG_CSCAN_RESP: return &shale__cluster_scan_response__descriptor;
     case SHALE_MSG_STATUS_REQ: return &shale__status_request__descriptor;
     case SHALE_MSG_STATUS_RESP: return &shale__status_response__descriptor;
     case SHALE_MSG_MEMBER_ADD_REQ: return &shale__member_add_request__descriptor;

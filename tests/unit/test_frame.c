@@ -561,7 +561,7 @@ START_TEST(test_scan_cursor)
     ck_assert_uint_eq(wire_scan_limit(5), 5);
     ck_assert_uint_eq(wire_scan_limit(100000), SHALE_SCAN_MAX_LIMIT);
     ck_assert_str_eq(frame_type_name(SHALE_MSG_SCAN_REQ), "SCAN");
-    ck_assert_str_eq(frame_type_name(SHALE_MSG_CSCAN_RESP), "CSCAN_RESP");
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_SCAN_RESP), "SCAN_RESP");
 }
 END_TEST
 
