@@ -135,6 +135,8 @@ static void scan_serve(shaled_t *s, sreq_t *r)
     resp.n_items = page.n;
     resp.items = ptrs;
     resp.more = page.more;
+    resp.has_slots = 1;
+    resp.slots = (uint32_t)s->cfg.slots;
     sreq_reply(r, SHALE_MSG_SCAN_RESP, &resp.base);
     free(kvs);
     free(ptrs);
