@@ -263,6 +263,36 @@ START_TEST(test_scan_through_router)
     ck_assert_int_eq(shale_scan(c, cur, NULL, &r), SHALE_EINVAL);
     free(cur);
 
+    /* shalectl scan: a tagged prefix in one page (cursor -), then --limit
+     * with --cursor, --all, --json, a bad cursor (exit code non-zero). */
+    int rc = th_shalectl(g_out, sizeof(g_out), "--router %s scan --prefix '{t1}.'", g_router.addr);
+    ck_assert_msg(rc == 0, "shalectl scan: %s", g_out);
+    ck_assert_msg(strstr(g_out, "{t1}.0=v-{t1}.0\n{t1}.1=v-{t1}.1\n") != NULL &&
+                      strstr(g_out, "{t1}.4=v-{t1}.4\ncursor -\n") != NULL, "%s", g_out);
+    rc = th_shalectl(g_out, sizeof(g_out), "--router %s scan --prefix '{t1}.' --limit 2",
+                     g_router.addr);
+    ck_assert_msg(rc == 0 && strstr(g_out, "{t1}.1=v-{t1}.1\ncursor ") != NULL, "%s", g_out);
+    char *cl = strstr(g_out, "cursor ");
+    char cbuf[512];
+    snprintf(cbuf, sizeof(cbuf), "%s", cl + 7);
+    cbuf[strcspn(cbuf, "\n")] = '\0';
+    ck_assert_str_ne(cbuf, "-");
+    rc = th_shalectl(g_out, sizeof(g_out), "--router %s scan --prefix '{t1}.' --limit 2 --cursor %s",
+                     g_router.addr, cbuf);
+    ck_assert_msg(rc == 0 && strncmp(g_out, "{t1}.2=v-{t1}.2\n{t1}.3=v-{t1}.3\ncursor ", 38) == 0,
+                  "%s", g_out);
+    rc = th_shalectl(g_out, sizeof(g_out), "--router %s --json scan --prefix k29 --all --limit 3",
+                     g_router.addr);
+    ck_assert_msg(rc == 0, "%s", g_out);
+    for (int i = 290; i < 300; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "{\"key\":\"k%d\",\"value\":\"v-k%d\"", i, i);
+        ck_assert_msg(strstr(g_out, want) != NULL, "no %s in %s", want, g_out);
+    }
+    ck_assert_msg(strstr(g_out, "\"cursor\":null}") != NULL, "%s", g_out);
+    rc = th_shalectl(g_out, sizeof(g_out), "--router %s scan --cursor zz", g_router.addr);
+    ck_assert_msg(rc != 0 && strstr(g_out, "cursor") != NULL, "bad cursor: rc %d %s", rc, g_out);
+
     shale_close(c);
     th_node_stop(&g_router, SIGTERM);
     ck_assert_int_eq(th_log_sanitizer_errors(&g_router), 0);
