@@ -104,12 +104,13 @@ int shale_scan(shale_client_t *c, const char *cursor, const shale_scan_opts_t *o
         ro.has_max_staleness_ms = o.read->consistency == SHALE_STALE;
         ro.max_staleness_ms = o.read->max_staleness_ms;
     }
-    /* A tagged prefix without a cursor: its slot under the default slot
-     * count is a guess until an answer names the cluster's count S (a
-     * guess >= S is refused as INVALID: then slot 0 is asked to learn S). */
+    /* A tagged prefix without a cursor: its slot under the slot count the
+     * client last heard of (the default 4096 before any SCAN answer) is a
+     * guess until an answer names the cluster's count S (a guess >= S is
+     * refused as INVALID: then slot 0 is asked to learn S). */
     int guess = 0;
     if (tagged && (cursor == NULL || cursor[0] == '\0')) {
-        slot = shale_key_slot(prefix, o.plen, SHALE_DEFAULT_SLOTS);
+        slot = shale_key_slot(prefix, o.plen, c->scan_slots ? c->scan_slots : SHALE_DEFAULT_SLOTS);
         guess = 1;
     }
     for (unsigned visited = 0;;) {
@@ -154,6 +155,7 @@ int shale_scan(shale_client_t *c, const char *cursor, const shale_scan_opts_t *o
             break;
         }
         uint32_t s_count = sr->has_slots && sr->slots > 0 ? sr->slots : SHALE_DEFAULT_SLOTS;
+        c->scan_slots = s_count;
         if (guess) {
             guess = 0;
             uint32_t real = shale_key_slot(prefix, o.plen, s_count);

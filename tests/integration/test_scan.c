@@ -79,8 +79,8 @@ static void start_cluster(void)
     ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, epoch, 20000), 0);
     th_node_init(&g_router, 1, "127.0.0.155", g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
-    const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
-                          "10000",    NULL};
+    const char *argv[] = {"--listen",    g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
+                          "10000",       "--log-level", "debug",  NULL};
     ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
     wait_router_epoch(epoch);
 }
@@ -107,6 +107,20 @@ static shale_client_t *connect_router(void)
     int rv = shale_connect(g_router.addr, &o, &c, err);
     ck_assert_msg(rv == SHALE_OK, "connect: %s", err);
     return c;
+}
+
+/* Lines of the router's log holding a and b (its request log at debug). */
+static int router_log_count(const char *a, const char *b)
+{
+    int n = 0;
+    FILE *f = fopen(g_router.log, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
+    fclose(f);
+    return n;
 }
 
 static int key_index(const uint8_t *k, size_t kl)
@@ -230,11 +244,22 @@ START_TEST(test_scan_through_router)
     for (int i = 0; i < NALL; i++)
         ck_assert_int_eq(counts[i], strncmp(g_keys[i], "k1", 2) == 0);
 
-    /* Tagged prefix: one call, the cursor is done. */
+    /* Tagged prefix: one call, the cursor is done, and one SCAN to the
+     * router, of the tag's slot (the client knows S from the scans above). */
+    usleep(300 * 1000);
+    int before_n = router_log_count(" op=scan ", NULL);
     memset(counts, 0, sizeof(counts));
     ck_assert_int_eq(scan_all(c, "{t1}.", 100, NULL, counts, 0), 1);
     for (int i = 0; i < NALL; i++)
         ck_assert_int_eq(counts[i], i >= NPLAIN);
+    char tagslot[32];
+    snprintf(tagslot, sizeof(tagslot), " slot=%u ", shale_key_slot("t1", 2, SLOTS));
+    long long end = mono_ms() + 5000;
+    while (router_log_count(" op=scan ", NULL) == before_n && mono_ms() < end)
+        usleep(50 * 1000);
+    usleep(300 * 1000);
+    ck_assert_int_eq(router_log_count(" op=scan ", NULL) - before_n, 1);
+    ck_assert_int_ge(router_log_count(" op=scan ", tagslot), 1);
 
     /* STALE. */
     shale_read_opts_t ro = {SHALE_STALE, 10000};
