@@ -8,7 +8,10 @@
  *  - a scan continued after its cursor's slot moved to the other group
  *    (shalectl slot move between pages) still returns each key once;
  *  - a STALE scan returns the same keys;
- *  - a garbage cursor, or a cursor reused with another prefix, is INVALID.
+ *  - a garbage cursor, or a cursor reused with another prefix, is INVALID;
+ *  - case test_scan_stale_follower (one group of 3 voters): a STALE scan
+ *    asked of a follower is served there, with every key once; a
+ *    linearizable page goes to the leader (NOT_LEADER's hint).
  *
  * Hosts 127.0.0.150.. (meta), .160/.170 (groups), .155 (router). */
 #include <check.h>
@@ -325,6 +328,66 @@ START_TEST(test_scan_through_router)
 }
 END_TEST
 
+START_TEST(test_scan_stale_follower)
+{
+    g_base = th_tmpdir("scanf");
+    ck_assert_ptr_nonnull(g_base);
+    ck_assert_int_eq(th_cluster_start(&g_cl, 1, 3, FIRST_HOST, g_base, NULL), 0);
+    ck_assert_int_eq(th_cluster_init(&g_cl, SLOTS, 20000), 0);
+    shale_client_t *c = NULL;
+    shale_options_t o;
+    th_client_options(&o);
+    o.timeout_ms = 15000;
+    char err[SHALE_ERRMSG_LEN] = "";
+    ck_assert_msg(shale_connect(g_cl.groups[0].addrs, &o, &c, err) == SHALE_OK, "%s", err);
+    for (int i = 0; i < 40; i++) {
+        snprintf(g_keys[i], sizeof(g_keys[i]), "f%02d", i);
+        char v[48];
+        snprintf(v, sizeof(v), "v-%.31s", g_keys[i]);
+        ck_assert_int_eq(shale_put(c, g_keys[i], strlen(g_keys[i]), v, strlen(v), NULL), SHALE_OK);
+    }
+    shale_close(c);
+    /* A follower. */
+    const th_node_t *f = NULL;
+    for (int i = 0; i < g_cl.groups[0].n && f == NULL; i++) {
+        Shale__StatusResponse *st = NULL;
+        if (th_node_status(&g_cl.groups[0].nodes[i], &st) == 0) {
+            if (strcmp(st->role, "follower") == 0)
+                f = &g_cl.groups[0].nodes[i];
+            shale__status_response__free_unpacked(st, NULL);
+        }
+    }
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(shale_connect(f->addr, &o, &c, err) == SHALE_OK, "%s", err);
+    shale_read_opts_t ro = {SHALE_STALE, 10000};
+    int counts[NALL];
+    long long end = mono_ms() + 10000;
+    for (;;) { /* the follower applies the last puts shortly */
+        memset(counts, 0, sizeof(counts));
+        scan_all(c, "f", 9, &ro, counts, 0);
+        int total = 0;
+        for (int i = 0; i < 40; i++) {
+            ck_assert_int_le(counts[i], 1);
+            total += counts[i];
+        }
+        if (total == 40 || mono_ms() > end) {
+            ck_assert_int_eq(total, 40);
+            break;
+        }
+        usleep(100 * 1000);
+    }
+    shale_scan_result_t r;
+    shale_scan_opts_t so = {"f", 1, 10, 0, NULL};
+    /* A linearizable page is the leader's: libshale follows NOT_LEADER's
+     * hint there (the follower does not serve it). */
+    ck_assert_int_eq(shale_scan(c, NULL, &so, &r), SHALE_OK);
+    ck_assert_uint_eq(r.n, 10);
+    shale_scan_result_free(&r);
+    shale_close(c);
+    stop_cluster();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("scan");
@@ -332,6 +395,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_checked_fixture(tc, NULL, stop_cluster);
     tcase_add_test(tc, test_scan_through_router);
+    tcase_add_test(tc, test_scan_stale_follower);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
