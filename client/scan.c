@@ -49,7 +49,8 @@ static int take(shale_scan_result_t *out, size_t *cap, const Shale__ScanResponse
         it->key = malloc(kv->key.len ? kv->key.len : 1);
         if (it->key == NULL)
             return SHALE_ENOMEM;
-        memcpy(it->key, kv->key.data, kv->key.len);
+        if (kv->key.len > 0)
+            memcpy(it->key, kv->key.data, kv->key.len);
         it->klen = kv->key.len;
         if (kv->has_value) {
             it->value = malloc(kv->value.len ? kv->value.len : 1);
@@ -57,7 +58,8 @@ static int take(shale_scan_result_t *out, size_t *cap, const Shale__ScanResponse
                 free(it->key);
                 return SHALE_ENOMEM;
             }
-            memcpy(it->value, kv->value.data, kv->value.len);
+            if (kv->value.len > 0)
+                memcpy(it->value, kv->value.data, kv->value.len);
             it->vlen = kv->value.len;
         }
         it->version = kv->has_version ? kv->version : 0;
@@ -181,7 +183,8 @@ int shale_scan(shale_client_t *c, const char *cursor, const shale_scan_opts_t *o
                 rv = SHALE_ENOMEM;
                 break;
             }
-            memcpy(na, last->key, last->klen);
+            if (last->klen > 0)
+                memcpy(na, last->key, last->klen);
             free(after);
             after = na;
             alen = last->klen;

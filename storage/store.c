@@ -1951,7 +1951,8 @@ int store_scan(store_t *s, uint16_t slot, const uint8_t *after, size_t alen,
     }
     put_be16(upper, slot);
     upper[2] = TAG_DATA;
-    memcpy(upper + 3, prefix, plen);
+    if (plen > 0)
+        memcpy(upper + 3, prefix, plen);
     size_t ulen = hlen;
     while (ulen > 3 && upper[ulen - 1] == 0xff)
         ulen--;
@@ -2020,7 +2021,7 @@ int store_scan(store_t *s, uint16_t slot, const uint8_t *after, size_t alen,
         }
         memcpy(item->key, key, klen);
         item->klen = klen;
-        if (!keys_only)
+        if (!keys_only && vlen > 0)
             memcpy(item->value, v + VERSION_LEN, vlen);
         item->vlen = vlen;
         item->version = get_be64((const uint8_t *)v);
