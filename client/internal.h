@@ -268,6 +268,7 @@ struct shale_client {
     shale_close_cb close_cb;
 
     char errmsg[SHALE_ERRMSG_LEN]; /* sync API: last failure */
+    uint32_t scan_slots; /* the slot count S a SCAN answer named (0: none yet) */
 };
 
 /* Monotonic milliseconds. */

@@ -265,6 +265,56 @@ void shale_item_results_free(shale_item_result_t *results, size_t n);
 int shale_txn(shale_client_t *c, const shale_txn_t *txn, int *succeeded,
               shale_item_result_t **results, size_t *nresults);
 
+/* Ordered scans (docs/protocol.md, "Scans"). A scan walks the slots
+ * 0..S-1 in order and, within a slot, the keys in bytewise order; a call
+ * returns one page and an opaque cursor to continue from (NULL when the
+ * scan is complete). Meant for a router (it sends each slot's page to the
+ * slot's owner) or a standalone group; a shard group in a cluster answers
+ * only its own slots (WRONG_GROUP for the rest).
+ *
+ * The cursor names (slot, last key returned): a scan continued with it is
+ * served by whichever group owns the slot then, from the next key on, so
+ * slot migrations between pages neither repeat nor skip a key that existed
+ * for the whole scan. Each page of one slot is read at one point
+ * (linearizable, or STALE within max_staleness_ms, as GET); the scan as a
+ * whole is NOT a snapshot (docs/consistency.md).
+ *
+ * prefix: only keys that begin with it; a prefix that holds a complete hash
+ * tag ("{user1}...") scans only that tag's slot. limit: keys per page
+ * (0: 100, at most 1000). A page may hold fewer keys than limit, even none,
+ * with a cursor still set: a call visits at most 256 slots and about 4 MiB
+ * of keys and values; keep calling until the cursor is NULL. A cursor must
+ * be passed back with the same prefix (else SHALE_EINVAL); a cursor that is
+ * not one libshale made is SHALE_EINVAL. With --auth a prefixed user must
+ * scan with a prefix that begins with its key prefix (else SHALE_EPERM). */
+typedef struct shale_scan_opts {
+    const void *prefix;
+    size_t plen;
+    uint32_t limit;
+    int keys_only;                /* items carry no value */
+    const shale_read_opts_t *read; /* NULL: linearizable */
+} shale_scan_opts_t;
+
+typedef struct shale_scan_item {
+    uint8_t *key; /* malloc'd */
+    size_t klen;
+    uint8_t *value; /* malloc'd; NULL with keys_only */
+    size_t vlen;
+    uint64_t version;
+} shale_scan_item_t;
+
+typedef struct shale_scan_result {
+    shale_scan_item_t *items;
+    size_t n;
+    char *cursor; /* malloc'd, NUL-terminated; NULL: the scan is complete */
+} shale_scan_result_t;
+
+/* One page from cursor (NULL or "": the start). opts may be NULL. On an
+ * error *out is empty and the same cursor may be retried. */
+int shale_scan(shale_client_t *c, const char *cursor, const shale_scan_opts_t *opts,
+               shale_scan_result_t *out);
+void shale_scan_result_free(shale_scan_result_t *r);
+
 /* ---- Group administration (synchronous) -----------------------------------*/
 
 #define SHALE_MAX_MEMBERS 16

@@ -488,6 +488,7 @@ static verb_class_t verb_class(uint16_t type)
     case SHALE_MSG_GET_REQ:
     case SHALE_MSG_MGET_REQ:
     case SHALE_MSG_TXN_REQ: /* the verb alone: read; with a put/delete, readwrite (below) */
+    case SHALE_MSG_SCAN_REQ: /* the "key" checked is the scan's prefix (below) */
         return V_DATA_READ;
     case SHALE_MSG_PUT_REQ:
     case SHALE_MSG_DEL_REQ:
@@ -611,6 +612,22 @@ int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMes
         break;
     case SHALE_MSG_TXN_REQ:
         return txn_allowed(u, (const Shale__TxnRequest *)msg, why, whylen);
+    case SHALE_MSG_SCAN_REQ: {
+        /* A scan is refused, not clamped, unless its prefix begins with the
+         * user's key prefix: a prefixed user scans only inside it (an empty
+         * scan prefix is the whole keyspace, so refused for such a user). */
+        const ProtobufCBinaryData *sp = &((const Shale__ScanRequest *)msg)->prefix;
+        int has = ((const Shale__ScanRequest *)msg)->has_prefix;
+        if (auth_allowed(role, pre, plen, type, has ? sp->data : NULL, has ? sp->len : 0))
+            return 1;
+        if (plen > 0 && auth_allowed(role, NULL, 0, type, NULL, 0))
+            snprintf(why, whylen, "user '%s' may only scan with a prefix that begins with its "
+                     "key prefix (%s)", u->name, frame_type_name(type));
+        else
+            snprintf(why, whylen, "user '%s' (role %s) may not send %s", u->name,
+                     auth_role_name(role), frame_type_name(type));
+        return 0;
+    }
     default:
         break;
     }

@@ -1,4 +1,4 @@
-/* shalectl data verbs: get, put, del, cas, txn.
+/* shalectl data verbs: get, put, del, cas, txn, scan.
  *
  * They speak the ordinary client protocol to whatever main() connected:
  * a router (--router) that finds each key's group, or one group directly
@@ -431,4 +431,99 @@ int run_txn(shale_client_t *c, const cmd_t *cmd)
     shale_item_results_free(res, n);
     free(res);
     return ok ? EXIT_OKAY : EXIT_FAIL;
+}
+
+/* ---- scan ---------------------------------------------------------------------*/
+
+const flag_spec_t scan_flags[] = {
+    {"prefix", "P", "only keys that begin with P (a {hash tag} prefix scans one slot)", 0},
+    {"limit", "N", "keys per page (default 100, at most 1000)", 0},
+    {"cursor", "C", "continue from the cursor a previous scan printed (same --prefix)", 0},
+    {"stale", "MS", "read from any replica at most MS ms old (default: linearizable)", 0},
+    {"all", NULL, "follow the cursor to the end of the scan (every page)", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+int check_scan(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t n;
+    if (cmd->set[1] && (ctl_parse_u64(cmd->val[1], &n) != 0 || n == 0 || n > 1000)) {
+        snprintf(err, errlen, "--limit needs a number of keys in 1..1000, not '%s'", cmd->val[1]);
+        return -1;
+    }
+    if (cmd->set[3] && (ctl_parse_u64(cmd->val[3], &n) != 0 || n == 0 || n > UINT32_MAX)) {
+        snprintf(err, errlen, "--stale needs a positive number of milliseconds, not '%s'",
+                 cmd->val[3]);
+        return -1;
+    }
+    return 0;
+}
+
+/* key=value lines, then "cursor C" (or "cursor -" when the scan is complete)
+ * on stderr-free stdout; --json: {"items":[{key,value,version}...],
+ * "cursor":C|null}. --all prints every page's items and the final cursor. */
+int run_scan(shale_client_t *c, const cmd_t *cmd)
+{
+    shale_scan_opts_t o = {0};
+    shale_read_opts_t ro = {.consistency = SHALE_LINEARIZABLE};
+    uint64_t n = 0;
+    if (cmd->set[0]) {
+        o.prefix = cmd->val[0];
+        o.plen = strlen(cmd->val[0]);
+    }
+    if (cmd->set[1] && ctl_parse_u64(cmd->val[1], &n) == 0)
+        o.limit = (uint32_t)n;
+    if (cmd->set[3]) {
+        ctl_parse_u64(cmd->val[3], &n);
+        ro.consistency = SHALE_STALE;
+        ro.max_staleness_ms = (uint32_t)n;
+        o.read = &ro;
+    }
+    char *cursor = cmd->set[2] ? strdup(cmd->val[2]) : NULL;
+    int all = cmd->set[4], first = 1;
+    if (cmd->json)
+        printf("{\"items\":[");
+    for (;;) {
+        shale_scan_result_t r;
+        int rv = shale_scan(c, cursor, &o, &r);
+        if (rv != SHALE_OK) {
+            if (cmd->json)
+                printf("]}\n");
+            free(cursor);
+            return data_error("scan", c, rv);
+        }
+        for (size_t i = 0; i < r.n; i++) {
+            if (cmd->json) {
+                printf("%s{\"key\":", first ? "" : ",");
+                ctl_json_string(stdout, r.items[i].key, r.items[i].klen);
+                printf(",\"value\":");
+                ctl_json_string(stdout, r.items[i].value, r.items[i].vlen);
+                printf(",\"version\":%" PRIu64 "}", r.items[i].version);
+            } else {
+                fwrite(r.items[i].key, 1, r.items[i].klen, stdout);
+                putchar('=');
+                if (r.items[i].vlen > 0)
+                    fwrite(r.items[i].value, 1, r.items[i].vlen, stdout);
+                putchar('\n');
+            }
+            first = 0;
+        }
+        free(cursor);
+        cursor = r.cursor != NULL ? strdup(r.cursor) : NULL;
+        shale_scan_result_free(&r);
+        if (!all || cursor == NULL)
+            break;
+    }
+    if (cmd->json) {
+        printf("],\"cursor\":");
+        if (cursor != NULL)
+            ctl_json_str(stdout, cursor);
+        else
+            printf("null");
+        printf("}\n");
+    } else {
+        printf("cursor %s\n", cursor != NULL ? cursor : "-");
+    }
+    free(cursor);
+    return EXIT_OKAY;
 }

@@ -231,6 +231,12 @@ static const verb_t verbs[] = {
      "slot (use a {hash tag}: {acct}a, {acct}b). Prints each op's result; exit 1 when the "
      "conditions did not hold (the --else branch ran)",
      0, 0, txn_flags, CTL_DATA, check_txn, run_txn, 0},
+    {"scan", "scan [--prefix P] [--limit N] [--cursor C] [--stale MS] [--all]",
+     "ordered scan, slot by slot and key order within a slot: prints KEY=VALUE lines and then "
+     "'cursor C' to continue with --cursor C ('cursor -': the scan is complete); --all follows "
+     "the cursor to the end. A page may be short, even empty, with a cursor: a call visits "
+     "at most 256 slots",
+     0, 0, scan_flags, CTL_DATA, check_scan, run_scan, 0},
     /* cluster, through the meta group */
     {"init", "init --group ID=ADDR [--group ID=ADDR ...] [--slots S]",
      "create the cluster map from running shard groups (started with --group ID --meta ...): "

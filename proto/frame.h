@@ -43,6 +43,8 @@ enum shale_msg_type {
     SHALE_MSG_MPUT_RESP = 21,
     SHALE_MSG_TXN_REQ = 22, /* transaction within one slot */
     SHALE_MSG_TXN_RESP = 23,
+    SHALE_MSG_SCAN_REQ = 24, /* one page of one slot, key order */
+    SHALE_MSG_SCAN_RESP = 25,
     SHALE_MSG_STATUS_REQ = 30,
     SHALE_MSG_STATUS_RESP = 31,
     SHALE_MSG_MEMBER_ADD_REQ = 60,

@@ -28,6 +28,8 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_MPUT_RESP: return &shale__mput_response__descriptor;
     case SHALE_MSG_TXN_REQ: return &shale__txn_request__descriptor;
     case SHALE_MSG_TXN_RESP: return &shale__txn_response__descriptor;
+    case SHALE_MSG_SCAN_REQ: return &shale__scan_request__descriptor;
+    case SHALE_MSG_SCAN_RESP: return &shale__scan_response__descriptor;
     case SHALE_MSG_STATUS_REQ: return &shale__status_request__descriptor;
     case SHALE_MSG_STATUS_RESP: return &shale__status_response__descriptor;
     case SHALE_MSG_MEMBER_ADD_REQ: return &shale__member_add_request__descriptor;
@@ -224,4 +226,126 @@ int wire_txn_check(const Shale__TxnRequest *x, uint32_t max_key, uint32_t max_va
         return rv;
     return txn_ops(x->failure, x->n_failure, "failure op", max_key, max_value, nslots, &have, slot,
                    writes, msg, mlen);
+}
+
+/* ---- Scans -------------------------------------------------------------------*/
+
+uint32_t wire_scan_limit(uint32_t limit)
+{
+    if (limit == 0)
+        return SHALE_SCAN_DEFAULT_LIMIT;
+    return limit > SHALE_SCAN_MAX_LIMIT ? SHALE_SCAN_MAX_LIMIT : limit;
+}
+
+char *wire_cursor_encode(uint32_t slot, const uint8_t *after, size_t alen,
+                         const uint8_t *prefix, size_t plen, size_t *len)
+{
+    Shale__ScanCursor c = SHALE__SCAN_CURSOR__INIT;
+    c.version = SHALE_SCAN_CURSOR_VERSION;
+    c.slot = slot;
+    c.has_after = alen > 0;
+    c.after.data = (uint8_t *)after;
+    c.after.len = alen;
+    c.has_prefix = plen > 0;
+    c.prefix.data = (uint8_t *)prefix;
+    c.prefix.len = plen;
+    size_t n = protobuf_c_message_get_packed_size(&c.base);
+    uint8_t *raw = malloc(n > 0 ? n : 1);
+    char *hex = malloc(2 * n + 1);
+    if (raw == NULL || hex == NULL) {
+        free(raw);
+        free(hex);
+        return NULL;
+    }
+    protobuf_c_message_pack(&c.base, raw);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        hex[2 * i] = digits[raw[i] >> 4];
+        hex[2 * i + 1] = digits[raw[i] & 15];
+    }
+    hex[2 * n] = '\0';
+    free(raw);
+    if (len != NULL)
+        *len = 2 * n;
+    return hex;
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int wire_cursor_decode(const uint8_t *cur, size_t len, uint32_t nslots,
+                       const uint8_t *prefix, size_t plen, uint32_t *slot,
+                       uint8_t **after, size_t *alen, char *msg, size_t mlen)
+{
+    *after = NULL;
+    *alen = 0;
+    if (cur == NULL || len == 0 || len % 2 != 0 || len > 2 * (SHALE_SCAN_MAX_BYTES / 4)) {
+        snprintf(msg, mlen, "invalid scan cursor (not one this cluster made)");
+        return SHALE_EINVAL;
+    }
+    uint8_t *raw = malloc(len / 2);
+    if (raw == NULL) {
+        snprintf(msg, mlen, "out of memory decoding a scan cursor");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = hexval(cur[2 * i]), lo = hexval(cur[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(raw);
+            snprintf(msg, mlen, "invalid scan cursor (not hex)");
+            return SHALE_EINVAL;
+        }
+        raw[i] = (uint8_t)(hi << 4 | lo);
+    }
+    Shale__ScanCursor *c = shale__scan_cursor__unpack(NULL, len / 2, raw);
+    free(raw);
+    if (c == NULL) {
+        snprintf(msg, mlen, "invalid scan cursor (undecodable)");
+        return SHALE_EINVAL;
+    }
+    int rv = 0;
+    size_t cpl = c->has_prefix ? c->prefix.len : 0;
+    if (c->version != SHALE_SCAN_CURSOR_VERSION) {
+        snprintf(msg, mlen, "invalid scan cursor (version %u, this build knows %u)",
+                 c->version, SHALE_SCAN_CURSOR_VERSION);
+        rv = SHALE_EINVAL;
+    } else if (c->slot >= nslots) {
+        snprintf(msg, mlen, "invalid scan cursor (slot %u of a %u-slot cluster)", c->slot,
+                 nslots);
+        rv = SHALE_EINVAL;
+    } else if (cpl != plen || (plen > 0 && memcmp(c->prefix.data, prefix, plen) != 0)) {
+        snprintf(msg, mlen, "scan cursor was made for another prefix: continue a scan "
+                            "with the prefix it started with");
+        rv = SHALE_EINVAL;
+    } else if (c->has_after && c->after.len > 0) {
+        *after = malloc(c->after.len);
+        if (*after == NULL) {
+            snprintf(msg, mlen, "out of memory decoding a scan cursor");
+            rv = SHALE_ENOMEM;
+        } else {
+            memcpy(*after, c->after.data, c->after.len);
+            *alen = c->after.len;
+        }
+    }
+    if (rv == 0)
+        *slot = c->slot;
+    shale__scan_cursor__free_unpacked(c, NULL);
+    return rv;
+}
+
+int wire_prefix_slot(const uint8_t *prefix, size_t plen, uint32_t nslots, uint32_t *slot)
+{
+    size_t off, tl;
+    if (plen == 0 || !shale_key_tag(prefix, plen, &off, &tl))
+        return 0;
+    *slot = shale_key_slot(prefix, plen, nslots);
+    return 1;
 }

@@ -40,6 +40,37 @@
 int wire_txn_check(const Shale__TxnRequest *x, uint32_t max_key, uint32_t max_value,
                    uint32_t nslots, uint32_t *slot, int *writes, char *msg, size_t mlen);
 
+/* Scans (docs/protocol.md, "Scans"): keys per page when a request names
+ * none, the most it may ask for, and the most value bytes one page carries
+ * (a page stops early, more=true, when the next item would pass it; it
+ * always carries at least one item). A router visits at most
+ * SHALE_SCAN_MAX_SLOTS_PER_PAGE slots for one cluster-scan request. */
+#define SHALE_SCAN_DEFAULT_LIMIT 100u
+#define SHALE_SCAN_MAX_LIMIT 1000u
+#define SHALE_SCAN_MAX_BYTES (4u << 20)
+#define SHALE_SCAN_MAX_SLOTS_PER_PAGE 256u
+#define SHALE_SCAN_CURSOR_VERSION 1u
+
+/* The page size a scan of `limit` asks for: 0 -> the default, capped. */
+uint32_t wire_scan_limit(uint32_t limit);
+
+/* An opaque cluster-scan cursor: a packed ScanCursor {version, slot, after,
+ * prefix}, hex-encoded (lower case) so tools can print and pass it.
+ * Returns a malloc'd NUL-terminated string (*len its length), NULL on
+ * allocation failure. */
+char *wire_cursor_encode(uint32_t slot, const uint8_t *after, size_t alen,
+                         const uint8_t *prefix, size_t plen, size_t *len);
+/* Decode a cursor for a scan of `prefix` over nslots slots: 0 with *slot and
+ * *after (malloc'd, may be NULL when *alen is 0; the caller frees), or
+ * SHALE_EINVAL with a message for anything else: not hex, not a ScanCursor,
+ * another version, a slot >= nslots, or a cursor made for another prefix. */
+int wire_cursor_decode(const uint8_t *cur, size_t len, uint32_t nslots,
+                       const uint8_t *prefix, size_t plen, uint32_t *slot,
+                       uint8_t **after, size_t *alen, char *msg, size_t mlen);
+/* 1 when every key that begins with prefix hashes to one slot (the prefix
+ * holds a complete hash tag, "{tag}..."): *slot gets it. Else 0. */
+int wire_prefix_slot(const uint8_t *prefix, size_t plen, uint32_t nslots, uint32_t *slot);
+
 /* Descriptor for a frame type, NULL for an unknown type. */
 const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type);
 

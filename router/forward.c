@@ -454,6 +454,9 @@ static uint8_t *encode(rt_part_t *p, size_t *flen)
     case SHALE_MSG_TXN_REQ:
         routep = &((Shale__TxnRequest *)m)->route;
         break;
+    case SHALE_MSG_SCAN_REQ:
+        routep = &((Shale__ScanRequest *)m)->route;
+        break;
     case SHALE_MSG_MGET_REQ:
         mg.n_keys = p->n;
         mg.keys = p->arr;
@@ -921,7 +924,7 @@ static int is_data(uint16_t t)
 {
     return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
            t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ ||
-           t == SHALE_MSG_TXN_REQ;
+           t == SHALE_MSG_TXN_REQ || t == SHALE_MSG_SCAN_REQ;
 }
 
 /* The debug line of a request answered at once, never forwarded (no trace
@@ -1075,6 +1078,8 @@ static int is_stale(uint16_t type, ProtobufCMessage *m)
         ro = ((Shale__GetRequest *)m)->read;
     else if (type == SHALE_MSG_MGET_REQ)
         ro = ((Shale__MGetRequest *)m)->read;
+    else if (type == SHALE_MSG_SCAN_REQ)
+        ro = ((Shale__ScanRequest *)m)->read;
     return ro != NULL && ro->has_consistency && ro->consistency == SHALE__CONSISTENCY__STALE;
 }
 
@@ -1103,6 +1108,9 @@ static uint64_t client_trace(uint16_t type, ProtobufCMessage *m)
         break;
     case SHALE_MSG_TXN_REQ:
         rt = ((Shale__TxnRequest *)m)->route;
+        break;
+    case SHALE_MSG_SCAN_REQ:
+        rt = ((Shale__ScanRequest *)m)->route;
         break;
     default:
         break;
@@ -1228,6 +1236,16 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
         rv = wire_txn_check((Shale__TxnRequest *)m, (uint32_t)r->cfg.max_key,
                             (uint32_t)r->cfg.max_value, r->route.slots, &txn_slot, &txn_writes,
                             msg, sizeof(msg));
+    if (rv == 0 && type == SHALE_MSG_SCAN_REQ) {
+        /* A SCAN names its slot: it goes to the slot's owner, like a GET of
+         * a key of that slot (the node checks the rest). */
+        const Shale__ScanRequest *sc = (Shale__ScanRequest *)m;
+        if (sc->slot >= r->route.slots) {
+            rv = SHALE_EINVAL;
+            snprintf(msg, sizeof(msg), "SCAN of slot %u (this cluster has %u slots)", sc->slot,
+                     r->route.slots);
+        }
+    }
     rt_req_t *q = rv == 0 ? calloc(1, sizeof(*q)) : NULL;
     if (rv == 0 && q == NULL) {
         rv = SHALE_ENOMEM;
@@ -1270,6 +1288,8 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
             bad = 1;
         else if (type == SHALE_MSG_TXN_REQ)
             p->slot = txn_slot; /* every key's (wire_txn_check) */
+        else if (type == SHALE_MSG_SCAN_REQ)
+            p->slot = ((Shale__ScanRequest *)m)->slot;
         else
             p->slot = shale_key_slot(k->data, k->len, r->route.slots);
     }

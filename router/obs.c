@@ -18,12 +18,12 @@
 #include "router.h"
 
 #define RT_OBS_MAX_GROUPS 32
-#define OPS "get|put|del|cas|mget|mput|status|txn|other"
+#define OPS "get|put|del|cas|mget|mput|status|txn|scan|other"
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
     "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
     "unauthenticated|permission_denied|crossslot|other"
-enum { OP_TXN = 7, OP_OTHER = 8, OUTCOME_OTHER = 19 };
+enum { OP_TXN = 7, OP_SCAN = 8, OP_OTHER = 9, OUTCOME_OTHER = 19 };
 #define CAUSES                                                                                     \
     "not_leader|wrong_group|unavailable|timeout|connection|stale_too_old|overloaded|other"
 enum {
@@ -65,6 +65,8 @@ static int op_index(uint16_t type)
         return 6;
     case SHALE_MSG_TXN_REQ:
         return OP_TXN;
+    case SHALE_MSG_SCAN_REQ:
+        return OP_SCAN;
     default:
         return OP_OTHER;
     }

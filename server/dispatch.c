@@ -224,6 +224,26 @@ static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
         }
         break;
     }
+    case SHALE_MSG_SCAN_REQ: {
+        Shale__ScanRequest *q = (Shale__ScanRequest *)r->msg;
+        if (q->slot >= (uint32_t)s->cfg.slots) {
+            snprintf(msg, mlen, "SCAN of slot %u (this cluster has %llu slots)", q->slot,
+                     (unsigned long long)s->cfg.slots);
+            return SHALE_EINVAL;
+        }
+        if (q->route != NULL && q->route->has_slot && q->route->slot != q->slot) {
+            snprintf(msg, mlen, "route names slot %u but the SCAN is of slot %u",
+                     q->route->slot, q->slot);
+            return SHALE_EINVAL;
+        }
+        if ((q->has_start_after && q->start_after.len > s->cfg.max_key) ||
+            (q->has_prefix && q->prefix.len > s->cfg.max_key)) {
+            snprintf(msg, mlen, "SCAN start_after or prefix exceeds the %llu-byte key limit",
+                     (unsigned long long)s->cfg.max_key);
+            return SHALE_ETOOLARGE;
+        }
+        break;
+    }
     case SHALE_MSG_MPUT_REQ: {
         Shale__MPutRequest *m = (Shale__MPutRequest *)r->msg;
         if (m->n_items == 0) {
@@ -281,6 +301,7 @@ static const Shale__Route *route_of(const sreq_t *r)
     case SHALE_MSG_MGET_REQ: return ((Shale__MGetRequest *)r->msg)->route;
     case SHALE_MSG_MPUT_REQ: return ((Shale__MPutRequest *)r->msg)->route;
     case SHALE_MSG_TXN_REQ: return ((Shale__TxnRequest *)r->msg)->route;
+    case SHALE_MSG_SCAN_REQ: return ((Shale__ScanRequest *)r->msg)->route;
     default: return NULL;
     }
 }
@@ -303,6 +324,9 @@ int dispatch_check_ownership(shaled_t *s, sreq_t *r)
         rv = 0;
         for (size_t i = 0; i < m->n_items && rv == 0; i++)
             rv = own_check(s, &m->items[i]->key, 1, NULL, msg, sizeof(msg), &epoch);
+    } else if (r->type == SHALE_MSG_SCAN_REQ) {
+        const Shale__ScanRequest *q = (Shale__ScanRequest *)r->msg;
+        rv = own_check_slot(s, q->slot, q->route, msg, sizeof(msg), &epoch);
     } else {
         rv = own_check(s, first_key(r), 1, route_of(r), msg, sizeof(msg), &epoch);
     }
@@ -381,7 +405,10 @@ static int is_admin(uint16_t t)
     return t == SHALE_MSG_MEMBER_ADD_REQ || t == SHALE_MSG_MEMBER_REMOVE_REQ ||
            t == SHALE_MSG_LEADER_TRANSFER_REQ;
 }
-static int is_read(uint16_t t) { return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_MGET_REQ; }
+static int is_read(uint16_t t)
+{
+    return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_SCAN_REQ;
+}
 static int is_write(uint16_t t)
 {
     return t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
@@ -392,6 +419,8 @@ static const Shale__ReadOptions *read_opts(const sreq_t *r)
 {
     if (r->type == SHALE_MSG_GET_REQ)
         return ((Shale__GetRequest *)r->msg)->read;
+    if (r->type == SHALE_MSG_SCAN_REQ)
+        return ((Shale__ScanRequest *)r->msg)->read;
     return ((Shale__MGetRequest *)r->msg)->read;
 }
 
@@ -503,8 +532,12 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
         sreq_fail(r, rv, msg);
         return;
     }
-    const ProtobufCBinaryData *k = first_key(r);
-    r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
+    if (type == SHALE_MSG_SCAN_REQ) {
+        r->slot = (uint16_t)((Shale__ScanRequest *)r->msg)->slot;
+    } else {
+        const ProtobufCBinaryData *k = first_key(r);
+        r->slot = (uint16_t)shale_key_slot(k->data, k->len, (uint32_t)s->cfg.slots);
+    }
     r->has_slot = 1;
     if (dispatch_check_ownership(s, r) != 0)
         return;

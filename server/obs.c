@@ -26,8 +26,8 @@
 #include "metrics.h"
 #include "server.h"
 
-#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|txn|other"
-enum { OP_MAP_GET = 6, OP_TXN = 10, OP_OTHER = 11 };
+#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|txn|scan|other"
+enum { OP_MAP_GET = 6, OP_TXN = 10, OP_SCAN = 11, OP_OTHER = 12 };
 /* Outcome i (1..18) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
@@ -83,6 +83,8 @@ static int op_index(uint16_t type)
         return 9;
     case SHALE_MSG_TXN_REQ:
         return OP_TXN;
+    case SHALE_MSG_SCAN_REQ:
+        return OP_SCAN;
     default:
         return OP_OTHER;
     }

@@ -185,8 +185,8 @@ int own_load(shaled_t *s, char *err)
 
 /* ---- Request check ---------------------------------------------------------*/
 
-int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shale__Route *route,
-              char *msg, size_t msglen, uint64_t *epoch)
+int own_check_slot(shaled_t *s, uint32_t slot, const Shale__Route *route, char *msg,
+                   size_t msglen, uint64_t *epoch)
 {
     if (!in_cluster(s))
         return 0;
@@ -196,6 +196,27 @@ int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shal
         return SHALE_EUNAVAILABLE;
     }
     *epoch = s->own->epoch;
+    int st = own_slot_state(s, slot);
+    if (st == OWN_FENCED) {
+        snprintf(msg, msglen, "slot %u is fenced for a migration out of group %llu: "
+                 "retry shortly", slot, (unsigned long long)s->cfg.group);
+        return SHALE_ESLOTMOVING;
+    }
+    if (st != OWN_SERVE) {
+        snprintf(msg, msglen, "slot %u is not owned by group %llu at epoch %llu", slot,
+                 (unsigned long long)s->cfg.group, (unsigned long long)s->own->epoch);
+        if (route != NULL && route->has_epoch && route->epoch > s->own->epoch)
+            s->own_hurry = 1; /* the caller knows a newer map: look now */
+        return SHALE_EWRONGGROUP;
+    }
+    return 0;
+}
+
+int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shale__Route *route,
+              char *msg, size_t msglen, uint64_t *epoch)
+{
+    if (!in_cluster(s))
+        return 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t slot = shale_key_slot(keys[i].data, keys[i].len, (uint32_t)s->cfg.slots);
         if (i == 0 && route != NULL && route->has_slot && route->slot != slot && n == 1) {
@@ -203,20 +224,12 @@ int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shal
                      route->slot, slot);
             return SHALE_EINVAL;
         }
-        int st = own_slot_state(s, slot);
-        if (st == OWN_FENCED) {
-            snprintf(msg, msglen, "slot %u is fenced for a migration out of group %llu: "
-                     "retry shortly", slot, (unsigned long long)s->cfg.group);
-            return SHALE_ESLOTMOVING;
-        }
-        if (st != OWN_SERVE) {
-            snprintf(msg, msglen, "slot %u is not owned by group %llu at epoch %llu", slot,
-                     (unsigned long long)s->cfg.group, (unsigned long long)s->own->epoch);
-            if (route != NULL && route->has_epoch && route->epoch > s->own->epoch)
-                s->own_hurry = 1; /* the caller knows a newer map: look now */
-            return SHALE_EWRONGGROUP;
-        }
+        int rv = own_check_slot(s, slot, route, msg, msglen, epoch);
+        if (rv != 0)
+            return rv;
     }
+    if (n == 0 && s->own != NULL)
+        *epoch = s->own->epoch;
     return 0;
 }
 

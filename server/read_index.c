@@ -85,6 +85,64 @@ static void fill_kv(Shale__KeyValue *kv, const ProtobufCBinaryData *key,
     kv->value.len = v->len;
 }
 
+/* One page of one slot (docs/protocol.md, "Scans"), read at this node's
+ * applied state: after the read-index barrier for a linearizable scan,
+ * directly for STALE. The page also stops before the frame limit. */
+static void scan_serve(shaled_t *s, sreq_t *r)
+{
+    char err[STORE_ERRLEN];
+    Shale__ScanRequest *q = (Shale__ScanRequest *)r->msg;
+    uint32_t limit = wire_scan_limit(q->has_limit ? q->limit : 0);
+    size_t max_bytes = SHALE_SCAN_MAX_BYTES;
+    /* Room for the framing of each item under the frame limit. */
+    size_t room = s->cfg.max_frame > 64u * 1024 + 32u * limit
+                      ? (size_t)s->cfg.max_frame - 64u * 1024 - 32u * limit : 1;
+    if (room < max_bytes)
+        max_bytes = room;
+    int keys_only = q->has_keys_only && q->keys_only;
+    store_scan_page_t page;
+    int rv = store_scan(s->store, r->slot, q->has_start_after ? q->start_after.data : NULL,
+                        q->has_start_after ? q->start_after.len : 0,
+                        q->has_prefix ? q->prefix.data : NULL, q->has_prefix ? q->prefix.len : 0,
+                        limit, max_bytes, keys_only, &page, err);
+    if (rv != 0) {
+        sreq_fail(r, rv, err);
+        return;
+    }
+    Shale__KeyValue *kvs = calloc(page.n ? page.n : 1, sizeof(*kvs));
+    Shale__KeyValue **ptrs = calloc(page.n ? page.n : 1, sizeof(*ptrs));
+    if (kvs == NULL || ptrs == NULL) {
+        free(kvs);
+        free(ptrs);
+        store_scan_free(&page);
+        sreq_fail(r, SHALE_ENOMEM, "out of memory answering a SCAN");
+        return;
+    }
+    for (size_t i = 0; i < page.n; i++) {
+        shale__key_value__init(&kvs[i]);
+        kvs[i].key.data = page.items[i].key;
+        kvs[i].key.len = page.items[i].klen;
+        kvs[i].has_found = 1;
+        kvs[i].found = 1;
+        kvs[i].has_version = 1;
+        kvs[i].version = page.items[i].version;
+        kvs[i].has_value = !keys_only;
+        kvs[i].value.data = page.items[i].value;
+        kvs[i].value.len = page.items[i].vlen;
+        ptrs[i] = &kvs[i];
+    }
+    Shale__ScanResponse resp = SHALE__SCAN_RESPONSE__INIT;
+    resp.n_items = page.n;
+    resp.items = ptrs;
+    resp.more = page.more;
+    resp.has_slots = 1;
+    resp.slots = (uint32_t)s->cfg.slots;
+    sreq_reply(r, SHALE_MSG_SCAN_RESP, &resp.base);
+    free(kvs);
+    free(ptrs);
+    store_scan_free(&page);
+}
+
 void reads_serve(shaled_t *s, sreq_t *r)
 {
     char err[STORE_ERRLEN];
@@ -105,6 +163,10 @@ void reads_serve(shaled_t *s, sreq_t *r)
         resp.version = v.version;
         sreq_reply(r, SHALE_MSG_GET_RESP, &resp.base);
         free(v.value);
+        return;
+    }
+    if (r->type == SHALE_MSG_SCAN_REQ) {
+        scan_serve(s, r);
         return;
     }
     Shale__MGetRequest *m = (Shale__MGetRequest *)r->msg;

@@ -427,6 +427,9 @@ int own_start(shaled_t *s, char *err, size_t errlen);
  * with msg, for a request on keys[0..n). */
 int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shale__Route *route,
               char *msg, size_t msglen, uint64_t *epoch);
+/* The same check for one slot (a SCAN names its slot, not a key). */
+int own_check_slot(shaled_t *s, uint32_t slot, const Shale__Route *route, char *msg,
+                   size_t msglen, uint64_t *epoch);
 void own_flush(shaled_t *s);             /* end of turn: leader proposes a newer record */
 int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err);
 uint32_t own_count(const shaled_t *s);

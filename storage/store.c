@@ -1895,6 +1895,154 @@ void store_iter_close(store_iter_t *it)
     free(it);
 }
 
+/* ---- Ordered scans ---------------------------------------------------------*/
+
+static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c != 0)
+        return c;
+    return al < bl ? -1 : al > bl;
+}
+
+void store_scan_free(store_scan_page_t *page)
+{
+    if (page == NULL)
+        return;
+    for (size_t i = 0; i < page->n; i++) {
+        free(page->items[i].key);
+        free(page->items[i].value);
+    }
+    free(page->items);
+    memset(page, 0, sizeof(*page));
+}
+
+int store_scan(store_t *s, uint16_t slot, const uint8_t *after, size_t alen,
+               const uint8_t *prefix, size_t plen, size_t limit, size_t max_bytes,
+               int keys_only, store_scan_page_t *page, char *err)
+{
+    if (page != NULL)
+        memset(page, 0, sizeof(*page));
+    if (s == NULL || page == NULL || (after == NULL && alen > 0) ||
+        (prefix == NULL && plen > 0)) {
+        set_err(err, "store_scan: NULL argument");
+        return SHALE_EINVAL;
+    }
+    if (slot >= STORE_MAX_SLOTS) {
+        set_err(err, "store_scan: slot %u out of range", (unsigned)slot);
+        return SHALE_EINVAL;
+    }
+    if (limit == 0)
+        return SHALE_OK;
+    /* Bounds: [slot]['d'][prefix] .. its successor (or the slot's end). */
+    size_t hlen = 3 + plen;
+    uint8_t *upper = malloc(hlen);
+    size_t slen = 3 + (alen > plen ? alen : plen);
+    uint8_t *seek = malloc(slen);
+    page->items = calloc(limit < 64 ? limit : 64, sizeof(*page->items));
+    size_t cap = limit < 64 ? limit : 64;
+    if (upper == NULL || seek == NULL || page->items == NULL) {
+        free(upper);
+        free(seek);
+        free(page->items);
+        page->items = NULL;
+        set_err(err, "store_scan: out of memory");
+        return SHALE_ENOMEM;
+    }
+    put_be16(upper, slot);
+    upper[2] = TAG_DATA;
+    if (plen > 0)
+        memcpy(upper + 3, prefix, plen);
+    size_t ulen = hlen;
+    while (ulen > 3 && upper[ulen - 1] == 0xff)
+        ulen--;
+    if (ulen > 3)
+        upper[ulen - 1]++;
+    else
+        upper[2] = TAG_DATA + 1, ulen = 3;
+    put_be16(seek, slot);
+    seek[2] = TAG_DATA;
+    size_t seeklen = 3;
+    int skip_equal = 0;
+    if (alen > 0 && (plen == 0 || bytes_cmp(after, alen, prefix, plen) >= 0)) {
+        memcpy(seek + 3, after, alen);
+        seeklen = 3 + alen;
+        skip_equal = 1;
+    } else if (plen > 0) {
+        memcpy(seek + 3, prefix, plen);
+        seeklen = 3 + plen;
+    }
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)upper, ulen);
+    rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
+    rocksdb_iter_seek(it, (const char *)seek, seeklen);
+    int rc = SHALE_OK;
+    size_t bytes = 0;
+    for (; rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *v = rocksdb_iter_value(it, &vl);
+        if (kl < 3 || vl < VERSION_LEN) {
+            set_err(err, "scan: malformed data row in slot %u", (unsigned)slot);
+            rc = SHALE_ECORRUPT;
+            break;
+        }
+        const uint8_t *key = (const uint8_t *)k + 3;
+        size_t klen = kl - 3;
+        if (skip_equal && klen == alen && memcmp(key, after, alen) == 0)
+            continue;
+        skip_equal = 0;
+        size_t vlen = keys_only ? 0 : vl - VERSION_LEN;
+        if (page->n >= limit || (page->n > 0 && bytes + klen + vlen > max_bytes)) {
+            page->more = 1;
+            break;
+        }
+        if (page->n == cap) {
+            size_t ncap = cap * 2 < limit ? cap * 2 : limit;
+            store_scan_item_t *p = realloc(page->items, ncap * sizeof(*p));
+            if (p == NULL) {
+                rc = SHALE_ENOMEM;
+                set_err(err, "scan: out of memory");
+                break;
+            }
+            page->items = p;
+            cap = ncap;
+        }
+        store_scan_item_t *item = &page->items[page->n];
+        memset(item, 0, sizeof(*item));
+        item->key = malloc(klen > 0 ? klen : 1);
+        item->value = keys_only ? NULL : malloc(vlen > 0 ? vlen : 1);
+        if (item->key == NULL || (!keys_only && item->value == NULL)) {
+            free(item->key);
+            free(item->value);
+            rc = SHALE_ENOMEM;
+            set_err(err, "scan: out of memory");
+            break;
+        }
+        memcpy(item->key, key, klen);
+        item->klen = klen;
+        if (!keys_only && vlen > 0)
+            memcpy(item->value, v + VERSION_LEN, vlen);
+        item->vlen = vlen;
+        item->version = get_be64((const uint8_t *)v);
+        page->n++;
+        bytes += klen + vlen;
+    }
+    if (rc == SHALE_OK) {
+        char *rerr = NULL;
+        rocksdb_iter_get_error(it, &rerr);
+        if (rerr != NULL)
+            rc = rdb_fail(err, rerr, "scan");
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    free(upper);
+    free(seek);
+    if (rc != SHALE_OK)
+        store_scan_free(page);
+    return rc;
+}
+
 int store_delete_slot(store_t *s, uint16_t slot, uint64_t index, char *err)
 {
     rocksdb_writebatch_t *wb;

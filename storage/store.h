@@ -293,6 +293,34 @@ int store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen,
                     const uint8_t **value, size_t *vlen, uint64_t *version);
 void store_iter_close(store_iter_t *it);
 
+/* One page of an ordered scan of slot's user data (docs/protocol.md,
+ * "Scans"), read from one RocksDB iterator (a consistent view of the latest
+ * applied state): keys > after (after NULL/alen 0: from the slot's first
+ * key) that begin with prefix (plen 0: any), in bytewise key order, at most
+ * `limit` of them and, past the first, at most max_bytes of keys and values
+ * together. keys_only: values are not copied (vlen 0, value NULL).
+ * page->more: the slot may hold matching keys after the last item (a page
+ * that stopped on limit or max_bytes with another match behind it).
+ * Free with store_scan_free. */
+typedef struct store_scan_item {
+    uint8_t *key;
+    size_t klen;
+    uint8_t *value;
+    size_t vlen;
+    uint64_t version;
+} store_scan_item_t;
+
+typedef struct store_scan_page {
+    store_scan_item_t *items;
+    size_t n;
+    int more;
+} store_scan_page_t;
+
+int store_scan(store_t *s, uint16_t slot, const uint8_t *after, size_t alen,
+               const uint8_t *prefix, size_t plen, size_t limit, size_t max_bytes,
+               int keys_only, store_scan_page_t *page, char *err);
+void store_scan_free(store_scan_page_t *page);
+
 /* Delete everything of slot (data and sessions) with a range delete, in one
  * batch that records `index` (0: do not touch the applied index). A non-zero
  * index <= store_applied_index() is a no-op, as in store_apply. */

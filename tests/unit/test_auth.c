@@ -172,6 +172,7 @@ static const perm_row_t perms[] = {
     {SHALE_MSG_CAS_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_MPUT_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_TXN_REQ, AUTH_ROLE_READ, 1, 1}, /* a get-only txn; with writes: readwrite */
+    {SHALE_MSG_SCAN_REQ, AUTH_ROLE_READ, 1, 1},  /* "key" = the scan's prefix */
     {SHALE_MSG_STATUS_REQ, AUTH_ROLE_READ, 0, 1},
     {SHALE_MSG_MAP_GET_REQ, AUTH_ROLE_READ, 0, 0},
     {SHALE_MSG_MEMBER_ADD_REQ, AUTH_ROLE_ADMIN, 0, 0},
@@ -214,7 +215,7 @@ START_TEST(test_role_by_type)
             allowed_somewhere += got;
         }
     }
-    ck_assert_int_eq(allowed_somewhere, 5 * 3 + 4 * 2 + 9 * 1);
+    ck_assert_int_eq(allowed_somewhere, 6 * 3 + 4 * 2 + 9 * 1);
     /* Every request type the protocol knows is in the table: a new one
      * must be given a row (and a role) here, not slip through as denied or
      * allowed by accident. */
@@ -314,6 +315,41 @@ START_TEST(test_request_txn)
     ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
     /* No user: refused. */
     ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+}
+END_TEST
+
+/* A scan's prefix must begin with a prefixed user's key prefix: refused
+ * (not clamped) otherwise, an empty prefix included. */
+START_TEST(test_request_scan)
+{
+    char why[AUTH_ERRLEN];
+    Shale__User u = SHALE__USER__INIT;
+    u.name = "svc";
+    u.role = SHALE__USER_ROLE__USER_READ;
+    Shale__ScanRequest q = SHALE__SCAN_REQUEST__INIT;
+    /* No key prefix: any scan. */
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_SCAN_REQ, &q.base, why, sizeof(why)), 1);
+    u.has_key_prefix = 1;
+    u.key_prefix.data = (uint8_t *)"t1/";
+    u.key_prefix.len = 3;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_SCAN_REQ, &q.base, why, sizeof(why)), 0);
+    ck_assert_ptr_nonnull(strstr(why, "prefix"));
+    const struct {
+        const char *p;
+        int ok;
+    } cases[] = {{"t1/", 1}, {"t1/x", 1}, {"t1", 0}, {"t", 0}, {"t2/", 0}, {"", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        q.has_prefix = 1;
+        q.prefix.data = (uint8_t *)cases[i].p;
+        q.prefix.len = strlen(cases[i].p);
+        ck_assert_msg(auth_request_allowed(&u, SHALE_MSG_SCAN_REQ, &q.base, why, sizeof(why)) ==
+                          cases[i].ok, "SCAN prefix '%s'", cases[i].p);
+    }
+    /* No user: refused. */
+    q.prefix.data = (uint8_t *)"t1/";
+    q.prefix.len = 3;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_SCAN_REQ, &q.base, why, sizeof(why)), 1);
+    ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_SCAN_REQ, &q.base, why, sizeof(why)), 0);
 }
 END_TEST
 
@@ -786,6 +822,7 @@ int main(void)
     tcase_add_test(tc, test_prefix_restriction);
     tcase_add_test(tc, test_request_keys);
     tcase_add_test(tc, test_request_txn);
+    tcase_add_test(tc, test_request_scan);
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_login_cache);

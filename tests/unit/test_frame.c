@@ -504,6 +504,67 @@ START_TEST(test_txn_check)
 }
 END_TEST
 
+/* Scan cursors: round trip, garbage refused with INVALID, prefix bound,
+ * tagged prefixes name one slot; the page-size rule. */
+START_TEST(test_scan_cursor)
+{
+    char msg[200];
+    uint32_t slot = 99;
+    uint8_t *after = NULL;
+    size_t alen = 7, len = 0;
+    char *c = wire_cursor_encode(17, (const uint8_t *)"k\0y", 3, NULL, 0, &len);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(strlen(c), len);
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)c, len, 4096, NULL, 0, &slot, &after,
+                                        &alen, msg, sizeof(msg)), 0);
+    ck_assert_uint_eq(slot, 17);
+    ck_assert(alen == 3 && memcmp(after, "k\0y", 3) == 0);
+    free(after);
+    /* The same cursor for another prefix, or fewer slots: refused. */
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)c, len, 4096, (const uint8_t *)"p", 1,
+                                        &slot, &after, &alen, msg, sizeof(msg)), SHALE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(msg, "prefix"));
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)c, len, 16, NULL, 0, &slot, &after,
+                                        &alen, msg, sizeof(msg)), SHALE_EINVAL);
+    free(c);
+    /* With a prefix and no key (start of a slot). */
+    c = wire_cursor_encode(0, NULL, 0, (const uint8_t *)"pre", 3, &len);
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)c, len, 4096, (const uint8_t *)"pre",
+                                        3, &slot, &after, &alen, msg, sizeof(msg)), 0);
+    ck_assert(slot == 0 && after == NULL && alen == 0);
+    free(c);
+    /* Garbage: not hex, odd length, empty, hex of a non-cursor, version 2. */
+    const char *bad[] = {"zz", "abc", "", "ffffffff", "0802", "deadbeef00"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_eq(wire_cursor_decode((const uint8_t *)bad[i], strlen(bad[i]), 4096, NULL,
+                                            0, &slot, &after, &alen, msg, sizeof(msg)),
+                         SHALE_EINVAL);
+    /* version=2 (08 02), slot=1 (10 01) */
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)"08021001", 8, 4096, NULL, 0, &slot,
+                                        &after, &alen, msg, sizeof(msg)), SHALE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(msg, "version"));
+    ck_assert_int_eq(wire_cursor_decode((const uint8_t *)"08011001", 8, 4096, NULL, 0, &slot,
+                                        &after, &alen, msg, sizeof(msg)), 0);
+    ck_assert_uint_eq(slot, 1);
+
+    /* Tagged prefixes: one slot; untagged or incomplete tags: not. */
+    ck_assert_int_eq(wire_prefix_slot((const uint8_t *)"{u1}.", 5, 4096, &slot), 1);
+    ck_assert_uint_eq(slot, shale_key_slot("{u1}.zzz", 8, 4096));
+    ck_assert_int_eq(wire_prefix_slot((const uint8_t *)"x{u1}", 5, 4096, &slot), 1);
+    ck_assert_uint_eq(slot, shale_key_slot("u1", 2, 4096));
+    ck_assert_int_eq(wire_prefix_slot((const uint8_t *)"{u1", 3, 4096, &slot), 0);
+    ck_assert_int_eq(wire_prefix_slot((const uint8_t *)"{}a", 3, 4096, &slot), 0);
+    ck_assert_int_eq(wire_prefix_slot((const uint8_t *)"user", 4, 4096, &slot), 0);
+    ck_assert_int_eq(wire_prefix_slot(NULL, 0, 4096, &slot), 0);
+
+    ck_assert_uint_eq(wire_scan_limit(0), SHALE_SCAN_DEFAULT_LIMIT);
+    ck_assert_uint_eq(wire_scan_limit(5), 5);
+    ck_assert_uint_eq(wire_scan_limit(100000), SHALE_SCAN_MAX_LIMIT);
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_SCAN_REQ), "SCAN");
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_SCAN_RESP), "SCAN_RESP");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("frame");
@@ -518,6 +579,7 @@ int main(void)
     tcase_add_test(tc, test_hash_vectors);
     tcase_add_test(tc, test_hash_tags);
     tcase_add_test(tc, test_txn_check);
+    tcase_add_test(tc, test_scan_cursor);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

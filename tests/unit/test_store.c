@@ -1074,6 +1074,123 @@ START_TEST(test_iter_snapshot)
 }
 END_TEST
 
+/* Ordered scans: start_after (exclusive), prefix, limit, byte cap, more,
+ * keys_only, neighbouring slots never leak in. */
+static void scan_expect(const store_scan_page_t *p, const char *const *keys, size_t n,
+                        int more)
+{
+    ck_assert_uint_eq(p->n, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(p->items[i].klen, strlen(keys[i]));
+        ck_assert(memcmp(p->items[i].key, keys[i], p->items[i].klen) == 0);
+    }
+    ck_assert_int_eq(p->more, more);
+}
+
+START_TEST(test_scan_slot)
+{
+    store_scan_page_t p;
+    put(1, 4, "zz", "other");
+    put(2, 6, "a", "other");
+    put(3, 5, "b", "vb");
+    put(4, 5, "a", "va");
+    put(5, 5, "ab", "vab");
+    put(6, 5, "abc", "vabc");
+    put(7, 5, "ac", "");
+    put(8, 5, "c", "vc");
+    put(9, 5, "a\xff", "ff");
+    put(10, 5, "a\xff\xff", "ffff");
+
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, NULL, 0, 100, 1u << 20, 0, &p, g_err), 0);
+    {
+        const char *const k[] = {"a", "ab", "abc", "ac", "a\xff", "a\xff\xff", "b", "c"};
+        scan_expect(&p, k, 8, 0);
+        ck_assert(p.items[0].vlen == 2 && memcmp(p.items[0].value, "va", 2) == 0);
+        ck_assert_uint_eq(p.items[0].version, (4ull << 16) | 1);
+        ck_assert(p.items[3].vlen == 0 && p.items[3].value != NULL);
+    }
+    store_scan_free(&p);
+
+    /* Pages of 3 with start_after = the last key: every key once, in order. */
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, NULL, 0, 3, 1u << 20, 0, &p, g_err), 0);
+    { const char *const k[] = {"a", "ab", "abc"}; scan_expect(&p, k, 3, 1); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"abc", 3, NULL, 0, 3, 1u << 20, 0,
+                                &p, g_err), 0);
+    { const char *const k[] = {"ac", "a\xff", "a\xff\xff"}; scan_expect(&p, k, 3, 1); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"a\xff\xff", 3, NULL, 0, 3,
+                                1u << 20, 0, &p, g_err), 0);
+    { const char *const k[] = {"b", "c"}; scan_expect(&p, k, 2, 0); }
+    store_scan_free(&p);
+    /* start_after need not exist. */
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"aba", 3, NULL, 0, 2, 1u << 20, 0,
+                                &p, g_err), 0);
+    { const char *const k[] = {"abc", "ac"}; scan_expect(&p, k, 2, 1); }
+    store_scan_free(&p);
+    /* Exactly the last key: nothing left, more = 0. */
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"c", 1, NULL, 0, 2, 1u << 20, 0,
+                                &p, g_err), 0);
+    scan_expect(&p, NULL, 0, 0);
+    store_scan_free(&p);
+
+    /* Prefix: "a" (with 0xff tails), "ab", "a\xff" (successor carries). */
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, (const uint8_t *)"ab", 2, 100, 1u << 20, 0,
+                                &p, g_err), 0);
+    { const char *const k[] = {"ab", "abc"}; scan_expect(&p, k, 2, 0); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, (const uint8_t *)"a\xff", 2, 100, 1u << 20,
+                                0, &p, g_err), 0);
+    { const char *const k[] = {"a\xff", "a\xff\xff"}; scan_expect(&p, k, 2, 0); }
+    store_scan_free(&p);
+    /* Prefix with start_after before, inside and after its range. */
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"0", 1, (const uint8_t *)"a", 1, 2,
+                                1u << 20, 0, &p, g_err), 0);
+    { const char *const k[] = {"a", "ab"}; scan_expect(&p, k, 2, 1); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"ac", 2, (const uint8_t *)"a", 1,
+                                100, 1u << 20, 0, &p, g_err), 0);
+    { const char *const k[] = {"a\xff", "a\xff\xff"}; scan_expect(&p, k, 2, 0); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, (const uint8_t *)"b", 1, (const uint8_t *)"a", 1,
+                                100, 1u << 20, 0, &p, g_err), 0);
+    scan_expect(&p, NULL, 0, 0);
+    store_scan_free(&p);
+    /* No match; an all-0xff prefix reaches the slot's end. */
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, (const uint8_t *)"x", 1, 100, 1u << 20, 0,
+                                &p, g_err), 0);
+    scan_expect(&p, NULL, 0, 0);
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, (const uint8_t *)"\xff", 1, 100, 1u << 20,
+                                0, &p, g_err), 0);
+    scan_expect(&p, NULL, 0, 0);
+    store_scan_free(&p);
+
+    /* Byte cap: stops before passing it, always at least one item. */
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, NULL, 0, 100, 8, 0, &p, g_err), 0);
+    { const char *const k[] = {"a", "ab"}; scan_expect(&p, k, 2, 1); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, NULL, 0, 100, 1, 0, &p, g_err), 0);
+    { const char *const k[] = {"a"}; scan_expect(&p, k, 1, 1); }
+    store_scan_free(&p);
+    /* keys_only: no values, versions kept. */
+    ck_assert_int_eq(store_scan(g_s, 5, NULL, 0, NULL, 0, 1, 1u << 20, 1, &p, g_err), 0);
+    ck_assert(p.n == 1 && p.items[0].value == NULL && p.items[0].vlen == 0);
+    ck_assert_uint_eq(p.items[0].version, (4ull << 16) | 1);
+    store_scan_free(&p);
+
+    /* Other slots stay out; an empty slot; a bad slot. */
+    ck_assert_int_eq(store_scan(g_s, 6, NULL, 0, NULL, 0, 100, 1u << 20, 0, &p, g_err), 0);
+    { const char *const k[] = {"a"}; scan_expect(&p, k, 1, 0); }
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, 7, NULL, 0, NULL, 0, 100, 1u << 20, 0, &p, g_err), 0);
+    scan_expect(&p, NULL, 0, 0);
+    store_scan_free(&p);
+    ck_assert_int_eq(store_scan(g_s, STORE_MAX_SLOTS, NULL, 0, NULL, 0, 10, 100, 0, &p,
+                                g_err), SHALE_EINVAL);
+}
+END_TEST
+
 static void fill_slot(uint64_t *idx, uint16_t slot)
 {
     int dup, code;
@@ -1981,6 +2098,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_session_prune_in_batch);
     tcase_add_test(tc, test_session_expiry);
     tcase_add_test(tc, test_iter_snapshot);
+    tcase_add_test(tc, test_scan_slot);
     tcase_add_test(tc, test_delete_slot_edges);
     tcase_add_test(tc, test_checkpoint_restore);
     tcase_add_test(tc, test_large_empty_binary);
