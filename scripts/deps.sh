@@ -9,6 +9,7 @@ PKGS=(
   libprotobuf-c-dev protobuf-c-compiler     # wire schema
   libraft-dev                               # canonical raft (0.15 on Debian 12)
   libssl-dev                                # OpenSSL 3: TLS, password hashing (scrypt)
+  openssl                                   # its CLI: the CA and certificates of scripts/secure.sh
   check                                     # unit test framework
   clang libclang-rt-14-dev                  # libFuzzer for tests/fuzz
   iproute2 nftables                         # network namespaces for fault tests
