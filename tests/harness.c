@@ -637,6 +637,27 @@ int th_group_wait_leader(th_group_t *g, int timeout_ms)
     return -1;
 }
 
+uint64_t th_router_epoch(const th_node_t *n)
+{
+    Shale__StatusResponse *st = NULL;
+    if (th_node_status(n, &st) != 0)
+        return 0;
+    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
+    shale__status_response__free_unpacked(st, NULL);
+    return e;
+}
+
+int th_router_wait_epoch(const th_node_t *n, uint64_t epoch, int timeout_ms)
+{
+    long long end = now_ms() + timeout_ms;
+    while (th_router_epoch(n) < epoch) {
+        if (now_ms() >= end)
+            return -1;
+        usleep(20 * 1000);
+    }
+    return 0;
+}
+
 uint64_t th_node_applied(const th_node_t *n)
 {
     Shale__StatusResponse *st;

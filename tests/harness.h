@@ -73,6 +73,11 @@ void th_node_dump_log(const th_node_t *n);
  * shale__status_response__free_unpacked. 0 or -1. */
 struct Shale__StatusResponse;
 int th_node_status(const th_node_t *n, struct Shale__StatusResponse **out);
+/* The map epoch a router (or node) reports in STATUS (0 when it does not
+ * answer or has none). */
+uint64_t th_router_epoch(const th_node_t *n);
+/* Poll until th_router_epoch(n) >= epoch. 0, or -1 after timeout_ms. */
+int th_router_wait_epoch(const th_node_t *n, uint64_t epoch, int timeout_ms);
 /* Applied index the node reports (0 when it does not answer). */
 uint64_t th_node_applied(const th_node_t *n);
 /* Poll until the node answers STATUS (any role). 0 or -1. */

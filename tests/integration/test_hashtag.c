@@ -58,22 +58,9 @@ static Shale__ClusterMap *get_map(void)
     return best;
 }
 
-static uint64_t router_epoch(void)
-{
-    Shale__StatusResponse *st = NULL;
-    if (th_node_status(&g_router, &st) != 0)
-        return 0;
-    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
-    shale__status_response__free_unpacked(st, NULL);
-    return e;
-}
-
 static void wait_router_epoch(uint64_t epoch)
 {
-    long long end = mono_ms() + 10000;
-    while (router_epoch() < epoch && mono_ms() < end)
-        usleep(20 * 1000);
-    ck_assert_uint_ge(router_epoch(), epoch);
+    ck_assert_int_eq(th_router_wait_epoch(&g_router, epoch, 10000), 0);
 }
 
 /* Two groups of one voter, the map over SLOTS slots, a router logging every

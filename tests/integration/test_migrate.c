@@ -81,12 +81,7 @@ static Shale__ClusterMap *get_map(void)
 
 static uint64_t router_epoch(void)
 {
-    Shale__StatusResponse *st = NULL;
-    if (th_node_status(&g_router, &st) != 0)
-        return 0;
-    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
-    shale__status_response__free_unpacked(st, NULL);
-    return e;
+    return th_router_epoch(&g_router);
 }
 
 /* Start ngroups groups of `voters`; the map gets the first `in_map` of them

@@ -103,26 +103,6 @@ static void router_b_start(th_node_t *n, const char *meta)
     ck_assert_int_eq(router_exec_auth(n, args, 0, 0), 0);
 }
 
-static uint64_t router_epoch(const th_node_t *n)
-{
-    Shale__StatusResponse *st = NULL;
-    if (th_node_status(n, &st) != 0)
-        return 0;
-    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
-    shale__status_response__free_unpacked(st, NULL);
-    return e;
-}
-
-static int router_wait_epoch(const th_node_t *n, uint64_t epoch, int timeout_ms)
-{
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
-        if (router_epoch(n) >= epoch)
-            return 0;
-        usleep(20 * 1000);
-    }
-    return -1;
-}
 
 static int log_contains(const th_node_t *n, const char *needle)
 {
@@ -306,8 +286,8 @@ static void cluster_up(void)
     th_node_init(&g_rc, 903, "127.0.0.182", g_base);
     snprintf(g_rc.log, sizeof(g_rc.log), "%s/router-c.log", g_base);
     router_start(&g_rc, g_cl.meta.addrs, "1000", "4");
-    if (router_wait_epoch(&g_ra, 1, 10000) != 0 || router_wait_epoch(&g_rb, 1, 10000) != 0 ||
-        router_wait_epoch(&g_rc, 1, 10000) != 0) {
+    if (th_router_wait_epoch(&g_ra, 1, 10000) != 0 || th_router_wait_epoch(&g_rb, 1, 10000) != 0 ||
+        th_router_wait_epoch(&g_rc, 1, 10000) != 0) {
         th_node_dump_log(&g_ra);
         th_node_dump_log(&g_rb);
         th_node_dump_log(&g_rc);
@@ -1028,11 +1008,11 @@ START_TEST(test_wrong_group_refreshes_map)
     cmap_free(m2);
     ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, e2, 15000), 0);
     /* Router A follows through its long-poll; B is still at the old map. */
-    ck_assert_int_eq(router_wait_epoch(&g_ra, e2, 5000), 0);
-    ck_assert_uint_eq(router_epoch(&g_rb), e2 - 1);
+    ck_assert_int_eq(th_router_wait_epoch(&g_ra, e2, 5000), 0);
+    ck_assert_uint_eq(th_router_epoch(&g_rb), e2 - 1);
     shale_client_t *c = connect_to(g_rb.addr, 5000);
     ck_assert_int_eq(shale_put(c, key, strlen(key), "moved", 5, NULL), SHALE_OK);
-    ck_assert_uint_eq(router_epoch(&g_rb), e2);
+    ck_assert_uint_eq(th_router_epoch(&g_rb), e2);
     ck_assert_msg(log_contains(&g_rb, "via=refresh"), "router B did not refresh on WRONG_GROUP");
     shale_close(c);
     /* It went to the new owner. */
@@ -1059,13 +1039,13 @@ START_TEST(test_wrong_group_refreshes_map)
     cmap_free(out);
     cmap_free(m2);
     ck_assert_int_eq(th_cluster_wait_epoch(&g_cl, e3, 15000), 0);
-    ck_assert_int_eq(router_wait_epoch(&g_ra, e3, 5000), 0);
+    ck_assert_int_eq(th_router_wait_epoch(&g_ra, e3, 5000), 0);
     c = connect_to(g_ra.addr, 5000);
     ck_assert_int_eq(shale_put(c, ka, strlen(ka), "A", 1, NULL), SHALE_OK);
     ck_assert_int_eq(shale_put(c, kb, strlen(kb), "B", 1, NULL), SHALE_OK);
     ck_assert_int_eq(shale_put(c, kc, strlen(kc), "C", 1, NULL), SHALE_OK);
     shale_close(c);
-    ck_assert_uint_eq(router_epoch(&g_rb), e2);
+    ck_assert_uint_eq(th_router_epoch(&g_rb), e2);
     c = connect_to(g_rb.addr, 5000);
     shale_item_t items[3] = {{.key = ka, .klen = strlen(ka)},
                              {.key = kb, .klen = strlen(kb)},
@@ -1077,12 +1057,12 @@ START_TEST(test_wrong_group_refreshes_map)
         ck_assert(res[i].found && res[i].len == 1 && res[i].data[0] == "ABC"[i]);
     }
     shale_item_results_free(res, 3);
-    ck_assert_uint_eq(router_epoch(&g_rb), e3);
+    ck_assert_uint_eq(th_router_epoch(&g_rb), e3);
     shale_close(c);
     /* The rest of the suite routes with the new map. */
     cmap_free(g_map);
     ck_assert_int_eq(th_map_get(g_cl.meta.addrs, 0, 0, &g_map), SHALE_OK);
-    ck_assert_int_eq(router_wait_epoch(&g_rc, e3, 5000), 0);
+    ck_assert_int_eq(th_router_wait_epoch(&g_rc, e3, 5000), 0);
 }
 END_TEST
 

@@ -49,22 +49,9 @@ static long long mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t router_epoch(void)
-{
-    Shale__StatusResponse *st = NULL;
-    if (th_node_status(&g_router, &st) != 0)
-        return 0;
-    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
-    shale__status_response__free_unpacked(st, NULL);
-    return e;
-}
-
 static void wait_router_epoch(uint64_t epoch)
 {
-    long long end = mono_ms() + 10000;
-    while (router_epoch() < epoch && mono_ms() < end)
-        usleep(20 * 1000);
-    ck_assert_uint_ge(router_epoch(), epoch);
+    ck_assert_int_eq(th_router_wait_epoch(&g_router, epoch, 10000), 0);
 }
 
 static void start_cluster(void)

@@ -100,12 +100,7 @@ static uint64_t slot_owner(uint32_t slot)
 
 static uint64_t router_epoch(void)
 {
-    Shale__StatusResponse *st = NULL;
-    if (th_node_status(&g_rt, &st) != 0)
-        return 0;
-    uint64_t e = st->has_map_epoch ? st->map_epoch : 0;
-    shale__status_response__free_unpacked(st, NULL);
-    return e;
+    return th_router_epoch(&g_rt);
 }
 
 /* Wait until every node and the router have applied map epoch e. */
