@@ -45,6 +45,7 @@
 
 static th_cluster_t g_cl;
 static char *g_base;
+static th_node_t g_rtmp;    /* the short-lived routers of test_flags_status_garbage */
 static th_node_t g_ra, g_rb; /* router A (5 s deadline), router B (1 s) */
 static th_node_t g_rc;       /* router C: 1 s deadline, 4 requests per group */
 static Shale__ClusterMap *g_map;
@@ -305,6 +306,8 @@ static void cluster_down(void)
         th_node_stop(&g_rb, SIGTERM);
     if (g_rc.pid > 0)
         th_node_stop(&g_rc, SIGTERM);
+    if (g_rtmp.pid > 0)
+        th_node_stop(&g_rtmp, SIGTERM);
     th_cluster_stop(&g_cl);
     fake_meta_stop();
     cmap_free(g_map);
@@ -499,20 +502,22 @@ static void check_load(const load_t *l, const char *addrs)
 START_TEST(test_flags_status_garbage)
 {
     need_cluster();
-    th_node_t tmp;
-    th_node_init(&tmp, 904, "127.0.0.183", g_base);
-    snprintf(tmp.log, sizeof(tmp.log), "%s/router-tmp.log", g_base);
+    /* File scope: cluster_down stops it when an assertion ends the test
+     * (no fork: a failed check longjmps past the th_node_stop below). */
+    th_node_t *tmp = &g_rtmp;
+    th_node_init(tmp, 904, "127.0.0.183", g_base);
+    snprintf(tmp->log, sizeof(tmp->log), "%s/router-tmp.log", g_base);
     const char *bad1[] = {"--meta", "nonsense", NULL};
     const char *bad2[] = {"--meta", g_cl.meta.addrs, "--timeout-ms", "x", NULL};
     const char *bad3[] = {"--meta", g_cl.meta.addrs, "--frobnicate", NULL};
     const char *none[] = {NULL};
-    int st = router_exec(&tmp, bad1, 1);
+    int st = router_exec(tmp, bad1, 1);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    st = router_exec(&tmp, bad2, 1);
+    st = router_exec(tmp, bad2, 1);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    st = router_exec(&tmp, bad3, 1);
+    st = router_exec(tmp, bad3, 1);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
-    st = router_exec(&tmp, none, 1);
+    st = router_exec(tmp, none, 1);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 2);
 
     Shale__StatusResponse *s = NULL;
@@ -606,10 +611,10 @@ START_TEST(test_flags_status_garbage)
     snprintf(nometa, sizeof(nometa), "127.0.0.183:%d", th_free_port("127.0.0.183"));
     /* Without --auth: with it, a router that never reached its meta group
      * has no user table either and refuses every login (security.md). */
-    const char *nm_args[] = {"--listen", tmp.addr, "--meta", nometa, "--timeout-ms", "5000",
+    const char *nm_args[] = {"--listen", tmp->addr, "--meta", nometa, "--timeout-ms", "5000",
                              "--max-pending", "100", NULL};
-    ck_assert_int_eq(router_exec_auth(&tmp, nm_args, 0, 0), 0);
-    for (int i = 0; i < 100 && th_node_status(&tmp, &s) != 0; i++)
+    ck_assert_int_eq(router_exec_auth(tmp, nm_args, 0, 0), 0);
+    for (int i = 0; i < 100 && th_node_status(tmp, &s) != 0; i++)
         usleep(20 * 1000);
     ck_assert_ptr_nonnull(s);
     ck_assert_uint_eq(s->map_epoch, 0);
@@ -618,9 +623,9 @@ START_TEST(test_flags_status_garbage)
     gk.key.data = (uint8_t *)"k";
     gk.key.len = 1;
     long long t0 = mono_ms();
-    ck_assert_int_eq(raw_error(&tmp, SHALE_MSG_GET_REQ, &gk), SHALE__ERROR_CODE__UNAVAILABLE);
+    ck_assert_int_eq(raw_error(tmp, SHALE_MSG_GET_REQ, &gk), SHALE__ERROR_CODE__UNAVAILABLE);
     ck_assert_int_lt(mono_ms() - t0, 1000);
-    st = th_node_stop(&tmp, SIGTERM);
+    st = th_node_stop(tmp, SIGTERM);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
     /* 10,000 requests pipelined on one connection: reading pauses at the
