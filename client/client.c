@@ -38,6 +38,11 @@
 #define DEFAULT_MAX_KEY 4096
 #define DEFAULT_MAX_VALUE (1024 * 1024)
 
+const char *shale_version(void)
+{
+    return SHALE_VERSION;
+}
+
 void shale_options_init(shale_options_t *o)
 {
     memset(o, 0, sizeof(*o));
@@ -307,6 +312,7 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
     cq_init(&c->sendq);
     cq_init(&c->mutations);
     cq_init(&c->canceled);
+    cq_init(&c->watches);
     uv_timer_init(loop, &c->deadline_timer);
     uv_timer_init(loop, &c->conn_timer);
     uv_timer_init(loop, &c->stall_timer);
@@ -323,6 +329,17 @@ int client_create(uv_loop_t *loop, const char *addr, const shale_options_t *opts
     }
     *out = c;
     return SHALE_OK;
+}
+
+int shale_connect_async(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
+                        shale_client_t **out)
+{
+    return shale_client_open(loop, addr, opts, out);
+}
+
+void shale_close_async(shale_client_t *c, shale_close_cb cb)
+{
+    shale_client_close(c, cb);
 }
 
 int shale_client_open(uv_loop_t *loop, const char *addr, const shale_options_t *opts,
@@ -346,9 +363,18 @@ static void arm_deadline(shale_client_t *c)
         uv_timer_stop(&c->deadline_timer);
         return;
     }
+    /* Submit order is deadline order unless some request brought its
+     * own deadline; then the earliest is looked for. */
     creq_t *head = cq_data(c->pending.next, creq_t, all_link);
+    uint64_t due = head->deadline;
+    if (c->ncustom > 0)
+        for (cq_t *n = c->pending.next; n != &c->pending; n = n->next) {
+            creq_t *cr = cq_data(n, creq_t, all_link);
+            if (cr->deadline < due)
+                due = cr->deadline;
+        }
     uint64_t now = client_now_ms();
-    uint64_t wait = head->deadline > now ? head->deadline - now : 0;
+    uint64_t wait = due > now ? due - now : 0;
     /* The loop clock may lag real time: an early wake-up re-arms. */
     uv_timer_start(&c->deadline_timer, on_deadline, wait, 0);
 }
@@ -371,6 +397,10 @@ static void detach(shale_client_t *c, creq_t *cr)
     if (cq_linked(&cr->mut_link))
         cq_remove(&cr->mut_link);
     c->npending--;
+    if (cr->custom_deadline) {
+        cr->custom_deadline = 0;
+        c->ncustom--;
+    }
     if (cr->on_wire) {
         cr->on_wire = 0;
         c->inflight--;
@@ -501,41 +531,66 @@ void client_on_answer(shale_client_t *c, const frame_hdr_t *h, const uint8_t *pa
     complete(c, cr, status);
 }
 
+/* Complete cr by its deadline, saying what is known of its fate. */
+static void expire(shale_client_t *c, creq_t *cr)
+{
+    int status = SHALE_ETIMEOUT;
+    char *msg = cr->req->errmsg;
+    unsigned t = cr->timeout_ms;
+    if (cr->ever_sent && cr->last_answer != 0) {
+        /* Answered, but only with retryable refusals: say the last one
+         * rather than "no answer" (an admin request the leader keeps
+         * refusing, e.g. a leadership transfer that does not complete). */
+        char last[SHALE_ERRMSG_LEN];
+        snprintf(last, sizeof(last), "%s", msg);
+        snprintf(msg, SHALE_ERRMSG_LEN,
+                 "no final answer within %u ms; last answer (of %u): %.40s: %.100s%s", t,
+                 (unsigned)cr->retries, shale_strerror(cr->last_answer), last,
+                 cr->seq ? " (outcome unknown: the write may have applied)" : "");
+    } else if (cr->ever_sent) {
+        snprintf(msg, SHALE_ERRMSG_LEN, "no answer from %s within %u ms%s", c->addr, t,
+                 cr->seq ? " (outcome unknown: the write may have applied)" : "");
+    } else if (c->state != CS_READY && c->last_err_code != 0) {
+        status = SHALE_EIO;
+        snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms: %.200s", t, c->last_err);
+    } else {
+        snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms (%s)", t,
+                 c->state == CS_READY ? "queued behind max_inflight" : "still connecting");
+    }
+    complete(c, cr, status);
+}
+
 static void on_deadline(uv_timer_t *t)
 {
     shale_client_t *c = t->data;
     uint64_t now = client_now_ms();
     while (!c->closing && !cq_empty(&c->pending)) {
-        creq_t *cr = cq_data(c->pending.next, creq_t, all_link);
-        if (cr->deadline > now)
-            break;
-        int status = SHALE_ETIMEOUT;
-        char *msg = cr->req->errmsg;
-        if (cr->ever_sent && cr->last_answer != 0) {
-            /* Answered, but only with retryable refusals: say the last one
-             * rather than "no answer" (an admin request the leader keeps
-             * refusing, e.g. a leadership transfer that does not complete). */
-            char last[SHALE_ERRMSG_LEN];
-            snprintf(last, sizeof(last), "%s", msg);
-            snprintf(msg, SHALE_ERRMSG_LEN,
-                     "no final answer within %u ms; last answer (of %u): %.40s: %.100s%s",
-                     c->opts.timeout_ms, (unsigned)cr->retries, shale_strerror(cr->last_answer),
-                     last, cr->seq ? " (outcome unknown: the write may have applied)" : "");
-        } else if (cr->ever_sent) {
-            snprintf(msg, SHALE_ERRMSG_LEN, "no answer from %s within %u ms%s", c->addr,
-                     c->opts.timeout_ms,
-                     cr->seq ? " (outcome unknown: the write may have applied)" : "");
-        } else if (c->state != CS_READY && c->last_err_code != 0) {
-            status = SHALE_EIO;
-            snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms: %.200s", c->opts.timeout_ms,
-                     c->last_err);
+        creq_t *cr = NULL;
+        if (c->ncustom == 0) {
+            cr = cq_data(c->pending.next, creq_t, all_link);
+            if (cr->deadline > now)
+                break;
         } else {
-            snprintf(msg, SHALE_ERRMSG_LEN, "not sent within %u ms (%s)", c->opts.timeout_ms,
-                     c->state == CS_READY ? "queued behind max_inflight" : "still connecting");
+            /* Not in deadline order: the first expired one, looked for
+             * again after each completion (its callback may submit,
+             * cancel or close). */
+            for (cq_t *n = c->pending.next; n != &c->pending && cr == NULL; n = n->next) {
+                creq_t *x = cq_data(n, creq_t, all_link);
+                if (x->deadline <= now)
+                    cr = x;
+            }
+            if (cr == NULL)
+                break;
         }
-        complete(c, cr, status);
+        expire(c, cr);
     }
     arm_deadline(c);
+}
+
+void shale_set_timeout(shale_client_t *c, uint32_t ms)
+{
+    if (c != NULL)
+        c->call_timeout_ms = ms;
 }
 
 /* ---- Submit --------------------------------------------------------------*/
@@ -616,13 +671,22 @@ static int submit(shale_client_t *c, shale_req_t *req, shale_cb cb, codec_msg_t 
         c->next_seq++;
         cq_push(&c->mutations, &cr->mut_link);
     }
-    cr->deadline = client_now_ms() + c->opts.timeout_ms;
+    /* The deadline: shale_set_timeout's, else the client's option. */
+    uint32_t t = c->call_timeout_ms ? c->call_timeout_ms : c->opts.timeout_ms;
+    cr->timeout_ms = t;
+    cr->deadline = client_now_ms() + t;
+    if (t != c->opts.timeout_ms) {
+        cr->custom_deadline = 1;
+        c->ncustom++;
+    }
     cq_push(&c->pending, &cr->all_link);
     cq_push(&c->sendq, &cr->send_link);
     req->priv_ = cr;
     if (++c->npending == 1) {
         arm_deadline(c);
         client_update_ref(c);
+    } else if (cr->custom_deadline && t < c->opts.timeout_ms) {
+        arm_deadline(c); /* it may be due before the one the timer waits for */
     }
     cconn_kick(c);
     return SHALE_OK;
@@ -671,7 +735,18 @@ int shale_put_async(shale_client_t *c, shale_req_t *req, const void *key, size_t
     int rv = precheck(c, req, cb, SHALE_REQ_PUT);
     if (rv != SHALE_OK)
         return rv;
-    rv = codec_put(&m, &c->lim, key, klen, value, vlen, req->errmsg);
+    rv = codec_put(&m, &c->lim, key, klen, value, vlen, 0, req->errmsg);
+    return submit(c, req, cb, &m, rv);
+}
+
+int shale_put_ttl_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
+                        const void *value, size_t vlen, uint64_t ttl_ms, shale_cb cb)
+{
+    codec_msg_t m;
+    int rv = precheck(c, req, cb, SHALE_REQ_PUT);
+    if (rv != SHALE_OK)
+        return rv;
+    rv = codec_put(&m, &c->lim, key, klen, value, vlen, ttl_ms, req->errmsg);
     return submit(c, req, cb, &m, rv);
 }
 
@@ -683,6 +758,21 @@ int shale_del_async(shale_client_t *c, shale_req_t *req, const void *key, size_t
         return rv;
     rv = codec_del(&m, &c->lim, key, klen, req->errmsg);
     return submit(c, req, cb, &m, rv);
+}
+
+int shale_compare_and_set_async(shale_client_t *c, shale_req_t *req, const shale_cas_t *op,
+                                shale_cb cb)
+{
+    if (op == NULL) {
+        int rv = precheck(c, req, cb, SHALE_REQ_CAS);
+        if (rv != SHALE_OK)
+            return rv;
+        snprintf(req->errmsg, SHALE_ERRMSG_LEN, "compare-and-set: op is NULL");
+        req->status = SHALE_EINVAL;
+        return SHALE_EINVAL;
+    }
+    return shale_cas_async(c, req, op->key, op->klen, &op->expect, op->value, op->vlen, op->del,
+                           cb);
 }
 
 int shale_cas_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
@@ -801,6 +891,7 @@ void shale_client_close(shale_client_t *c, shale_close_cb cb)
         return;
     c->closing = 1;
     c->close_cb = cb;
+    client_watches_closing(c);
     while (!cq_empty(&c->pending)) {
         creq_t *cr = cq_data(c->pending.next, creq_t, all_link);
         detach(c, cr);

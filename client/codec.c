@@ -104,15 +104,22 @@ int codec_get(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t
 }
 
 int codec_put(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
-              const void *value, size_t vlen, char *err)
+              const void *value, size_t vlen, uint64_t ttl_ms, char *err)
 {
     msg_init(m, SHALE_MSG_PUT_REQ, SHALE_MSG_PUT_RESP, 1);
     Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;
     int rv = check_key(lim, key, klen, "put", err);
     if (rv == SHALE_OK)
         rv = check_value(lim, value, vlen, "put", err);
+    if (rv == SHALE_OK && ttl_ms > SHALE_TTL_MAX_MS) {
+        ERR(err, "put: ttl of %llu ms is over the maximum (%llu)", (unsigned long long)ttl_ms,
+            (unsigned long long)SHALE_TTL_MAX_MS);
+        rv = SHALE_EINVAL;
+    }
     p.key = bin(key, klen);
     p.value = bin(value, vlen);
+    p.has_ttl_ms = ttl_ms > 0;
+    p.ttl_ms = ttl_ms;
     m->u.put = p;
     return rv;
 }
@@ -608,6 +615,7 @@ int codec_decode(shale_req_t *req, uint16_t resp_type, size_t nkeys, uint16_t ty
         Shale__GetResponse *g = (Shale__GetResponse *)msg;
         req->value.found = g->found;
         req->value.version = g->has_version ? g->version : 0;
+        req->value.expires_in_ms = g->found && g->has_expires_in_ms ? g->expires_in_ms : 0;
         if (g->found && g->has_value &&
             dup_bytes(&g->value, &req->value.data, &req->value.len) != 0) {
             ERR(req->errmsg, "out of memory copying a value of %zu bytes", g->value.len);

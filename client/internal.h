@@ -14,9 +14,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "frame.h"
 #include "shale.h"
+#include "shale_internal.h"
 #include "wire.h"
 
 /* ---- Intrusive doubly linked queue ---------------------------------------*/
@@ -68,6 +70,8 @@ typedef struct creq {
     uint64_t id;
     uint64_t seq;      /* session seq, 0 for reads */
     uint64_t deadline; /* client_now_ms() clock */
+    uint32_t timeout_ms; /* this request's deadline, from submit (messages) */
+    uint8_t custom_deadline; /* not the client's default: pending is not in deadline order */
     uint16_t resp_type;
     uint8_t on_wire;   /* written on the current connection */
     uint8_t ever_sent; /* written on some connection: outcome may be unknown */
@@ -148,8 +152,9 @@ typedef struct codec_msg {
  * err (SHALE_ERRMSG_LEN). On failure m holds nothing to free. */
 int codec_get(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
               const shale_read_opts_t *ro, char *err);
+/* ttl_ms 0: no TTL (PutRequest.ttl_ms absent). */
 int codec_put(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
-              const void *value, size_t vlen, char *err);
+              const void *value, size_t vlen, uint64_t ttl_ms, char *err);
 int codec_del(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen, char *err);
 int codec_cas(codec_msg_t *m, const codec_limits_t *lim, const void *key, size_t klen,
               const shale_cas_expect_t *expect, const void *value, size_t vlen, int del, char *err);
@@ -240,7 +245,10 @@ struct shale_client {
     codec_limits_t lim;
 
     reqtable_t table;
-    cq_t pending;   /* every pending creq, submit order */
+    cq_t pending;   /* every pending creq, submit order (deadline order too
+                       while ncustom == 0) */
+    size_t ncustom; /* pending creqs with their own deadline (shale_set_timeout) */
+    uint32_t call_timeout_ms; /* shale_set_timeout; 0: opts.timeout_ms */
     cq_t sendq;     /* pending creqs not yet written on this connection */
     cq_t mutations; /* pending mutations, seq order (ack_floor = head) */
     size_t npending;
@@ -265,6 +273,7 @@ struct shale_client {
     int closing;
     int nhandles; /* handles/requests whose close or callback is awaited */
     cq_t canceled;
+    cq_t watches; /* shale_watch_t of this client (watch.c) */
     shale_close_cb close_cb;
 
     char errmsg[SHALE_ERRMSG_LEN]; /* sync API: last failure */
@@ -303,6 +312,11 @@ void client_use_addr(shale_client_t *c, unsigned i);
 /* Index of addr in addrs, adding it when absent; -1 when it is malformed or
  * the list is full. */
 int client_find_addr(shale_client_t *c, const char *addr);
+
+/* watch.c: the client is closing — detach every watch from it; a watch
+ * waiting to retry reports SHALE_ECANCELED from its own timer, one with a
+ * poll in flight when that poll is canceled. */
+void client_watches_closing(shale_client_t *c);
 
 /* conn.c */
 /* Start a connection attempt now (state IDLE or BACKOFF). */

@@ -38,7 +38,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "shale_errors.h"
 
@@ -101,6 +100,10 @@ typedef struct shale_options {
 
 void shale_options_init(shale_options_t *opts);
 
+/* The version of the library loaded at run time (SHALE_VERSION is the one
+ * of the header compiled against). */
+const char *shale_version(void);
+
 typedef enum shale_consistency {
     SHALE_LINEARIZABLE = 0,
     SHALE_STALE = 1,
@@ -117,6 +120,9 @@ typedef struct shale_value {
     uint64_t version;
     uint8_t *data;
     size_t len;
+    /* GET of a key with a TTL: ms left on the answering node's log clock
+     * (docs/consistency.md, "TTL"); 0: the key has no TTL. */
+    uint64_t expires_in_ms;
 } shale_value_t;
 
 void shale_value_free(shale_value_t *v);
@@ -134,6 +140,18 @@ typedef struct shale_cas_expect {
     const void *value;
     size_t len;
 } shale_cas_expect_t;
+
+/* One compare-and-set (shale_compare_and_set): write value to key, or
+ * delete key when del is set, if expect holds. The pointers are read (and
+ * their bytes copied) during the call only. */
+typedef struct shale_cas {
+    const void *key;
+    size_t klen;
+    shale_cas_expect_t expect;
+    const void *value; /* the new value (ignored when del is set) */
+    size_t vlen;
+    int del;
+} shale_cas_t;
 
 /* One key (MGET) or key/value (MPUT) of a multi-key operation. */
 typedef struct shale_item {
@@ -219,8 +237,25 @@ typedef struct shale_txn {
 
 /* ---- Synchronous API ------------------------------------------------------*/
 
-/* Connect to addr ("host:port"). On failure returns a SHALE_E* code and, if
- * err is not NULL, a message (SHALE_ERRMSG_LEN bytes). */
+/* Naming: every blocking call shale_X has a libuv form shale_X_async taking a
+ * shale_req_t and a callback (shale_connect / shale_connect_async,
+ * shale_close / shale_close_async, shale_get / shale_get_async, ...).
+ *
+ * Addresses: addr is "host:port" or a comma list "h1:p1,h2:p2,..." of the
+ * members of one group (or of routers): the client uses one and moves to the
+ * next when it fails, when it stalls, or when NOT_LEADER names no leader.
+ * Hosts are IP literals or names (resolved on every connect).
+ *
+ * Ownership of what calls return: a shale_value_t's data, a result's data,
+ * a scan page and a transaction's results are malloc'd by the library and
+ * released with the matching call (shale_value_free, shale_item_results_free,
+ * shale_scan_result_free, shale_req_cleanup for an async request); a
+ * shale_node_status_t is filled in place (nothing to free); error messages
+ * live in the client (shale_errmsg: until its next call) or the request
+ * (req->errmsg, until shale_req_cleanup). */
+
+/* Connect to addr. On failure returns a SHALE_E* code and, if err is not
+ * NULL, a message (SHALE_ERRMSG_LEN bytes). */
 int shale_connect(const char *addr, const shale_options_t *opts,
                   shale_client_t **out, char *err);
 
@@ -231,16 +266,46 @@ void shale_close(shale_client_t *c);
 /* The server's or library's message for the last failed sync call. */
 const char *shale_errmsg(const shale_client_t *c);
 
+/* Per-call deadlines: every request submitted after this call, blocking or
+ * async, completes by ms after its submission (0: back to
+ * options.timeout_ms). Set it before a call that needs another deadline,
+ * then back; a request keeps the deadline it was submitted with. */
+void shale_set_timeout(shale_client_t *c, uint32_t ms);
+
 int shale_get(shale_client_t *c, const void *key, size_t klen,
               const shale_read_opts_t *ro, shale_value_t *out);
 int shale_put(shale_client_t *c, const void *key, size_t klen,
               const void *value, size_t vlen, uint64_t *version);
+
+/* ---- TTL (docs/consistency.md, "TTL") ----------------------------------------
+ *
+ * shale_put_ttl writes value with a time to live of ttl_ms (1 ..
+ * SHALE_TTL_MAX_MS; 0 is a put without TTL; more: SHALE_EINVAL). The key
+ * expires when the leader's clock, carried in the log, passes the put's
+ * entry time + ttl_ms: from then on it is absent for every read (GET, MGET,
+ * SCAN, TXN, CAS) on every node alike, at every consistency level, and it
+ * is deleted in the background. A later put without TTL (shale_put,
+ * shale_mput, shale_cas, a txn put) clears the TTL; a later shale_put_ttl
+ * replaces it (Redis semantics).
+ * shale_ttl: *ttl_ms (may be NULL) gets the ms left (>= 1) or -1 when the
+ * key has no TTL; SHALE_ENOTFOUND when the key is absent (or expired). The
+ * time left is measured on the answering node's log clock, which trails
+ * real time by up to the leader's tick (and more for a STALE read). */
+#define SHALE_TTL_MAX_MS 3153600000000ULL
+int shale_put_ttl(shale_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+                  uint64_t ttl_ms, uint64_t *version);
+int shale_ttl(shale_client_t *c, const void *key, size_t klen, const shale_read_opts_t *ro,
+              int64_t *ttl_ms);
 /* *existed (may be NULL) says whether the key existed. */
 int shale_del(shale_client_t *c, const void *key, size_t klen, int *existed,
               uint64_t *version);
-/* Writes value (or deletes the key when value is NULL and del is set) if the
- * expectation holds; else SHALE_ECASFAILED and *current (may be NULL) holds
- * the key's current state. */
+/* Runs *op: SHALE_OK and *version (may be NULL) the new version (the one
+ * deleted with del), or SHALE_ECASFAILED and *current (may be NULL; release
+ * with shale_value_free) the key's current state. */
+int shale_compare_and_set(shale_client_t *c, const shale_cas_t *op, uint64_t *version,
+                          shale_value_t *current);
+/* The same with the fields as arguments (deprecated: kept for one release,
+ * use shale_compare_and_set). */
 int shale_cas(shale_client_t *c, const void *key, size_t klen,
               const shale_cas_expect_t *expect, const void *value,
               size_t vlen, int del, uint64_t *version, shale_value_t *current);
@@ -361,6 +426,12 @@ int shale_leader_transfer(shale_client_t *c, uint64_t id, char *msg);
 
 /* ---- Asynchronous API (libuv) -----------------------------------------------*/
 
+/* The asynchronous API runs on the application's libuv loop; the program
+ * includes <uv.h> itself (uv_loop_t is struct uv_loop_s). shale.h does not
+ * include it, so a program that uses only the synchronous API above needs
+ * no libuv headers (the library still links libuv). */
+struct uv_loop_s;
+
 typedef struct shale_req shale_req_t;
 typedef void (*shale_cb)(shale_req_t *req, int status);
 typedef void (*shale_close_cb)(shale_client_t *c);
@@ -373,7 +444,7 @@ typedef enum shale_req_type {
     SHALE_REQ_MGET,
     SHALE_REQ_MPUT,
     SHALE_REQ_ADMIN,
-    SHALE_REQ_CALL, /* shale_call_async: any message, raw payloads */
+    SHALE_REQ_CALL, /* Shale's own tools: any message, raw payloads (shale_internal.h) */
     SHALE_REQ_TXN,
 } shale_req_type_t;
 
@@ -401,19 +472,30 @@ struct shale_req {
 };
 
 /* Open a client on the caller's loop; connects in the background and queues
- * requests until connected. *out is freed by shale_client_close. */
-int shale_client_open(uv_loop_t *loop, const char *addr,
-                      const shale_options_t *opts, shale_client_t **out);
+ * requests until connected. *out is freed by shale_close_async. */
+int shale_connect_async(struct uv_loop_s *loop, const char *addr, const shale_options_t *opts,
+                        shale_client_t **out);
 /* Fails pending requests with SHALE_ECANCELED, closes handles, then calls cb
  * (may be NULL) and frees the client. */
+void shale_close_async(shale_client_t *c, shale_close_cb cb);
+/* The earlier names of those two (deprecated: kept for one release). */
+int shale_client_open(struct uv_loop_s *loop, const char *addr,
+                      const shale_options_t *opts, shale_client_t **out);
 void shale_client_close(shale_client_t *c, shale_close_cb cb);
 
 int shale_get_async(shale_client_t *c, shale_req_t *req, const void *key,
                     size_t klen, const shale_read_opts_t *ro, shale_cb cb);
 int shale_put_async(shale_client_t *c, shale_req_t *req, const void *key,
                     size_t klen, const void *value, size_t vlen, shale_cb cb);
+/* shale_put_ttl's async form (SHALE_REQ_PUT; req->version on success). The
+ * remaining TTL of a key comes with shale_get_async: req->value.expires_in_ms. */
+int shale_put_ttl_async(shale_client_t *c, shale_req_t *req, const void *key, size_t klen,
+                        const void *value, size_t vlen, uint64_t ttl_ms, shale_cb cb);
 int shale_del_async(shale_client_t *c, shale_req_t *req, const void *key,
                     size_t klen, shale_cb cb);
+int shale_compare_and_set_async(shale_client_t *c, shale_req_t *req, const shale_cas_t *op,
+                                shale_cb cb);
+/* deprecated: kept for one release, use shale_compare_and_set_async */
 int shale_cas_async(shale_client_t *c, shale_req_t *req, const void *key,
                     size_t klen, const shale_cas_expect_t *expect,
                     const void *value, size_t vlen, int del, shale_cb cb);
@@ -427,26 +509,101 @@ int shale_mput_async(shale_client_t *c, shale_req_t *req,
  * req->items/nitems hold the results of the branch that ran. */
 int shale_txn_async(shale_client_t *c, shale_req_t *req, const shale_txn_t *txn, shale_cb cb);
 
-/* Low-level call, for Shale's own tools (shalectl, shale-router, shaled
- * following the cluster map): send one message of frame type `type` whose
- * protobuf encoding is payload/len (proto/shale.proto) and expect an answer
- * of type resp_type; its payload is copied into req->raw (freed by
- * shale_req_cleanup). Deadlines, NOT_LEADER redirects and retries work as
- * for data requests; the message carries no libshale session (a mutation
- * that needs exactly-once puts its own in the payload). */
-int shale_call_async(shale_client_t *c, shale_req_t *req, uint16_t type, uint16_t resp_type,
-                     const void *payload, size_t len, shale_cb cb);
-/* Blocking form: *resp (malloc, free()) and *resp_len receive the answer. On
- * an error, msg (SHALE_ERRMSG_LEN, may be NULL) gets the server's message
- * and *epoch (may be NULL) the epoch an error carried. */
-int shale_call(shale_client_t *c, uint16_t type, uint16_t resp_type, const void *payload,
-               size_t len, uint8_t **resp, size_t *resp_len, char *msg, uint64_t *epoch);
 
 /* Release what a completed request holds (value, items). */
 void shale_req_cleanup(shale_req_t *req);
 
 /* The client's session id (for logs and tests). */
 uint64_t shale_client_id(const shale_client_t *c);
+
+/* ---- Watch ---------------------------------------------------------------------
+ *
+ * Every change to one key, or to the keys under a hash-tag prefix ("{tag}" or
+ * "{tag}rest": every such key is in one slot), in order, from a revision on
+ * (docs/protocol.md, "Watch"; the guarantee: docs/consistency.md, "Watch").
+ *
+ * A revision is the Raft index of the shard group's log entry that made the
+ * change: the same on every member of the group, growing, one entry may
+ * carry several changes (an MPUT, a transaction). Each batch says the
+ * revision everything up to which has been delivered; the library asks for
+ * the changes after it, from any member (a router picks one), so a lost
+ * connection, a dead node or a new leader neither skips nor repeats a
+ * change. Revisions are those of one group: when the slot moves to another
+ * group the watch ends with SHALE_EWRONGGROUP (batch.epoch: the map epoch);
+ * re-read the keys and watch again from now. A resume from a revision no
+ * member keeps any more ends with SHALE_ECOMPACTED: re-read, watch from now.
+ *
+ * Under the hood a watch is a series of WATCH long-polls (frame 26), one at
+ * a time, each waiting up to wait_ms for a change. */
+
+typedef enum shale_watch_kind {
+    SHALE_WATCH_PUT = 1,    /* value, version: the new ones */
+    SHALE_WATCH_DELETE = 2, /* version: the version deleted */
+    SHALE_WATCH_EXPIRE = 3, /* deleted by TTL expiry; version: the version deleted */
+} shale_watch_kind_t;
+
+typedef struct shale_watch_event {
+    uint64_t revision;
+    shale_watch_kind_t kind;
+    const uint8_t *key;
+    size_t klen;
+    const uint8_t *value; /* PUT (NULL when empty) */
+    size_t vlen;
+    uint64_t version;
+} shale_watch_event_t;
+
+/* What a watch callback gets. Valid only during the callback. */
+typedef struct shale_watch_batch {
+    int status;                        /* SHALE_OK, or the error that ended the watch */
+    const shale_watch_event_t *events; /* status OK: n events in revision order */
+    size_t n;                          /* 0: progress only */
+    uint64_t revision;                 /* every change up to here was delivered:
+                                          resume from revision + 1 */
+    uint64_t group;                    /* the group whose revisions these are (0: a standalone
+                                          node) */
+    uint64_t epoch;                    /* SHALE_EWRONGGROUP: the map epoch the node had */
+    const char *errmsg;                /* status != OK: why */
+} shale_watch_batch_t;
+
+typedef struct shale_watch_opts {
+    int prefix;             /* key is a hash-tag prefix: every key that begins with it */
+    uint64_t from_revision; /* first revision wanted; 0: from now */
+    uint64_t group;         /* the group from_revision counts in (from an earlier batch.group);
+                               0: whichever answers first (a resume should pass it) */
+    uint32_t wait_ms;       /* long-poll wait per request; 0: 1000, capped below the client's
+                               timeout_ms and stall_ms */
+} shale_watch_opts_t;
+
+typedef struct shale_watch shale_watch_t;
+/* Batches of events (status SHALE_OK; n may be 0: progress), in order and
+ * without gap or repeat; then, once, the error that ended the watch
+ * (COMPACTED, WRONG_GROUP, PERMISSION_DENIED, INVALID, CANCELED when the
+ * client closes, ...). Transient failures (timeouts, lost connections,
+ * UNAVAILABLE, OVERLOADED) are retried, never reported. */
+typedef void (*shale_watch_cb)(shale_watch_t *w, const shale_watch_batch_t *b, void *ud);
+
+/* Start watching on an async client. key/klen are copied. *out (may be
+ * NULL) gets the handle; it stays valid until the callback reported the
+ * end, or until shale_watch_cancel. SHALE_OK, or SHALE_EINVAL/ENOMEM
+ * (nothing started, the callback never runs). shale_client_close ends the
+ * client's watches: each not canceled reports SHALE_ECANCELED (from the
+ * loop, after the close call returned). */
+int shale_watch_async(shale_client_t *c, const void *key, size_t klen,
+                      const shale_watch_opts_t *opts, shale_watch_cb cb, void *ud,
+                      shale_watch_t **out);
+/* Stop: after it returns the callback never runs again and w is gone (its
+ * memory is released once the poll in flight ends). Not after the end was
+ * reported. */
+void shale_watch_cancel(shale_watch_t *w);
+/* The revision everything up to which was delivered (0: none yet). */
+uint64_t shale_watch_revision(const shale_watch_t *w);
+
+/* Blocking form on a sync client: calls cb for each batch until cb returns
+ * non-zero (then SHALE_OK) or the watch ends (its error; the message in the
+ * client's last error and the batch). */
+typedef int (*shale_watch_sync_cb)(const shale_watch_batch_t *b, void *ud);
+int shale_watch(shale_client_t *c, const void *key, size_t klen, const shale_watch_opts_t *opts,
+                shale_watch_sync_cb cb, void *ud);
 
 /* ---- Who the server says this client is -------------------------------------*/
 

@@ -211,6 +211,36 @@ int shale_put(shale_client_t *c, const void *key, size_t klen, const void *value
     return rv;
 }
 
+int shale_put_ttl(shale_client_t *c, const void *key, size_t klen, const void *value, size_t vlen,
+                  uint64_t ttl_ms, uint64_t *version)
+{
+    SYNC_BEGIN(c);
+    rv = sync_wait(c, &req, shale_put_ttl_async(c, &req, key, klen, value, vlen, ttl_ms, sync_cb));
+    if (version != NULL)
+        *version = rv == SHALE_OK ? req.version : 0;
+    shale_req_cleanup(&req);
+    return rv;
+}
+
+int shale_ttl(shale_client_t *c, const void *key, size_t klen, const shale_read_opts_t *ro,
+              int64_t *ttl_ms)
+{
+    shale_value_t v;
+    if (ttl_ms != NULL)
+        *ttl_ms = 0;
+    int rv = shale_get(c, key, klen, ro, &v);
+    if (rv != SHALE_OK)
+        return rv;
+    if (!v.found) {
+        shale_value_free(&v);
+        return SHALE_ENOTFOUND;
+    }
+    if (ttl_ms != NULL)
+        *ttl_ms = v.expires_in_ms > 0 ? (int64_t)v.expires_in_ms : -1;
+    shale_value_free(&v);
+    return SHALE_OK;
+}
+
 int shale_del(shale_client_t *c, const void *key, size_t klen, int *existed, uint64_t *version)
 {
     SYNC_BEGIN(c);
@@ -238,6 +268,22 @@ int shale_cas(shale_client_t *c, const void *key, size_t klen, const shale_cas_e
     }
     shale_req_cleanup(&req);
     return rv;
+}
+
+int shale_compare_and_set(shale_client_t *c, const shale_cas_t *op, uint64_t *version,
+                          shale_value_t *current)
+{
+    if (op == NULL) {
+        if (current != NULL)
+            memset(current, 0, sizeof(*current));
+        if (version != NULL)
+            *version = 0;
+        if (c != NULL)
+            snprintf(c->errmsg, sizeof(c->errmsg), "compare-and-set: op is NULL");
+        return SHALE_EINVAL;
+    }
+    return shale_cas(c, op->key, op->klen, &op->expect, op->value, op->vlen, op->del, version,
+                     current);
 }
 
 /* Move per-key results into the caller's array (n entries). */

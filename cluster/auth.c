@@ -489,6 +489,7 @@ static verb_class_t verb_class(uint16_t type)
     case SHALE_MSG_MGET_REQ:
     case SHALE_MSG_TXN_REQ: /* the verb alone: read; with a put/delete, readwrite (below) */
     case SHALE_MSG_SCAN_REQ: /* the "key" checked is the scan's prefix (below) */
+    case SHALE_MSG_WATCH_REQ: /* the "key" checked is the watched key or prefix */
         return V_DATA_READ;
     case SHALE_MSG_PUT_REQ:
     case SHALE_MSG_DEL_REQ:
@@ -496,6 +497,7 @@ static verb_class_t verb_class(uint16_t type)
     case SHALE_MSG_MPUT_REQ:
         return V_DATA_WRITE;
     case SHALE_MSG_STATUS_REQ:
+    case SHALE_MSG_CLOCK_REQ: /* the time of day, for offset estimation */
         return V_STATUS;
     case SHALE_MSG_MAP_GET_REQ:
         return V_CLUSTER_READ;
@@ -506,6 +508,8 @@ static verb_class_t verb_class(uint16_t type)
     case SHALE_MSG_SNAP_FETCH_REQ: /* a whole replica's data */
     case SHALE_MSG_MIG_EXPORT_REQ: /* a whole slot's data */
     case SHALE_MSG_MIG_IMPORT_REQ:
+    case SHALE_MSG_CHECK_REQ: /* proposes an entry; a result shows row checksums */
+    case SHALE_MSG_MIG_PUSH_REQ: /* a map for the group's ownership record */
     case SHALE_MSG_USER_CHANGE_REQ:
     case SHALE_MSG_USER_LIST_REQ:
         return V_ADMIN;
@@ -612,6 +616,12 @@ int auth_request_allowed(const Shale__User *u, uint16_t type, const ProtobufCMes
         break;
     case SHALE_MSG_TXN_REQ:
         return txn_allowed(u, (const Shale__TxnRequest *)msg, why, whylen);
+    case SHALE_MSG_WATCH_REQ:
+        /* A watched prefix must begin with the user's key prefix, as a key
+         * must: a prefixed user watches only inside it. */
+        keys = &((const Shale__WatchRequest *)msg)->key;
+        nkeys = 1;
+        break;
     case SHALE_MSG_SCAN_REQ: {
         /* A scan is refused, not clamped, unless its prefix begins with the
          * user's key prefix: a prefixed user scans only inside it (an empty

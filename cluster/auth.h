@@ -143,7 +143,7 @@ Shale__UserTable *auth_table_copy(const Shale__UserTable *t, int with_hashes);
  *  - readwrite: read's, plus PUT, DELETE, CAS, MPUT;
  *  - admin: everything, including MEMBER_ADD/REMOVE, LEADER_TRANSFER,
  *    MAP_CAS, SNAP_FETCH and MIG_EXPORT (a replica's or a slot's whole
- *    data), MIG_IMPORT, USER_CHANGE and USER_LIST;
+ *    data), MIG_IMPORT, MIG_PUSH, USER_CHANGE and USER_LIST;
  *  - with a prefix, a data verb (GET, MGET, PUT, DELETE, CAS, MPUT) needs a
  *    key that begins with it (key NULL: refused); without one, key NULL
  *    asks about the verb alone. A prefix-restricted user gets only data

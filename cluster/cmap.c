@@ -90,6 +90,30 @@ static int same_slots(const Shale__Migration *a, const Shale__Migration *b)
     return 1;
 }
 
+static int same_migration(const Shale__Migration *a, const Shale__Migration *b)
+{
+    return a->id == b->id && a->from_group == b->from_group && a->to_group == b->to_group &&
+           a->state == b->state && (a->has_run ? a->run : 0) == (b->has_run ? b->run : 0) &&
+           same_slots(a, b);
+}
+
+int cmap_hold_blocks(const Shale__ClusterMap *prev, const Shale__ClusterMap *next)
+{
+    if (prev == NULL || prev->migration_hold == NULL || prev->migration_hold[0] == '\0')
+        return 0;
+    if (prev->n_slot_group != next->n_slot_group || prev->n_migrations != next->n_migrations)
+        return 1;
+    for (size_t i = 0; i < prev->n_slot_group; i++)
+        if (prev->slot_group[i] != next->slot_group[i])
+            return 1;
+    for (size_t i = 0; i < prev->n_migrations; i++) {
+        const Shale__Migration *m = cmap_migration(next, prev->migrations[i]->id);
+        if (m == NULL || !same_migration(prev->migrations[i], m))
+            return 1;
+    }
+    return 0;
+}
+
 int cmap_validate_change(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, int force,
                          char *err, size_t errlen)
 {
@@ -162,6 +186,10 @@ int cmap_validate_change(const Shale__ClusterMap *prev, const Shale__ClusterMap 
     free(in);
     if (rv != 0 || prev == NULL)
         return rv;
+    if (!force && cmap_hold_blocks(prev, next))
+        return fail(err, errlen, "migrations are held (%s): slot owners and migrations may not "
+                    "change until the hold is cleared (shalectl backup holds them for its cut)",
+                    prev->migration_hold);
     for (uint32_t sl = 0; sl < next->slots; sl++) {
         uint64_t was = prev->slot_group[sl], now = next->slot_group[sl];
         if (was == now || was == 0)

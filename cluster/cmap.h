@@ -38,9 +38,15 @@ int cmap_validate(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, 
  *  - a slot owned by a group in prev changes owner only by a flip: prev has
  *    a FENCED migration of the slot to the new owner and next does not have
  *    it any more; unless force (data is not moved then: tests, disaster
- *    recovery). A slot may not become unassigned (0) while owned. */
+ *    recovery). A slot may not become unassigned (0) while owned;
+ *  - while prev holds migrations (migration_hold), slot_group and the
+ *    migrations stay as they are (cmap_hold_blocks), unless force. */
 int cmap_validate_change(const Shale__ClusterMap *prev, const Shale__ClusterMap *next, int force,
                          char *err, size_t errlen);
+
+/* 1 when prev holds migrations (migration_hold set) and next changes
+ * slot_group or any migration (added, removed, state, run); else 0. */
+int cmap_hold_blocks(const Shale__ClusterMap *prev, const Shale__ClusterMap *next);
 
 /* The migration with this id, or NULL. */
 const Shale__Migration *cmap_migration(const Shale__ClusterMap *m, uint64_t id);

@@ -3,7 +3,7 @@
  *
  * The split:
  *   shalectl.c    command line, verb table, --help, main
- *   ctl_data.c    data verbs: get put del cas txn (through a router or a group)
+ *   ctl_data.c    data verbs: get put del cas txn scan watch (through a router or a group)
  *   ctl_node.c    talking to nodes: STATUS probes (one node, a group's leader,
  *                 many nodes at once) and the direct group verbs of --addr
  *                 (status, member add/remove, leader transfer)
@@ -16,8 +16,13 @@
  *                 status/abort/resume, the drain of group remove
  *                 (rebalance.c is its pure planner)
  *   ctl_top.c     top: the live view from every process's /metrics
+ *   ctl_check.c   check: the replica consistency check (per-slot checksums of
+ *                 every member at one index of the group's log, compared)
  *   ctl_user.c    users and roles: user add/remove/list/passwd (the meta
  *                 group's user table; passwords hashed here)
+ *   ctl_backup.c  backup, backup verify/release, restore (backup_manifest.c
+ *                 is its file formats; the checkpoints come through
+ *                 snapshot_fetch.c, SNAP_FETCH)
  *
  * Never speaks the wire protocol itself: every request goes through libshale
  * (shale_call for the messages that have no typed call); the observability
@@ -38,6 +43,7 @@
 #define EXIT_USAGE 2       /* wrong arguments: nothing was sent */
 #define EXIT_UNREACHABLE 3 /* could not reach the cluster / no leader / timed out */
 #define EXIT_REFUSED 4     /* the change was refused (map conflict, precondition) */
+#define EXIT_DIVERGED 5    /* check: members of a group hold different data */
 
 #define CTL_MAX_POS 64
 #define CTL_MAX_FLAGS 8
@@ -108,6 +114,13 @@ typedef struct verb {
     int (*run)(shale_client_t *c, const cmd_t *cmd);
     int with_router; /* a CTL_META verb that also looks at --router (top) */
 } verb_t;
+
+/* ---- Profile file (ctl_profile.c) -------------------------------------------*/
+
+/* Load the profile file (file NULL: ~/.config/shale/shalectl.conf when it
+ * exists) and its section profile (NULL: the common lines only) into the
+ * $SHALE_* variables that are not set. 0 ok; -1 with err (exit 2). */
+int ctl_profile_load(const char *file, const char *profile, char *err, size_t errlen);
 
 /* ---- Helpers (shalectl.c) ---------------------------------------------------*/
 
@@ -351,11 +364,26 @@ int mig_drain_group(const cmd_t *cmd, const char *verb, const Shale__ClusterMap 
  * each line prefixed by indent; or a JSON array. */
 void mig_print_list(const Shale__ClusterMap *map, const char *indent);
 void mig_json_list(const Shale__ClusterMap *map);
+/* ---- Backup and restore (ctl_backup.c) ------------------------------------------*/
+
+extern const flag_spec_t restore_flags[];
+int check_backup_dir(const cmd_t *cmd, char *err, size_t errlen);
+int run_backup(shale_client_t *c, const cmd_t *cmd);
+int run_backup_verify(shale_client_t *c, const cmd_t *cmd);
+int run_backup_release(shale_client_t *c, const cmd_t *cmd);
+int run_restore(shale_client_t *c, const cmd_t *cmd);
+
 /* ---- Live view (ctl_top.c) -----------------------------------------------------*/
 
 extern const flag_spec_t top_flags[];
 int check_top(const cmd_t *cmd, char *err, size_t errlen);
 int run_top(shale_client_t *c, const cmd_t *cmd);
+
+/* ---- Consistency check (ctl_check.c) ----------------------------------------------*/
+
+extern const flag_spec_t check_flags[];
+int check_check(const cmd_t *cmd, char *err, size_t errlen);
+int run_check(shale_client_t *c, const cmd_t *cmd);
 
 /* ---- Users and roles (ctl_user.c) ------------------------------------------------*/
 
@@ -374,6 +402,7 @@ extern const flag_spec_t get_flags[];
 extern const flag_spec_t cas_flags[];
 extern const flag_spec_t txn_flags[];
 extern const flag_spec_t scan_flags[];
+extern const flag_spec_t watch_flags[];
 int check_txn(const cmd_t *cmd, char *err, size_t errlen);
 int run_txn(shale_client_t *c, const cmd_t *cmd);
 int check_get(const cmd_t *cmd, char *err, size_t errlen);
@@ -381,7 +410,13 @@ int check_cas(const cmd_t *cmd, char *err, size_t errlen);
 int run_get(shale_client_t *c, const cmd_t *cmd);
 int check_scan(const cmd_t *cmd, char *err, size_t errlen);
 int run_scan(shale_client_t *c, const cmd_t *cmd);
+int check_watch(const cmd_t *cmd, char *err, size_t errlen);
+int run_watch(shale_client_t *c, const cmd_t *cmd);
 int run_put(shale_client_t *c, const cmd_t *cmd);
+extern const flag_spec_t put_flags[];
+int check_put(const cmd_t *cmd, char *err, size_t errlen);
+int run_ttl(shale_client_t *c, const cmd_t *cmd);
+int run_mget(shale_client_t *c, const cmd_t *cmd);
 int run_del(shale_client_t *c, const cmd_t *cmd);
 int run_cas(shale_client_t *c, const cmd_t *cmd);
 

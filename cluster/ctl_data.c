@@ -1,9 +1,10 @@
-/* shalectl data verbs: get, put, del, cas, txn, scan.
+/* shalectl data verbs: get, mget, put, ttl, del, cas, txn, scan.
  *
  * They speak the ordinary client protocol to whatever main() connected:
  * a router (--router) that finds each key's group, or one group directly
  * (--addr). Exit 0 on success; 1 for a key not found or a CAS whose
  * expectation did not hold (scripts test for it); errors as ctl_exit_code. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,11 +70,202 @@ int run_get(shale_client_t *c, const cmd_t *cmd)
     return found ? EXIT_OKAY : EXIT_FAIL;
 }
 
+const flag_spec_t put_flags[] = {
+    {"ttl", "MS",
+     "the key expires MS ms after the write (1..3153600000000); without it a "
+     "previous TTL of the key is cleared",
+     0},
+    {"file", "F", "the value is the bytes of file F (any bytes; instead of VALUE)", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+/* The value of put when it comes from a file or standard input: read by
+ * check_put (before any connection, so a missing file is a usage error),
+ * freed at exit by the process. Any bytes, NUL included. */
+static uint8_t *put_value;
+static size_t put_value_len;
+
+/* Larger than any server's --max-value: the server's limit is what refuses
+ * (TOO_LARGE, with its number); this only bounds the memory used here. */
+#define PUT_VALUE_READ_MAX ((size_t)64 << 20)
+
+static int read_value(FILE *f, const char *what, char *err, size_t errlen)
+{
+    size_t cap = 65536, n = 0;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL) {
+        snprintf(err, errlen, "out of memory reading %s", what);
+        return -1;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= PUT_VALUE_READ_MAX) {
+                free(buf);
+                snprintf(err, errlen, "%s holds more than %zu MiB", what, PUT_VALUE_READ_MAX >> 20);
+                return -1;
+            }
+            uint8_t *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                snprintf(err, errlen, "out of memory reading %s", what);
+                return -1;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) {
+                free(buf);
+                snprintf(err, errlen, "cannot read %s: %s", what, strerror(errno));
+                return -1;
+            }
+            break;
+        }
+    }
+    put_value = buf;
+    put_value_len = n;
+    return 0;
+}
+
+int check_put(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t ms;
+    if (cmd->set[0] && (ctl_parse_u64(cmd->val[0], &ms) != 0 || ms == 0 || ms > SHALE_TTL_MAX_MS)) {
+        snprintf(err, errlen, "--ttl needs a number of milliseconds 1..%llu, not '%s'",
+                 (unsigned long long)SHALE_TTL_MAX_MS, cmd->val[0]);
+        return -1;
+    }
+    int file = cmd->set[1];
+    if (file == (cmd->npos == 2)) {
+        snprintf(err, errlen, "%s", file ? "give VALUE or --file, not both"
+                                         : "missing VALUE (or --file F, or - for standard input)");
+        return -1;
+    }
+    if (file) {
+        FILE *f = fopen(cmd->val[1], "rb");
+        if (f == NULL) {
+            snprintf(err, errlen, "--file %s: %s", cmd->val[1], strerror(errno));
+            return -1;
+        }
+        int rv = read_value(f, cmd->val[1], err, errlen);
+        fclose(f);
+        return rv;
+    }
+    if (strcmp(cmd->pos[1], "-") == 0)
+        return read_value(stdin, "standard input", err, errlen);
+    return 0;
+}
+
+int run_ttl(shale_client_t *c, const cmd_t *cmd)
+{
+    const char *key = cmd->pos[0];
+    shale_read_opts_t ro = {.consistency = SHALE_LINEARIZABLE};
+    if (cmd->set[0]) {
+        uint64_t ms = 0;
+        ctl_parse_u64(cmd->val[0], &ms);
+        ro.consistency = SHALE_STALE;
+        ro.max_staleness_ms = (uint32_t)ms;
+    }
+    int64_t left = 0;
+    int rv = shale_ttl(c, key, strlen(key), &ro, &left);
+    if (rv == SHALE_ENOTFOUND) {
+        if (cmd->json)
+            printf("{\"found\":false}\n");
+        else
+            fprintf(stderr, "shalectl: ttl: key not found\n");
+        return EXIT_FAIL;
+    }
+    if (rv != SHALE_OK)
+        return data_error("ttl", c, rv);
+    if (cmd->json)
+        printf("{\"found\":true,\"ttl_ms\":%" PRId64 "}\n", left);
+    else
+        printf("%" PRId64 "\n", left);
+    return EXIT_OKAY;
+}
+
+/* Several keys in one request (MGET: split by group at the router, each
+ * part linearizable or --stale; not one snapshot across groups). Text:
+ * KEY=VALUE and its version per line, "KEY (not found)" for an absent key,
+ * "KEY (error: ...)" for a key whose part failed. Exit 1 when any key was
+ * absent or failed. */
+int run_mget(shale_client_t *c, const cmd_t *cmd)
+{
+    size_t n = (size_t)cmd->npos;
+    shale_item_t keys[CTL_MAX_POS];
+    shale_item_result_t res[CTL_MAX_POS];
+    memset(keys, 0, sizeof(keys));
+    memset(res, 0, sizeof(res));
+    for (size_t i = 0; i < n; i++) {
+        keys[i].key = cmd->pos[i];
+        keys[i].klen = strlen(cmd->pos[i]);
+    }
+    shale_read_opts_t ro = {.consistency = SHALE_LINEARIZABLE};
+    if (cmd->set[0]) {
+        uint64_t ms = 0;
+        ctl_parse_u64(cmd->val[0], &ms);
+        ro.consistency = SHALE_STALE;
+        ro.max_staleness_ms = (uint32_t)ms;
+    }
+    int rv = shale_mget(c, keys, n, &ro, res);
+    if (rv != SHALE_OK)
+        return data_error("mget", c, rv);
+    int all = 1;
+    if (cmd->json)
+        printf("[");
+    for (size_t i = 0; i < n; i++) {
+        const shale_item_result_t *r = &res[i];
+        if (r->status != SHALE_OK || !r->found)
+            all = 0;
+        if (cmd->json) {
+            printf("%s{\"key\":", i ? "," : "");
+            ctl_json_str(stdout, cmd->pos[i]);
+            if (r->status != SHALE_OK) {
+                printf(",\"error\":");
+                ctl_json_str(stdout, shale_strerror(r->status));
+            } else {
+                printf(",\"found\":%s", r->found ? "true" : "false");
+                if (r->found) {
+                    printf(",\"value\":");
+                    ctl_json_string(stdout, r->data, r->len);
+                    printf(",\"version\":%" PRIu64, r->version);
+                }
+            }
+            printf("}");
+        } else if (r->status != SHALE_OK) {
+            printf("%s (error: %s)\n", cmd->pos[i], shale_strerror(r->status));
+        } else if (!r->found) {
+            printf("%s (not found)\n", cmd->pos[i]);
+        } else {
+            printf("%s=", cmd->pos[i]);
+            if (r->len > 0)
+                fwrite(r->data, 1, r->len, stdout);
+            printf(" (version %" PRIu64 ")\n", r->version);
+        }
+    }
+    if (cmd->json)
+        printf("]\n");
+    shale_item_results_free(res, n);
+    return all ? EXIT_OKAY : EXIT_FAIL;
+}
+
 int run_put(shale_client_t *c, const cmd_t *cmd)
 {
-    const char *key = cmd->pos[0], *val = cmd->pos[1];
-    uint64_t version = 0;
-    int rv = shale_put(c, key, strlen(key), val, strlen(val), &version);
+    const char *key = cmd->pos[0];
+    const void *val = put_value;
+    size_t vlen = put_value_len;
+    if (put_value == NULL) { /* VALUE given on the command line */
+        val = cmd->pos[1];
+        vlen = strlen(cmd->pos[1]);
+    }
+    uint64_t version = 0, ttl = 0;
+    if (cmd->set[0])
+        ctl_parse_u64(cmd->val[0], &ttl);
+    int rv = shale_put_ttl(c, key, strlen(key), val, vlen, ttl, &version);
+    free(put_value);
+    put_value = NULL;
     if (rv != SHALE_OK)
         return data_error("put", c, rv);
     if (cmd->json)
@@ -526,4 +718,113 @@ int run_scan(shale_client_t *c, const cmd_t *cmd)
     }
     free(cursor);
     return EXIT_OKAY;
+}
+
+/* ---- watch ----------------------------------------------------------------------*/
+
+const flag_spec_t watch_flags[] = {
+    {"prefix", NULL, "KEY is a hash-tag prefix ({tag} or {tag}rest): every key under it", 0},
+    {"from", "REV", "start at revision REV (resume: the last revision seen + 1; default: now)", 0},
+    {"group", "G", "the group REV counts in (printed with each event; a resume should pass it)",
+     0},
+    {"count", "N", "stop after N events (default: until interrupted or the watch ends)", 0},
+    {NULL, NULL, NULL, 0},
+};
+
+int check_watch(const cmd_t *cmd, char *err, size_t errlen)
+{
+    uint64_t n;
+    if (cmd->set[1] && (ctl_parse_u64(cmd->val[1], &n) != 0 || n == 0)) {
+        snprintf(err, errlen, "--from needs a revision (a positive number), not '%s'",
+                 cmd->val[1]);
+        return -1;
+    }
+    if (cmd->set[2] && ctl_parse_id(cmd->val[2], &n) != 0) {
+        snprintf(err, errlen, "--group needs a group id (a positive number), not '%s'",
+                 cmd->val[2]);
+        return -1;
+    }
+    if (cmd->set[3] && (ctl_parse_u64(cmd->val[3], &n) != 0 || n == 0)) {
+        snprintf(err, errlen, "--count needs a positive number of events, not '%s'", cmd->val[3]);
+        return -1;
+    }
+    if (cmd->set[2] && !cmd->set[1]) {
+        snprintf(err, errlen, "--group goes with --from (a watch from now follows any group)");
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct watch_out {
+    const cmd_t *cmd;
+    uint64_t left; /* events still to print (UINT64_MAX: no --count) */
+    uint64_t revision, group;
+} watch_out_t;
+
+static const char *kind_name(shale_watch_kind_t k)
+{
+    return k == SHALE_WATCH_PUT ? "put" : k == SHALE_WATCH_DELETE ? "del" : "expire";
+}
+
+/* One line per event: "REV put KEY=VALUE version V group G" (del/expire:
+ * "REV del KEY version V group G"); --json: one object per line. */
+static int watch_print(const shale_watch_batch_t *b, void *ud)
+{
+    watch_out_t *o = ud;
+    if (b->status != SHALE_OK) { /* the end: where the caller stands */
+        o->revision = b->revision;
+        o->group = b->group;
+        return 1;
+    }
+    for (size_t i = 0; i < b->n && o->left > 0; i++, o->left--) {
+        const shale_watch_event_t *e = &b->events[i];
+        if (o->cmd->json) {
+            printf("{\"revision\":%" PRIu64 ",\"kind\":\"%s\",\"key\":", e->revision,
+                   kind_name(e->kind));
+            ctl_json_string(stdout, e->key, e->klen);
+            if (e->kind == SHALE_WATCH_PUT) {
+                printf(",\"value\":");
+                ctl_json_string(stdout, e->value, e->vlen);
+            }
+            printf(",\"version\":%" PRIu64 ",\"group\":%" PRIu64 "}\n", e->version, b->group);
+        } else {
+            printf("%" PRIu64 " %s ", e->revision, kind_name(e->kind));
+            fwrite(e->key, 1, e->klen, stdout);
+            if (e->kind == SHALE_WATCH_PUT) {
+                putchar('=');
+                if (e->vlen > 0)
+                    fwrite(e->value, 1, e->vlen, stdout);
+            }
+            printf(" version %" PRIu64 " group %" PRIu64 "\n", e->version, b->group);
+        }
+        o->revision = e->revision;
+    }
+    if (o->left > 0)
+        o->revision = b->revision;
+    o->group = b->group;
+    fflush(stdout);
+    return o->left == 0;
+}
+
+int run_watch(shale_client_t *c, const cmd_t *cmd)
+{
+    shale_watch_opts_t wo = {0};
+    uint64_t n = 0;
+    wo.prefix = cmd->set[0];
+    if (cmd->set[1] && ctl_parse_u64(cmd->val[1], &n) == 0)
+        wo.from_revision = n;
+    if (cmd->set[2] && ctl_parse_u64(cmd->val[2], &n) == 0)
+        wo.group = n;
+    watch_out_t o = {.cmd = cmd, .left = UINT64_MAX};
+    if (cmd->set[3] && ctl_parse_u64(cmd->val[3], &n) == 0)
+        o.left = n;
+    const char *key = cmd->pos[0];
+    int rv = shale_watch(c, key, strlen(key), &wo, watch_print, &o);
+    if (rv == SHALE_OK)
+        return EXIT_OKAY;
+    int code = data_error("watch", c, rv);
+    if (rv == SHALE_ECOMPACTED || rv == SHALE_EWRONGGROUP)
+        fprintf(stderr, "shalectl: watch: delivered up to revision %" PRIu64 " of group %" PRIu64
+                        ": re-read the keys and watch from now\n", o.revision, o.group);
+    return code;
 }

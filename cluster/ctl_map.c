@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shale_internal.h"
 #include "cmap.h"
 #include "ctl.h"
 #include "frame.h"

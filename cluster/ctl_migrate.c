@@ -40,6 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
+#include "shale_internal.h"
 #include "cmap.h"
 #include "ctl.h"
 #include "frame.h"
@@ -93,6 +96,10 @@ typedef struct mig_job {
     char msg[SHALE_ERRMSG_LEN + 128];
     uint64_t bytes, keys, changes;
     uint64_t fenced_ms, ms;
+    /* where the fenced window went (ms): the fence MAP_CAS, fence CAS done
+     * -> every slot's source member answered "fenced", the rest of the
+     * drain (changelog tail and sessions imported), the flip MAP_CAS */
+    uint64_t fence_cas_ms, fence_seen_ms, drain_ms, flip_cas_ms;
 } mig_job_t;
 
 /* What every migration thread shares. */
@@ -518,6 +525,8 @@ struct mig {
     meta_t lanes_meta;
     int lanes_meta_open;
     start_arg_t start;
+    shale_client_t *pb; /* B, leader first: MIG_PUSH (A's pushes use a) */
+    uint64_t t_fenced_seen; /* drain: when the last slot's LOG said done and fenced */
 };
 
 /* Count imported bytes and records, for the run and for the job (phase 0:
@@ -897,7 +906,11 @@ typedef struct dslot {
     int phase;                /* LOG until done and fenced, then SESSIONS until done; 0: finished */
     ProtobufCBinaryData sess; /* the SESSIONS cursor (malloc'd data) */
     Shale__MigBatch *pend;    /* a page exported, not yet imported */
+    Shale__MigBatch *pend2;   /* the sessions page imported with pend (or NULL) */
+    uint8_t *cat;             /* pend + pend2 data, as sent (malloc'd) */
     int pend_phase;
+    int sent;  /* an export for this slot is out in this pass */
+    int chain; /* its LOG just ended fenced: SESSIONS export in the same round */
     int rv; /* this round's answer */
     char err[SHALE_ERRMSG_LEN];
     uint8_t *raw; /* the answer's payload (export) */
@@ -1024,72 +1037,94 @@ static int drain(mig_t *mg, const char *alist, const char *blist, char *err, siz
     size_t open = job->nslots, pending = 0; /* slots not finished; pages not imported */
     while ((open > 0 || pending > 0) && rv == SHALE_OK) {
         int progress = 0, waiting = 0;
-        /* Exports, for every slot with no page waiting. */
-        for (size_t i = 0; i < job->nslots; i++) {
-            dslot_t *d = &ds[i];
-            if (d->phase == 0 || d->pend != NULL)
-                continue;
-            Shale__MigExportRequest rq = SHALE__MIG_EXPORT_REQUEST__INIT;
-            const ProtobufCBinaryData *cur =
-                d->phase == SHALE__MIG_PHASE__MIG_PHASE_LOG ? &mg->cursor[i] : &d->sess;
-            rq.id = job->id;
-            rq.slot = job->slots[i];
-            rq.phase = (Shale__MigPhase)d->phase;
-            rq.has_after = cur->len > 0;
-            rq.after = *cur;
-            rq.has_max_bytes = 1;
-            rq.max_bytes = MIG_PAGE_BYTES;
-            dslot_send(d, ac, SHALE_MSG_MIG_EXPORT_REQ, SHALE_MSG_MIG_BATCH, &rq.base);
-        }
-        while (left > 0)
-            uv_run(&loop, UV_RUN_ONCE);
-        for (size_t i = 0; i < job->nslots && rv == SHALE_OK; i++) {
-            dslot_t *d = &ds[i];
-            if (d->phase == 0 || d->pend != NULL)
-                continue;
-            if (d->rv != SHALE_OK) {
-                if (!transient(d->rv)) {
-                    rv = d->rv;
-                    snprintf(err, errlen, "drain of slot %u from group %" PRIu64 ": %s",
-                             job->slots[i], job->from, d->err);
+        /* Exports, for every slot with no page waiting (pass 0); then, in
+         * the same round, the SESSIONS export of every slot whose LOG just
+         * ended fenced (pass 1), so its changelog tail and its sessions go
+         * to B in one import: one commit in B's log instead of two. */
+        for (int pass = 0; pass < 2 && rv == SHALE_OK; pass++) {
+            size_t sent = 0;
+            for (size_t i = 0; i < job->nslots; i++) {
+                dslot_t *d = &ds[i];
+                if (d->phase == 0 || (pass == 0 ? d->pend != NULL : !d->chain))
+                    continue;
+                d->chain = 0;
+                Shale__MigExportRequest rq = SHALE__MIG_EXPORT_REQUEST__INIT;
+                const ProtobufCBinaryData *cur =
+                    d->phase == SHALE__MIG_PHASE__MIG_PHASE_LOG ? &mg->cursor[i] : &d->sess;
+                rq.id = job->id;
+                rq.slot = job->slots[i];
+                rq.phase = (Shale__MigPhase)d->phase;
+                rq.has_after = cur->len > 0;
+                rq.after = *cur;
+                rq.has_max_bytes = 1;
+                rq.max_bytes = MIG_PAGE_BYTES;
+                dslot_send(d, ac, SHALE_MSG_MIG_EXPORT_REQ, SHALE_MSG_MIG_BATCH, &rq.base);
+                d->sent = 1;
+                sent++;
+            }
+            if (sent == 0)
+                break;
+            while (left > 0)
+                uv_run(&loop, UV_RUN_ONCE);
+            for (size_t i = 0; i < job->nslots && rv == SHALE_OK; i++) {
+                dslot_t *d = &ds[i];
+                if (!d->sent)
+                    continue;
+                d->sent = 0;
+                if (d->rv != SHALE_OK) {
+                    if (!transient(d->rv)) {
+                        rv = d->rv;
+                        snprintf(err, errlen, "drain of slot %u from group %" PRIu64 ": %s",
+                                 job->slots[i], job->from, d->err);
+                    }
+                    continue;
                 }
-                continue;
-            }
-            Shale__MigBatch *b = shale__mig_batch__unpack(NULL, d->raw_len, d->raw);
-            free(d->raw);
-            d->raw = NULL;
-            if (b == NULL) {
-                rv = SHALE_EPROTO;
-                snprintf(err, errlen, "malformed MIG_BATCH answer for slot %u", job->slots[i]);
-                break;
-            }
-            int log = d->phase == SHALE__MIG_PHASE__MIG_PHASE_LOG;
-            int done = b->has_done && b->done, fenced = b->has_fenced && b->fenced;
-            throttle(mg->rc, b->raw_len);
-            if (keep_cursor(log ? &mg->cursor[i] : &d->sess, b) != 0) {
-                shale__mig_batch__free_unpacked(b, NULL);
-                rv = SHALE_ENOMEM;
-                snprintf(err, errlen, "out of memory");
-                break;
-            }
-            if (b->count > 0 || b->raw_len > 0) {
-                d->pend = b;
-                d->pend_phase = d->phase;
-                pending++;
-            } else {
-                shale__mig_batch__free_unpacked(b, NULL);
-            }
-            progress |= d->pend != NULL || (done && (!log || fenced));
-            if (done && log && fenced) {
-                d->phase = SHALE__MIG_PHASE__MIG_PHASE_SESSIONS;
-            } else if (done && !log) {
-                d->phase = 0;
-                open--;
-            } else if (done) {
-                waiting = 1; /* this member has not applied the fence yet */
+                Shale__MigBatch *b = shale__mig_batch__unpack(NULL, d->raw_len, d->raw);
+                free(d->raw);
+                d->raw = NULL;
+                if (b == NULL) {
+                    rv = SHALE_EPROTO;
+                    snprintf(err, errlen, "malformed MIG_BATCH answer for slot %u",
+                             job->slots[i]);
+                    break;
+                }
+                int log = d->phase == SHALE__MIG_PHASE__MIG_PHASE_LOG;
+                int done = b->has_done && b->done, fenced = b->has_fenced && b->fenced;
+                throttle(mg->rc, b->raw_len);
+                if (keep_cursor(log ? &mg->cursor[i] : &d->sess, b) != 0) {
+                    shale__mig_batch__free_unpacked(b, NULL);
+                    rv = SHALE_ENOMEM;
+                    snprintf(err, errlen, "out of memory");
+                    break;
+                }
+                int kept = 0;
+                if (b->count > 0 || b->raw_len > 0) {
+                    kept = 1;
+                    if (d->pend == NULL) {
+                        d->pend = b;
+                        d->pend_phase = d->phase;
+                        pending++;
+                    } else {
+                        d->pend2 = b; /* pass 1: sessions after the LOG tail */
+                    }
+                } else {
+                    shale__mig_batch__free_unpacked(b, NULL);
+                }
+                progress |= kept || (done && (!log || fenced));
+                if (done && log && fenced) {
+                    d->phase = SHALE__MIG_PHASE__MIG_PHASE_SESSIONS;
+                    d->chain = pass == 0;
+                    mg->t_fenced_seen = mono_ms();
+                } else if (done && !log) {
+                    d->phase = 0;
+                    open--;
+                } else if (done) {
+                    waiting = 1; /* this member has not applied the fence yet */
+                }
             }
         }
-        /* Imports, for every slot with a page waiting. */
+        /* Imports, for every slot with a page waiting (two pages, LOG tail
+         * and sessions, go as one batch: zstd frames concatenate). */
         for (size_t i = 0; i < job->nslots && rv == SHALE_OK; i++) {
             dslot_t *d = &ds[i];
             if (d->pend == NULL)
@@ -1104,6 +1139,25 @@ static int drain(mig_t *mg, const char *alist, const char *blist, char *err, siz
             rq.raw_len = d->pend->raw_len;
             rq.has_count = 1;
             rq.count = d->pend->count;
+            free(d->cat);
+            d->cat = NULL;
+            if (d->pend2 != NULL && d->pend2->has_data) {
+                size_t n1 = d->pend->has_data ? d->pend->data.len : 0, n2 = d->pend2->data.len;
+                d->cat = malloc(n1 + n2 ? n1 + n2 : 1);
+                if (d->cat == NULL) {
+                    rv = SHALE_ENOMEM;
+                    snprintf(err, errlen, "out of memory");
+                    break;
+                }
+                if (n1 > 0)
+                    memcpy(d->cat, d->pend->data.data, n1);
+                memcpy(d->cat + n1, d->pend2->data.data, n2);
+                rq.has_data = 1;
+                rq.data.data = d->cat;
+                rq.data.len = n1 + n2;
+                rq.raw_len += d->pend2->raw_len;
+                rq.count += d->pend2->count;
+            }
             dslot_send(d, bc, SHALE_MSG_MIG_IMPORT_REQ, SHALE_MSG_MIG_IMPORT_RESP, &rq.base);
         }
         while (left > 0)
@@ -1118,6 +1172,12 @@ static int drain(mig_t *mg, const char *alist, const char *blist, char *err, siz
                 progress_add(mg, d->pend_phase, d->pend->raw_len, d->pend->count);
                 shale__mig_batch__free_unpacked(d->pend, NULL);
                 d->pend = NULL;
+                if (d->pend2 != NULL) {
+                    progress_add(mg, SHALE__MIG_PHASE__MIG_PHASE_SESSIONS, d->pend2->raw_len,
+                                 d->pend2->count);
+                    shale__mig_batch__free_unpacked(d->pend2, NULL);
+                    d->pend2 = NULL;
+                }
                 pending--;
                 progress = 1;
             } else if (!transient(d->rv) && !(d->rv == SHALE_EINVAL && import_behind(mg))) {
@@ -1160,6 +1220,9 @@ out:
     for (size_t i = 0; i < job->nslots; i++) {
         if (ds[i].pend != NULL)
             shale__mig_batch__free_unpacked(ds[i].pend, NULL);
+        if (ds[i].pend2 != NULL)
+            shale__mig_batch__free_unpacked(ds[i].pend2, NULL);
+        free(ds[i].cat);
         free(ds[i].raw);
         free(ds[i].sess.data);
     }
@@ -1369,6 +1432,37 @@ static map_edit_result_t edit_flip(const Shale__ClusterMap *cur, Shale__ClusterM
     return EDIT_APPLY;
 }
 
+/* ---- The push ---------------------------------------------------------------------------*/
+
+/* Hand map (just committed by our MAP_CAS for this migration) to group
+ * gid's leader over c with MIG_PUSH, so it commits the new ownership record
+ * now instead of when its map watch sees the epoch (docs/resharding.md,
+ * "The fence push"). Best effort: the watch still delivers the same map,
+ * so a failure only costs time; a STALE answer (CAS_FAILED) means the group
+ * already applied it or a newer map. */
+static void push_map(mig_t *mg, shale_client_t *c, uint64_t gid, const Shale__ClusterMap *map)
+{
+    if (c == NULL || map == NULL)
+        return;
+    Shale__MigPushRequest q = SHALE__MIG_PUSH_REQUEST__INIT;
+    q.id = mg->job->id;
+    q.map = (Shale__ClusterMap *)map;
+    size_t len = shale__mig_push_request__get_packed_size(&q);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (buf == NULL)
+        return;
+    shale__mig_push_request__pack(&q, buf);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    char msg[SHALE_ERRMSG_LEN] = "";
+    int rv = shale_call(c, SHALE_MSG_MIG_PUSH_REQ, SHALE_MSG_MIG_PUSH_RESP, buf, len, &resp, &rlen,
+                        msg, NULL);
+    free(buf);
+    free(resp);
+    (void)rv; /* best effort (see above) */
+    (void)gid;
+}
+
 /* ---- One migration --------------------------------------------------------------------*/
 
 /* Comma list of a group's client addresses. */
@@ -1515,6 +1609,12 @@ static void mig_run(run_ctx_t *rc, meta_t *meta, mig_job_t *job)
         (rv = group_list(mg, map, job->to, blist, sizeof(blist), why, sizeof(why))) != SHALE_OK ||
         (rv = lanes_start(mg, blist, why, sizeof(why))) != SHALE_OK)
         goto failed;
+    /* Both groups commit the new record now (A must apply it before it
+     * exports, B before it imports). */
+    if (connect_retry(mg, job->to, blist, &mg->pb, why, sizeof(why)) != SHALE_OK)
+        mg->pb = NULL; /* the lanes will say why; the watch still works */
+    push_map(mg, mg->a, job->from, map);
+    push_map(mg, mg->pb, job->to, map);
     for (size_t i = 0; i < job->nslots; i++) {
         uint64_t bytes = 0;
         if ((rv = copy_phase(mg, i, SHALE__MIG_PHASE__MIG_PHASE_DATA, NULL, why, sizeof(why))) !=
@@ -1557,9 +1657,16 @@ static void mig_run(run_ctx_t *rc, meta_t *meta, mig_job_t *job)
     /* 3. Fence. From here on a Ctrl-C no longer stops it: the slots are
      * paused until the flip. */
     snprintf(note, sizeof(note), "migration %" PRIu64 ": fence", job->id);
-    if ((rv = mig_cas(mg, edit_fence, note, NULL, why, sizeof(why))) != SHALE_OK)
+    uint64_t t_cas = mono_ms();
+    Shale__ClusterMap *fmap = NULL;
+    if ((rv = mig_cas(mg, edit_fence, note, &fmap, why, sizeof(why))) != SHALE_OK)
         goto failed;
     t_fence = mono_ms();
+    job->fence_cas_ms = t_fence - t_cas;
+    /* The source commits the fence now; the target learns the epoch. */
+    push_map(mg, mg->a, job->from, fmap);
+    push_map(mg, mg->pb, job->to, fmap);
+    cmap_free(fmap);
     state = SHALE__MIGRATION_STATE__MIG_FENCED;
     if (rc->opts.stop_after == STOP_FENCE) {
         job_left(job, OUT_STOPPED, state, EXIT_OKAY, "");
@@ -1571,6 +1678,11 @@ static void mig_run(run_ctx_t *rc, meta_t *meta, mig_job_t *job)
         goto failed;
     if ((rv = import_flush(mg, why, sizeof(why))) != SHALE_OK)
         goto failed;
+    uint64_t t_drained = mono_ms();
+    if (mg->t_fenced_seen < t_fence)
+        mg->t_fenced_seen = t_fence;
+    job->fence_seen_ms = mg->t_fenced_seen - t_fence;
+    job->drain_ms = t_drained - mg->t_fenced_seen;
     if (rc->opts.stop_after == STOP_DRAIN) {
         job_left(job, OUT_STOPPED, state, EXIT_OKAY, "");
         goto out;
@@ -1581,8 +1693,14 @@ static void mig_run(run_ctx_t *rc, meta_t *meta, mig_job_t *job)
     rb_format_ranges(job->slots, job->nslots, ranges, sizeof(ranges));
     snprintf(note, sizeof(note), "migration %" PRIu64 ": slots %s to group %" PRIu64, job->id,
              ranges, job->to);
-    if ((rv = mig_cas(mg, edit_flip, note, NULL, why, sizeof(why))) != SHALE_OK)
+    Shale__ClusterMap *xmap = NULL;
+    if ((rv = mig_cas(mg, edit_flip, note, &xmap, why, sizeof(why))) != SHALE_OK)
         goto failed;
+    job->flip_cas_ms = mono_ms() - t_drained;
+    /* The target serves once it commits the flip; the source lets go. */
+    push_map(mg, mg->pb, job->to, xmap);
+    push_map(mg, mg->a, job->from, xmap);
+    cmap_free(xmap);
     job->fenced_ms = mono_ms() - t_fence;
     job->outcome = OUT_DONE;
     job->code = EXIT_OKAY;
@@ -1622,6 +1740,8 @@ out:
     free(mg->cursor);
     if (mg->a != NULL)
         shale_close(mg->a);
+    if (mg->pb != NULL)
+        shale_close(mg->pb);
     cmap_free(map);
     job->ms = mono_ms() - t0;
 }
@@ -1853,9 +1973,12 @@ static int run_jobs(const cmd_t *cmd, const char *verb, const mig_opts_t *opts, 
             printf("%s{\"id\":%" PRIu64 ",\"from\":%" PRIu64 ",\"to\":%" PRIu64
                    ",\"nslots\":%zu,\"slots\":\"%s\",\"outcome\":\"%s\",\"bytes\":%" PRIu64
                    ",\"keys\":%" PRIu64 ",\"changes\":%" PRIu64 ",\"ms\":%" PRIu64
-                   ",\"fenced_ms\":%" PRIu64,
+                   ",\"fenced_ms\":%" PRIu64 ",\"fence_cas_ms\":%" PRIu64
+                   ",\"fence_seen_ms\":%" PRIu64 ",\"drain_ms\":%" PRIu64
+                   ",\"flip_cas_ms\":%" PRIu64,
                    i ? "," : "", j->id, j->from, j->to, j->nslots, ranges, outs[j->outcome],
-                   j->bytes, j->keys, j->changes, j->ms, j->fenced_ms);
+                   j->bytes, j->keys, j->changes, j->ms, j->fenced_ms, j->fence_cas_ms,
+                   j->fence_seen_ms, j->drain_ms, j->flip_cas_ms);
             if (j->outcome == OUT_LEFT || j->outcome == OUT_STOPPED)
                 printf(",\"state\":\"%s\"", state_name(j->left_state));
             if (j->msg[0] != '\0') {

@@ -16,6 +16,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
+#include "shale_internal.h"
 #include "ctl.h"
 #include "frame.h"
 #include "httpc.h"
@@ -321,10 +324,22 @@ void rows_compute_lag(member_row_t *rows, size_t n)
     }
 }
 
+/* The CLOCK column: this member's offset to the leader +- uncertainty in
+ * ms ("+2000~2ms"), "-" on the leader or while no sample is in use. */
+static void clock_cell(const Shale__StatusResponse *st, char *buf, size_t len)
+{
+    if (!st->has_clock_offset_us) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    snprintf(buf, len, "%+" PRId64 "~%" PRIu64 "ms", st->clock_offset_us / 1000,
+             (st->clock_uncertainty_us + 999) / 1000);
+}
+
 void rows_print(const member_row_t *rows, size_t n, const char *indent)
 {
-    printf("%s%-4s %-8s %-10s %-22s %10s %8s %10s  %-9s  %s\n", indent, "ID", "KIND", "ROLE",
-           "CLIENT", "APPLIED", "LAG", "STALENESS", "READY", "HEALTH");
+    printf("%s%-4s %-8s %-10s %-22s %10s %8s %10s %14s  %-9s  %s\n", indent, "ID", "KIND",
+           "ROLE", "CLIENT", "APPLIED", "LAG", "STALENESS", "CLOCK", "READY", "HEALTH");
     for (size_t i = 0; i < n; i++) {
         const member_row_t *r = &rows[i];
         const probe_t *p = r->probe;
@@ -333,8 +348,9 @@ void rows_print(const member_row_t *rows, size_t n, const char *indent)
         if (r->note != NULL)
             snprintf(note, sizeof(note), " (%s)", r->note);
         if (p == NULL || p->rv != SHALE_OK) {
-            printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10s %8s %10s  %-9s  %s: %s%s\n", indent,
-                   r->m->id, member_kind(r->m), "-", r->m->client_addr, "-", "-", "-", "-", health,
+            printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10s %8s %10s %14s  %-9s  %s: %s%s\n",
+                   indent, r->m->id, member_kind(r->m), "-", r->m->client_addr, "-", "-", "-", "-",
+                   "-", health,
                    p != NULL ? p->err : "not asked", note);
             continue;
         }
@@ -346,9 +362,12 @@ void rows_print(const member_row_t *rows, size_t n, const char *indent)
             snprintf(stal, sizeof(stal), "-");
         char rnote[300];
         ready_note(r, rnote, sizeof(rnote));
-        printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10" PRIu64 " %8" PRIu64 " %10s  %-9s  %s%s%s\n",
+        char clk[48];
+        clock_cell(st, clk, sizeof(clk));
+        printf("%s%-4" PRIu64 " %-8s %-10s %-22s %10" PRIu64 " %8" PRIu64 " %10s %14s  %-9s  "
+               "%s%s%s\n",
                indent, r->m->id, member_kind(r->m), st->role ? st->role : "?", r->m->client_addr,
-               st->applied_index, r->lag, stal, row_ready(r), health, rnote, note);
+               st->applied_index, r->lag, stal, clk, row_ready(r), health, rnote, note);
     }
 }
 
@@ -396,6 +415,14 @@ void rows_json(const member_row_t *rows, size_t n)
             printf("%" PRIu64, st->staleness_ms);
         else
             printf("null");
+        if (st->has_clock_offset_us)
+            printf(",\"clock_offset_us\":%" PRId64 ",\"clock_uncertainty_us\":%" PRIu64
+                   ",\"clock_sample_age_ms\":%" PRIu64,
+                   st->clock_offset_us, st->clock_uncertainty_us, st->clock_sample_age_ms);
+        if (st->clock_problem != NULL && st->clock_problem[0] != '\0') {
+            printf(",\"clock_problem\":");
+            ctl_json_str(stdout, st->clock_problem);
+        }
         if (st->mode != NULL && strcmp(st->mode, "data") == 0)
             printf(",\"group_id\":%" PRIu64 ",\"map_epoch\":%" PRIu64, st->group_id, st->map_epoch);
         else if (st->mode != NULL)

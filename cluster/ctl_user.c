@@ -22,6 +22,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "shale_internal.h"
 #include "auth.h"
 #include "ctl.h"
 #include "frame.h"

@@ -7,7 +7,8 @@
  * made, and --help (global and per verb) is generated from the table.
  *
  * Exit codes (also in --help): 0 ok; 1 key not found, CAS mismatch or
- * another error; 2 wrong arguments; 3 cluster unreachable; 4 change refused.
+ * another error; 2 wrong arguments; 3 cluster unreachable; 4 change refused;
+ * 5 check found a divergence.
  *
  * Never speaks the wire protocol itself: everything goes through libshale.
  * The verbs live in ctl_data.c, ctl_node.c, ctl_map.c, ctl_admin.c and
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <uv.h>
 
 #include "auth.h"
 #include "ctl.h"
@@ -217,9 +219,21 @@ static const verb_t verbs[] = {
     /* data */
     {"get", "get KEY [--stale MS]", "print the value of KEY and its version", 1, 1, get_flags,
      CTL_DATA, check_get, run_get, 0},
-    {"put", "put KEY VALUE", "set KEY to VALUE; prints the new version", 2, 2, NULL, CTL_DATA, NULL,
-     run_put, 0},
+    {"put", "put [--ttl MS] KEY (VALUE | - | --file F)",
+     "set KEY to VALUE (-: the bytes of standard input; --file F: of file F, any bytes); "
+     "prints the new version. --ttl: the key expires MS ms later (on the leader's clock "
+     "carried in the log); a put without --ttl clears a previous TTL",
+     1, 2, put_flags, CTL_DATA, check_put, run_put, 0},
+    {"ttl", "ttl KEY [--stale MS]",
+     "print the ms KEY has left before it expires, -1 when it has no TTL; exit 1 if the key "
+     "is absent (or expired)",
+     1, 1, get_flags, CTL_DATA, check_get, run_ttl, 0},
     {"del", "del KEY", "delete KEY", 1, 1, NULL, CTL_DATA, NULL, run_del, 0},
+    {"mget", "mget KEY... [--stale MS]",
+     "read several keys in one request (each group's part linearizable, or --stale; not one "
+     "snapshot across groups): KEY=VALUE (version N) lines, 'KEY (not found)'; exit 1 if any "
+     "key was absent or failed",
+     1, CTL_MAX_POS, get_flags, CTL_DATA, check_get, run_mget, 0},
     {"cas",
      "cas KEY (--expect-absent | --expect-version N | --expect-value V) (NEWVALUE | --delete)",
      "compare-and-set: write NEWVALUE (or delete) only if the expectation holds", 1, 2, cas_flags,
@@ -237,6 +251,13 @@ static const verb_t verbs[] = {
      "the cursor to the end. A page may be short, even empty, with a cursor: a call visits "
      "at most 256 slots",
      0, 0, scan_flags, CTL_DATA, check_scan, run_scan, 0},
+    {"watch", "watch KEY [--prefix] [--from REV [--group G]] [--count N]",
+     "print every change to KEY (or, with --prefix, to the keys under the hash-tag prefix KEY) "
+     "as it happens, in order: 'REV put KEY=VALUE version V group G', 'REV del KEY version V "
+     "group G' (--json: one object per line). REV is the group's revision of the change; "
+     "resume with --from REV+1 --group G. Ends with exit 1 when the slot moved to another "
+     "group or the revision is no longer kept (re-read and watch from now)",
+     1, 1, watch_flags, CTL_DATA, check_watch, run_watch, 0},
     /* cluster, through the meta group */
     {"init", "init --group ID=ADDR [--group ID=ADDR ...] [--slots S]",
      "create the cluster map from running shard groups (started with --group ID --meta ...): "
@@ -245,7 +266,8 @@ static const verb_t verbs[] = {
      0, 0, init_flags, CTL_META, check_init, run_init, 0},
     {"status", "status",
      "the whole cluster: map epoch and slots, the meta group, every group's members with role, "
-     "applied index, lag behind the leader, staleness, the member's own /health verdict "
+     "applied index, lag behind the leader, staleness, clock offset to the leader (CLOCK), "
+     "the member's own /health verdict "
      "(READY; - for nodes without --http) and health (down members are shown, not fatal); "
      "with --auth, the user this command logged in as, its role and key prefix",
      0, 0, NULL, CTL_META, NULL, run_cluster_status, 0},
@@ -255,6 +277,13 @@ static const verb_t verbs[] = {
      "latency, replica lag (entries, ms) and leader changes; with --router ADDRS the routers' "
      "ops/s, latency, retries/s and requests in flight; --json prints one object per refresh",
      0, 0, top_flags, CTL_META, check_top, run_top, 1},
+    {"check", "check [GROUP] [--slots] [--rate BYTES] [--wait SECONDS]",
+     "replica consistency check: in each group (or GROUP) the leader puts a check entry in the "
+     "log; every member (voters and read replicas) sums its rows per slot at that index in the "
+     "background (at --rate bytes/s); the sums are compared. Prints per group OK or each "
+     "divergent slot with the member(s) that differ; exit 5 on a divergence, 3 when a member "
+     "could not be compared",
+     0, 1, check_flags, CTL_META, check_check, run_check, 0},
     {"map", "map", "print the cluster map: epoch, groups and members, slot ranges", 0, 0, NULL,
      CTL_META, NULL, run_map, 0},
     {"slot", "slot KEY...",
@@ -283,6 +312,25 @@ static const verb_t verbs[] = {
      "even out the groups' slot counts (they end up differing by at most one) with the fewest "
      "slot moves; prints the plan, then runs it as migrations of --batch slots",
      0, 0, rebalance_flags, CTL_META, check_rebalance, run_rebalance, 0},
+    {"backup", "backup DIR",
+     "an online, consistent backup of the whole cluster into DIR (created; must hold no "
+     "backup): migrations are held for the cut, each group's RocksDB checkpoint is fetched "
+     "from one member at or past a read barrier taken after the start (every write "
+     "acknowledged before the backup started is in it), zstd, with the map, the users and a "
+     "checksummed MANIFEST; progress with MB/s and ETA on stderr",
+     1, 1, NULL, CTL_META, check_backup_dir, run_backup, 0},
+    {"backup verify", "backup verify DIR",
+     "check a backup: the manifest's own checksum and every file's size and SHA-256; a damaged "
+     "or missing file is named and the exit code is 1",
+     1, 1, NULL, CTL_META, check_backup_dir, run_backup_verify, 0},
+    {"backup release", "backup release",
+     "clear the migration hold a killed backup left in the map (migrations may run again)",
+     0, 0, NULL, CTL_META, NULL, run_backup_release, 0},
+    {"restore", "restore DIR [--into-same-cluster]",
+     "verify the backup in DIR (a damaged one is refused), then write its data into a new, "
+     "initialised cluster (any number of groups and slots) through --router and add its users "
+     "that the new cluster lacks (with their password hashes)",
+     1, 1, restore_flags, CTL_META, check_backup_dir, run_restore, 1},
     {"migration status", "migration status",
      "the migrations in progress in the map: id, groups, state, run, age, slots", 0, 0, NULL,
      CTL_META, NULL, run_migration_status, 0},
@@ -353,7 +401,9 @@ static const char exit_help[] = "exit status:\n"
                                 "  4  change refused: the map changed meanwhile (CAS conflict), "
                                 "the cluster\n"
                                 "     already exists, a group owns slots, a node belongs to "
-                                "another group, ...\n";
+                                "another group, ...\n"
+                                "  5  check: members of a group hold different data "
+                                "(divergent slots printed)\n";
 
 #define HELP_WIDTH 79
 
@@ -422,8 +472,14 @@ static void usage(FILE *f)
             "  --user NAME         log in as NAME to processes started with --auth (default\n"
             "                      $SHALE_USER); its password is the first line of\n"
             "  --password-file F   F (default $SHALE_PASSWORD_FILE; - : standard input)\n"
+            "  --config FILE       profile file of connection settings (default $SHALE_CONFIG,\n"
+            "                      else ~/.config/shale/shalectl.conf when it exists): lines\n"
+            "                      'name = value' naming the options above (meta, router, addr,\n"
+            "                      tls-*, user, password-file); flags and $SHALE_* win over it\n"
+            "  --profile NAME      also apply the file's [NAME] section (default $SHALE_PROFILE)\n"
             "  --json              machine-readable output\n"
             "  -h, --help          this help\n"
+            "  --version           print shalectl's and libshale's versions\n"
             "  --                  end of options (for keys or values that start with -)\n",
             CTL_DEFAULT_META, CTL_DEFAULT_ROUTER);
     static const char *const sections[] = {"data (through --router, or one group with --addr)",
@@ -473,7 +529,7 @@ static void verb_usage(FILE *f, const char *name)
     }
     fprintf(f,
             "\nglobal options: --meta, --router, --addr, --timeout, --cluster-id, --tls-ca, "
-            "--tls-cert, --tls-key, --tls-server-name, --user, --password-file, --json "
+            "--tls-cert, --tls-key, --tls-server-name, --user, --password-file, --config, --profile, --json "
             "(shalectl --help)\n\n%s",
             exit_help);
 }
@@ -506,13 +562,18 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
     static const char *const with_value[] = {"--addr",     "--router",   "--meta",
                                              "--timeout",  "--cluster-id", "--tls-ca",
                                              "--tls-cert", "--tls-key",  "--tls-server-name",
-                                             "--user",     "--password-file"};
+                                             "--user",     "--password-file",
+                                             "--config",   "--profile"};
     const char *a = argv[*i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
         if (cmd->verb != NULL)
             verb_usage(stdout, cmd->verb->name);
         else
             usage(stdout);
+        return 10 + EXIT_OKAY;
+    }
+    if (strcmp(a, "--version") == 0) {
+        printf("shalectl %s (libshale %s)\n", SHALE_VERSION, shale_version());
         return 10 + EXIT_OKAY;
     }
     if (strcmp(a, "--json") == 0) {
@@ -545,6 +606,8 @@ static int global_option(int argc, char **argv, int *i, cmd_t *cmd)
         *slot[k - 5] = v;
     } else if (k == 9) {
         cmd->user = v;
+    } else if (k == 11 || k == 12) {
+        /* --config / --profile: loaded before parsing (main). */
     } else if (k == 10) {
         cmd->password_file = v;
     } else {
@@ -793,11 +856,37 @@ static int load_credential(cmd_t *cmd)
 
 static int run(cmd_t *cmd);
 
+/* --config FILE / --profile NAME (or $SHALE_CONFIG / $SHALE_PROFILE): the
+ * profile file's settings become $SHALE_* defaults before anything reads
+ * them (ctl_profile.c). -1 to go on, else the exit code, printed. */
+static int load_profile(int argc, char **argv)
+{
+    const char *file = env_or("SHALE_CONFIG", NULL), *profile = env_or("SHALE_PROFILE", NULL);
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        int is_file = strcmp(argv[i], "--config") == 0;
+        if (!is_file && strcmp(argv[i], "--profile") != 0)
+            continue;
+        if (i + 1 >= argc || argv[i + 1][0] == '\0')
+            return usage_error("option '%s' needs a value", argv[i]);
+        if (is_file)
+            file = argv[++i];
+        else
+            profile = argv[++i];
+    }
+    char err[512];
+    if (ctl_profile_load(file, profile, err, sizeof(err)) != 0)
+        return usage_error("%s", err);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     cmd_t cmd;
     memset(&cmd, 0, sizeof(cmd));
-    int rv = parse(argc, argv, &cmd);
+    int rv = load_profile(argc, argv);
+    if (rv >= 0)
+        return rv;
+    rv = parse(argc, argv, &cmd);
     if (rv >= 0)
         return rv;
     rv = load_credential(&cmd);

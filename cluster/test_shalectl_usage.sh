@@ -38,9 +38,20 @@ expect 2 "--timeout needs a positive number" --timeout 0 status
 expect 2 "needs a value" --meta
 # data verbs
 expect 2 "get: missing arguments" get
+expect 2 "mget: missing arguments" mget
+expect 2 "--stale needs a positive number" mget a b --stale 0
 expect 2 "too many arguments ('b')" get a b
 expect 2 "--stale needs a positive number" get k --stale x
-expect 2 "put: missing arguments" put k
+expect 2 "missing VALUE (or --file F, or - for standard input)" put k
+expect 2 "give VALUE or --file, not both" put k v --file /etc/hostname
+expect 2 "--file /nonexistent/v: No such file or directory" put k --file /nonexistent/v
+expect 2 "put: missing arguments" put
+expect 2 "--ttl needs a number of milliseconds" put --ttl 0 k v
+expect 2 "--ttl needs a number of milliseconds" put --ttl soon k v
+expect 2 "--ttl needs a number of milliseconds" put --ttl 3153600000001 k v
+expect 2 "ttl: missing arguments" ttl
+expect 2 "too many arguments ('b')" ttl a b
+expect 2 "--stale needs a positive number" ttl k --stale 0
 expect 2 "del: missing arguments" del
 expect 2 "exactly one of --expect-absent" cas k v
 expect 2 "either NEWVALUE or --delete" cas k --expect-value a --delete v
@@ -55,6 +66,13 @@ expect 2 "expected put KEY VALUE, del KEY or get KEY" txn --then 'set {a}x 1'
 expect 2 "put needs KEY VALUE" txn --then 'put {a}x'
 expect 2 "get takes only a KEY" txn --else 'get {a}x extra'
 expect 3 "txn" txn --if 'version({a}x) = 3' --then 'put {a}x 1' --else 'get {a}x'
+expect 0 "watch KEY [--prefix]" watch --help
+expect 2 "watch: missing arguments" watch
+expect 2 "--from needs a revision" watch k --from 0
+expect 2 "--count needs a positive number" watch k --count x
+expect 2 "--group needs a group id" watch k --from 3 --group 0
+expect 2 "--group goes with --from" watch k --group 2
+expect 3 "watch" watch k --from 5
 expect 2 "not both" --router $A --addr $A get k
 expect 2 "not --meta" --meta $A get k
 # cluster verbs
@@ -128,6 +146,23 @@ expect 2 "give migration ids or --all, not both" migration abort 3 --all
 expect 2 "migration ids are positive integers, not '0'" migration abort 0
 expect 2 "migration ids are positive integers, not 'x'" migration resume x
 expect 2 "unknown option '--batch'" migration resume --batch 3
+# backup and restore
+expect 0 "backup verify DIR" backup --help
+expect 0 "restore DIR [--into-same-cluster]" restore --help
+expect 2 "backup: missing arguments" backup
+expect 2 "too many arguments ('b')" backup a b
+expect 2 "backup verify: missing arguments" backup verify
+expect 2 "too many arguments ('x')" backup release x
+expect 2 "restore: missing arguments" restore
+expect 2 "unknown option '--force'" restore /tmp --force
+expect 2 "DIR must be a directory path" backup ''
+expect 2 "use --meta, not --addr" --addr $A backup /tmp/x
+expect 2 "use --meta, not --router" --router $A backup /tmp/x
+expect 1 "not a complete backup" backup verify /nonexistent/bk
+expect 1 "refused" restore /nonexistent/bk
+expect 3 "cannot connect" --timeout 300 backup "${TMPDIR:-/tmp}/shalectl-usage-bk.$$"
+expect 3 "cannot connect" --timeout 300 backup release
+rmdir "${TMPDIR:-/tmp}/shalectl-usage-bk.$$" 2>/dev/null
 expect 2 "--stop-after needs start, copy, fence or drain" group remove 3 --stop-after never
 expect 2 "--max-parallel needs a number" group remove 3 --max-parallel x
 # users
@@ -161,10 +196,47 @@ expect 2 "give both" --tls-ca /dev/null --tls-cert /dev/null get k
 expect 2 "needs a value" --tls-key
 expect 3 "cannot connect" --timeout 300 --addr $A status
 expect 3 "cannot connect" --timeout 300 rebalance --dry-run
+# check (the replica consistency check)
+expect 0 "check [GROUP] [--slots]" check --help
+expect 0 "5  check: members of a group hold different data" --help
+expect 2 "GROUP must be a group id > 0, not 'x'" check x
+expect 2 "too many arguments ('2')" check 1 2
+expect 2 "--rate must be bytes per second > 0, not '0'" check --rate 0
+expect 2 "--wait must be seconds > 0, not 'soon'" check --wait soon
+expect 3 "cannot connect" --timeout 300 --meta $A check
 expect 3 "cannot connect" --timeout 300 migration status
 expect 3 "cannot connect" --timeout 300 slot move 1 2
 expect 3 "cannot connect" --timeout 300 user list
 expect 3 "cannot connect" --timeout 300 user remove alice
+# The profile file (--config / $SHALE_CONFIG, [sections] by --profile):
+# its settings are the $SHALE_* defaults; the environment and flags win;
+# relative paths are the file's directory's; mistakes name file and line.
+P=$(mktemp -d "${TMPDIR:-/tmp}/shalectl-profile-XXXXXX")
+printf 'addr = 127.0.0.1:2   # common\ntls-ca = tls/ca.crt\n[other]\naddr = 127.0.0.1:4\n' >"$P/ok.conf"
+printf 'addr = 127.0.0.1:2\n' >"$P/plain.conf"
+printf 'meta = 127.0.0.1:1\nbogus = 1\n' >"$P/bad.conf"
+printf '[x\n' >"$P/sect.conf"
+(
+  unset SHALE_META SHALE_ROUTER SHALE_ADDR
+  expect 3 "connect to 127.0.0.1:2" --timeout 300 --config "$P/plain.conf" member remove 4
+  SHALE_CONFIG="$P/plain.conf" expect 3 "connect to 127.0.0.1:2" --timeout 300 member remove 4
+  SHALE_ADDR=127.0.0.1:3 expect 3 "connect to 127.0.0.1:3" --config "$P/plain.conf" --timeout 300 member remove 4
+  expect 3 "connect to 127.0.0.1:5" --config "$P/plain.conf" --addr 127.0.0.1:5 --timeout 300 member remove 4
+  expect 2 "cannot read CA file '$P/tls/ca.crt'" --config "$P/ok.conf" --timeout 300 member remove 4
+  SHALE_TLS_CA= expect 2 "cannot read CA file '$P/tls/ca.crt'" --config "$P/ok.conf" --profile other member remove 4
+  SHALE_PROFILE=other expect 2 "cannot read CA file" --config "$P/ok.conf" member remove 4
+  expect 2 "profile 'nope' is not in $P/ok.conf" --config "$P/ok.conf" --profile nope status
+  expect 2 "$P/bad.conf:2: unknown setting 'bogus'" --config "$P/bad.conf" status
+  expect 2 "$P/sect.conf:1: a section is [NAME]" --config "$P/sect.conf" status
+  expect 2 "profile file $P/none.conf: No such file" --config "$P/none.conf" status
+  expect 2 "option '--profile' needs a value" --profile
+  # No file given and none at the default place: nothing changes.
+  HOME="$P" expect 3 "cannot connect to 127.0.0.1:7001" --timeout 300 status
+  mkdir -p "$P/.config/shale" && cp "$P/plain.conf" "$P/.config/shale/shalectl.conf"
+  HOME="$P" expect 3 "connect to 127.0.0.1:2" --timeout 300 member remove 4
+  exit $fails
+) || fails=$((fails + $?))
+rm -rf "$P"
 
 if [ $fails -ne 0 ]; then
   echo "$fails failed"

@@ -1,4 +1,5 @@
 /* Following the meta group's user table (user_watch.h). */
+#include "shale_internal.h"
 #include "user_watch.h"
 
 #include <stdio.h>

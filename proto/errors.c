@@ -1,4 +1,5 @@
 /* Names and meanings of SHALE_E* codes. Owns no state. */
+#include "errors_wire.h"
 #include "shale_errors.h"
 
 const char *shale_strerror(int code)
@@ -23,6 +24,7 @@ const char *shale_strerror(int code)
     case SHALE_EAUTH: return "not authenticated";
     case SHALE_EPERM: return "permission denied";
     case SHALE_ECROSSSLOT: return "keys of one transaction span more than one slot";
+    case SHALE_ECOMPACTED: return "watch revision compacted (re-read and watch from now)";
     case SHALE_ENOMEM: return "out of memory";
     case SHALE_EIO: return "connection error";
     case SHALE_ECLOSED: return "closed";

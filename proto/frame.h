@@ -45,8 +45,15 @@ enum shale_msg_type {
     SHALE_MSG_TXN_RESP = 23,
     SHALE_MSG_SCAN_REQ = 24, /* one page of one slot, key order */
     SHALE_MSG_SCAN_RESP = 25,
+    SHALE_MSG_WATCH_REQ = 26, /* long-poll for the changes of a key / tag prefix */
+    SHALE_MSG_WATCH_RESP = 27,
+    /* 28: reserved (WATCH_CANCEL of a streamed watch; the long-poll needs none) */
     SHALE_MSG_STATUS_REQ = 30,
     SHALE_MSG_STATUS_RESP = 31,
+    SHALE_MSG_CLOCK_REQ = 32, /* a member reads the leader's clock (docs/consistency.md) */
+    SHALE_MSG_CLOCK_RESP = 33,
+    SHALE_MSG_CHECK_REQ = 40, /* replica consistency check (server/check.c) */
+    SHALE_MSG_CHECK_RESP = 41,
     SHALE_MSG_MEMBER_ADD_REQ = 60,
     SHALE_MSG_ADMIN_RESP = 61,
     SHALE_MSG_MEMBER_REMOVE_REQ = 62,
@@ -64,6 +71,8 @@ enum shale_msg_type {
     SHALE_MSG_MIG_BATCH = 91,
     SHALE_MSG_MIG_IMPORT_REQ = 92,
     SHALE_MSG_MIG_IMPORT_RESP = 93,
+    SHALE_MSG_MIG_PUSH_REQ = 94, /* coordinator -> group: a map it changed */
+    SHALE_MSG_MIG_PUSH_RESP = 95,
     /* 40..59 router, 60..79 admin / meta: reserved. */
     SHALE_MSG_MAX_ = 127
 };

@@ -32,6 +32,7 @@ enum shale_error {
     SHALE_EAUTH = -16,       /* not authenticated: bad or missing credential */
     SHALE_EPERM = -17,       /* the user's role or key prefix forbids it */
     SHALE_ECROSSSLOT = -18,  /* a transaction's keys span more than one slot */
+    SHALE_ECOMPACTED = -19,  /* watch: resume revision no longer cached: re-read, watch from now */
 
     SHALE_ENOMEM = -100,     /* allocation failed */
     SHALE_EIO = -101,        /* connection error (reset, refused, EOF) */
@@ -42,9 +43,6 @@ enum shale_error {
 
 /* A static, human-readable name+meaning for a code. Never NULL. */
 const char *shale_strerror(int code);
-
-/* The wire ErrorCode for a local code (0 for codes with no wire form). */
-int shale_error_to_wire(int code);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* Frame type -> protobuf-c descriptor table, and pack/unpack helpers.
  * Owns no state; every buffer it returns is the caller's to free. */
+#include "errors_wire.h"
 #include "wire.h"
 
 #include <stdio.h>
@@ -30,8 +31,12 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_TXN_RESP: return &shale__txn_response__descriptor;
     case SHALE_MSG_SCAN_REQ: return &shale__scan_request__descriptor;
     case SHALE_MSG_SCAN_RESP: return &shale__scan_response__descriptor;
+    case SHALE_MSG_WATCH_REQ: return &shale__watch_request__descriptor;
+    case SHALE_MSG_WATCH_RESP: return &shale__watch_response__descriptor;
     case SHALE_MSG_STATUS_REQ: return &shale__status_request__descriptor;
     case SHALE_MSG_STATUS_RESP: return &shale__status_response__descriptor;
+    case SHALE_MSG_CLOCK_REQ: return &shale__clock_request__descriptor;
+    case SHALE_MSG_CLOCK_RESP: return &shale__clock_response__descriptor;
     case SHALE_MSG_MEMBER_ADD_REQ: return &shale__member_add_request__descriptor;
     case SHALE_MSG_ADMIN_RESP: return &shale__admin_response__descriptor;
     case SHALE_MSG_MEMBER_REMOVE_REQ: return &shale__member_remove_request__descriptor;
@@ -47,8 +52,12 @@ const ProtobufCMessageDescriptor *wire_descriptor(uint16_t type)
     case SHALE_MSG_SNAP_CHUNK: return &shale__snap_chunk__descriptor;
     case SHALE_MSG_MIG_EXPORT_REQ: return &shale__mig_export_request__descriptor;
     case SHALE_MSG_MIG_BATCH: return &shale__mig_batch__descriptor;
+    case SHALE_MSG_CHECK_REQ: return &shale__check_request__descriptor;
+    case SHALE_MSG_CHECK_RESP: return &shale__check_response__descriptor;
     case SHALE_MSG_MIG_IMPORT_REQ: return &shale__mig_import_request__descriptor;
     case SHALE_MSG_MIG_IMPORT_RESP: return &shale__mig_import_response__descriptor;
+    case SHALE_MSG_MIG_PUSH_REQ: return &shale__mig_push_request__descriptor;
+    case SHALE_MSG_MIG_PUSH_RESP: return &shale__mig_push_response__descriptor;
     default: return NULL;
     }
 }
@@ -127,8 +136,18 @@ static int txn_ops(Shale__TxnOp **ops, size_t n, const char *where, uint32_t max
         int rv = txn_key(&o->key, max_key, nslots, have, slot, where, i, msg, mlen);
         if (rv != 0)
             return rv;
+        if (o->has_ttl_ms && (o->ttl_ms == 0 || o->ttl_ms > SHALE_TTL_MAX_MS)) {
+            snprintf(msg, mlen, "txn %s %zu: ttl_ms %llu out of 1..%llu", where, i,
+                     (unsigned long long)o->ttl_ms, (unsigned long long)SHALE_TTL_MAX_MS);
+            return SHALE_EINVAL;
+        }
         switch (o->type) {
         case SHALE__TXN_OP_TYPE__TXN_PUT:
+            if (o->has_keep_ttl && o->keep_ttl && o->has_ttl_ms) {
+                snprintf(msg, mlen, "txn %s %zu: a put has a TTL or keeps one, not both", where,
+                         i);
+                return SHALE_EINVAL;
+            }
             if (!o->has_value) {
                 snprintf(msg, mlen, "txn %s %zu: a put needs a value", where, i);
                 return SHALE_EINVAL;
@@ -141,6 +160,28 @@ static int txn_ops(Shale__TxnOp **ops, size_t n, const char *where, uint32_t max
             *writes = 1;
             break;
         case SHALE__TXN_OP_TYPE__TXN_DELETE:
+            *writes = 1;
+            break;
+        case SHALE__TXN_OP_TYPE__TXN_ADD:
+            if (!o->has_delta) {
+                snprintf(msg, mlen, "txn %s %zu: an add needs a delta", where, i);
+                return SHALE_EINVAL;
+            }
+            *writes = 1;
+            break;
+        case SHALE__TXN_OP_TYPE__TXN_EXPIRE:
+            *writes = 1;
+            break;
+        case SHALE__TXN_OP_TYPE__TXN_APPEND:
+            if (!o->has_value) {
+                snprintf(msg, mlen, "txn %s %zu: an append needs a value", where, i);
+                return SHALE_EINVAL;
+            }
+            if (o->value.len > max_value) {
+                snprintf(msg, mlen, "txn %s %zu: value of %zu bytes exceeds the limit of %u",
+                         where, i, o->value.len, max_value);
+                return SHALE_ETOOLARGE;
+            }
             *writes = 1;
             break;
         case SHALE__TXN_OP_TYPE__TXN_GET:

@@ -26,6 +26,13 @@
 #define SHALE_TXN_MAX_BYTES (4u << 20)
 #define SHALE_TXN_MAX_RESULT_BYTES (4u << 20)
 
+/* The longest TTL a PUT may carry (ms, 100 years of 365 days): every
+ * process refuses ttl_ms 0 or above it (SHALE_EINVAL). Same value as
+ * client/shale.h. */
+#ifndef SHALE_TTL_MAX_MS
+#define SHALE_TTL_MAX_MS 3153600000000ULL
+#endif
+
 /* The checks every process makes on a TXN before anything is proposed
  * (libshale, the router and the node share them): counts within
  * SHALE_TXN_MAX_COMPARES / SHALE_TXN_MAX_OPS and the packed size within

@@ -25,11 +25,18 @@
  *    peer whose first bytes are not TLS gets one plain-text ERROR frame
  *    saying the port requires TLS, then the connection closes.
  *
+ * A connection accepted on --resp speaks the Redis protocol instead
+ * (resp_conn.c): no frames and no HELLO; its bytes go to its rt_resp_t,
+ * which hands native requests to rt_fwd_accept through this connection and
+ * gets their answers back from rt_cconn_send, so flow control, TLS, output
+ * coalescing and the request accounting are the same for both protocols.
+ *
  * Never interprets requests: each frame after HELLO goes to rt_fwd_accept. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "router.h"
 #include "uvwrite.h"
 #include "tls_uv.h"
@@ -60,6 +67,8 @@ struct rt_cconn {
     int login_pending; /* HELLO credential being checked: read nothing more */
     uint64_t hello_id;
     rt_authn_conn_t an;
+    rt_resp_t *resp; /* a --resp connection (resp_conn.c), else NULL */
+    int resp_state;  /* RT_RESP_*: what the last rt_resp_drive said */
     uint8_t rbuf[READ_BUF];
     char peer[64];
 };
@@ -91,6 +100,7 @@ static void conn_unref(rt_cconn_t *c)
     if (c->tls_on)
         tls_uv_free(&c->tls);
     frame_decoder_free(&c->dec);
+    rt_resp_free(c->resp);
     for (size_t i = 0; i < c->nout; i++)
         free(c->out[i].base);
     free(c->out);
@@ -114,6 +124,8 @@ static void conn_close(rt_cconn_t *c)
         c->login_pending = 0;
         c->refs--; /* the login's reference; the handle still holds one */
     }
+    if (c->resp != NULL)
+        rt_resp_cancel_login(c->resp);
     rt_q_remove(&c->link);
     if (rt_q_linked(&c->dirty_link))
         rt_q_remove(&c->dirty_link);
@@ -140,12 +152,20 @@ static int can_take(const rt_cconn_t *c)
            c->out_bytes < OUT_HIGH_WATER && !c->close_after_flush && !c->r->stopping;
 }
 
+/* Input kept back, to run once the connection can take requests again. */
+static int backlog(const rt_cconn_t *c)
+{
+    if (c->resp != NULL)
+        return c->resp_state == RT_RESP_PAUSED;
+    return frame_decoder_backlog(&c->dec) > 0;
+}
+
 /* After EOF (or at shutdown): close once every request is answered and
  * written. */
 static void maybe_finish(rt_cconn_t *c)
 {
     if ((c->eof || c->r->stopping) && !c->closing && c->inflight == 0 && c->out_bytes == 0 &&
-        (c->eof ? frame_decoder_backlog(&c->dec) == 0 : 1))
+        (c->eof ? !backlog(c) && (c->resp == NULL || c->resp_state == RT_RESP_IDLE) : 1))
         conn_close(c);
 }
 
@@ -153,8 +173,8 @@ static void update_reading(rt_cconn_t *c)
 {
     if (c->closing)
         return;
-    int want = can_take(c) && !c->eof;
-    if (frame_decoder_backlog(&c->dec) > 0) {
+    int want = can_take(c) && !c->eof && !(c->resp != NULL && c->resp_state == RT_RESP_WAITING);
+    if (backlog(c)) {
         /* Decode what was kept back first, outside any callback chain: the
          * end-of-turn prepare does it. */
         if (can_take(c) && !rt_q_linked(&c->resume_link))
@@ -179,7 +199,52 @@ void rt_cconn_request_done(rt_cconn_t *c)
     conn_unref(c);
 }
 
+static void queue_out(rt_cconn_t *c, uint8_t *frame, size_t len);
+
 void rt_cconn_send(rt_cconn_t *c, uint8_t *frame, size_t len)
+{
+    if (c->resp != NULL && !c->closing && frame != NULL) {
+        rt_resp_answer(c->resp, frame, len); /* a native answer, as Redis replies */
+        return;
+    }
+    queue_out(c, frame, len);
+}
+
+void rt_cconn_send_raw(rt_cconn_t *c, char *bytes, size_t len)
+{
+    queue_out(c, (uint8_t *)bytes, len);
+}
+
+int rt_cconn_can_take(const rt_cconn_t *c)
+{
+    return can_take(c);
+}
+
+void rt_cconn_close_after_flush(rt_cconn_t *c)
+{
+    c->close_after_flush = 1;
+    if (c->out_bytes == 0 && c->nout == 0 && !c->closing)
+        conn_close(c);
+    else
+        update_reading(c);
+}
+
+void rt_cconn_begin(rt_cconn_t *c)
+{
+    c->inflight++;
+    c->refs++;
+}
+
+void rt_cconn_kick(rt_cconn_t *c)
+{
+    if (c->closing || c->resp == NULL)
+        return;
+    c->resp_state = RT_RESP_PAUSED;
+    if (can_take(c) && !rt_q_linked(&c->resume_link))
+        rt_q_push(&c->r->resumable, &c->resume_link);
+}
+
+static void queue_out(rt_cconn_t *c, uint8_t *frame, size_t len)
 {
     if (c->closing || frame == NULL) {
         free(frame);
@@ -285,6 +350,18 @@ void rt_cconn_flush_all(rt_router_t *r)
 /* Protocol violation that loses framing: answer once, then close. */
 static void conn_fail(rt_cconn_t *c, int code, const char *msg)
 {
+    if (c->resp != NULL) {
+        char line[300];
+        int n = snprintf(line, sizeof(line), "-ERR %s\r\n", msg);
+        char *b = malloc((size_t)n);
+        if (b != NULL) {
+            memcpy(b, line, (size_t)n);
+            queue_out(c, (uint8_t *)b, (size_t)n);
+        }
+        c->close_after_flush = 1;
+        update_reading(c);
+        return;
+    }
     rt_cconn_send_error(c, 0, code, msg);
     c->close_after_flush = 1;
     update_reading(c);
@@ -420,6 +497,16 @@ static void after_decode(rt_cconn_t *c, int rv)
     maybe_finish(c);
 }
 
+/* Run the RESP commands parsed so far. */
+static void resp_run(rt_cconn_t *c)
+{
+    c->resp_state = rt_resp_drive(c->resp);
+    if (c->closing)
+        return;
+    update_reading(c);
+    maybe_finish(c);
+}
+
 /* The *n ciphertext bytes in rbuf become *n plaintext bytes. 0, or -1 when
  * the connection is over (closed, or closing after a plain-text answer). */
 static int tls_read(rt_cconn_t *c, size_t *n)
@@ -472,8 +559,16 @@ static void conn_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     size_t n = (size_t)nread;
     if (c->tls_on && tls_read(c, &n) != 0)
         return;
-    if (n > 0)
+    if (n > 0 && c->resp != NULL) {
+        if (rt_resp_feed(c->resp, c->rbuf, n) != 0) {
+            rt_error("out of memory reading a RESP connection; closing", " peer=%s", c->peer);
+            conn_close(c);
+            return;
+        }
+        resp_run(c);
+    } else if (n > 0) {
         after_decode(c, frame_decoder_feed(&c->dec, c->rbuf, n, on_frame, c));
+    }
 }
 
 void rt_cconn_resume_all(rt_router_t *r)
@@ -484,11 +579,14 @@ void rt_cconn_resume_all(rt_router_t *r)
         rt_cconn_t *c = rt_q_data(n, rt_cconn_t, resume_link);
         if (c->closing || !can_take(c))
             continue;
-        after_decode(c, frame_decoder_resume(&c->dec, on_frame, c));
+        if (c->resp != NULL)
+            resp_run(c);
+        else
+            after_decode(c, frame_decoder_resume(&c->dec, on_frame, c));
     }
 }
 
-static void on_connection(uv_stream_t *server, int status)
+static void accept_one(uv_stream_t *server, int status, int resp)
 {
     rt_router_t *r = server->data;
     if (status < 0) {
@@ -502,6 +600,12 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->r = r;
     c->refs = 1;
+    if (resp && (c->resp = rt_resp_new(r, c)) == NULL) {
+        rt_error("out of memory accepting a connection", "%s", "");
+        free(c);
+        return;
+    }
+    c->hello_done = resp;
     rt_q_init(&c->dirty_link);
     rt_q_init(&c->resume_link);
     frame_decoder_init(&c->dec, (uint32_t)r->cfg.max_frame);
@@ -541,28 +645,45 @@ static void on_connection(uv_stream_t *server, int status)
     update_reading(c);
 }
 
+static void on_connection(uv_stream_t *server, int status)
+{
+    accept_one(server, status, 0);
+}
+
+static void on_resp_connection(uv_stream_t *server, int status)
+{
+    accept_one(server, status, 1);
+}
+
+static int listen_on(rt_router_t *r, uv_tcp_t *t, int *inited, const char *addr, uv_connection_cb cb,
+                     char *err, size_t errlen)
+{
+    /* At start, before serving: a blocking lookup of a host name is
+     * acceptable here (addr.h); the address is bound once. */
+    struct sockaddr_storage ss;
+    if (addr_resolve_blocking(addr, AF_UNSPEC, &ss, err, errlen) != 0)
+        return -1;
+    uv_tcp_init(r->loop, t);
+    t->data = r;
+    *inited = 1;
+    int rv = uv_tcp_bind(t, (const struct sockaddr *)&ss, 0);
+    if (rv == 0)
+        rv = uv_listen((uv_stream_t *)t, 511, cb);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", addr, uv_strerror(rv));
+        return -1;
+    }
+    return 0;
+}
+
 int rt_cconn_listen(rt_router_t *r, char *err, size_t errlen)
 {
-    char host[128];
-    int port;
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (rt_split_addr(r->cfg.listen, host, sizeof(host), &port) != 0 ||
-        (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)) {
-        snprintf(err, errlen, "bad listen address '%s' (want IP:PORT)", r->cfg.listen);
+    if (listen_on(r, &r->listener, &r->listener_inited, r->cfg.listen, on_connection, err,
+                  errlen) != 0)
         return -1;
-    }
-    uv_tcp_init(r->loop, &r->listener);
-    r->listener.data = r;
-    r->listener_inited = 1;
-    int rv = uv_tcp_bind(&r->listener, (const struct sockaddr *)&ss, 0);
-    if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&r->listener, 511, on_connection);
-    if (rv != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", r->cfg.listen, uv_strerror(rv));
+    if (r->cfg.resp[0] != '\0' && listen_on(r, &r->resp_listener, &r->resp_listener_inited,
+                                            r->cfg.resp, on_resp_connection, err, errlen) != 0)
         return -1;
-    }
     return 0;
 }
 
@@ -570,6 +691,8 @@ void rt_cconn_stop_accepting(rt_router_t *r)
 {
     if (r->listener_inited && !uv_is_closing((uv_handle_t *)&r->listener))
         uv_close((uv_handle_t *)&r->listener, NULL);
+    if (r->resp_listener_inited && !uv_is_closing((uv_handle_t *)&r->resp_listener))
+        uv_close((uv_handle_t *)&r->resp_listener, NULL);
     /* can_take() is false from now on: stop reading everywhere; idle
      * connections close at once. */
     rt_q_t *n = r->conns.next;

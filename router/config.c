@@ -6,32 +6,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conftab.h"
 #include "rlog.h"
 
 #define RT_VERSION "0.1.0"
 
-enum kind { K_U64, K_STR, K_BOOL };
+/* The settings table (server/conftab.h, shared with shaled): every flag is
+ * also a config-file line. {name, kind, offset, string size, help, lo, hi}. */
+typedef conf_setting_t setting_t;
 
-typedef struct setting {
-    const char *name;
-    enum kind kind;
-    size_t off;
-    size_t size;     /* K_STR buffer size */
-    uint64_t lo, hi; /* K_U64 range */
-    const char *help;
-} setting_t;
-
-#define STR(n, f, h)                                                                               \
-    {                                                                                              \
-        n, K_STR, offsetof(rt_config_t, f), sizeof(((rt_config_t *)0)->f), 0, 0, h                 \
-    }
-#define U64(n, f, lo, hi, h)                                                                       \
-    {                                                                                              \
-        n, K_U64, offsetof(rt_config_t, f), 0, lo, hi, h                                           \
-    }
+#define STR(n, f, h) {n, CONF_STR, offsetof(rt_config_t, f), sizeof(((rt_config_t *)0)->f), h, 0, 0}
+#define U64(n, f, lo, hi, h) {n, CONF_U64, offsetof(rt_config_t, f), 0, h, lo, hi}
 
 static const setting_t settings[] = {
     STR("listen", listen, "client address HOST:PORT (default 127.0.0.1:7000)"),
+    STR("resp", resp,
+        "also speak the Redis protocol (RESP2/RESP3: redis-cli, redis-benchmark, Redis client "
+        "libraries) on HOST:PORT, with the client port's TLS and --auth (default off; "
+        "docs/resp.md)"),
+    U64("resp-stale-ms", resp_stale_ms, 1, 3600000,
+        "a RESP connection that sent READONLY reads STALE within this many ms (default 1000)"),
     STR("meta", meta, "meta group client addresses HOST:PORT[,HOST:PORT...] (required)"),
     STR("cluster-id", cluster_id,
         "cluster name: clients naming another are refused, and so is a map of another "
@@ -68,16 +62,17 @@ static const setting_t settings[] = {
     U64("tls-client-auth", tls_client_auth, 0, 1,
         "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); "
         "default 0"),
-    {"auth", K_BOOL, offsetof(rt_config_t, auth), 0, 0, 1,
+    {"auth", CONF_BOOL, offsetof(rt_config_t, auth), 0,
      "require an authenticated user on every client connection (HELLO credential) and check "
      "each request against the user's role and key prefix before forwarding it "
-     "(docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere"},
+     "(docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere", 0, 1},
     STR("auth-user", auth_user,
         "the user this router presents to the meta group and the nodes (started with --auth): "
         "admin role"),
     STR("auth-password-file", auth_password_file, "file whose first line is --auth-user's password"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+static const conf_table_t table = {settings, NSETTINGS};
 
 void rt_config_defaults(rt_config_t *c)
 {
@@ -93,6 +88,7 @@ void rt_config_defaults(rt_config_t *c)
     c->conn_max_inflight = 4096;
     c->node_conns = 1;
     c->slow_ms = 100;
+    c->resp_stale_ms = 1000;
 }
 
 void rt_config_usage(const char *prog)
@@ -104,8 +100,12 @@ void rt_config_usage(const char *prog)
            "redirects, leader changes and lost connections within the deadline.\n\n"
            "options:\n",
            prog);
-    for (size_t i = 0; i < NSETTINGS; i++)
-        printf("  --%-20s %s\n", settings[i].name, settings[i].help);
+    conf_usage(&table, stdout, 20);
+    printf("  --%-20s %s\n", "config FILE",
+           "read settings from FILE first (`name = value` lines, # comments); flags override it");
+    printf("  --%-20s %s\n", "check-config",
+           "check the settings (file and flags) and print them all as a config file, then exit "
+           "(0 ok, 2 with the error)");
     printf("  --%-20s %s\n", "help", "print this help");
     printf("  --%-20s %s\n", "version", "print the version");
     printf("\nsignals: SIGTERM/SIGINT stop cleanly (in-flight requests finish first);\n"
@@ -144,51 +144,6 @@ int rt_split_addr(const char *addr, char *host, size_t hlen, int *port)
     return 0;
 }
 
-static const setting_t *find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < NSETTINGS; i++)
-        if (strlen(settings[i].name) == len && strncmp(settings[i].name, name, len) == 0)
-            return &settings[i];
-    return NULL;
-}
-
-static int set_value(rt_config_t *c, const setting_t *s, const char *v, char *err, size_t errlen)
-{
-    char *base = (char *)c + s->off;
-    if (s->kind == K_STR) {
-        if (strlen(v) >= s->size) {
-            snprintf(err, errlen, "value for --%s is too long (at most %zu bytes)", s->name,
-                     s->size - 1);
-            return -1;
-        }
-        memcpy(base, v, strlen(v) + 1);
-        return 0;
-    }
-    if (s->kind == K_BOOL) {
-        int on = strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0;
-        if (!on && strcmp(v, "0") != 0 && strcmp(v, "false") != 0 && strcmp(v, "off") != 0) {
-            snprintf(err, errlen, "--%s is on or off (1/0, true/false), not '%s'", s->name, v);
-            return -1;
-        }
-        memcpy(base, &(uint64_t){(uint64_t)on}, sizeof(uint64_t));
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    unsigned long long x = strtoull(v, &end, 10);
-    if (v[0] < '0' || v[0] > '9' || errno != 0 || end == v || *end != '\0') {
-        snprintf(err, errlen, "--%s wants a non-negative integer, got '%s'", s->name, v);
-        return -1;
-    }
-    if (x < s->lo || x > s->hi) {
-        snprintf(err, errlen, "--%s must be in %llu..%llu, got %llu", s->name,
-                 (unsigned long long)s->lo, (unsigned long long)s->hi, x);
-        return -1;
-    }
-    memcpy(base, &(uint64_t){x}, sizeof(uint64_t));
-    return 0;
-}
-
 int rt_config_parse(rt_config_t *c, int argc, char **argv, char *err, size_t errlen)
 {
     for (int i = 1; i < argc; i++) {
@@ -201,34 +156,27 @@ int rt_config_parse(rt_config_t *c, int argc, char **argv, char *err, size_t err
             printf("shale-router %s\n", RT_VERSION);
             return 1;
         }
-        if (strncmp(a, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
-            return -1;
-        }
-        const char *name = a + 2;
-        const char *eq = strchr(name, '=');
-        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
-        const setting_t *s = find(name, nlen);
-        if (s == NULL) {
-            snprintf(err, errlen, "unknown flag '%.*s' (see --help)", (int)(nlen + 2), a);
-            return -1;
-        }
-        const char *v;
-        if (eq != NULL) {
-            v = eq + 1;
-        } else if (s->kind == K_BOOL) {
-            v = "1"; /* --auth alone turns it on */
-        } else {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--%s needs a value", s->name);
-                return -1;
-            }
-            v = argv[++i];
-        }
-        if (set_value(c, s, v, err, errlen) != 0)
-            return -1;
+        if (strcmp(a, "--check-config") == 0)
+            c->check_config = 1;
     }
-    return 0;
+    /* The file first, then the flags over it. */
+    const char *file = NULL;
+    int at = conf_find_arg(argc, argv, "config", &file);
+    if (at < 0 || (at > 0 && file[0] == '\0')) {
+        snprintf(err, errlen, "--config needs a file name");
+        return -1;
+    }
+    if (at > 0 && conf_file(&table, c, file, err, errlen) != 0)
+        return -1;
+    static const char *const skip_value[] = {"config", NULL};
+    static const char *const skip_alone[] = {"check-config", NULL};
+    return conf_args(&table, c, argc, argv, skip_value, skip_alone, err, errlen);
+}
+
+void rt_config_dump(const rt_config_t *c, FILE *out)
+{
+    fprintf(out, "# shale-router %s: the effective settings (--check-config)\n", RT_VERSION);
+    conf_dump(&table, c, out);
 }
 
 int rt_config_validate(const rt_config_t *c, char *err, size_t errlen)
@@ -237,6 +185,15 @@ int rt_config_validate(const rt_config_t *c, char *err, size_t errlen)
     int port;
     if (rt_split_addr(c->listen, host, sizeof(host), &port) != 0) {
         snprintf(err, errlen, "bad --listen address '%s' (want HOST:PORT)", c->listen);
+        return -1;
+    }
+    if (c->resp[0] != '\0' && rt_split_addr(c->resp, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "bad --resp address '%s' (want HOST:PORT)", c->resp);
+        return -1;
+    }
+    if (c->resp[0] != '\0' && strcmp(c->resp, c->listen) == 0) {
+        snprintf(err, errlen, "--resp %s is also --listen: give the Redis protocol its own port",
+                 c->resp);
         return -1;
     }
     if (c->meta[0] == '\0') {

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct rt_config {
     char listen[128];           /* HOST:PORT this router serves clients on */
@@ -32,6 +33,9 @@ typedef struct rt_config {
     uint64_t auth;    /* 1: clients must log in; each request is checked (authn.c) */
     char auth_user[128];           /* the router's own user, for the meta group and nodes */
     char auth_password_file[512];
+    char resp[128];         /* Redis protocol HOST:PORT; "" off (docs/resp.md) */
+    uint64_t resp_stale_ms; /* READONLY connections: STALE bound of their reads */
+    int check_config; /* --check-config: print the settings, exit (not a setting) */
 } rt_config_t;
 
 void rt_config_defaults(rt_config_t *c);
@@ -44,6 +48,9 @@ int rt_config_parse(rt_config_t *c, int argc, char **argv, char *err, size_t err
 int rt_config_validate(const rt_config_t *c, char *err, size_t errlen);
 
 void rt_config_usage(const char *prog);
+
+/* Every setting of c as a config file (--check-config). */
+void rt_config_dump(const rt_config_t *c, FILE *out);
 
 /* Split "host:port" / "[v6]:port" into its parts. 0 or -1. */
 int rt_split_addr(const char *addr, char *host, size_t hlen, int *port);

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors_wire.h"
 #include "keyhash.h"
 #include "retry.h"
 #include "router.h"
@@ -82,6 +83,7 @@ struct rt_req {
     ProtobufCMessage *msg;
     int mutation, stale, multi;
     int no_resend; /* a TXN with writes and no Session: never re-sent once written */
+    int pinned;    /* a WATCH that follows one group (WatchRequest.group): WRONG_GROUP is final */
     uint64_t start, deadline;
     uint64_t start_ns; /* uv_hrtime() at arrival: latency metric */
     unsigned retries;  /* attempts retried, every part */
@@ -342,7 +344,9 @@ static void log_answered(const rt_req_t *q)
     uint64_t now = uv_hrtime();
     double ms = now > q->start_ns ? (double)(now - q->start_ns) / 1e6 : 0;
     int expected = code == SHALE_OK || code == SHALE_ECASFAILED || code == SHALE_ENOTFOUND;
-    int level = log_request_level(ms, r->cfg.slow_ms, expected);
+    /* A WATCH long-poll waits by design: never "slow". */
+    int level = log_request_level(q->type == SHALE_MSG_WATCH_REQ ? 0 : ms, r->cfg.slow_ms,
+                                  expected);
     if (level < rt_log_get_level())
         return;
     char trace[LOG_TRACE_LEN], causes[160] = "-";
@@ -408,7 +412,8 @@ static void part_finish(rt_part_t *p, int code, const char *msg, uint8_t *frame,
         free(p->frame);
         p->frame = frame;
         p->flen = flen;
-    } else if (code != SHALE_OK && code != SHALE_ESTALE && p->frame != NULL) {
+    } else if (code != SHALE_OK && code != SHALE_ESTALE && code != SHALE_ECOMPACTED &&
+               p->frame != NULL) {
         /* A kept STALE_TOO_OLD is the answer only when every member
          * refused (code ESTALE); any other ending replaces it. */
         free(p->frame);
@@ -456,6 +461,9 @@ static uint8_t *encode(rt_part_t *p, size_t *flen)
         break;
     case SHALE_MSG_SCAN_REQ:
         routep = &((Shale__ScanRequest *)m)->route;
+        break;
+    case SHALE_MSG_WATCH_REQ:
+        routep = &((Shale__WatchRequest *)m)->route;
         break;
     case SHALE_MSG_MGET_REQ:
         mg.n_keys = p->n;
@@ -784,6 +792,22 @@ static void on_answer(void *ud, int status, int written, uint16_t type, const ui
          * it twice. The node's answer stands. */
         d.action = RT_FINAL;
     }
+    if (code == SHALE_ECOMPACTED && q->type == SHALE_MSG_WATCH_REQ) {
+        /* One member's cache (a restarted one's starts empty) may lack
+         * what another still has: try the others; the refusal is the
+         * answer when every member refused (kept like STALE_TOO_OLD). */
+        free(p->frame);
+        p->frame = frame_build(SHALE_MSG_ERROR, q->id, payload, (uint32_t)len);
+        p->flen = FRAME_HEADER_SIZE + len;
+        d.action = RT_NEXT;
+        d.delay_ms = 0;
+        d.forget_node = 0;
+        d.refresh_map = 0;
+    }
+    if (code == SHALE_EWRONGGROUP && q->pinned) {
+        rt_watch_refresh(r, epoch); /* the slot moved: learn where, end the watch */
+        d.action = RT_FINAL;
+    }
     if (d.action == RT_FINAL) {
         uint8_t *f = frame_build(SHALE_MSG_ERROR, q->id, payload, (uint32_t)len);
         part_finish(p, code, NULL, f, FRAME_HEADER_SIZE + len);
@@ -924,7 +948,7 @@ static int is_data(uint16_t t)
 {
     return t == SHALE_MSG_GET_REQ || t == SHALE_MSG_PUT_REQ || t == SHALE_MSG_DEL_REQ ||
            t == SHALE_MSG_CAS_REQ || t == SHALE_MSG_MGET_REQ || t == SHALE_MSG_MPUT_REQ ||
-           t == SHALE_MSG_TXN_REQ || t == SHALE_MSG_SCAN_REQ;
+           t == SHALE_MSG_TXN_REQ || t == SHALE_MSG_SCAN_REQ || t == SHALE_MSG_WATCH_REQ;
 }
 
 /* The debug line of a request answered at once, never forwarded (no trace
@@ -1000,10 +1024,18 @@ static int validate(const rt_config_t *cfg, uint16_t type, ProtobufCMessage *m, 
         return check_key(cfg, &((Shale__GetRequest *)m)->key, msg, n);
     case SHALE_MSG_DEL_REQ:
         return check_key(cfg, &((Shale__DeleteRequest *)m)->key, msg, n);
+    case SHALE_MSG_WATCH_REQ:
+        return check_key(cfg, &((Shale__WatchRequest *)m)->key, msg, n);
     case SHALE_MSG_PUT_REQ: {
         Shale__PutRequest *p = (Shale__PutRequest *)m;
         if ((rv = check_key(cfg, &p->key, msg, n)) == 0)
             rv = check_value(cfg, &p->value, msg, n);
+        /* ttl_ms is forwarded as is (encode() re-packs the whole request). */
+        if (rv == 0 && p->has_ttl_ms && (p->ttl_ms == 0 || p->ttl_ms > SHALE_TTL_MAX_MS)) {
+            snprintf(msg, n, "ttl_ms must be 1..%llu (absent: no TTL)",
+                     (unsigned long long)SHALE_TTL_MAX_MS);
+            return SHALE_EINVAL;
+        }
         return rv;
     }
     case SHALE_MSG_CAS_REQ: {
@@ -1112,6 +1144,9 @@ static uint64_t client_trace(uint16_t type, ProtobufCMessage *m)
     case SHALE_MSG_SCAN_REQ:
         rt = ((Shale__ScanRequest *)m)->route;
         break;
+    case SHALE_MSG_WATCH_REQ:
+        rt = ((Shale__WatchRequest *)m)->route;
+        break;
     default:
         break;
     }
@@ -1206,9 +1241,20 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
         return;
     }
     if (!is_data(type)) {
-        snprintf(msg, sizeof(msg), "unexpected message type %u (%s) for a router", type,
-                 frame_type_name(type));
-        answer_now(r, type, t0, c, id, SHALE_EPROTO, msg);
+        /* An admin call sent here by mistake gets told where it goes. */
+        const char *to = !frame_type_known(type)   ? NULL
+                         : type >= 60 && type < 70 ? "the group's members (shalectl --addr GROUP_ADDRS)"
+                         : type >= 70 && type < 80 ? "the meta group (shalectl --meta META_ADDRS)"
+                         : type >= 80 && type < 100 ? "a shard group member (node to node)"
+                                                    : NULL;
+        if (to != NULL)
+            snprintf(msg, sizeof(msg),
+                     "a router serves data requests only: %s goes to %s, not to a router",
+                     frame_type_name(type), to);
+        else
+            snprintf(msg, sizeof(msg), "unexpected message type %u (%s) for a router", type,
+                     frame_type_name(type));
+        answer_now(r, type, t0, c, id, to != NULL ? SHALE_EINVAL : SHALE_EPROTO, msg);
         return;
     }
     ProtobufCMessage *m = wire_unpack(type, payload, len);
@@ -1246,6 +1292,25 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
                      r->route.slots);
         }
     }
+    uint32_t watch_slot = 0;
+    if (rv == 0 && type == SHALE_MSG_WATCH_REQ) {
+        /* A WATCH goes to a member of the slot's group, like a STALE read:
+         * any member serves it (docs/router.md, "Watch"). Its long-poll wait
+         * is cut to half an attempt so a waiting watch is never taken for a
+         * stuck node. */
+        Shale__WatchRequest *w = (Shale__WatchRequest *)m;
+        if (w->has_prefix && w->prefix) {
+            if (!wire_prefix_slot(w->key.data, w->key.len, r->route.slots, &watch_slot)) {
+                rv = SHALE_EINVAL;
+                snprintf(msg, sizeof(msg), "a WATCH prefix must name a hash tag ({tag}...) so "
+                         "that every key under it is in one slot");
+            }
+        } else {
+            watch_slot = shale_key_slot(w->key.data, w->key.len, r->route.slots);
+        }
+        if (w->has_wait_ms && w->wait_ms > r->fwd.attempt_ms / 2)
+            w->wait_ms = (uint32_t)(r->fwd.attempt_ms / 2);
+    }
     rt_req_t *q = rv == 0 ? calloc(1, sizeof(*q)) : NULL;
     if (rv == 0 && q == NULL) {
         rv = SHALE_ENOMEM;
@@ -1268,7 +1333,11 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
     q->mutation = type == SHALE_MSG_PUT_REQ || type == SHALE_MSG_DEL_REQ ||
                   type == SHALE_MSG_CAS_REQ || type == SHALE_MSG_MPUT_REQ || txn_writes;
     q->no_resend = txn_writes && ((Shale__TxnRequest *)m)->session == NULL;
-    q->stale = is_stale(type, m);
+    q->stale = is_stale(type, m) || type == SHALE_MSG_WATCH_REQ;
+    /* A watch that follows one group's revisions ends when the slot leaves
+     * that group: WRONG_GROUP is its answer, not a reason to re-route. */
+    q->pinned = type == SHALE_MSG_WATCH_REQ && ((Shale__WatchRequest *)m)->has_group &&
+                ((Shale__WatchRequest *)m)->group != 0;
     q->multi = type == SHALE_MSG_MGET_REQ || type == SHALE_MSG_MPUT_REQ;
     q->start = now_ms(r);
     q->start_ns = t0;
@@ -1290,6 +1359,8 @@ void rt_fwd_accept(rt_router_t *r, rt_cconn_t *c, uint16_t type, uint64_t id,
             p->slot = txn_slot; /* every key's (wire_txn_check) */
         else if (type == SHALE_MSG_SCAN_REQ)
             p->slot = ((Shale__ScanRequest *)m)->slot;
+        else if (type == SHALE_MSG_WATCH_REQ)
+            p->slot = watch_slot;
         else
             p->slot = shale_key_slot(k->data, k->len, r->route.slots);
     }

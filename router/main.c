@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "addr.h"
 #include "router.h"
+#include "sd_notify.h"
 #include "tls.h"
 
 #define STOP_POLL_MS 10
@@ -121,6 +124,7 @@ void rt_router_stop(rt_router_t *r, int exit_code)
     r->exit_code = exit_code;
     r->stop_started = uv_now(r->loop);
     rt_info("shutting down", " in_flight=%zu connections=%zu", r->fwd.live, r->nconns);
+    sdn_notifyf("STOPPING=1\nSTATUS=shutting down (exit code %d)", exit_code);
     rt_cconn_stop_accepting(r);
     uv_timer_start(&r->stop_timer, on_stop_timer, 0, 0);
 }
@@ -164,7 +168,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "shale-router: %s\n", err);
         return 2;
     }
+    if (r->cfg.check_config) {
+        rt_config_dump(&r->cfg, stdout);
+        return 0;
+    }
     rt_log_set_level(rt_log_parse_level(r->cfg.log_level));
+    /* --listen and --http may be host names: look them up now (a blocking
+     * getaddrinfo is acceptable before the loop runs) so a name that does
+     * not resolve stops the router with its reason, exit 2. */
+    const char *flags[] = {"--listen", "--http"}, *addrs[] = {r->cfg.listen, r->cfg.http};
+    for (int i = 0; i < 2; i++) {
+        struct sockaddr_storage ss;
+        char why[600];
+        if (addrs[i][0] != '\0' && addrs[i][0] != ':' && /* ":PORT": the --listen host */
+            addr_resolve_blocking(addrs[i], AF_UNSPEC, &ss, why, sizeof(why)) != 0) {
+            fprintf(stderr, "shale-router: %s: %s\n", flags[i], why);
+            return 2;
+        }
+    }
     if (tls_init(r, err, sizeof(err)) != 0) {
         fprintf(stderr, "shale-router: %s\n", err);
         return 2;
@@ -228,6 +249,9 @@ int main(int argc, char **argv)
                 r->cfg.listen, r->cfg.meta, r->cfg.cluster_id,
                 (unsigned long long)r->cfg.timeout_ms, (unsigned long long)r->cfg.max_pending,
                 (unsigned long long)r->cfg.node_conns);
+        /* The port is open; /health turns ready with the first map. */
+        sdn_notifyf("READY=1\nMAINPID=%ld\nSTATUS=serving on %s, %s", (long)getpid(),
+                    r->cfg.listen, r->notified_ready ? "ready" : "waiting for the cluster map");
     }
 
     uv_run(r->loop, UV_RUN_DEFAULT);

@@ -16,14 +16,15 @@
 #include "obs_http.h"
 #include "metrics.h"
 #include "router.h"
+#include "sd_notify.h"
 
 #define RT_OBS_MAX_GROUPS 32
-#define OPS "get|put|del|cas|mget|mput|status|txn|scan|other"
+#define OPS "get|put|del|cas|mget|mput|status|txn|scan|watch|other"
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
     "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
-    "unauthenticated|permission_denied|crossslot|other"
-enum { OP_TXN = 7, OP_SCAN = 8, OP_OTHER = 9, OUTCOME_OTHER = 19 };
+    "unauthenticated|permission_denied|crossslot|compacted|other"
+enum { OP_TXN = 7, OP_SCAN = 8, OP_WATCH = 9, OP_OTHER = 10, OUTCOME_OTHER = 20 };
 #define CAUSES                                                                                     \
     "not_leader|wrong_group|unavailable|timeout|connection|stale_too_old|overloaded|other"
 enum {
@@ -67,6 +68,8 @@ static int op_index(uint16_t type)
         return OP_TXN;
     case SHALE_MSG_SCAN_REQ:
         return OP_SCAN;
+    case SHALE_MSG_WATCH_REQ:
+        return OP_WATCH;
     default:
         return OP_OTHER;
     }
@@ -74,7 +77,7 @@ static int op_index(uint16_t type)
 
 static int outcome_index(int code)
 {
-    return code == 0 ? 0 : (code <= -1 && code >= -18 ? -code : OUTCOME_OTHER);
+    return code == 0 ? 0 : (code <= -1 && code >= -19 ? -code : OUTCOME_OTHER);
 }
 
 void rt_obs_request(rt_router_t *r, uint16_t type, int code, uint64_t start_ns)
@@ -135,6 +138,12 @@ void rt_obs_map_installed(rt_router_t *r)
 {
     if (r->obs != NULL)
         met_add(r->obs->map_installs, 0, 1);
+    /* Ready from the first map on (/health's rule): tell a service
+     * manager once (sd_notify.h). */
+    if (!r->notified_ready && !r->stopping) {
+        r->notified_ready = 1;
+        sdn_notifyf("STATUS=ready: cluster map epoch %llu", (unsigned long long)r->route.epoch);
+    }
 }
 
 void rt_obs_map_refresh(rt_router_t *r)

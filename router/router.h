@@ -132,6 +132,35 @@ void rt_cconn_close_all(rt_router_t *r);
 /* Close every connection now, written or not (end of shutdown). */
 void rt_cconn_force_close_all(rt_router_t *r);
 
+/* RESP connections (resp_conn.c) use these. */
+int rt_cconn_can_take(const rt_cconn_t *c);
+/* Queue bytes (malloc'd, taken) for the end of the turn, as they are. */
+void rt_cconn_send_raw(rt_cconn_t *c, char *bytes, size_t len);
+/* Close once everything queued is written; read nothing more. */
+void rt_cconn_close_after_flush(rt_cconn_t *c);
+/* One more request (or login) in flight: released by rt_cconn_request_done. */
+void rt_cconn_begin(rt_cconn_t *c);
+/* Run the connection's buffered input again at the end of the turn. */
+void rt_cconn_kick(rt_cconn_t *c);
+
+/* ---- resp_conn.c: the Redis protocol (--resp; docs/resp.md) --------------*/
+
+typedef struct rt_resp rt_resp_t;
+enum { RT_RESP_IDLE = 0, RT_RESP_PAUSED = 1, RT_RESP_WAITING = 2 };
+rt_resp_t *rt_resp_new(rt_router_t *r, rt_cconn_t *c);
+void rt_resp_free(rt_resp_t *s);
+/* Bytes read from the peer (copied). 0, or -1 out of memory. */
+int rt_resp_feed(rt_resp_t *s, const uint8_t *p, size_t n);
+/* Run the commands parsed while the connection takes them. RT_RESP_IDLE:
+ * nothing left to run; RT_RESP_PAUSED: input kept back until the connection
+ * can take requests again; RT_RESP_WAITING: a command waits for an answer
+ * (rt_cconn_kick follows it). */
+int rt_resp_drive(rt_resp_t *s);
+/* The native answer (frame, taken) to one of s's requests. */
+void rt_resp_answer(rt_resp_t *s, uint8_t *frame, size_t len);
+/* The connection closes: a login in progress is dropped. */
+void rt_resp_cancel_login(rt_resp_t *s);
+
 /* ---- forward.c: request lifecycle ----------------------------------------*/
 
 #define RT_BACKOFF_LEVELS 6
@@ -263,6 +292,8 @@ struct rt_router {
     rt_config_t cfg;
     uv_tcp_t listener;
     int listener_inited;
+    uv_tcp_t resp_listener; /* --resp: the Redis protocol */
+    int resp_listener_inited;
     uv_prepare_t turn; /* end of turn: resume, send, flush */
     uv_signal_t sigterm, sigint, sigusr1, sighup;
     struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */
@@ -280,6 +311,7 @@ struct rt_router {
     struct rt_obs *obs;
     rt_authn_t authn;
     int stopping;
+    int notified_ready; /* the service manager was told STATUS=ready */
     int exit_code;
 };
 

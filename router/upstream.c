@@ -27,13 +27,19 @@
  *    it; the node's certificate must chain to --tls-ca (any member's name:
  *    checking it against the map is part 2 of docs/security.md), and the
  *    router presents its own; a failed handshake fails the connection like a
- *    refused connect (with backoff), and the 2 s connect limit covers it.
+ *    refused connect (with backoff), and the 2 s connect limit covers it;
+ *  - a node known by host name (its address in the map) is looked up with
+ *    uv_getaddrinfo on every new connection (never cached): a name that
+ *    does not resolve fails the connection like a refused connect (logged,
+ *    backoff, its calls fail as unavailable), and a name that moved is
+ *    followed on the next connection;
  *
  * Never interprets answers (forward.c does) and never chooses the node. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "idmap.h"
 #include "router.h"
 #include "uvwrite.h"
@@ -69,6 +75,9 @@ struct rt_upconn {
     int ever_ready;
     uv_tcp_t tcp;
     uv_connect_t creq;
+    uv_getaddrinfo_t gai; /* the node's host name, being looked up */
+    int resolving;        /* gai in flight: it frees c if the handle closed meanwhile */
+    int handle_closed;    /* tcp closed while resolving */
     frame_decoder_t dec;
     uint64_t next_id, hello_id;
     rt_idmap_t ids; /* id -> call */
@@ -175,9 +184,20 @@ static int queue_frame(rt_upconn_t *c, uint8_t *frame, size_t len)
     return 0;
 }
 
+static void conn_free(rt_upconn_t *c);
+
 static void on_conn_closed(uv_handle_t *h)
 {
     rt_upconn_t *c = h->data;
+    if (c->resolving) {
+        c->handle_closed = 1; /* on_resolved frees it */
+        return;
+    }
+    conn_free(c);
+}
+
+static void conn_free(rt_upconn_t *c)
+{
     if (c->tls_on)
         tls_uv_free(&c->tls);
     frame_decoder_free(&c->dec);
@@ -278,6 +298,8 @@ static void conn_fail(rt_upconn_t *c, const char *msg)
         rt_warn("node connection failed", " node=%s err=\"%s\" outstanding=%llu", node->addr, msg,
                 (unsigned long long)c->ids.n);
     c->state = UC_CLOSING;
+    if (c->resolving)
+        uv_cancel((uv_req_t *)&c->gai); /* on_resolved runs either way */
     if (node->conns[c->slot] == c)
         node->conns[c->slot] = NULL;
     if (rt_q_linked(&c->dirty_link))
@@ -487,17 +509,43 @@ static uint8_t *hello_frame(rt_router_t *r, uint64_t id, size_t *len)
     return wire_pack(SHALE_MSG_HELLO, id, &h.base, UINT32_MAX, len);
 }
 
+/* The node's host name looked up (conn_open): connect, or fail the
+ * connection like a refused connect (backoff; its calls fail as
+ * unavailable). */
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rt_upconn_t *c = req->data;
+    c->resolving = 0;
+    if (c->handle_closed) {
+        uv_freeaddrinfo(res);
+        conn_free(c);
+        return;
+    }
+    if (c->state == UC_CLOSING) {
+        /* failed meanwhile: the handle is closing, on_conn_closed frees */
+    } else if (status == 0 && res != NULL) {
+        int rv = uv_tcp_connect(&c->creq, &c->tcp, res->ai_addr, on_connect);
+        if (rv != 0) {
+            char msg[320];
+            snprintf(msg, sizeof(msg), "cannot connect to %s: %s", c->node->addr, uv_strerror(rv));
+            conn_fail(c, msg);
+        }
+    } else {
+        char msg[320];
+        addr_resolve_error(c->node->addr, status, msg, sizeof(msg));
+        conn_fail(c, msg);
+    }
+    uv_freeaddrinfo(res);
+}
+
 static rt_upconn_t *conn_open(rt_router_t *r, rt_upnode_t *node, unsigned slot, char *err,
                               size_t errlen)
 {
+    /* A numeric address is dialed at once; a host name is looked up with
+     * uv_getaddrinfo first, again on every new connection, so a node whose
+     * name moves to another address is followed (addr.h). */
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (uv_ip4_addr(node->host, node->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(node->host, node->port, (struct sockaddr_in6 *)&ss) != 0) {
-        /* Addresses in the map are numeric (nodes listen on them). */
-        snprintf(err, errlen, "node address %s is not a numeric IP address", node->addr);
-        return NULL;
-    }
+    int numeric = addr_numeric(node->addr, 0, &ss) == 0;
     rt_upconn_t *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -530,7 +578,14 @@ static rt_upconn_t *conn_open(rt_router_t *r, rt_upnode_t *node, unsigned slot, 
     c->tcp.data = c;
     c->creq.data = c;
     node->conns[slot] = c;
-    int rv = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&ss, on_connect);
+    int rv;
+    if (numeric) {
+        rv = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&ss, on_connect);
+    } else {
+        c->gai.data = c;
+        rv = addr_resolve_start(r->loop, &c->gai, on_resolved, node->addr);
+        c->resolving = rv == 0;
+    }
     if (rv != 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", node->addr, uv_strerror(rv));
         conn_fail(c, err); /* no calls yet: nothing to call back */

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shale_internal.h"
 #include "cmap.h"
 #include "router.h"
 

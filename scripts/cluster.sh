@@ -47,6 +47,7 @@ BASE=${SHALE_IP_BASE:-0}
 ip() { echo "127.0.0.$((BASE + $1))"; } # node id -> its address
 META_ADDRS="$(ip 1):7001,$(ip 2):7001,$(ip 3):7001"
 ROUTER="127.0.0.${SHALE_ROUTER_HOST:-$((BASE + 100))}:7000"
+RESP="${ROUTER%:*}:6379" # the router's Redis protocol port (docs/resp.md)
 SHALED=./build/server/shaled
 ROUTERD=./build/router/shale-router
 CTL=./build/cluster/shalectl
@@ -256,7 +257,7 @@ fi
 if [ ! -x "$ROUTERD" ]; then
   fail "$ROUTERD is not built (the router is not in this tree yet)"
 fi
-start router "$ROUTERD" --listen "$ROUTER" --meta "$META_ADDRS" --http ":$HTTP_PORT" "${router_sec[@]}"
+start router "$ROUTERD" --listen "$ROUTER" --resp "$RESP" --meta "$META_ADDRS" --http ":$HTTP_PORT" "${router_sec[@]}"
 
 # Healthy: every member answers, every group leads and owns the map's
 # slots, and the router serves a write to each group. With --auth every
@@ -334,6 +335,13 @@ if command -v curl >/dev/null; then
   curl -s "http://$(ip 11):$HTTP_PORT/metrics" | grep '^shale_raft_' || true
 fi
 echo "live view from those metrics: ./build/cluster/shalectl top --router $ROUTER   (Ctrl-C ends it)"
+echo
+echo "Redis clients (redis-cli, redis-benchmark, client libraries) speak RESP to the router at $RESP (docs/resp.md):"
+if [ $SECURE = 1 ]; then
+  echo "  redis-cli -h ${RESP%:*} -p ${RESP##*:} --tls --cacert $SEC/ca.crt --cert $SEC/admin.crt --key $SEC/admin.key --user admin --pass \"\$(head -1 $SEC/admin.pw)\" --no-auth-warning"
+else
+  echo "  redis-cli -h ${RESP%:*} -p ${RESP##*:}"
+fi
 
 stop_cmd="bash scripts/cluster.sh --stop"
 if [ -n "${SHALE_RUN_DIR:-}" ]; then stop_cmd="SHALE_RUN_DIR=$SHALE_RUN_DIR $stop_cmd"; fi

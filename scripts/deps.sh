@@ -13,6 +13,7 @@ PKGS=(
   check                                     # unit test framework
   clang libclang-rt-14-dev                  # libFuzzer for tests/fuzz
   iproute2 nftables                         # network namespaces for fault tests
+  redis-tools                               # redis-cli, redis-benchmark: test_resp (the RESP port)
 )
 
 missing=()

@@ -79,6 +79,19 @@ static int callback_pending(const struct admin_op *op)
 /* Answer the request and end the change. The op is freed at once unless a
  * Raft callback still points at it (only on shutdown: raft_close fires it,
  * and admin_fail_all after that frees it). */
+/* Answer r with success, msg and the current leader. */
+static void reply_ok(shaled_t *s, sreq_t *r, const char *msg)
+{
+    Shale__AdminResponse resp = SHALE__ADMIN_RESPONSE__INIT;
+    resp.message = (char *)(msg ? msg : "ok");
+    raft_id lid = 0;
+    const char *la = NULL;
+    raft_leader(&s->raft, &lid, &la);
+    resp.has_leader_id = lid != 0;
+    resp.leader_id = lid;
+    sreq_reply(r, SHALE_MSG_ADMIN_RESP, &resp.base);
+}
+
 static void finish(shaled_t *s, int code, const char *msg)
 {
     struct admin_op *op = s->admin;
@@ -86,14 +99,7 @@ static void finish(shaled_t *s, int code, const char *msg)
         return;
     if (op->r != NULL) {
         if (code == 0) {
-            Shale__AdminResponse resp = SHALE__ADMIN_RESPONSE__INIT;
-            resp.message = (char *)(msg ? msg : "ok");
-            raft_id lid = 0;
-            const char *la = NULL;
-            raft_leader(&s->raft, &lid, &la);
-            resp.has_leader_id = lid != 0;
-            resp.leader_id = lid;
-            sreq_reply(op->r, SHALE_MSG_ADMIN_RESP, &resp.base);
+            reply_ok(s, op->r, msg);
         } else {
             sreq_fail(op->r, code, msg);
         }
@@ -160,9 +166,45 @@ static int change_busy(shaled_t *s, struct admin_op *op, int rv)
     return 1;
 }
 
+/* A leadership transfer that needs no change: the target already leads
+ * (answered ok), is not a member, or is a read replica (refused). Says so
+ * in the operator's terms before libraft would answer with its raw text,
+ * and before the one-change-at-a-time rule (nothing changes). id 0 lets
+ * libraft pick the most up-to-date voter. 1 when r was answered. */
+static int transfer_answered(shaled_t *s, sreq_t *r)
+{
+    const Shale__LeaderTransferRequest *t = (Shale__LeaderTransferRequest *)r->msg;
+    uint64_t id = t->has_id ? t->id : 0;
+    const struct raft_server *target = id != 0 ? conf_find(s, id) : NULL;
+    char msg[256];
+    if (id != 0 && id == s->cfg.id) {
+        snprintf(msg, sizeof(msg), "node %llu already leads this group", (unsigned long long)id);
+        reply_ok(s, r, msg);
+        return 1;
+    }
+    if (id != 0 && target == NULL) {
+        snprintf(msg, sizeof(msg), "node %llu is not a member of this group",
+                 (unsigned long long)id);
+        sreq_fail(r, SHALE_EINVAL, msg);
+        return 1;
+    }
+    if (target != NULL && target->role != RAFT_VOTER) {
+        snprintf(msg, sizeof(msg),
+                 "node %llu is a read replica (not a voter) and cannot lead: promote it first "
+                 "(shalectl replica add GROUP ID RAFT_ADDR CLIENT_ADDR without --read-only) or "
+                 "name a voter",
+                 (unsigned long long)id);
+        sreq_fail(r, SHALE_EINVAL, msg);
+        return 1;
+    }
+    return 0;
+}
+
 void admin_start(shaled_t *s, sreq_t *r)
 {
     char msg[256];
+    if (r->type == SHALE_MSG_LEADER_TRANSFER_REQ && transfer_answered(s, r))
+        return;
     if (s->admin != NULL) {
         sreq_fail(r, SHALE_EOVERLOAD,
                   "another membership change is in progress; retry when it ends");

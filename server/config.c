@@ -1,6 +1,7 @@
 /* shaled settings table, config file and flag parsing. See config.h. */
 #include "config.h"
 
+#include "conftab.h"
 #include "log.h"
 
 #include <errno.h>
@@ -10,18 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { K_U64, K_STR, K_BOOL };
+/* The settings table (conftab.h): every flag is also a config-file line.
+ * {name, kind, offset, string size, help[, lo, hi]}. */
+#define K_U64 CONF_U64
+#define K_STR CONF_STR
+#define K_BOOL CONF_BOOL
+typedef conf_setting_t setting_t;
 
-typedef struct setting {
-    const char *name;
-    enum kind kind;
-    size_t off;
-    size_t size; /* K_STR buffer size */
-    const char *help;
-} setting_t;
-
-#define U64(f, h) {#f, K_U64, offsetof(shaled_config_t, f), 0, h}
-#define STR(n, f, h) {n, K_STR, offsetof(shaled_config_t, f), sizeof(((shaled_config_t *)0)->f), h}
+#define U64(f, h) {#f, K_U64, offsetof(shaled_config_t, f), 0, h, 0, 0}
+#define U64N(n, f, h) {n, K_U64, offsetof(shaled_config_t, f), 0, h, 0, 0}
+#define BOOL(n, f, h) {n, K_BOOL, offsetof(shaled_config_t, f), 0, h, 0, 0}
+#define STR(n, f, h) {n, K_STR, offsetof(shaled_config_t, f), sizeof(((shaled_config_t *)0)->f), h, 0, 0}
 
 static const setting_t settings[] = {
     U64(id, "raft server id of this node (required, > 0)"),
@@ -29,41 +29,49 @@ static const setting_t settings[] = {
     STR("raft", raft, "raft peer address host:port (default 127.0.0.1:7101)"),
     STR("data", data, "data directory: raft log + RocksDB (required)"),
     STR("cluster-id", cluster_id, "cluster name; peers naming another are refused (default shale)"),
-    {"slots", K_U64, offsetof(shaled_config_t, slots), 0, "number of hash slots S (default 4096)"},
-    {"block-cache-mb", K_U64, offsetof(shaled_config_t, block_cache_mb), 0, "RocksDB block cache in MiB (default 256)"},
-    {"write-buffer-mb", K_U64, offsetof(shaled_config_t, write_buffer_mb), 0, "RocksDB memtable size in MiB (default 64)"},
-    {"max-key", K_U64, offsetof(shaled_config_t, max_key), 0, "largest key in bytes (default 4096)"},
-    {"max-value", K_U64, offsetof(shaled_config_t, max_value), 0, "largest value in bytes (default 1048576)"},
-    {"max-frame", K_U64, offsetof(shaled_config_t, max_frame), 0, "largest frame in bytes (default 8388608)"},
-    {"election-timeout-ms", K_U64, offsetof(shaled_config_t, election_timeout_ms), 0, "raft election timeout (default 1000)"},
-    {"heartbeat-ms", K_U64, offsetof(shaled_config_t, heartbeat_ms), 0, "raft heartbeat interval (default 100)"},
-    {"snapshot-threshold", K_U64, offsetof(shaled_config_t, snapshot_threshold), 0, "entries between raft snapshots (default 131072)"},
-    {"snapshot-trailing", K_U64, offsetof(shaled_config_t, snapshot_trailing), 0, "entries kept after a snapshot (default 65536)"},
-    {"snapshot-rate-mb", K_U64, offsetof(shaled_config_t, snapshot_rate_mb), 0, "limit each snapshot stream this node serves to N MiB/s (default 0: no limit)"},
-    {"segment-mb", K_U64, offsetof(shaled_config_t, segment_mb), 0, "raft log segment size in MiB (default 64)"},
-    {"batch-max", K_U64, offsetof(shaled_config_t, batch_max), 0, "client mutations per raft entry (default 512)"},
-    {"inflight-entries", K_U64, offsetof(shaled_config_t, inflight_entries), 0, "raft entries in flight before batching harder (default 4)"},
-    {"max-pending", K_U64, offsetof(shaled_config_t, max_pending), 0, "queued mutations before OVERLOADED (default 100000)"},
-    {"conn-max-inflight", K_U64, offsetof(shaled_config_t, conn_max_inflight), 0, "requests in flight per connection before reading pauses (default 4096)"},
-    {"session-ttl-s", K_U64, offsetof(shaled_config_t, session_ttl_s), 0, "forget idle client sessions after this many seconds (default 3600)"},
+    U64N("slots", slots, "number of hash slots S (default 4096)"),
+    U64N("block-cache-mb", block_cache_mb, "RocksDB block cache in MiB (default 256)"),
+    U64N("write-buffer-mb", write_buffer_mb, "RocksDB memtable size in MiB (default 64)"),
+    U64N("max-key", max_key, "largest key in bytes (default 4096)"),
+    U64N("max-value", max_value, "largest value in bytes (default 1048576)"),
+    U64N("max-frame", max_frame, "largest frame in bytes (default 8388608)"),
+    U64N("election-timeout-ms", election_timeout_ms, "raft election timeout (default 1000)"),
+    U64N("heartbeat-ms", heartbeat_ms, "raft heartbeat interval (default 100)"),
+    U64N("snapshot-threshold", snapshot_threshold, "entries between raft snapshots (default 131072)"),
+    U64N("snapshot-trailing", snapshot_trailing, "entries kept after a snapshot (default 65536)"),
+    U64N("snapshot-rate-mb", snapshot_rate_mb, "limit each snapshot stream this node serves to N MiB/s (default 0: no limit)"),
+    U64N("check-rate-mb", check_rate_mb, "read rate of a consistency check on this node in MiB/s when shalectl check gives no --rate (default 64; 0: no limit)"),
+    U64N("segment-mb", segment_mb, "raft log segment size in MiB (default 64)"),
+    U64N("batch-max", batch_max, "client mutations per raft entry (default 512)"),
+    U64N("inflight-entries", inflight_entries, "raft entries in flight before batching harder (default 4)"),
+    U64N("max-pending", max_pending, "queued mutations before OVERLOADED (default 100000)"),
+    U64N("conn-max-inflight", conn_max_inflight, "requests in flight per connection before reading pauses (default 4096)"),
+    U64N("session-ttl-s", session_ttl_s, "forget idle client sessions after this many seconds (default 3600)"),
+    U64N("watch-cache-changes", watch_cache_changes, "recent changes kept for WATCH resumes (default 100000)"),
+    U64N("watch-cache-mb", watch_cache_mb, "... and MiB of their keys and values (default 64)"),
     STR("initial-cluster", initial_cluster, "founding voters ID=RAFT_ADDR/CLIENT_ADDR,... (same on each; default: this node alone); 'none' joins an existing group"),
-    {"tick-ms", K_U64, offsetof(shaled_config_t, tick_ms), 0, "leader appends a freshness tick when idle this long; bounds STALE reads (default 100)"},
+    U64N("tick-ms", tick_ms, "leader appends a freshness tick when idle this long; bounds STALE reads (default 100)"),
     STR("mode", mode, "data (a shard group member, default) | meta (a meta group member: holds the cluster map)"),
     U64(group, "data node in a cluster: this node's shard group id (needs --meta)"),
     STR("meta", meta, "data node in a cluster: meta group client addresses HOST:PORT,...; without it the group serves every slot (standalone)"),
     STR("log-level", log_level, "debug | info | warn | error (default info); SIGUSR1 cycles it"),
-    {"slow-ms", K_U64, offsetof(shaled_config_t, slow_ms), 0, "log a request answered after this many ms at info/warn with its trace id (default 100; 0: never; at debug every request is logged)"},
+    U64N("slow-ms", slow_ms, "log a request answered after this many ms at info/warn with its trace id (default 100; 0: never; at debug every request is logged)"),
     STR("http", http, "serve /metrics (Prometheus) and /health on HOST:PORT, or :PORT on the --listen host (default off)"),
     STR("tls-ca", tls_ca, "TLS: the cluster CA (PEM) that signs the certificates of nodes and clients; needed with --tls-cert"),
     STR("tls-cert", tls_cert, "TLS on the client port: this node's certificate (PEM), also presented when it dials the meta group or a snapshot source (default off; docs/security.md)"),
     STR("tls-key", tls_key, "TLS: the private key of --tls-cert (PEM)"),
-    {"tls-client-auth", K_U64, offsetof(shaled_config_t, tls_client_auth), 0, "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); default 0"},
-    {"auth", K_BOOL, offsetof(shaled_config_t, auth), 0, "require an authenticated user on every connection (HELLO credential) and check each request against the user's role and key prefix (docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere. As a flag: --auth; in a file: auth = 1"},
+    U64N("tls-client-auth", tls_client_auth, "TLS: 1 = clients must present a certificate signed by --tls-ca (mutual TLS); default 0"),
+    BOOL("auth", auth, "require an authenticated user on every connection (HELLO credential) and check each request against the user's role and key prefix (docs/security.md, \"Users and roles\"); off by default until TLS is on everywhere. As a flag: --auth; in a file: auth = 1"),
     STR("auth-user", auth_user, "the user this node presents to other processes started with --auth (the meta group, peers): admin role"),
     STR("auth-password-file", auth_password_file, "file whose first line is --auth-user's password"),
-    {"test-broken-reads", K_U64, offsetof(shaled_config_t, test_broken_reads), 0, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"},
+    U64N("max-clock-offset-ms", max_clock_offset_ms, "a member serves STALE reads only while its measured clock offset to the leader plus the measurement's uncertainty is within this many ms, and counts both into each read's staleness (docs/consistency.md, \"Clocks\"; default 250)"),
+    U64N("test-clock-keep-leadership", test_clock_keep_leadership, "TEST ONLY: 1 = a leader whose clock its group measures ahead or behind by more than --max-clock-offset-ms keeps leading instead of handing leadership to a voter nearer the group's clock (its timestamps are still corrected; tests/integration/test_clock.c); default 0"),
+    U64N("test-ignore-clock-offset", test_ignore_clock_offset, "TEST ONLY, breaks the STALE bound: 1 = STALE reads trust this node's own clock, ignoring the measured offset (tests/integration/test_clock.c; docs/jepsen.md); default 0"),
+    U64N("test-map-watch-pause-ms", test_map_watch_pause_ms, "TEST ONLY, the node learns maps late: after each map its watch receives, wait this many ms before the next (0: off). Slot migrations then progress only through the coordinator's MIG_PUSH (tests/integration/test_migrate.c; docs/resharding.md)"),
+    U64N("test-broken-reads", test_broken_reads, "TEST ONLY, breaks linearizability: 1 = a former leader answers LINEARIZABLE reads locally with no read barrier (jepsen/run --broken-reads; docs/jepsen.md); default 0"),
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+static const conf_table_t table = {settings, NSETTINGS};
 
 void shaled_config_defaults(shaled_config_t *c)
 {
@@ -74,6 +82,7 @@ void shaled_config_defaults(shaled_config_t *c)
     snprintf(c->log_level, sizeof(c->log_level), "info");
     snprintf(c->mode, sizeof(c->mode), "data");
     c->slots = 4096;
+    c->max_clock_offset_ms = 250;
     c->block_cache_mb = 256;
     c->write_buffer_mb = 64;
     c->max_key = 4096;
@@ -89,6 +98,9 @@ void shaled_config_defaults(shaled_config_t *c)
     c->max_pending = 100000;
     c->conn_max_inflight = 4096;
     c->session_ttl_s = 3600;
+    c->check_rate_mb = 64;
+    c->watch_cache_changes = 100000;
+    c->watch_cache_mb = 64;
     c->tick_ms = 100;
     c->slow_ms = 100;
 }
@@ -100,124 +112,20 @@ void shaled_config_usage(const char *prog)
            "state machine is RocksDB, serving the Shale protocol.\n\n"
            "options (each may also be set in the config file as `name = value`):\n",
            prog);
-    for (size_t i = 0; i < NSETTINGS; i++)
-        printf("  --%-22s %s\n", settings[i].name, settings[i].help);
+    conf_usage(&table, stdout, 22);
     printf("  --%-22s %s\n", "config FILE", "read settings from FILE first; flags override it");
+    printf("  --%-22s %s\n", "check-config",
+           "check the settings (file and flags) and print them all as a config file, then exit "
+           "(0 ok, 2 with the error)");
     printf("  --%-22s %s\n", "help", "print this help");
     printf("  --%-22s %s\n", "version", "print the version");
     printf("\nsignals: SIGTERM/SIGINT stop cleanly; SIGUSR1 cycles the log level;\n"
            "SIGHUP reloads the TLS certificate, key and CA files (new connections use them).\n");
 }
 
-static const setting_t *find(const char *name)
-{
-    for (size_t i = 0; i < NSETTINGS; i++)
-        if (strcmp(settings[i].name, name) == 0)
-            return &settings[i];
-    return NULL;
-}
-
-static int set_value(shaled_config_t *c, const setting_t *s, const char *v,
-                     char *err, size_t errlen)
-{
-    char *base = (char *)c + s->off;
-    if (s->kind == K_STR) {
-        if (strlen(v) >= s->size) {
-            snprintf(err, errlen, "value for %s is too long (max %zu bytes)",
-                     s->name, s->size - 1);
-            return -1;
-        }
-        memcpy(base, v, strlen(v) + 1);
-        return 0;
-    }
-    if (s->kind == K_BOOL) {
-        uint64_t b;
-        if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || strcmp(v, "on") == 0)
-            b = 1;
-        else if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0 || strcmp(v, "off") == 0)
-            b = 0;
-        else {
-            snprintf(err, errlen, "%s is on or off (1/0, true/false), not '%s'", s->name, v);
-            return -1;
-        }
-        memcpy(base, &b, sizeof(b));
-        return 0;
-    }
-    char *end = NULL;
-    errno = 0;
-    if (*v == '-' || *v == '\0') {
-        snprintf(err, errlen, "%s needs a non-negative integer, got '%s'",
-                 s->name, v);
-        return -1;
-    }
-    unsigned long long x = strtoull(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0') {
-        snprintf(err, errlen, "%s needs a non-negative integer, got '%s'",
-                 s->name, v);
-        return -1;
-    }
-    uint64_t u = x;
-    memcpy(base, &u, sizeof(u));
-    return 0;
-}
-
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t')
-        s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' ||
-                     s[n - 1] == '\r'))
-        s[--n] = '\0';
-    return s;
-}
-
-static int parse_file(shaled_config_t *c, const char *path, char *err,
-                      size_t errlen)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot open config file %s: %s", path,
-                 strerror(errno));
-        return -1;
-    }
-    char line[1024];
-    int lineno = 0, rv = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
-        lineno++;
-        char *l = trim(line);
-        if (*l == '\0' || *l == '#')
-            continue;
-        char *eq = strchr(l, '=');
-        if (eq == NULL) {
-            snprintf(err, errlen, "%s:%d: expected `name = value`", path, lineno);
-            rv = -1;
-            break;
-        }
-        *eq = '\0';
-        char *name = trim(l), *val = trim(eq + 1);
-        const setting_t *s = find(name);
-        if (s == NULL) {
-            snprintf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno,
-                     name);
-            rv = -1;
-            break;
-        }
-        char sub[512];
-        if (set_value(c, s, val, sub, sizeof(sub)) != 0) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
-            rv = -1;
-            break;
-        }
-    }
-    fclose(f);
-    return rv;
-}
-
 int shaled_config_parse(shaled_config_t *c, int argc, char **argv, char *err,
                         size_t errlen)
 {
-    /* Pass 1: --help, --version, --config. */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             shaled_config_usage(argv[0]);
@@ -227,58 +135,30 @@ int shaled_config_parse(shaled_config_t *c, int argc, char **argv, char *err,
             printf("shaled 0.1.0\n");
             return 1;
         }
-        if (strcmp(argv[i], "--config") == 0) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--config needs a file name");
-                return -1;
-            }
-            snprintf(c->config_file, sizeof(c->config_file), "%s", argv[i + 1]);
-            if (parse_file(c, argv[i + 1], err, errlen) != 0)
-                return -1;
-            i++;
-        }
+        if (strcmp(argv[i], "--check-config") == 0)
+            c->check_config = 1;
     }
-    /* Pass 2: flags, as --name value or --name=value. */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
-            return -1;
-        }
-        char name[64];
-        const char *val = NULL;
-        const char *eq = strchr(a + 2, '=');
-        size_t nlen = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-        if (nlen >= sizeof(name)) {
-            snprintf(err, errlen, "unknown option '%s' (see --help)", a);
-            return -1;
-        }
-        memcpy(name, a + 2, nlen);
-        name[nlen] = '\0';
-        const setting_t *s = find(name);
-        if (s == NULL) {
-            snprintf(err, errlen, "unknown option '--%s' (see --help)", name);
-            return -1;
-        }
-        if (eq != NULL) {
-            val = eq + 1;
-        } else if (s->kind == K_BOOL) {
-            val = "1"; /* --auth alone turns it on */
-        } else {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "--%s needs a value", name);
-                return -1;
-            }
-            val = argv[++i];
-        }
-        if (set_value(c, s, val, err, errlen) != 0)
+    /* The file first, then the flags over it. */
+    const char *file = NULL;
+    int at = conf_find_arg(argc, argv, "config", &file);
+    if (at < 0 || (at > 0 && file[0] == '\0')) {
+        snprintf(err, errlen, "--config needs a file name");
+        return -1;
+    }
+    if (at > 0) {
+        snprintf(c->config_file, sizeof(c->config_file), "%s", file);
+        if (conf_file(&table, c, file, err, errlen) != 0)
             return -1;
     }
-    return 0;
+    static const char *const skip_value[] = {"config", NULL};
+    static const char *const skip_alone[] = {"check-config", NULL};
+    return conf_args(&table, c, argc, argv, skip_value, skip_alone, err, errlen);
+}
+
+void shaled_config_dump(const shaled_config_t *c, FILE *out)
+{
+    fprintf(out, "# shaled %s: the effective settings (--check-config)\n", "0.1.0");
+    conf_dump(&table, c, out);
 }
 
 int shale_split_addr(const char *addr, char *host, size_t hostlen, int *port)
@@ -411,6 +291,18 @@ int shaled_config_validate(const shaled_config_t *c, char *err, size_t errlen)
     }
     if (c->slow_ms > 3600000) {
         snprintf(err, errlen, "slow-ms must be <= 3600000 (one hour)");
+        return -1;
+    }
+    if (c->test_clock_keep_leadership > 1) {
+        snprintf(err, errlen, "test-clock-keep-leadership must be 0 or 1 (and is for tests only)");
+        return -1;
+    }
+    if (c->test_ignore_clock_offset > 1) {
+        snprintf(err, errlen, "test-ignore-clock-offset must be 0 or 1 (and is for tests only)");
+        return -1;
+    }
+    if (c->max_clock_offset_ms == 0 || c->max_clock_offset_ms > 3600000) {
+        snprintf(err, errlen, "max-clock-offset-ms must be 1..3600000");
         return -1;
     }
     if (c->test_broken_reads > 1) {

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "addr.h"
 #include "log.h"
 #include "server.h"
 #include "uvwrite.h"
@@ -615,15 +616,11 @@ void conn_tls_free(shaled_t *s)
 
 int conn_listen(shaled_t *s, char *err, size_t errlen)
 {
-    char host[128];
-    int port;
-    struct sockaddr_in sa;
-    if (shale_split_addr(s->cfg.listen, host, sizeof(host), &port) != 0 ||
-        uv_ip4_addr(host, port, &sa) != 0) {
-        snprintf(err, errlen, "bad listen address '%s' (want IPv4 host:port)",
-                 s->cfg.listen);
+    /* At start, before serving: a blocking lookup of a host name is
+     * acceptable here (addr.h); the address is bound once. */
+    struct sockaddr_storage sa;
+    if (addr_resolve_blocking(s->cfg.listen, AF_UNSPEC, &sa, err, errlen) != 0)
         return -1;
-    }
     uv_tcp_init(s->loop, &s->listener);
     s->listener.data = s;
     s->listener_inited = 1;

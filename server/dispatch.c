@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors_wire.h"
 #include "frame.h"
 #include "keyhash.h"
 #include "log.h"
@@ -165,6 +166,11 @@ static int validate(shaled_t *s, sreq_t *r, char *msg, size_t mlen)
         if ((rv = check_key(s, &p->key, msg, mlen)) == 0 &&
             (rv = check_value(s, &p->value, msg, mlen)) == 0)
             rv = check_route(s, p->route, &p->key, msg, mlen);
+        if (rv == 0 && p->has_ttl_ms && (p->ttl_ms == 0 || p->ttl_ms > SHALE_TTL_MAX_MS)) {
+            snprintf(msg, mlen, "ttl_ms must be 1..%llu (absent: no TTL)",
+                     (unsigned long long)SHALE_TTL_MAX_MS);
+            return SHALE_EINVAL;
+        }
         break;
     }
     case SHALE_MSG_DEL_REQ: {
@@ -302,6 +308,7 @@ static const Shale__Route *route_of(const sreq_t *r)
     case SHALE_MSG_MPUT_REQ: return ((Shale__MPutRequest *)r->msg)->route;
     case SHALE_MSG_TXN_REQ: return ((Shale__TxnRequest *)r->msg)->route;
     case SHALE_MSG_SCAN_REQ: return ((Shale__ScanRequest *)r->msg)->route;
+    case SHALE_MSG_WATCH_REQ: return ((Shale__WatchRequest *)r->msg)->route;
     default: return NULL;
     }
 }
@@ -359,6 +366,8 @@ static void reply_status(shaled_t *s, sreq_t *r)
     st.leader = (char *)(laddr ? laddr : "");
     st.has_keys_estimate = 1;
     st.keys_estimate = store_estimate_keys(s->store);
+    st.has_keys_expired = 1;
+    st.keys_expired = s->expired_keys;
     st.cluster_id = s->cfg.cluster_id;
     st.has_leader_id = 1;
     st.leader_id = lid;
@@ -383,6 +392,20 @@ static void reply_status(shaled_t *s, sreq_t *r)
     if (s->members != NULL) {
         st.n_members = s->members->n_members;
         st.members = s->members->members;
+    }
+    clk_view_t cv;
+    if (clock_view_now(s, &cv) == 0) {
+        st.has_clock_offset_us = 1;
+        st.clock_offset_us = cv.offset_us;
+        st.has_clock_uncertainty_us = 1;
+        st.clock_uncertainty_us = cv.uncertainty_us;
+        st.has_clock_sample_age_ms = 1;
+        st.clock_sample_age_ms = cv.age_us / 1000;
+    }
+    char cwhy[256] = "";
+    if (strcmp(s->cfg.mode, "data") == 0 && !raft_node_is_leader(s)) {
+        clock_problem(s, cwhy, sizeof(cwhy));
+        st.clock_problem = cwhy;
     }
     st.mode = s->cfg.mode;
     st.http_addr = (char *)obs_http_addr(s);
@@ -441,10 +464,13 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     char msg[STORE_ERRLEN + 64];
 
     if (!is_read(type) && !is_write(type) && !is_admin(type) &&
-        type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_SNAP_FETCH_REQ &&
+        type != SHALE_MSG_STATUS_REQ && type != SHALE_MSG_CLOCK_REQ &&
+        type != SHALE_MSG_SNAP_FETCH_REQ &&
         type != SHALE_MSG_MAP_GET_REQ && type != SHALE_MSG_MAP_CAS_REQ &&
         type != SHALE_MSG_USER_CHANGE_REQ && type != SHALE_MSG_USER_LIST_REQ &&
-        type != SHALE_MSG_MIG_EXPORT_REQ && type != SHALE_MSG_MIG_IMPORT_REQ) {
+        type != SHALE_MSG_MIG_EXPORT_REQ && type != SHALE_MSG_MIG_IMPORT_REQ &&
+        type != SHALE_MSG_MIG_PUSH_REQ && type != SHALE_MSG_WATCH_REQ &&
+        type != SHALE_MSG_CHECK_REQ) {
         snprintf(msg, sizeof(msg), "unexpected message type %u (%s)", type,
                  frame_type_name(type));
         sreq_fail(r, SHALE_EPROTO, msg);
@@ -467,6 +493,10 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
     }
     if (type == SHALE_MSG_STATUS_REQ) {
         reply_status(s, r);
+        return;
+    }
+    if (type == SHALE_MSG_CLOCK_REQ) {
+        clock_handle_req(s, r);
         return;
     }
     if (s->storage_failed) {
@@ -515,16 +545,27 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
                   "(shale-router) or a shard group");
         return;
     }
-    if (type == SHALE_MSG_MIG_EXPORT_REQ || type == SHALE_MSG_MIG_IMPORT_REQ) {
+    if (type == SHALE_MSG_MIG_EXPORT_REQ || type == SHALE_MSG_MIG_IMPORT_REQ ||
+        type == SHALE_MSG_MIG_PUSH_REQ) {
         if (s->cfg.group == 0)
             sreq_fail(r, SHALE_EINVAL, "not a cluster data node: slot migrations need "
                       "shaled --group/--meta");
         else if (type == SHALE_MSG_MIG_EXPORT_REQ)
             mig_export(s, r); /* any member of the source group */
+        else if (type == SHALE_MSG_MIG_PUSH_REQ)
+            own_push(s, r); /* any member: the leader proposes the record */
         else if (!raft_node_is_leader(s))
             sreq_fail(r, SHALE_ENOTLEADER, "imports go to the leader");
         else
             mig_import(s, r);
+        return;
+    }
+    if (type == SHALE_MSG_CHECK_REQ) {
+        check_request(s, r); /* start: the leader; result: any member */
+        return;
+    }
+    if (type == SHALE_MSG_WATCH_REQ) {
+        watch_request(s, r); /* any member: it serves what it applied */
         return;
     }
     int rv = validate(s, r, msg, sizeof(msg));
@@ -554,6 +595,21 @@ void dispatch_frame(shaled_t *s, conn_t *c, uint16_t type, uint64_t id,
             uint64_t age = staleness_ms(s);
             uint64_t bound = ro->has_max_staleness_ms && ro->max_staleness_ms > 0
                                  ? ro->max_staleness_ms : UINT64_MAX;
+            if (age != UINT64_MAX && bound != UINT64_MAX) {
+                /* The age on the leader's clock: the local age corrected
+                 * by the measured offset and its uncertainty; refused when
+                 * the offset is unknown or over --max-clock-offset-ms
+                 * (clock_ping.c, docs/consistency.md "Clocks"). */
+                char cwhy[256];
+                uint64_t cage = clock_stale_check(s, s->applied_leader_ms, cwhy, sizeof(cwhy));
+                if (cage == UINT64_MAX) {
+                    snprintf(msg, sizeof(msg), "this node cannot bound its staleness: %.150s; "
+                             "retry at another member or the leader", cwhy);
+                    sreq_fail(r, SHALE_ESTALE, msg);
+                    return;
+                }
+                age = cage;
+            }
             if (age == UINT64_MAX ||
                 (bound != UINT64_MAX && age > bound)) {
                 if (age == UINT64_MAX)

@@ -2,6 +2,8 @@
  * libuv connection handling. See http.h for the rules. */
 #include "http.h"
 
+#include "addr.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -517,27 +519,11 @@ int http_server_start(uv_loop_t *loop, const char *addr, http_server_t **out, ch
                       size_t errlen)
 {
     *out = NULL;
-    char host[200];
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(host)) {
-        snprintf(err, errlen, "'%s' is not HOST:PORT", addr);
-        return -1;
-    }
-    const char *h = addr;
-    size_t hl = (size_t)(colon - addr);
-    if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    int port = atoi(colon + 1);
+    /* Called at process start: a blocking lookup of a host name is
+     * acceptable here (addr.h); the address is bound once. */
     struct sockaddr_storage ss;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, errlen, "'%s' is not a numeric IPv4/IPv6 address and port", addr);
+    if (addr_resolve_blocking(addr, AF_UNSPEC, &ss, err, errlen) != 0)
         return -1;
-    }
     http_server_t *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         snprintf(err, errlen, "out of memory");

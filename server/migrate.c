@@ -201,6 +201,28 @@ static void import_unanswered(shaled_t *s, sreq_t *r, int status)
                           : "import applied as a replay; send it again");
 }
 
+/* Set q->carries_ttl from the batch itself (one extra decompression per
+ * import, on the leader only): raft_fsm.c frames the entry "SHC2" when it
+ * is set, so a member of a build without TTL refuses it instead of storing
+ * TTL rows it would misread. A batch that does not decompress is refused at
+ * apply anyway. */
+static void import_mark_ttl(Shale__MigImportRequest *q)
+{
+    q->has_carries_ttl = 1;
+    q->carries_ttl = 0;
+    if (q->raw_len == 0 || !q->has_data)
+        return;
+    uint8_t *raw = malloc(q->raw_len);
+    if (raw == NULL) {
+        q->carries_ttl = 1; /* unknown: the safe framing */
+        return;
+    }
+    size_t n = ZSTD_decompress(raw, q->raw_len, q->data.data, q->data.len);
+    if (!ZSTD_isError(n) && n == q->raw_len)
+        q->carries_ttl = store_records_have_ttl(raw, q->raw_len) != 0;
+    free(raw);
+}
+
 void mig_flush(shaled_t *s)
 {
     while (!q_empty(&s->mig_pending)) {
@@ -213,6 +235,7 @@ void mig_flush(shaled_t *s)
         }
         Shale__Command cmd = SHALE__COMMAND__INIT;
         cmd.import = (Shale__MigImportRequest *)r->msg;
+        import_mark_ttl(cmd.import);
         rp_submit(&s->mig_props, r, &cmd);
     }
 }

@@ -26,14 +26,15 @@
 #include "metrics.h"
 #include "server.h"
 
-#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|txn|scan|other"
-enum { OP_MAP_GET = 6, OP_TXN = 10, OP_SCAN = 11, OP_OTHER = 12 };
-/* Outcome i (1..18) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
+#define OPS "get|put|del|cas|mget|mput|map_get|map_cas|status|admin|txn|scan|watch|other|clock|check"
+enum { OP_MAP_GET = 6, OP_TXN = 10, OP_SCAN = 11, OP_WATCH = 12, OP_OTHER = 13, OP_CLOCK = 14,
+       OP_CHECK = 15 };
+/* Outcome i (1..19) is SHALE_E* code -i (shale.proto ErrorCode, lower case). */
 #define OUTCOMES                                                                                   \
     "ok|not_leader|wrong_group|timeout|unavailable|too_large|invalid|stale_too_old|cas_failed|"    \
     "not_found|protocol|cluster_mismatch|session_expired|storage|overloaded|slot_moving|"    \
-    "unauthenticated|permission_denied|crossslot|other"
-enum { OUTCOME_OTHER = 19 };
+    "unauthenticated|permission_denied|crossslot|compacted|other"
+enum { OUTCOME_OTHER = 20 };
 
 #define GUARD_KINDS                                                                                \
     "votes_rewritten|candidacy_deferred|votes_held|timeout_now_dropped|timeout_now_held|"          \
@@ -49,11 +50,15 @@ struct obs {
     met_family_t *snapshots, *snap_duration;
     met_family_t *term, *commit, *applied, *last_index, *is_leader, *leader_known, *lag;
     met_family_t *staleness, *applied_entries, *applied_mutations, *conns, *pending, *inflight;
+    met_family_t *expired_keys;
     met_family_t *own_epoch, *slots_owned, *map_epoch, *map_watchers, *guard, *ready;
     met_family_t *sst, *memtable, *pending_compaction, *cache_usage, *cache_capacity, *keys;
     met_family_t *live_data;
     met_family_t *mig_bytes, *mig_keys, *mig_active;
     met_family_t *logins, *denied;
+    met_family_t *clk_offset, *clk_unc, *clk_age, *clk_steps, *clk_samples;
+    met_family_t *clk_group, *clk_corrected, *clk_handoffs;
+    met_family_t *chk_index, *chk_state, *chk_duration, *chk_done, *chk_rows, *chk_total;
 };
 
 static int op_index(uint16_t type)
@@ -85,6 +90,12 @@ static int op_index(uint16_t type)
         return OP_TXN;
     case SHALE_MSG_SCAN_REQ:
         return OP_SCAN;
+    case SHALE_MSG_WATCH_REQ:
+        return OP_WATCH;
+    case SHALE_MSG_CLOCK_REQ:
+        return OP_CLOCK;
+    case SHALE_MSG_CHECK_REQ:
+        return OP_CHECK;
     default:
         return OP_OTHER;
     }
@@ -94,16 +105,16 @@ static int outcome_index(int code)
 {
     if (code == 0)
         return 0;
-    if (code <= -1 && code >= -18)
+    if (code <= -1 && code >= -19)
         return -code;
     return OUTCOME_OTHER;
 }
 
-/* Whether a request of op may count as slow: a MAP_GET long-poll waits by
- * design, and snapshot streams (other) last as long as the transfer. */
+/* Whether a request of op may count as slow: MAP_GET and WATCH long-polls
+ * wait by design, and snapshot streams (other) last as long as the transfer. */
 static int op_can_be_slow(int op)
 {
-    return op != OP_MAP_GET && op != OP_OTHER;
+    return op != OP_MAP_GET && op != OP_WATCH && op != OP_OTHER;
 }
 
 void obs_request_done(shaled_t *s, const sreq_t *r)
@@ -174,8 +185,7 @@ void obs_migration(shaled_t *s, int source, uint64_t bytes, uint64_t keys)
     met_add(o->mig_keys, source ? 0 : 1, keys);
 }
 
-/* 1 when ready; else 0 with the reason. */
-static int health(shaled_t *s, char *why, size_t n)
+int obs_health(shaled_t *s, char *why, size_t n)
 {
     if (s->stopping) {
         snprintf(why, n, "shutting down");
@@ -199,6 +209,8 @@ static int health(shaled_t *s, char *why, size_t n)
                  st >= 0 && st <= 3 ? states[st] : "?", (unsigned long long)s->raft.current_term);
         return 0;
     }
+    if (clock_problem(s, why, n))
+        return 0; /* "clock: ...": may not serve STALE reads (clock_ping.c) */
     if (strcmp(s->cfg.mode, "data") == 0 && s->cfg.group != 0 && s->own == NULL) {
         snprintf(why, n,
                  "no slot ownership record applied yet (group %llu; is the cluster "
@@ -214,7 +226,7 @@ static void collect(void *arg)
     shaled_t *s = arg;
     struct obs *o = s->obs;
     char why[300];
-    met_set(o->ready, 0, health(s, why, sizeof(why)));
+    met_set(o->ready, 0, obs_health(s, why, sizeof(why)));
     if (s->raft_inited && !s->raft_closed) {
         uint64_t applied = store_applied_index(s->store);
         met_set(o->term, 0, (double)s->raft.current_term);
@@ -236,6 +248,21 @@ static void collect(void *arg)
         met_set(o->staleness, 0,
                 now > s->applied_leader_ms ? (double)(now - s->applied_leader_ms) / 1e3 : 0);
     }
+    clk_view_t cv;
+    int have = clock_view_now(s, &cv) == 0;
+    met_set(o->clk_offset, 0, have ? (double)cv.offset_us / 1e6 : NAN);
+    met_set(o->clk_unc, 0, have ? (double)cv.uncertainty_us / 1e6 : NAN);
+    met_set(o->clk_age, 0, have ? (double)cv.age_us / 1e6 : NAN);
+    met_counter_set(o->clk_steps, 0, s->clk.steps);
+    met_counter_set(o->clk_samples, 0, s->clk.samples_taken);
+    met_counter_set(o->clk_samples, 1, s->clk.samples_rejected);
+    int64_t glo, ghi;
+    const char *gsrc;
+    int gknown = clock_group_view(s, &glo, &ghi, &gsrc) == 0;
+    met_set(o->clk_group, 0, gknown ? (double)glo / 1e6 : NAN);
+    met_set(o->clk_group, 1, gknown ? (double)ghi / 1e6 : NAN);
+    met_counter_set(o->clk_corrected, 0, s->clk_stamps_corrected);
+    met_counter_set(o->clk_handoffs, 0, s->clk_handoffs);
     met_counter_set(o->logins, 0, s->login.ok);
     met_counter_set(o->logins, 1, s->login.failed);
     met_counter_set(o->logins, 2, s->login.throttled);
@@ -243,6 +270,18 @@ static void collect(void *arg)
     met_counter_set(o->denied, 0, s->auth_denied);
     met_counter_set(o->applied_entries, 0, s->applied_entries);
     met_counter_set(o->applied_mutations, 0, s->applied_mutations);
+    met_counter_set(o->expired_keys, 0, s->expired_keys);
+    if (o->chk_index != NULL) {
+        check_metrics_t cm;
+        check_metrics(s, &cm);
+        met_set(o->chk_index, 0, (double)cm.index);
+        met_set(o->chk_state, 0, (double)cm.state);
+        met_set(o->chk_duration, 0, (double)cm.duration_ms / 1e3);
+        met_set(o->chk_done, 0, cm.done_unix_ms ? (double)cm.done_unix_ms / 1e3 : NAN);
+        met_set(o->chk_rows, 0, (double)cm.rows);
+        met_counter_set(o->chk_total, 0, cm.completed);
+        met_counter_set(o->chk_total, 1, cm.failed);
+    }
     met_set(o->conns, 0, (double)s->nconns);
     met_set(o->pending, 0, (double)s->npending);
     met_set(o->inflight, 0, (double)s->ninflight);
@@ -333,6 +372,9 @@ int obs_init(shaled_t *s)
                                      "Raft entries applied by this process.", NULL);
     o->applied_mutations = met_counter(r, "shale_mutations_applied_total",
                                        "Client mutations applied by this process.", NULL);
+    o->expired_keys =
+        met_counter(r, "shale_keys_expired_total",
+                    "Keys whose TTL ran out, deleted by EXPIRE entries applied here.", NULL);
     o->snapshots = met_counter(r, "shale_snapshots_total",
                                "Raft snapshots taken, and installed from a peer's checkpoint.",
                                "kind=take|install");
@@ -347,6 +389,33 @@ int obs_init(shaled_t *s)
                              "Age of the newest leader timestamp applied here (the STALE-read "
                              "bound); NaN until one is applied.",
                              NULL);
+    o->clk_offset = met_gauge(r, "shale_clock_offset_seconds",
+                              "This member's clock offset to its group leader (leader minus "
+                              "local realtime), from the best CLOCK round trip in the window; "
+                              "NaN on the leader and while no sample is in the window.", NULL);
+    o->clk_unc = met_gauge(r, "shale_clock_uncertainty_seconds",
+                           "Uncertainty of shale_clock_offset_seconds: RTT/2 plus drift for "
+                           "the sample's age.", NULL);
+    o->clk_age = met_gauge(r, "shale_clock_sample_age_seconds",
+                           "Age of the offset sample in use.", NULL);
+    o->clk_steps = met_counter(r, "shale_clock_steps_total",
+                               "Steps of the local realtime clock against the monotonic clock "
+                               "(each drops the offset samples).", NULL);
+    o->clk_samples = met_counter(r, "shale_clock_samples_total",
+                                 "CLOCK round trips kept as offset samples, and refused.",
+                                 "result=kept|refused");
+    o->clk_group = met_gauge(r, "shale_clock_group_offset_seconds",
+                             "On the leader: the range its group's clock minus its own lies in "
+                             "(the median over the voters' reported offsets, voters without a "
+                             "report taken as anything; or the previous leader's clock just "
+                             "after an election); NaN elsewhere and while too few voters "
+                             "reported.", "bound=low|high");
+    o->clk_corrected = met_counter(r, "shale_clock_stamps_corrected_total",
+                                   "Entries this leader stamped behind its own clock because its "
+                                   "group measured it ahead by more than the max offset.", NULL);
+    o->clk_handoffs = met_counter(r, "shale_clock_handoffs_total",
+                                  "Leadership handed over because this leader's clock was off "
+                                  "its group's by more than the max offset.", NULL);
     o->conns = met_gauge(r, "shale_client_connections", "Open client connections.", NULL);
     o->pending = met_gauge(r, "shale_pending_mutations",
                            "Mutations queued for the next Raft entry (leader).", NULL);
@@ -357,7 +426,25 @@ int obs_init(shaled_t *s)
                                  "Epoch of the cluster map applied on this meta node.", NULL);
         o->map_watchers = met_gauge(r, "shale_map_watchers",
                                     "MAP_GET long-polls waiting on this meta node.", NULL);
-    } else if (s->cfg.group != 0) {
+    } else {
+        o->chk_index = met_gauge(r, "shale_check_last_index",
+                                 "Raft index of the last consistency check applied here (0: none "
+                                 "since this process started).", NULL);
+        o->chk_state = met_gauge(r, "shale_check_last_state",
+                                 "State of that check here: 0 none, 1 running, 2 done, 3 failed.",
+                                 NULL);
+        o->chk_duration = met_gauge(r, "shale_check_last_duration_seconds",
+                                    "Time this member took to sum its rows for the last check.",
+                                    NULL);
+        o->chk_done = met_gauge(r, "shale_check_last_timestamp_seconds",
+                                "Unix time the last check ended here (NaN: none yet).", NULL);
+        o->chk_rows = met_gauge(r, "shale_check_last_rows",
+                                "Rows (data and sessions) the last check summed here.", NULL);
+        o->chk_total = met_counter(r, "shale_checks_total",
+                                   "Consistency checks this member finished, and failed.",
+                                   "result=done|failed");
+    }
+    if (strcmp(s->cfg.mode, "meta") != 0 && s->cfg.group != 0) {
         o->own_epoch =
             met_gauge(r, "shale_ownership_epoch",
                       "Map epoch of the slot ownership record applied in this group.", NULL);
@@ -409,7 +496,7 @@ int obs_init(shaled_t *s)
 
 static int ready_cb(void *arg, char *why, size_t whylen)
 {
-    return health(arg, why, whylen);
+    return obs_health(arg, why, whylen);
 }
 
 int obs_start(shaled_t *s, char *err, size_t errlen)

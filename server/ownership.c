@@ -18,6 +18,13 @@
  *    migration is FENCED, refused with SLOT_MOVING; a slot of a migration
  *    into this group accepts imports (migrate.c) and nothing else; a record
  *    that drops a slot deletes what this node stored of it.
+ *  - MIG_PUSH (own_push): the coordinator hands over a map it just
+ *    committed with MAP_CAS for a migration of this group, so the leader
+ *    proposes the record now instead of when the watch sees the epoch;
+ *    the push is checked against this node's applied record (newer epoch,
+ *    a migration of this group) and only ever replaces own_map by a newer
+ *    map, exactly like a watch answer (docs/resharding.md, "The fence
+ *    push").
  *
  * A node without --meta is a standalone group and owns every slot. Never
  * changes the map; never calls into Raft from a callback (proposals leave
@@ -31,6 +38,7 @@
 #include "log.h"
 #include "server.h"
 #include "shale.h"
+#include "shale_internal.h"
 
 #define META_OWNERSHIP "ownership"
 /* Short long-polls: a meta member that is paused (not dead: its socket
@@ -267,6 +275,8 @@ static void on_map(shale_req_t *req, int status)
         if (resp != NULL)
             shale__map_response__free_unpacked(resp, NULL);
         shale_req_cleanup(req);
+        if (s->cfg.test_map_watch_pause_ms > 0 && s->own_map != NULL && s->own_map->epoch > 0)
+            s->own_watch_at = uv_now(s->loop) + s->cfg.test_map_watch_pause_ms;
         if (s->own_reopen) /* swap clients from a later loop turn, not inside its callback */
             uv_timer_start(&s->own_timer, on_retry, 0, 0);
         else
@@ -309,6 +319,10 @@ static void watch(shaled_t *s)
 {
     if (s->stopping || s->own_watching || s->meta_client == NULL)
         return;
+    if (s->own_watch_at > 0 && uv_now(s->loop) < s->own_watch_at) { /* TEST ONLY */
+        uv_timer_start(&s->own_timer, on_retry, s->own_watch_at - uv_now(s->loop), 0);
+        return;
+    }
     if (s->own_reopen)
         reopen_meta_client(s);
     Shale__MapGetRequest g = SHALE__MAP_GET_REQUEST__INIT;
@@ -358,6 +372,94 @@ int own_start(shaled_t *s, char *err, size_t errlen)
     }
     watch(s);
     return 0;
+}
+
+/* ---- The coordinator's push ----------------------------------------------------*/
+
+/* Whether map m may be a change of migration id for this node: the map
+ * lists it with this group as source or target (start, fence, resume), or
+ * it is gone from the map but in the applied record (flip or abort). 0, or
+ * a code with msg. */
+static int push_refusal(const shaled_t *s, const Shale__ClusterMap *m, uint64_t id, char *msg,
+                        size_t len)
+{
+    uint64_t g = s->cfg.group;
+    if (s->own == NULL) {
+        snprintf(msg, len, "group %llu has no ownership record yet", (unsigned long long)g);
+        return SHALE_EUNAVAILABLE;
+    }
+    if (m->slots != s->own->slots) {
+        snprintf(msg, len, "the pushed map has %u slots, this group %u", m->slots,
+                 s->own->slots);
+        return SHALE_EINVAL;
+    }
+    char why[256];
+    if (cmap_validate(NULL, m, why, sizeof(why)) != 0) {
+        snprintf(msg, len, "the pushed map is not valid: %s", why);
+        return SHALE_EINVAL;
+    }
+    if (m->epoch <= s->own->epoch) {
+        snprintf(msg, len, "stale map: the push carries epoch %llu, group %llu applied epoch %llu",
+                 (unsigned long long)m->epoch, (unsigned long long)g,
+                 (unsigned long long)s->own->epoch);
+        return SHALE_ECASFAILED;
+    }
+    int out = 0;
+    const Shale__Migration *have = own_migration(s, id, &out);
+    const Shale__Migration *rec = cmap_migration(m, id);
+    if (rec != NULL && rec->from_group != g && rec->to_group != g) {
+        snprintf(msg, len, "migration %llu does not involve group %llu", (unsigned long long)id,
+                 (unsigned long long)g);
+        return SHALE_EINVAL;
+    }
+    if (rec == NULL && have == NULL) {
+        snprintf(msg, len, "migration %llu is neither in the pushed map nor in group %llu's "
+                 "applied record", (unsigned long long)id, (unsigned long long)g);
+        return SHALE_EINVAL;
+    }
+    if (rec != NULL && have != NULL &&
+        (rec->from_group != have->from_group || rec->to_group != have->to_group ||
+         (rec->has_run ? rec->run : 0) < (have->has_run ? have->run : 0))) {
+        snprintf(msg, len, "the pushed map's migration %llu does not follow this group's applied "
+                 "record (groups or run)", (unsigned long long)id);
+        return SHALE_EINVAL;
+    }
+    return 0;
+}
+
+void own_push(shaled_t *s, sreq_t *r)
+{
+    const Shale__MigPushRequest *q = (const Shale__MigPushRequest *)r->msg;
+    char msg[512];
+    if (q->map == NULL) {
+        sreq_fail(r, SHALE_EINVAL, "MIG_PUSH without a map");
+        return;
+    }
+    int rv = push_refusal(s, q->map, q->id, msg, sizeof(msg));
+    if (rv != 0) {
+        sreq_fail(r, rv, msg);
+        return;
+    }
+    Shale__MigPushResponse resp = SHALE__MIG_PUSH_RESPONSE__INIT;
+    if (s->own_map == NULL || q->map->epoch > s->own_map->epoch) {
+        Shale__ClusterMap *m = cmap_copy(q->map);
+        if (m == NULL) {
+            sreq_fail(r, SHALE_ENOMEM, "out of memory copying the pushed map");
+            return;
+        }
+        cmap_free(s->own_map);
+        s->own_map = m;
+        resp.adopted = 1;
+        log_info("cluster map pushed", " epoch=%llu group=%llu migration=%llu",
+                 (unsigned long long)m->epoch, (unsigned long long)s->cfg.group,
+                 (unsigned long long)q->id);
+    }
+    resp.has_adopted = 1;
+    resp.has_applied_epoch = 1;
+    resp.applied_epoch = s->own->epoch;
+    resp.has_leader = 1;
+    resp.leader = raft_node_is_leader(s) != 0;
+    sreq_reply(r, SHALE_MSG_MIG_PUSH_RESP, &resp.base); /* own_flush proposes at end of turn */
 }
 
 /* ---- Proposing and applying the ownership record ----------------------------*/
@@ -417,7 +519,7 @@ void own_flush(shaled_t *s)
     o.n_migrations = nm;
     o.migrations = mp;
     Shale__Command cmd = SHALE__COMMAND__INIT;
-    cmd.timestamp_ms = shaled_now_ms();
+    cmd.timestamp_ms = clock_stamp_ms(s);
     cmd.ownership = &o;
     struct raft_buffer buf;
     int rv = raft_cmd_encode(&cmd, &buf);

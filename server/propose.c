@@ -187,7 +187,7 @@ void propose_flush(shaled_t *s)
             n++;
         }
         Shale__Command cmd = SHALE__COMMAND__INIT;
-        cmd.timestamp_ms = shaled_now_ms();
+        cmd.timestamp_ms = clock_stamp_ms(s);
         cmd.n_mutations = n;
         cmd.mutations = mptrs;
         int rv = propose_cmd(s, &cmd, reqs, n);
@@ -225,6 +225,15 @@ static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
         snprintf(msg, sizeof(msg), "the transaction's gets would return more than %u bytes of "
                  "values; it was not applied", (unsigned)STORE_TXN_MAX_RESULT_BYTES);
         sreq_fail(r, sr->code, msg);
+        return;
+    }
+    if (sr->code == SHALE_EINVAL && r->type == SHALE_MSG_TXN_REQ && sr->txn != NULL &&
+        sr->txn->op_error != 0) {
+        /* Redis's texts: the RESP port passes them on after "ERR ". */
+        sreq_fail(r, sr->code,
+                  sr->txn->op_error == STORE_TXN_ENOTINT   ? "value is not an integer or out of range"
+                  : sr->txn->op_error == STORE_TXN_EOVERFLOW ? "increment or decrement would overflow"
+                                                             : "string exceeds maximum allowed size");
         return;
     }
     if (sr->code == SHALE_EINVAL && r->type == SHALE_MSG_TXN_REQ && sr->duplicate) {
@@ -346,8 +355,16 @@ static void reply_mutation(shaled_t *s, sreq_t *r, store_request_t *sr)
                 rs[i].found = x->found;
             }
             rs[i].has_version = x->type == STORE_TXN_PUT || x->found;
+            if (x->type == STORE_TXN_ADD || x->type == STORE_TXN_APPEND)
+                rs[i].has_found = 1;
+            if (x->type == STORE_TXN_EXPIRE) {
+                rs[i].has_had_ttl = 1;
+                rs[i].had_ttl = x->had_ttl;
+            }
             rs[i].version = x->version;
-            if (x->type == STORE_TXN_GET && x->found) {
+            if ((x->type == STORE_TXN_GET || x->type == STORE_TXN_ADD ||
+                 x->type == STORE_TXN_APPEND) &&
+                x->found) {
                 rs[i].has_value = 1;
                 rs[i].value.data = x->value;
                 rs[i].value.len = x->vlen;
@@ -399,7 +416,7 @@ static void session_sweep(uv_timer_t *t)
         s->ninflight >= s->cfg.inflight_entries)
         return;
     Shale__Command cmd = SHALE__COMMAND__INIT;
-    cmd.timestamp_ms = shaled_now_ms();
+    cmd.timestamp_ms = clock_stamp_ms(s);
     cmd.has_expire_sessions_before_ms = 1;
     uint64_t ttl = s->cfg.session_ttl_s * 1000;
     cmd.expire_sessions_before_ms = cmd.timestamp_ms > ttl ? cmd.timestamp_ms - ttl : 0;
@@ -412,7 +429,7 @@ int propose_tick(shaled_t *s)
         s->ninflight >= s->cfg.inflight_entries)
         return 0;
     Shale__Command cmd = SHALE__COMMAND__INIT;
-    cmd.timestamp_ms = shaled_now_ms();
+    cmd.timestamp_ms = clock_stamp_ms(s);
     return propose_cmd(s, &cmd, NULL, 0);
 }
 
@@ -421,7 +438,7 @@ int propose_members(shaled_t *s, const Shale__MemberTable *t)
     if (!raft_node_is_leader(s))
         return SHALE_ENOTLEADER;
     Shale__Command cmd = SHALE__COMMAND__INIT;
-    cmd.timestamp_ms = shaled_now_ms();
+    cmd.timestamp_ms = clock_stamp_ms(s);
     cmd.members = (Shale__MemberTable *)t;
     return propose_cmd(s, &cmd, NULL, 0);
 }
@@ -437,8 +454,8 @@ int propose_start(shaled_t *s)
         s->boot_nonce = shaled_now_us() ^ ((uint64_t)getpid() << 40);
     uv_timer_init(s->loop, &s->session_timer);
     s->session_timer.data = s;
-    return uv_timer_start(&s->session_timer, session_sweep, SESSION_SWEEP_MS,
-                          SESSION_SWEEP_MS);
+    int rv = uv_timer_start(&s->session_timer, session_sweep, SESSION_SWEEP_MS, SESSION_SWEEP_MS);
+    return rv != 0 ? rv : expire_start(s);
 }
 
 void propose_stop(shaled_t *s)
@@ -446,5 +463,6 @@ void propose_stop(shaled_t *s)
     uv_timer_stop(&s->session_timer);
     if (!uv_is_closing((uv_handle_t *)&s->session_timer))
         uv_close((uv_handle_t *)&s->session_timer, NULL);
+    expire_stop(s);
     propose_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
 }

@@ -3,6 +3,12 @@
  * Entry payload layout (what raft stores; FACTS: libraft 0.15 silently
  * loses a restarted log whose entries are not multiples of 8 bytes):
  *     [magic "SHC1":4][protobuf length:4 BE][shale.Command][zero pad to 8]
+ * The magic is "SHC2" for a command an older build would misapply by
+ * ignoring fields it does not know (a put with ttl_ms, an expire list, a
+ * txn with ADD / APPEND ops, which keep a key's TTL):
+ * such a build refuses the entry as malformed and stops, instead of
+ * storing the key without its TTL (docs/storage.md, "Expiry"). This build
+ * reads both.
  *
  * Rules:
  *  - apply() learns its index as raft.last_applied + 1 (libraft passes
@@ -30,6 +36,35 @@
 #include "snapshot_xfer.h"
 
 #define CMD_MAGIC 0x53484331u  /* "SHC1" */
+#define CMD_MAGIC2 0x53484332u /* "SHC2": uses TTL (see above) */
+
+/* Whether cmd needs the SHC2 framing. */
+static int cmd_uses_ttl(const Shale__Command *cmd)
+{
+    if (cmd->expire != NULL)
+        return 1;
+    if (cmd->import != NULL && cmd->import->has_carries_ttl && cmd->import->carries_ttl)
+        return 1;
+    for (size_t i = 0; i < cmd->n_mutations; i++) {
+        const Shale__Mutation *m = cmd->mutations[i];
+        if (m->op_case == SHALE__MUTATION__OP_PUT && m->put->has_ttl_ms)
+            return 1;
+        if (m->op_case == SHALE__MUTATION__OP_TXN) {
+            /* ADD / APPEND keep a key's TTL; an older build knows neither. */
+            const Shale__TxnRequest *t = m->txn;
+            for (size_t j = 0; j < t->n_success + t->n_failure; j++) {
+                const Shale__TxnOp *o = j < t->n_success ? t->success[j]
+                                                         : t->failure[j - t->n_success];
+                if (o->type == SHALE__TXN_OP_TYPE__TXN_ADD ||
+                    o->type == SHALE__TXN_OP_TYPE__TXN_APPEND ||
+                    o->type == SHALE__TXN_OP_TYPE__TXN_EXPIRE || o->has_ttl_ms ||
+                    (o->has_keep_ttl && o->keep_ttl))
+                    return 1;
+            }
+        }
+    }
+    return 0;
+}
 
 int raft_cmd_encode(const Shale__Command *cmd, struct raft_buffer *out)
 {
@@ -38,7 +73,7 @@ int raft_cmd_encode(const Shale__Command *cmd, struct raft_buffer *out)
     uint8_t *p = raft_malloc(total);
     if (p == NULL)
         return SHALE_ENOMEM;
-    uint32_t magic = htonl(CMD_MAGIC), len = htonl((uint32_t)plen);
+    uint32_t magic = htonl(cmd_uses_ttl(cmd) ? CMD_MAGIC2 : CMD_MAGIC), len = htonl((uint32_t)plen);
     memcpy(p, &magic, 4);
     memcpy(p + 4, &len, 4);
     protobuf_c_message_pack(&cmd->base, p + 8);
@@ -57,7 +92,7 @@ Shale__Command *raft_cmd_decode(const struct raft_buffer *buf)
     memcpy(&len, (const uint8_t *)buf->base + 4, 4);
     magic = ntohl(magic);
     len = ntohl(len);
-    if (magic != CMD_MAGIC || (size_t)len > buf->len - 8)
+    if ((magic != CMD_MAGIC && magic != CMD_MAGIC2) || (size_t)len > buf->len - 8)
         return NULL;
     return shale__command__unpack(NULL, len, (const uint8_t *)buf->base + 8);
 }
@@ -76,8 +111,11 @@ static size_t mutation_ops(shaled_t *s, const Shale__Mutation *m,
         const Shale__PutRequest *p = m->put;
         ops[0] = (store_op_t){.type = STORE_OP_PUT,
                               .slot = (uint16_t)shale_key_slot(p->key.data, p->key.len, S),
-                              .key = p->key.data, .klen = p->key.len,
-                              .value = p->value.data, .vlen = p->value.len};
+                              .key = p->key.data,
+                              .klen = p->key.len,
+                              .value = p->value.data,
+                              .vlen = p->value.len,
+                              .ttl_ms = p->has_ttl_ms ? p->ttl_ms : 0};
         ses = p->session;
         n = 1;
         break;
@@ -187,7 +225,9 @@ static int txn_build(shaled_t *s, const Shale__TxnRequest *x, store_txn_t *t, in
         TXN_SLOT(o->key);
         ops[i] = (store_txn_op_t){.type = (store_txn_op_type_t)o->type, .key = o->key.data,
                                   .klen = o->key.len, .value = o->value.data,
-                                  .vlen = o->value.len};
+                                  .vlen = o->value.len, .delta = o->delta,
+                                  .ttl_ms = o->has_ttl_ms ? o->ttl_ms : 0,
+                                  .keep_ttl = o->has_keep_ttl && o->keep_ttl};
     }
 #undef TXN_SLOT
     t->slot = (uint16_t)slot;
@@ -215,6 +255,45 @@ static size_t mutation_nops(const Shale__Mutation *m)
     return m->op_case == SHALE__MUTATION__OP__NOT_SET ? 0 : 1;
 }
 
+/* The keys an expiry entry deleted (store_apply_expire), in order: they
+ * become expiry events for watchers (watch.c, before watch_applied of the
+ * same index) and are counted. Owns nothing: d is freed by the caller. */
+static void expired_publish(shaled_t *s, uint64_t index, const store_expired_t *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        watch_note_expired(s, index, d[i].key, d[i].klen, d[i].version);
+    s->expired_keys += n;
+}
+
+/* An EXPIRE entry (Command.expire): delete the listed keys that are still
+ * due (store_apply_expire decides, from replicated state only). */
+static int expire_apply(shaled_t *s, uint64_t index, const Shale__Command *cmd, char *err)
+{
+    const Shale__ExpireList *x = cmd->expire;
+    store_expire_key_t *keys = calloc(x->n_keys ? x->n_keys : 1, sizeof(*keys));
+    store_expired_t *del = NULL;
+    size_t ndel = 0;
+    if (keys == NULL) {
+        snprintf(err, STORE_ERRLEN, "out of memory applying an expiry entry");
+        return SHALE_ENOMEM;
+    }
+    for (size_t i = 0; i < x->n_keys; i++) {
+        const Shale__ExpireKey *k = x->keys[i];
+        /* A slot out of range is skipped by the store (the same everywhere). */
+        keys[i].slot = k->slot < STORE_MAX_SLOTS ? (uint16_t)k->slot : (uint16_t)STORE_MAX_SLOTS;
+        keys[i].key = k->key.data;
+        keys[i].klen = k->key.len;
+        keys[i].expires_at = k->expires_at_ms;
+    }
+    int rv =
+        store_apply_expire(s->store, index, cmd->timestamp_ms, keys, x->n_keys, &del, &ndel, err);
+    free(keys);
+    if (rv == 0 && ndel > 0)
+        expired_publish(s, index, del, ndel);
+    store_expired_free(del, ndel);
+    return rv;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
 {
@@ -231,6 +310,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         shaled_storage_failed(s, msg);
         return RAFT_MALFORMED;
     }
+    /* The log clock (TTL) moves with every entry, before anything of it is
+     * applied or read (store.h, "Expiry"). */
+    store_clock_advance(s->store, cmd->timestamp_ms);
     size_t nreq = cmd->n_mutations, nops = 0;
     for (size_t i = 0; i < nreq; i++)
         nops += mutation_nops(cmd->mutations[i]);
@@ -289,7 +371,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         }
         at += k;
     }
-    if (cmd->has_expire_sessions_before_ms && nreq == 0) {
+    if (nreq == 0 && cmd->expire != NULL) {
+        rv = expire_apply(s, index, cmd, err);
+    } else if (cmd->has_expire_sessions_before_ms && nreq == 0) {
         uint64_t expired = 0;
         rv = store_expire_sessions(s->store, index, cmd->expire_sessions_before_ms,
                                    &expired, err);
@@ -301,7 +385,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     } else if (nreq == 0 && cmd->user_change != NULL) {
         rv = users_apply(s, index, cmd, err);
     } else if (nreq == 0 && cmd->ownership != NULL) {
+        uint8_t *before = watch_own_before(s);
         rv = own_apply(s, index, cmd->ownership, err);
+        if (rv == 0)
+            watch_own_after(s, index, before); /* frees before */
+        else
+            free(before);
     } else if (nreq == 0 && cmd->members != NULL) {
         rv = members_set(s, index, cmd->members, err);
         if (rv == 0)
@@ -309,6 +398,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      (unsigned long long)index, cmd->members->n_members);
     } else if (nreq == 0 && cmd->import != NULL) {
         rv = mig_apply_import(s, index, cmd, err);
+    } else if (nreq == 0 && cmd->check != NULL) {
+        /* No state change; the member sums its rows at exactly this index
+         * (check.c), unless the store is already past it (a replay). */
+        int replay = index <= store_applied_index(s->store);
+        rv = store_apply_noop(s->store, index, err);
+        if (rv == 0)
+            check_applied(s, index, cmd, replay);
     } else if (nreq == 0) {
         rv = store_apply_noop(s->store, index, err);
     } else {
@@ -317,6 +413,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
         for (size_t i = 0; refused != NULL && i < nreq; i++)
             if (refused[i] != 0)
                 reqs[i].code = refused[i];
+        if (rv == 0 && !skipped)
+            watch_note_entry(s, index, reqs, nreq); /* the watch cache (watch.c) */
     }
     if (rv != 0) {
         shaled_storage_failed(s, err);
@@ -325,6 +423,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
     }
     s->applied_entries++;
     s->applied_mutations += nreq;
+    watch_applied(s, index);
     /* Freshness for STALE reads: this node now holds everything the
      * proposing leader had committed when it stamped this entry. */
     if (cmd->timestamp_ms > s->applied_leader_ms)
@@ -449,6 +548,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         obs_snapshot(s, 1, t1 > t0 ? t1 - t0 : 0);
         uv_update_time(s->loop);
         s->raft.election_timer_start = s->io.time(&s->io);
+        watch_restored(s); /* the state jumped: the watch cache restarts here */
     }
     raft_free(buf->base);
     return 0;

@@ -73,6 +73,15 @@ int raft_node_start(shaled_t *s, const Shale__MemberTable *seed, char *err,
     raft_set_heartbeat_timeout(&s->raft, (unsigned)s->cfg.heartbeat_ms);
     raft_set_snapshot_threshold(&s->raft, (unsigned)s->cfg.snapshot_threshold);
     raft_set_snapshot_trailing(&s->raft, (unsigned)s->cfg.snapshot_trailing);
+    /* libraft 0.15 drops an InstallSnapshot that arrives while the follower
+     * takes a snapshot of its own, sends no answer, and the leader waits
+     * install_snapshot_timeout (default 30 s) before it sends another: a
+     * follower catching up stalls for 30 s. 5 election timeouts (at least
+     * 2 s) bounds the stall; a real transfer is not cut by it, since each
+     * chunk of ours travels outside libraft (snapshot_fetch.c) and the
+     * message libraft sends is a small descriptor. docs/raft-safety.md. */
+    unsigned ist = 5u * (unsigned)s->cfg.election_timeout_ms;
+    raft_set_install_snapshot_timeout(&s->raft, ist < 2000u ? 2000u : ist);
     /* Pre-vote (Raft thesis §9.6): a node cut off by a partition, or a
      * removed voter that never learned of its removal, asks for pre-votes
      * first and only starts a real election (bumping the term and deposing a

@@ -23,35 +23,42 @@
  * With TLS (shaled started with --tls-cert) the listen and connect
  * methods are raft_tls.c's instead: mutual TLS, the certificate naming
  * rule, then the same membership check; raft_uv_tcp's own listener is
- * never started. */
+ * never started.
+ *
+ * Host names. libraft 0.15's raft_uv_tcp parses addresses with uv_ip4_addr
+ * only (no lookup: listening on or dialing "n1.shale.test:7101" fails with
+ * RAFT_NOCONNECTION). So shaled hands it no name: the listener binds to
+ * --raft as resolved at start (raft_uv_tcp_set_bind_address with the
+ * numeric form, s->raft_src), and every outgoing connection is made here
+ * (bound_connect), a member's name looked up with uv_getaddrinfo on each
+ * connect (raft_uv retries a failed connect, so a name whose address
+ * changes is followed without a restart). The handshake still carries
+ * this node's configured address text, which is what the configuration
+ * holds and what peers compare. The source-address check above compares
+ * numeric member addresses only: a member known by name is not checked
+ * against its connection's source (with TLS its certificate must name it). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
 #include "server.h"
 
 typedef struct bconn bconn_t;
+typedef struct rconn rconn_t;
 
 typedef struct tcp_wrap {
     struct raft_uv_transport *t;
     shaled_t *s;
     void (*close)(struct raft_uv_transport *t, raft_uv_transport_close_cb cb);
-    bconn_t *pending; /* bound connects in progress (bconn below) */
+    bconn_t *pending;   /* bound connects in progress (bconn below) */
+    rconn_t *resolving; /* member names being looked up (rconn below) */
     int (*listen)(struct raft_uv_transport *t, raft_uv_accept_cb cb);
     int (*connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
                    const char *address, raft_uv_connect_cb cb);
     raft_uv_accept_cb accept_cb;
     raft_tls_t *tls; /* with TLS: raft_tls.c runs listen and connect instead */
 } tcp_wrap_t;
-
-/* One outstanding connect: raft_uv's request and callback, until it fires.
- * Allocated in wrap_connect, freed in on_connect (which the transport calls
- * exactly once, also when close cancels the attempt). */
-typedef struct conn_req {
-    struct raft_uv_connect inner;
-    struct raft_uv_connect *user;
-    raft_uv_connect_cb user_cb;
-} conn_req_t;
 
 /* raft_uv owns the transport's data field, so wraps are found by address
  * (a process runs one or a few Raft instances). Loop thread only. */
@@ -144,19 +151,21 @@ static int wrap_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     if (w->tls != NULL)
         return raft_tls_listen(w->tls, cb);
     w->accept_cb = cb;
+    if (!addr_is_numeric(w->s->cfg.raft)) {
+        /* raft_uv_tcp cannot look up a name: bind to its address as
+         * resolved at start (shaled.c, IPv4 for this transport). */
+        char ip[INET6_ADDRSTRLEN], baddr[INET6_ADDRSTRLEN + 8], host[ADDR_HOST_MAX], port[8];
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&w->s->raft_src;
+        if (w->s->raft_src.ss_family != AF_INET ||
+            addr_split(w->s->cfg.raft, host, sizeof(host), port, sizeof(port)) != 0 ||
+            uv_ip4_name(sin, ip, sizeof(ip)) != 0)
+            return RAFT_INVALID;
+        snprintf(baddr, sizeof(baddr), "%s:%s", ip, port);
+        int rv = raft_uv_tcp_set_bind_address(t, baddr);
+        if (rv != 0)
+            return rv;
+    }
     return w->listen(t, on_accept);
-}
-
-static void on_connect(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
-{
-    conn_req_t *cr = req->data;
-    if (status == 0)
-        nodelay(stream);
-    struct raft_uv_connect *user = cr->user;
-    raft_uv_connect_cb cb = cr->user_cb;
-    free(cr);
-    user->cb = cb;
-    cb(user, stream, status);
 }
 
 /* ---- Bound outgoing connections ---------------------------------------------
@@ -169,7 +178,8 @@ static void on_connect(struct raft_uv_connect *req, struct uv_stream_s *stream, 
  * 8 bytes, little endian) and hand the stream to raft_uv exactly as the
  * library's own connect would. Then a peer's source IP is its member IP —
  * which the accept check above verifies — and a fault harness can cut one
- * node off by address. Host names keep raft_uv_tcp's own connect.
+ * node off by address. Host names are looked up first (rconn below); the
+ * handshake is the same. raft_uv_tcp's own connect is not used.
  *
  * The uv_tcp_t is raft_malloc'd: on success raft_uv owns it and releases it
  * with raft_free after closing it (the transport contract); until then it is
@@ -272,18 +282,17 @@ static void on_bconn_connected(uv_connect_t *cr, int status)
         bconn_fail(bc, RAFT_NOCONNECTION);
 }
 
-/* 0: started (the callback will fire); 1: not for us (numeric addresses
- * only); RAFT_*: refused up front. */
-static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char *address,
+/* Connect to dst (resolved), bound to this node's Raft address, and hand
+ * the stream over after the handshake. 0: started (the callback will
+ * fire); RAFT_*: refused up front (the callback will not fire). */
+static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const struct sockaddr *dst,
                          raft_uv_connect_cb cb)
 {
-    struct sockaddr_in dst, src;
     shaled_t *s = w->s;
     size_t alen = strlen(s->cfg.raft) + 1;
     size_t padded = (alen + 7) & ~(size_t)7;
-    if (numeric_addr(address, 0, &dst) != 0 || numeric_addr(s->cfg.raft, 1, &src) != 0 ||
-        24 + padded > sizeof(((bconn_t *)0)->hs))
-        return 1;
+    if (24 + padded > sizeof(((bconn_t *)0)->hs))
+        return RAFT_NOCONNECTION;
     bconn_t *bc = calloc(1, sizeof(*bc));
     uv_tcp_t *tcp = raft_malloc(sizeof(*tcp));
     if (bc == NULL || tcp == NULL) {
@@ -302,10 +311,12 @@ static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char 
     bc->hslen = 24 + padded;
     uv_tcp_init(s->loop, tcp);
     tcp->data = bc;
-    int rv = uv_tcp_bind(tcp, (const struct sockaddr *)&src, 0);
+    int rv = 0;
+    if (s->raft_src.ss_family == dst->sa_family)
+        rv = uv_tcp_bind(tcp, (const struct sockaddr *)&s->raft_src, 0);
     if (rv == 0) {
         bc->creq.data = bc;
-        rv = uv_tcp_connect(&bc->creq, tcp, (const struct sockaddr *)&dst, on_bconn_connected);
+        rv = uv_tcp_connect(&bc->creq, tcp, dst, on_bconn_connected);
     }
     if (rv != 0) {
         bc->canceled = 1;
@@ -317,6 +328,75 @@ static int bound_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char 
     return 0;
 }
 
+/* A member's host name being looked up before bound_connect. Allocated in
+ * wrap_connect, freed in on_resolved (uv_getaddrinfo always calls back,
+ * also when canceled). Closing the transport answers raft_uv at once
+ * (RAFT_CANCELED) and leaves the lookup to finish on its own. */
+struct rconn {
+    uv_getaddrinfo_t gai;
+    tcp_wrap_t *w;
+    struct raft_uv_connect *user;
+    raft_uv_connect_cb cb;
+    int canceled;
+    rconn_t *next;
+    char address[128];
+};
+
+static void unlink_rconn(rconn_t *rc)
+{
+    for (rconn_t **p = &rc->w->resolving; *p != NULL; p = &(*p)->next)
+        if (*p == rc) {
+            *p = rc->next;
+            return;
+        }
+}
+
+static void rconn_answer(rconn_t *rc, int status)
+{
+    struct raft_uv_connect *user = rc->user;
+    raft_uv_connect_cb cb = rc->cb;
+    user->cb = cb;
+    cb(user, NULL, status);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    rconn_t *rc = req->data;
+    if (!rc->canceled) {
+        unlink_rconn(rc);
+        int rv = RAFT_NOCONNECTION;
+        if (status == 0 && res != NULL)
+            rv = bound_connect(rc->w, rc->user, res->ai_addr, rc->cb);
+        else
+            log_debug("cannot resolve a raft peer", " addr=%s err=\"%s\"", rc->address,
+                      uv_strerror(status));
+        if (rv != 0)
+            rconn_answer(rc, RAFT_NOCONNECTION); /* raft_uv retries: resolved again */
+    }
+    uv_freeaddrinfo(res);
+    free(rc);
+}
+
+static int resolve_connect(tcp_wrap_t *w, struct raft_uv_connect *req, const char *address,
+                           raft_uv_connect_cb cb)
+{
+    rconn_t *rc = calloc(1, sizeof(*rc));
+    if (rc == NULL)
+        return RAFT_NOMEM;
+    rc->w = w;
+    rc->user = req;
+    rc->cb = cb;
+    snprintf(rc->address, sizeof(rc->address), "%s", address);
+    rc->gai.data = rc;
+    if (addr_resolve_start(w->s->loop, &rc->gai, on_resolved, address) != 0) {
+        free(rc);
+        return RAFT_NOCONNECTION;
+    }
+    rc->next = w->resolving;
+    w->resolving = rc;
+    return 0;
+}
+
 static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
 {
     tcp_wrap_t *w = wrap_of(t);
@@ -324,6 +404,13 @@ static void wrap_close(struct raft_uv_transport *t, raft_uv_transport_close_cb c
         raft_tls_close(w->tls);
     while (w->pending != NULL)
         bconn_fail(w->pending, RAFT_CANCELED);
+    while (w->resolving != NULL) {
+        rconn_t *rc = w->resolving;
+        w->resolving = rc->next;
+        rc->canceled = 1;
+        uv_cancel((uv_req_t *)&rc->gai); /* on_resolved frees it either way */
+        rconn_answer(rc, RAFT_CANCELED);
+    }
     w->close(t, cb);
 }
 
@@ -332,19 +419,10 @@ static int wrap_connect(struct raft_uv_transport *t, struct raft_uv_connect *req
 {
     if (wrap_of(t)->tls != NULL)
         return raft_tls_connect(wrap_of(t)->tls, req, id, address, cb);
-    int brv = bound_connect(wrap_of(t), req, address, cb);
-    if (brv != 1)
-        return brv;
-    conn_req_t *cr = calloc(1, sizeof(*cr));
-    if (cr == NULL)
-        return RAFT_NOMEM;
-    cr->inner.data = cr;
-    cr->user = req;
-    cr->user_cb = cb;
-    int rv = wrap_of(t)->connect(t, &cr->inner, id, address, on_connect);
-    if (rv != 0)
-        free(cr); /* refused up front: the callback will not fire */
-    return rv;
+    struct sockaddr_storage dst;
+    if (addr_numeric(address, 0, &dst) == 0)
+        return bound_connect(wrap_of(t), req, (const struct sockaddr *)&dst, cb);
+    return resolve_connect(wrap_of(t), req, address, cb);
 }
 
 int raft_tcp_wrap(shaled_t *s)

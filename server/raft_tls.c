@@ -38,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "log.h"
 #include "server.h"
 #include "tls_member.h"
@@ -531,21 +532,6 @@ static void on_connected(uv_connect_t *req, int status)
     start_tls(c);
 }
 
-/* "host:port" -> sockaddr for a numeric host (port 0 with port_zero). */
-static int numeric(const char *address, int port_zero, struct sockaddr_storage *ss)
-{
-    char host[128];
-    const char *colon = strrchr(address, ':');
-    if (tls_member_host(address, host, sizeof(host)) != 0 || colon == NULL)
-        return -1;
-    int port = port_zero ? 0 : atoi(colon + 1);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-        return 0;
-    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-    return -1;
-}
-
 /* ---- Public ---------------------------------------------------------------------------*/
 
 raft_tls_t *raft_tls_new(shaled_t *s, struct raft_uv_transport *t)
@@ -560,23 +546,21 @@ raft_tls_t *raft_tls_new(shaled_t *s, struct raft_uv_transport *t)
 
 int raft_tls_listen(raft_tls_t *rt, raft_uv_accept_cb cb)
 {
-    char host[128];
-    const char *colon = strrchr(rt->s->cfg.raft, ':');
-    if (tls_member_host(rt->s->cfg.raft, host, sizeof(host)) != 0 || colon == NULL)
-        return RAFT_INVALID;
-    /* At start, on the loop thread: a blocking lookup is acceptable here. */
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL)
+    /* At start, on the loop thread: a blocking lookup is acceptable here
+     * (shaled.c checked the name already; addr.h). */
+    struct sockaddr_storage ss;
+    char err[600];
+    if (addr_resolve_blocking(rt->s->cfg.raft, AF_UNSPEC, &ss, err, sizeof(err)) != 0) {
+        log_error("cannot listen on the Raft port", " err=\"%s\"", err);
         return RAFT_IOERR;
+    }
     rt->listener = malloc(sizeof(*rt->listener));
     if (rt->listener == NULL) {
-        freeaddrinfo(res);
         return RAFT_NOMEM;
     }
     uv_tcp_init(rt->s->loop, rt->listener);
     rt->listener->data = rt;
-    int rv = uv_tcp_bind(rt->listener, res->ai_addr, 0);
-    freeaddrinfo(res);
+    int rv = uv_tcp_bind(rt->listener, (const struct sockaddr *)&ss, 0);
     if (rv == 0)
         rv = uv_listen((uv_stream_t *)rt->listener, 128, on_accept);
     if (rv != 0) {
@@ -590,14 +574,15 @@ int raft_tls_listen(raft_tls_t *rt, raft_uv_accept_cb cb)
     return 0;
 }
 
-/* Connect c's socket to dst, from this node's own Raft IP when it is
- * numeric (as the plain transport does). 0 or a libuv error. */
+/* Connect c's socket to dst, from this node's own Raft address (as
+ * resolved at start, s->raft_src), as the plain transport does. 0 or a
+ * libuv error. */
 static int connect_to(rt_conn_t *c, const struct sockaddr *dst)
 {
-    struct sockaddr_storage src;
+    const struct sockaddr_storage *src = &c->rt->s->raft_src;
     int rv = 0;
-    if (numeric(c->rt->s->cfg.raft, 1, &src) == 0 && src.ss_family == dst->sa_family)
-        rv = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&src, 0);
+    if (src->ss_family == dst->sa_family)
+        rv = uv_tcp_bind(&c->tcp, (const struct sockaddr *)src, 0);
     c->creq.data = c;
     if (rv == 0)
         rv = uv_tcp_connect(&c->creq, &c->tcp, dst, on_connected);
@@ -609,8 +594,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     rt_conn_t *c = req->data;
     c->resolving = 0;
     if (!c->closing) {
+        if (status != 0 || res == NULL)
+            log_debug("cannot resolve a raft peer", " addr=%s err=\"%s\"", c->address,
+                      uv_strerror(status));
         if (status != 0 || res == NULL || connect_to(c, res->ai_addr) != 0)
-            rt_close(c, RAFT_NOCONNECTION);
+            rt_close(c, RAFT_NOCONNECTION); /* raft_uv retries: looked up again */
     }
     uv_freeaddrinfo(res);
     rt_unref(c);
@@ -620,11 +608,10 @@ int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, co
                      raft_uv_connect_cb cb)
 {
     struct sockaddr_storage dst;
-    char host[128];
-    const char *colon = strrchr(address, ':');
+    char host[ADDR_HOST_MAX], port[8];
     if (rt->closed)
         return RAFT_CANCELED;
-    if (tls_member_host(address, host, sizeof(host)) != 0 || colon == NULL)
+    if (addr_split(address, host, sizeof(host), port, sizeof(port)) != 0)
         return RAFT_NOCONNECTION;
     rt_conn_t *c = conn_new(rt, 1);
     if (c == NULL)
@@ -635,12 +622,11 @@ int raft_tls_connect(raft_tls_t *rt, struct raft_uv_connect *req, raft_id id, co
     snprintf(c->address, sizeof(c->address), "%s", address);
     snprintf(c->peer, sizeof(c->peer), "%s", address);
     int rv;
-    if (numeric(address, 0, &dst) == 0) {
+    if (addr_numeric(address, 0, &dst) == 0) {
         rv = connect_to(c, (const struct sockaddr *)&dst);
-    } else { /* a host name: look it up off the loop thread */
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    } else { /* a host name: looked up off the loop thread on every connect */
         c->gai.data = c;
-        rv = uv_getaddrinfo(rt->s->loop, &c->gai, on_resolved, host, colon + 1, &hints);
+        rv = addr_resolve_start(rt->s->loop, &c->gai, on_resolved, address);
         if (rv == 0) {
             c->resolving = 1;
             c->open_handles++;

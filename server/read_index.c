@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors_wire.h"
 #include "keyhash.h"
 #include "log.h"
 #include "server.h"
@@ -161,6 +162,12 @@ void reads_serve(shaled_t *s, sreq_t *r)
         resp.value.len = v.len;
         resp.has_version = v.found;
         resp.version = v.version;
+        if (v.found && v.expires_at != 0) {
+            /* Left on this member's log clock (not expired: > 0). */
+            uint64_t clock = store_clock(s->store);
+            resp.has_expires_in_ms = 1;
+            resp.expires_in_ms = v.expires_at > clock ? v.expires_at - clock : 1;
+        }
         sreq_reply(r, SHALE_MSG_GET_RESP, &resp.base);
         free(v.value);
         return;

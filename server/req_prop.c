@@ -49,7 +49,7 @@ int rp_submit(rp_list_t *l, sreq_t *r, Shale__Command *cmd)
 {
     shaled_t *s = l->s;
     struct rp_prop *p = calloc(1, sizeof(*p));
-    cmd->timestamp_ms = shaled_now_ms();
+    cmd->timestamp_ms = clock_stamp_ms(s);
     cmd->has_proposer_id = 1;
     cmd->proposer_id = s->cfg.id;
     cmd->has_proposer_boot = 1;

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "auth.h"
+#include "clock_est.h"
 #include "config.h"
 #include "login.h"
 #include "raft_guard.h"
@@ -27,6 +28,7 @@
 #include "shale.pb-c.h"
 #include "store.h"
 #include "user_watch.h"
+#include "watch_cache.h"
 
 typedef struct shaled shaled_t;
 typedef struct conn conn_t;
@@ -70,6 +72,7 @@ struct sreq {
     uint64_t trace;        /* Route.trace_id a router stamped (0: none) */
     uint64_t received_us;
     int code;              /* outcome answered (SHALE_E*, 0 ok): for metrics */
+    uint64_t watch_from;   /* WATCH: the first revision it asks for (watch.c) */
 };
 
 /* Who is on a connection (authn.c). */
@@ -105,6 +108,10 @@ struct shaled {
     struct raft_io io;
     struct raft_uv_transport transport;
     struct tcp_wrap *transport_wrap; /* raft_tcp.c: TCP_NODELAY on peers */
+    /* --raft resolved once at start (shaled.c; a host name looked up with
+     * a blocking getaddrinfo before the loop runs): the listener binds to
+     * it and outgoing Raft connections leave from it (port 0 here). */
+    struct sockaddr_storage raft_src;
     uv_timer_t disk_timer;           /* raft_disk.c: free-space watch */
     struct raft_fsm fsm;
     raft_guard_t guard;              /* raft_guard.c: safety wrapper of io */
@@ -133,6 +140,10 @@ struct shaled {
     uint64_t proposal_seq;
     uint64_t boot_nonce;  /* random per process start (Command.proposer_boot) */
     uv_timer_t session_timer;
+    uv_timer_t expire_timer; /* leader: proposes EXPIRE entries (TTL) */
+    struct raft_apply expire_req;
+    int expire_inflight; /* an EXPIRE entry is proposed, callback pending */
+    int expire_full;     /* the last one listed EXPIRE_MAX_KEYS keys */
 
     /* group membership (members.c, admin.c) */
     Shale__MemberTable *members; /* replicated table; NULL until known */
@@ -140,6 +151,10 @@ struct shaled {
     uint64_t applied_leader_ms;  /* newest leader timestamp applied here */
     uint64_t last_proposal_ms;   /* when this leader last proposed an entry */
     uv_timer_t tick_timer;       /* leader: freshness ticks for STALE reads */
+    /* What the service manager was last told (sd_notify.h): STATUS text
+     * and when readiness was last looked at. */
+    char notified_status[320];
+    uint64_t notify_checked_ms;
 
     /* snapshot transfer (snapshot_xfer.h) */
     int snap_streams;            /* streams being served */
@@ -180,6 +195,7 @@ struct shaled {
     struct shale_req own_req;    /* the MAP_GET long-poll */
     int own_watching, own_hurry, own_proposing, own_slots_warned;
     int own_reopen; /* SIGHUP reloaded TLS: reopen meta_client before the next watch */
+    uint64_t own_watch_at; /* TEST ONLY (test-map-watch-pause-ms): no watch before (ms) */
     struct raft_apply own_apply;
     uv_timer_t own_timer;
 
@@ -187,10 +203,43 @@ struct shaled {
     qnode_t mig_pending;         /* MIG_IMPORT waiting to be proposed */
     rp_list_t mig_props;         /* imports proposed, callback pending */
 
+    /* consistency check (check.c) */
+    struct check_state *check;
+    rp_list_t check_props;       /* check entries proposed, callback pending */
+
+    /* WATCH (watch.c) */
+    watch_cache_t wcache;        /* the group's recent changes, from the apply path */
+    qnode_t watchers;            /* WATCH long-polls waiting for a change */
+    uint64_t nwatchers;
+    uv_timer_t watch_sweep;      /* ends long-polls whose wait is over */
+    int watch_dirty;             /* changes appended by the entry being applied */
+#define WATCH_TOUCHED_MAX 64
+    uint32_t watch_touched[WATCH_TOUCHED_MAX]; /* ... to these slots */
+    int watch_ntouched;          /* > WATCH_TOUCHED_MAX: to too many to list */
     /* reads (read_index.c) */
     qnode_t reads_waiting;    /* arrived, waiting for the next barrier */
     struct rd_barrier *barrier; /* in flight, or NULL */
     int broken_lease;         /* TEST ONLY (--test-broken-reads): reads_broken_local */
+
+    /* clock offset to the leader (clock_ping.c) */
+    clk_est_t clk;
+    uv_timer_t clk_timer;
+    struct shale_client *clk_client; /* to the leader's client port, or NULL */
+    char clk_addr[160];              /* the address clk_client dials */
+    struct shale_req clk_req;        /* the CLOCK request in flight */
+    int clk_inflight;
+    int clk_conn_new;                /* clk_client was opened for the ping in flight */
+    unsigned clk_ticks;
+    uint64_t clk_ping_leader;        /* whom the last ping went to */
+    uint64_t clk_send_mono, clk_send_real; /* us, when it was sent */
+    /* leader: its clock against its group's (clock_ping.c, "The leader's
+     * timestamps" in docs/consistency.md) */
+    clk_peers_t clk_peers;           /* its voters' reported offsets to it */
+    unsigned clk_off_ticks;          /* consecutive ticks beyond the max offset */
+    struct raft_transfer clk_xfer;   /* a clock-driven handoff in flight */
+    int clk_xfer_busy;
+    uint64_t clk_handoffs;           /* handoffs started */
+    uint64_t clk_stamps_corrected;   /* entries stamped behind the local clock */
 
     /* lifecycle */
     uv_signal_t sigterm, sigint, sigusr1, sighup;
@@ -204,6 +253,7 @@ struct shaled {
     /* counters, read by obs.c at scrape time */
     uint64_t applied_entries;
     uint64_t applied_mutations;
+    uint64_t expired_keys; /* rows deleted by EXPIRE entries (TTL) */
 
     /* observability (obs.c) */
     struct obs *obs;
@@ -297,6 +347,29 @@ int propose_members(shaled_t *s, const Shale__MemberTable *t);
 int propose_start(shaled_t *s);
 void propose_stop(shaled_t *s);
 
+/* expire.c: the leader's EXPIRE entries (TTL background deletion) */
+int expire_start(shaled_t *s);
+void expire_stop(shaled_t *s);
+
+/* check.c: the replica consistency check (CHECK, Command.check) */
+int check_init(shaled_t *s);
+void check_request(shaled_t *s, sreq_t *r);
+/* Apply of a check entry at index (after its no-op batch); replay: the
+ * store was already past index. */
+void check_applied(shaled_t *s, uint64_t index, const Shale__Command *cmd, int replay);
+/* Cancel the running check (node stopping); does not wait. */
+void check_stop(shaled_t *s);
+/* Cancel and wait until no worker reads the store (before it is closed or
+ * replaced). */
+void check_quiesce(shaled_t *s);
+void check_free(shaled_t *s);
+typedef struct check_metrics {
+    uint64_t index;        /* the last check's entry (0: none) */
+    int state;             /* SHALE__CHECK_STATE__* */
+    uint64_t duration_ms, done_unix_ms, rows, completed, failed;
+} check_metrics_t;
+void check_metrics(shaled_t *s, check_metrics_t *m);
+
 /* raft_fsm.c */
 void raft_fsm_init(shaled_t *s);
 /* Encode a Command into a padded raft buffer (raft_malloc'd). */
@@ -314,6 +387,33 @@ void reads_serve(shaled_t *s, sreq_t *r);
  * LINEARIZABLE read from its local state at once, skipping the barrier.
  * Always 0 without the flag. */
 int reads_broken_local(shaled_t *s);
+
+/* clock_ping.c: this member's clock against the leader's (clock_est.h) */
+void clock_start(shaled_t *s);
+void clock_stop(shaled_t *s);
+/* CLOCK: answer with this node's realtime and whether it leads. */
+void clock_handle_req(shaled_t *s, sreq_t *r);
+/* 1 with a reason line when this member may not serve STALE reads by its
+ * clock (no fresh sample, a step, or |offset| + uncertainty over
+ * --max-clock-offset-ms); 0 when it may, on the leader, on meta nodes and
+ * with --test-ignore-clock-offset. */
+int clock_problem(shaled_t *s, char *why, size_t n);
+/* The estimate now: 0 and *v, or -1 (none, the leader, a meta node). */
+int clock_view_now(shaled_t *s, clk_view_t *v);
+/* The timestamp (ms) the leader writes into the entry it proposes now: its
+ * realtime, moved back when its voters measure it ahead of the group's
+ * clock by more than --max-clock-offset-ms (clk_stamp_correction). */
+uint64_t clock_stamp_ms(shaled_t *s);
+/* The leader's view of its group's clock: 0 with the range the group's
+ * clock minus its own (us) lies in (clk_group_range) and what it rests on
+ * ("reports" or "previous leader"), or -1 when it knows too little (not
+ * the leader, too few reports, no previous leader's sample). */
+int clock_group_view(shaled_t *s, int64_t *lo_us, int64_t *hi_us, const char **source);
+/* Upper bound (ms, leader's clock) on how old state stamped
+ * applied_leader_ms is now; UINT64_MAX with why when the clock rule
+ * refuses. Without the rule (leader, --test-ignore-clock-offset): the
+ * local clock's age, as before. */
+uint64_t clock_stale_check(shaled_t *s, uint64_t applied_leader_ms, char *why, size_t n);
 
 /* raft_node.c */
 /* seed: founding voters to bootstrap on an empty log; NULL when joining. */
@@ -431,6 +531,7 @@ int own_check(shaled_t *s, const ProtobufCBinaryData *keys, size_t n, const Shal
 int own_check_slot(shaled_t *s, uint32_t slot, const Shale__Route *route, char *msg,
                    size_t msglen, uint64_t *epoch);
 void own_flush(shaled_t *s);             /* end of turn: leader proposes a newer record */
+void own_push(shaled_t *s, sreq_t *r);   /* MIG_PUSH: a map the coordinator just changed */
 int own_apply(shaled_t *s, uint64_t index, const Shale__SlotOwnership *o, char *err);
 uint32_t own_count(const shaled_t *s);
 /* What the applied record says of one slot. */
@@ -449,11 +550,38 @@ void own_stop(shaled_t *s);
 void own_tls_reloaded(shaled_t *s);
 void own_free(shaled_t *s);
 
+/* watch.c: WATCH long-polls over the watch cache (watch_cache.h). */
+int watch_init(shaled_t *s, char *err, size_t errlen); /* after the store is open */
+void watch_start(shaled_t *s);
+void watch_stop(shaled_t *s);   /* answers waiting watches UNAVAILABLE */
+void watch_free(shaled_t *s);
+void watch_request(shaled_t *s, sreq_t *r); /* WATCH: any member */
+/* The apply path (raft_fsm.c): the changes of the entry at index (requests
+ * as store_apply left them; refused ones have nops 0 / txn NULL). */
+void watch_note_entry(shaled_t *s, uint64_t index, const store_request_t *reqs, size_t n);
+/* A key deleted by TTL expiry in the entry at index (for the expiry path:
+ * call it from the apply of the entry that deletes the key, before
+ * watch_applied). version: the version deleted. */
+void watch_note_expired(shaled_t *s, uint64_t index, const uint8_t *key, size_t klen,
+                        uint64_t version);
+/* The entry at index is applied: progress, and wake watches with news. */
+void watch_applied(shaled_t *s, uint64_t index);
+/* The store was swapped for a checkpoint: the cache restarts at its index. */
+void watch_restored(shaled_t *s);
+/* Around own_apply: a copy of the slot states before (malloc, NULL: none),
+ * then the slots that moved in start their history at index; watches of
+ * slots that left are answered WRONG_GROUP. watch_own_after frees before. */
+uint8_t *watch_own_before(const shaled_t *s);
+void watch_own_after(shaled_t *s, uint64_t index, uint8_t *before);
+
 /* obs.c: metrics (always kept) and the HTTP endpoint (--http). */
 int obs_init(shaled_t *s);
 /* Start the HTTP listener when --http is set. 0 or -1 with err. */
 int obs_start(shaled_t *s, char *err, size_t errlen);
 void obs_stop(shaled_t *s);
+/* 1 when the node is ready (what /health and shale_ready report); else 0
+ * and why (a line for operators). */
+int obs_health(shaled_t *s, char *why, size_t n);
 void obs_free(shaled_t *s);
 /* A request was answered with r->code (0 ok) (sreq_free): counts it, and
  * logs it with its trace id when slow (--slow-ms) or at debug. */

@@ -12,9 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "addr.h"
 #include "log.h"
 #include "raft_heap.h"
+#include "sd_notify.h"
 #include "server.h"
 #include "snapshot_xfer.h"
 
@@ -141,12 +144,16 @@ void shaled_stop(shaled_t *s, int exit_code)
     s->stopping = 1;
     s->exit_code = exit_code;
     log_info("shutting down", " exit_code=%d", exit_code);
+    sdn_notifyf("STOPPING=1\nSTATUS=shutting down (exit code %d)", exit_code);
     propose_stop(s);
+    check_stop(s);
     raft_disk_stop(s);
     meta_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     mig_fail_all(s, SHALE_EUNAVAILABLE, "node is shutting down");
     meta_stop(s);
+    watch_stop(s);
     own_stop(s);
+    clock_stop(s);
     authn_stop(s);
     obs_stop(s);
     uv_timer_stop(&s->tick_timer);
@@ -189,9 +196,30 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* Leader: when nothing was proposed for tick-ms, append an empty entry so
  * followers and replicas can prove how fresh their state is. */
+/* Tell a service manager (systemd Type=notify) when readiness changes:
+ * STATUS= is /health's answer, looked at once a second. */
+static void notify_status(shaled_t *s)
+{
+    uint64_t now = shaled_now_ms();
+    if (now - s->notify_checked_ms < 1000)
+        return;
+    s->notify_checked_ms = now;
+    char why[300], st[320];
+    if (obs_health(s, why, sizeof(why)))
+        snprintf(st, sizeof(st), "STATUS=ready");
+    else
+        snprintf(st, sizeof(st), "STATUS=not ready: %s", why);
+    if (strcmp(st, s->notified_status) != 0) {
+        snprintf(s->notified_status, sizeof(s->notified_status), "%s", st);
+        sdn_notify(st);
+    }
+}
+
 static void on_tick(uv_timer_t *t)
 {
     shaled_t *s = t->data;
+    if (!s->stopping)
+        notify_status(s);
     if (s->stopping || !raft_node_is_leader(s))
         return;
     if (shaled_now_ms() - s->last_proposal_ms >= s->cfg.tick_ms)
@@ -256,6 +284,36 @@ static void init_signal(shaled_t *s, uv_signal_t *h, int signum)
     uv_signal_start(h, on_signal, signum);
 }
 
+/* Resolve --listen, --raft and --http (addr.h); keep --raft's address
+ * (port 0) in s->raft_src. 0, or -1 with a sentence naming the flag. */
+static int check_bind_addresses(shaled_t *s, char *err, size_t errlen)
+{
+    struct {
+        const char *flag, *addr;
+    } a[] = {{"--listen", s->cfg.listen}, {"--raft", s->cfg.raft}, {"--http", s->cfg.http}};
+    char why[600];
+    struct sockaddr_storage ss;
+    for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) {
+        if (a[i].addr[0] == '\0' || a[i].addr[0] == ':')
+            continue; /* off, or ":PORT" on the --listen host (checked) */
+        /* The plain Raft transport (raft_uv_tcp, libraft 0.15) binds IPv4
+         * only: a name must have an IPv4 address there. */
+        int family = i == 1 && s->cfg.tls_cert[0] == '\0' ? AF_INET : AF_UNSPEC;
+        if (addr_resolve_blocking(a[i].addr, family, &ss, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s: %s", a[i].flag, why);
+            return -1;
+        }
+        if (i == 1) {
+            s->raft_src = ss;
+            if (ss.ss_family == AF_INET)
+                ((struct sockaddr_in *)&s->raft_src)->sin_port = 0;
+            else
+                ((struct sockaddr_in6 *)&s->raft_src)->sin6_port = 0;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static shaled_t server; /* large (raft structs): not on the stack */
@@ -275,7 +333,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "shaled: %s\n", err);
         return 2;
     }
+    if (s->cfg.check_config) {
+        shaled_config_dump(&s->cfg, stdout);
+        return 0;
+    }
     log_set_level(log_parse_level(s->cfg.log_level));
+    /* Every address this process binds may be a host name: look each up
+     * now, before anything starts, so a name that does not resolve stops
+     * the process with its reason (exit 2) instead of a half-started node.
+     * A blocking getaddrinfo is acceptable here: no loop runs yet. */
+    if (check_bind_addresses(s, err, sizeof(err)) != 0) {
+        fprintf(stderr, "shaled: %s\n", err);
+        return 2;
+    }
     if (authn_init(s, err, sizeof(err)) != 0) {
         fprintf(stderr, "shaled: %s\n", err);
         authn_free(s);
@@ -333,8 +403,9 @@ int main(int argc, char **argv)
     }
 
     s->loop = uv_default_loop();
-    if (obs_init(s) != 0) {
-        fprintf(stderr, "shaled: out of memory setting up metrics\n");
+    if (watch_init(s, err, sizeof(err)) != 0 || obs_init(s) != 0) {
+        fprintf(stderr, "shaled: out of memory setting up metrics or the watch cache\n");
+        watch_free(s);
         members_free(s);
         meta_free(s);
         own_free(s);
@@ -358,6 +429,10 @@ int main(int argc, char **argv)
     propose_start(s);
     meta_start(s);
     mig_start(s);
+    watch_start(s);
+    if (check_init(s) != 0)
+        log_warn("consistency checks unavailable: out of memory", "%s", "");
+    clock_start(s);
     uv_timer_init(s->loop, &s->tick_timer);
     s->tick_timer.data = s;
     uv_timer_start(&s->tick_timer, on_tick, s->cfg.tick_ms, s->cfg.tick_ms);
@@ -397,6 +472,11 @@ int main(int argc, char **argv)
                  (unsigned long long)s->cfg.id, s->cfg.listen, s->cfg.raft,
                  s->cfg.data, s->cfg.cluster_id,
                  (unsigned long long)store_applied_index(s->store));
+        /* READY=1 once the ports are open and the store is loaded (a
+         * joining node is not a member yet: STATUS says what it waits
+         * for, docs/deploy.md). */
+        sdn_notifyf("READY=1\nMAINPID=%ld\nSTATUS=serving on %s, waiting for readiness",
+                    (long)getpid(), s->cfg.listen);
     }
     if (failed) {
         shaled_stop(s, 1);
@@ -406,10 +486,13 @@ int main(int argc, char **argv)
     raft_node_release(s);
     /* Handles closed by raft_uv_close may need a last turn. */
     uv_run(s->loop, UV_RUN_DEFAULT);
+    check_quiesce(s);
     store_close(s->store);
+    check_free(s);
     members_free(s);
     meta_free(s);
     own_free(s);
+    watch_free(s);
     authn_free(s);
     obs_free(s);
     conn_tls_free(s);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "addr.h"
 #include "config.h"
 #include "frame.h"
 #include "keyhash.h"
@@ -302,6 +303,8 @@ typedef struct fetch {
     snapx_fetch_stats_t st;
     const uint8_t *cred; /* HELLO.credential, or NULL */
     size_t cred_len;
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
 } fetch_t;
 
 static int ferr(fetch_t *f, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -408,6 +411,8 @@ static int on_chunk(fetch_t *f, const Shale__SnapChunk *ch)
     f->st.bytes += n;
     f->st.wire_bytes += ch->data.len;
     f->st.chunks++;
+    if (f->progress != NULL)
+        f->progress(f->progress_arg, f->total, f->ann_total);
     return 0;
 }
 
@@ -436,17 +441,23 @@ static int on_done(fetch_t *f, const Shale__SnapChunk *ch, uint64_t min_index, u
 
 static int connect_to(const char *addr, int timeout_ms, int *out, char *err, size_t errlen)
 {
-    char host[128];
-    int port;
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    if (addr == NULL || shale_split_addr(addr, host, sizeof(host), &port) != 0 ||
-        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "bad snapshot source address '%s' (want IPv4 host:port)",
+    /* A blocking client: its caller (fsm_restore -> snapx_install, on the
+     * loop thread) waits for the whole transfer anyway, so a member's host
+     * name is looked up with a blocking getaddrinfo here, on every fetch
+     * (addr.h); an unresolvable name costs the resolver's timeout once per
+     * source tried. */
+    struct sockaddr_storage sa;
+    char why[600], host[ADDR_HOST_MAX], port[8];
+    if (addr == NULL || addr_split(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+        snprintf(err, errlen, "bad snapshot source address '%s' (want host:port)",
                  addr ? addr : "");
         return SHALE_EINVAL;
     }
-    sa.sin_port = htons((uint16_t)port);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (addr_resolve_blocking(addr, AF_UNSPEC, &sa, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "snapshot source %s", why);
+        return SHALE_EIO; /* a name that does not resolve now: retried like a refusal */
+    }
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
         return SHALE_EIO;
@@ -456,7 +467,9 @@ static int connect_to(const char *addr, int timeout_ms, int *out, char *err, siz
                          .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000};
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        connect(fd, (struct sockaddr *)&sa,
+                sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                        : sizeof(struct sockaddr_in6)) != 0) {
         int e = errno;
         snprintf(err, errlen, "connect to %s: %s", addr, strerror(e));
         close(fd);
@@ -559,6 +572,10 @@ int snapx_fetch_ex(const char *addr, const char *cluster_id, uint64_t min_index,
     uint64_t t0 = mono_ms();
     int timeout = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : SNAPX_IO_TIMEOUT_MS;
     f.chunk = opts != NULL && opts->chunk_bytes != 0 ? opts->chunk_bytes : SNAPX_CHUNK_DEFAULT;
+    if (opts != NULL) {
+        f.progress = opts->progress;
+        f.progress_arg = opts->progress_arg;
+    }
     if (opts != NULL && opts->credential != NULL) {
         f.cred = opts->credential;
         f.cred_len = opts->credential_len;

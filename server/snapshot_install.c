@@ -80,6 +80,7 @@ static int swap_in(shaled_t *s, const char *copy, char *err, size_t errlen)
     snprintf(old, sizeof(old), "%s.old", s->db_dir);
     snprintf(bad, sizeof(bad), "%s.bad", copy);
     snapx_remove_tree(old);
+    check_quiesce(s); /* no check worker may read the store being closed */
     store_close(s->store);
     s->store = NULL;
     int rv = 0;

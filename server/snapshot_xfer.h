@@ -114,6 +114,10 @@ typedef struct snapx_fetch_opts {
      * started with --auth: the fetching node's own user. */
     const uint8_t *credential;
     size_t credential_len;
+    /* Called after each chunk is written with the raw bytes so far and the
+     * total the source announced (may be NULL; shalectl backup's progress). */
+    void (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
 } snapx_fetch_opts_t;
 
 typedef struct snapx_fetch_stats {

@@ -16,7 +16,11 @@
  *   [slot:2]['c'][client_id:8]              session header: [max_seq:8][last_ms:8]
  *   [slot:2]['x'][index:8][n:4]             changelog of a migrating slot:
  *                                           one record (see Slot migration)
+ *   [0xFF 0xFF]['e'][expires_at:8][slot:2][key]
+ *                                           expiry index (empty value)
  *   [0xFF 0xFF]['m'][name]                  node metadata (applied index...)
+ * A data row with a TTL is [version | 1<<63 :8][expires_at:8][value]; a row
+ * without one keeps the old form [version:8][value] (see "Expiry" below).
  * Slot numbers are < STORE_MAX_SLOTS, so the metadata prefix is never a slot.
  *
  * Slots are the caller's (shale_key_slot, proto/keyhash.h): the store puts a
@@ -79,9 +83,12 @@ typedef struct store_value {
     uint64_t version;
     uint8_t *value;
     size_t len;
+    uint64_t expires_at; /* the key's expiry on the log clock (ms); 0: no TTL */
 } store_value_t;
 
-/* Point read of the latest committed state. */
+/* Point read of the latest committed state. A key whose TTL has run out at
+ * the log clock (store_clock) is absent (found 0), whether or not its row
+ * was deleted yet. */
 int store_get(store_t *s, uint16_t slot, const uint8_t *key, size_t klen,
               store_value_t *out, char *err);
 
@@ -112,6 +119,9 @@ typedef struct store_op {
     uint64_t expect_version;
     const uint8_t *expect;
     size_t expect_len;
+    uint64_t ttl_ms; /* PUT: time to live; expires_at = log clock + ttl_ms.
+                        0: no TTL (clears a previous one, as a CAS write
+                        and a TXN put always do) */
 } store_op_t;
 
 /* Outcome of one op. For CAS_FAILED, existed/version describe the key as
@@ -165,14 +175,29 @@ typedef enum store_txn_op_type {
     STORE_TXN_PUT = 1,
     STORE_TXN_DEL = 2,
     STORE_TXN_GET = 3,
+    /* Read-modify-write at apply (Redis INCRBY / APPEND). The result is
+     * found = 1, the new version and the new value; the key's TTL is kept.
+     * ADD reads the value as Redis does (string2ll: optional '-', no '+',
+     * no leading zeros or spaces, at most 20 bytes; absent = 0); a value
+     * that is not such an integer, or a sum outside int64, fails the whole
+     * txn (code SHALE_EINVAL, op_error says which; nothing applied). */
+    STORE_TXN_ADD = 4,
+    STORE_TXN_APPEND = 5,
+    /* The key's TTL set to ttl_ms (0: removed), value kept; result found =
+     * existed, had_ttl. An absent key is not created; removing a TTL the
+     * key does not have writes nothing. */
+    STORE_TXN_EXPIRE = 6,
 } store_txn_op_type_t;
 
 typedef struct store_txn_op {
     store_txn_op_type_t type;
     const uint8_t *key;
     size_t klen;
-    const uint8_t *value; /* PUT */
+    const uint8_t *value; /* PUT, APPEND */
     size_t vlen;
+    int64_t delta; /* ADD */
+    uint64_t ttl_ms; /* PUT: its TTL (0: none); EXPIRE: the new TTL (0: none) */
+    int keep_ttl;    /* PUT: keep the key's TTL */
 } store_txn_op_t;
 
 /* Outcome of one op of the branch that ran. */
@@ -182,6 +207,7 @@ typedef struct store_txn_result {
     uint64_t version; /* PUT: new; DEL: deleted (0 if absent); GET: current */
     uint8_t *value;   /* GET when found: malloc'd (store_txn_clear frees) */
     size_t vlen;
+    int had_ttl; /* EXPIRE: the key had a TTL */
 } store_txn_result_t;
 
 typedef struct store_txn {
@@ -197,7 +223,13 @@ typedef struct store_txn {
     int succeeded;
     size_t nresults;
     store_txn_result_t *results;
+    int op_error; /* code SHALE_EINVAL from an op: STORE_TXN_ENOTINT / ENOVERFLOW */
 } store_txn_t;
+
+#define STORE_TXN_ENOTINT 1   /* ADD: "value is not an integer or out of range" */
+#define STORE_TXN_EOVERFLOW 2 /* ADD: "increment or decrement would overflow" */
+#define STORE_TXN_ETOOBIG 3   /* APPEND: the value would exceed STORE_TXN_MAX_VALUE */
+#define STORE_TXN_MAX_VALUE (64u << 20)
 
 /* Free the results store_apply put in txn (safe on a txn without any). */
 void store_txn_clear(store_txn_t *txn);
@@ -257,6 +289,57 @@ typedef struct store_request {
 int store_apply(store_t *s, uint64_t index, uint64_t now_ms,
                 store_request_t *reqs, size_t nreqs, int *skipped, char *err);
 
+/* ---- Expiry (docs/storage.md, "Expiry") ----------------------------------
+ *
+ * The log clock is the newest entry timestamp (the leader's clock carried in
+ * the log) this store has applied: store_apply and store_apply_expire move
+ * it to their now_ms, and the owner moves it for every other entry with
+ * store_clock_advance. It only grows, is persisted with the next batch (the
+ * row travels in checkpoints) and is therefore the same on every member at
+ * the same applied index. A row whose expires_at <= the log clock is absent
+ * for every read (store_get, store_scan, CAS, txn compares and gets), on
+ * every member alike, before and after its row is deleted. */
+
+/* Move the log clock to ms if that is later (in memory; written with the
+ * next batch of any kind). */
+void store_clock_advance(store_t *s, uint64_t ms);
+uint64_t store_clock(const store_t *s);
+
+/* A key the expiry index lists: its slot, key and the expires_at indexed. */
+typedef struct store_expire_key {
+    uint16_t slot;
+    uint8_t *key; /* malloc'd by store_expire_due; borrowed by store_apply_expire */
+    size_t klen;
+    uint64_t expires_at;
+} store_expire_key_t;
+
+/* A key an expiry entry deleted: slot, key (malloc'd) and the version it had. */
+typedef struct store_expired {
+    uint16_t slot;
+    uint8_t *key;
+    size_t klen;
+    uint64_t version;
+} store_expired_t;
+
+/* Leader: up to max entries of the expiry index with expires_at <= now_ms,
+ * oldest first (one bounded range scan). *out (NULL when none) is released
+ * with store_expire_keys_free(*out, *n). The index may list a key whose row
+ * has changed since (a blind PUT leaves the old entry); store_apply_expire
+ * then only drops the entry. */
+int store_expire_due(store_t *s, uint64_t now_ms, size_t max, store_expire_key_t **out, size_t *n,
+                     char *err);
+void store_expire_keys_free(store_expire_key_t *keys, size_t n);
+
+/* Apply an expiry entry at `index` (same no-op rule as store_apply): move
+ * the log clock to now_ms, then for each listed key delete its index entry
+ * and, when the row still carries that expires_at and it is due at the log
+ * clock, the row (logged like a delete in a migrating slot). *deleted (may
+ * be NULL; release with store_expired_free) gets the rows deleted, in list
+ * order, for watchers (NULL when none); a replay gets none. */
+int store_apply_expire(store_t *s, uint64_t index, uint64_t now_ms, const store_expire_key_t *keys,
+                       size_t n, store_expired_t **deleted, size_t *ndeleted, char *err);
+void store_expired_free(store_expired_t *d, size_t n);
+
 /* Record `index` as applied with no data change (e.g. Raft no-op entries,
  * configuration changes). Same no-op rule as store_apply. */
 int store_apply_noop(store_t *s, uint64_t index, char *err);
@@ -291,6 +374,10 @@ int store_iter_slot(store_t *s, uint16_t slot, store_iter_t **out, char *err);
  * store_close. */
 int store_iter_next(store_iter_t *it, const uint8_t **key, size_t *klen,
                     const uint8_t **value, size_t *vlen, uint64_t *version);
+/* The expiry (log clock ms; 0: no TTL) of the entry store_iter_next
+ * returned last. Rows whose TTL ran out but are not deleted yet are still
+ * returned by store_iter_next: compare with store_clock. */
+uint64_t store_iter_expires_at(const store_iter_t *it);
 void store_iter_close(store_iter_t *it);
 
 /* One page of an ordered scan of slot's user data (docs/protocol.md,
@@ -323,7 +410,9 @@ void store_scan_free(store_scan_page_t *page);
 
 /* Delete everything of slot (data and sessions) with a range delete, in one
  * batch that records `index` (0: do not touch the applied index). A non-zero
- * index <= store_applied_index() is a no-op, as in store_apply. */
+ * index <= store_applied_index() is a no-op, as in store_apply. The expiry
+ * index entries of the slot's keys stay: each is dropped when its time comes
+ * (store_apply_expire then finds no row with its expires_at). */
 int store_delete_slot(store_t *s, uint16_t slot, uint64_t index, char *err);
 
 /* Approximate number of keys (RocksDB estimate). */
@@ -339,8 +428,11 @@ void store_block_cache(store_t *s, uint64_t *usage, uint64_t *capacity);
  * A "record" is a raw store entry of one slot, without the slot prefix:
  *   [op:1][klen:4 BE][key][vlen:4 BE][value]     op STORE_REC_PUT / _DEL
  * key starts with its kind byte ('d' data, 'c'/'s' sessions); the value is
- * stored as is (data values begin with their 8-byte version). A record batch
- * is records back to back. */
+ * stored as is (data values begin with their 8-byte version; a row with a
+ * TTL has the version's top bit set and its 8-byte expires_at next, so the
+ * TTL travels with the row; an old-format row imports without one). A
+ * record batch is records back to back. store_apply_records indexes the
+ * imported rows that carry a TTL. */
 
 #define STORE_REC_PUT 1
 #define STORE_REC_DEL 2
@@ -393,6 +485,11 @@ int store_apply_records(store_t *s, uint64_t index, uint16_t slot, const uint8_t
 int store_records_check_slot(const uint8_t *recs, size_t len, uint16_t slot, uint32_t nslots,
                              char *err);
 
+/* 1 when a record batch holds a data put whose row carries a TTL (a build
+ * without TTL would misread it), else 0 (also for a malformed batch, which
+ * store_apply_records refuses anyway). Reads only recs. */
+int store_records_have_ttl(const uint8_t *recs, size_t len);
+
 /* Delete slot's changelog (range delete; does not touch the applied index). */
 int store_delete_changelog(store_t *s, uint16_t slot, char *err);
 
@@ -411,5 +508,25 @@ int store_checkpoint(store_t *s, const char *dir, char *err);
  * one directory is inside the other. CURRENT is removed first and copied
  * last, so a restore cut short never opens as a half-copied DB. */
 int store_restore(const char *ckpt_dir, const char *db_dir, char *err);
+
+/* ---- Views (the consistency check, storage/store_check.c) -------------------------
+ *
+ * A view pins a RocksDB snapshot of the whole store at the moment it is
+ * opened (on the owner thread, e.g. right after an entry was applied) and
+ * reads the raw rows of every slot ([slot:2][kind][...] keys, values as
+ * stored; metadata and the expiry index excluded), in key order. Unlike the
+ * rest of the store a view may be read and closed from ANY one thread
+ * (RocksDB reads from a snapshot are thread-safe) while the owner keeps
+ * applying; it must be closed before store_close. */
+typedef struct store_view store_view_t;
+
+int store_view_open(store_t *s, store_view_t **out, char *err);
+/* The applied index when the view was opened. */
+uint64_t store_view_applied(const store_view_t *v);
+/* Next raw row: 1 with key/value (valid until the next call), 0 at the
+ * end, or a negative code. */
+int store_view_next(store_view_t *v, const uint8_t **key, size_t *klen, const uint8_t **value,
+                    size_t *vlen);
+void store_view_close(store_view_t *v);
 
 #endif

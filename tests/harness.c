@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -90,13 +91,28 @@ int th_shalectl(char *out, size_t outlen, const char *fmt, ...)
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
     snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl %s 2>&1 </dev/null", th_bin_dir(), args);
+    return th_run_capture(cmd, out, outlen);
+}
+
+int th_run_capture(const char *cmd, char *out, size_t outlen)
+{
     out[0] = '\0';
     FILE *p = popen(cmd, "r");
     if (p == NULL)
         return -1;
     size_t r = fread(out, 1, outlen - 1, p);
     out[r] = '\0';
+    /* Drain the rest (the command must not block on a full pipe). */
+    size_t more = 0;
+    char sink[4096];
+    for (size_t n; (n = fread(sink, 1, sizeof(sink), p)) > 0;)
+        more += n;
     int st = pclose(p);
+    if (more > 0) {
+        fprintf(stderr, "harness: `%.200s` printed %zu bytes, more than the %zu the test reads\n",
+                cmd, r + more, outlen - 1);
+        return TH_EOUTPUT;
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -128,13 +144,26 @@ void th_rmrf(const char *path)
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* host's IPv4 address: a literal, or a name looked up (the hostnames
+ * test maps names in its own /etc/hosts). */
+static void host_ip4(const char *host, struct in_addr *out)
+{
+    if (inet_pton(AF_INET, host, out) == 1)
+        return;
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(host, NULL, &hints, &res) == 0 && res != NULL)
+        *out = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    if (res != NULL)
+        freeaddrinfo(res);
+}
+
 int th_free_port(const char *host)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    inet_pton(AF_INET, host, &sa.sin_addr);
+    host_ip4(host, &sa.sin_addr);
     socklen_t sl = sizeof(sa);
     int port = -1;
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
@@ -221,14 +250,14 @@ int th_raw_connect_from(const char *src, const char *host, int port, int timeout
         return -1;
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     if (src != NULL) {
-        inet_pton(AF_INET, src, &sa.sin_addr);
+        host_ip4(src, &sa.sin_addr);
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
             close(fd);
             return -1;
         }
     }
     sa.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, host, &sa.sin_addr);
+    host_ip4(host, &sa.sin_addr);
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -424,11 +453,16 @@ static int probe_leader(const th_node_t *n)
     return ok;
 }
 
-static long long now_ms(void)
+long long th_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long now_ms(void)
+{
+    return th_now_ms();
 }
 
 int th_node_wait_ready(th_node_t *n, int timeout_ms)
@@ -569,14 +603,54 @@ int th_raw_connect_hello(const char *host, int port, const char *cluster)
 
 /* ---- Groups ----------------------------------------------------------------*/
 
+/* Host names standing for 127.0.0.x addresses (th_host_alias). */
+#define TH_ALIASES 32
+static struct {
+    char ip[32], name[32];
+} g_alias[TH_ALIASES];
+static int g_nalias;
+
+int th_host_alias(const char *ip, const char *name)
+{
+    if (g_nalias >= TH_ALIASES || strlen(ip) >= 32 || strlen(name) >= 32)
+        return -1;
+    snprintf(g_alias[g_nalias].ip, sizeof(g_alias[0].ip), "%s", ip);
+    snprintf(g_alias[g_nalias].name, sizeof(g_alias[0].name), "%s", name);
+    g_nalias++;
+    return 0;
+}
+
+void th_host_alias_clear(void)
+{
+    g_nalias = 0;
+}
+
+const char *th_host_name(const char *ip)
+{
+    for (int i = 0; i < g_nalias; i++)
+        if (strcmp(g_alias[i].ip, ip) == 0)
+            return g_alias[i].name;
+    return ip;
+}
+
 void th_group_init(th_group_t *g, int n, int first_host, const char *base)
+{
+    char names[TH_GROUP_MAX][32];
+    const char *hosts[TH_GROUP_MAX];
+    for (int i = 0; i < n && i < TH_GROUP_MAX; i++) {
+        snprintf(names[i], sizeof(names[i]), "127.0.0.%d", first_host + i);
+        hosts[i] = th_host_name(names[i]);
+    }
+    th_group_init_hosts(g, n, hosts, base);
+}
+
+void th_group_init_hosts(th_group_t *g, int n, const char *const *hosts, const char *base)
 {
     memset(g, 0, sizeof(*g));
     g->n = n;
     int at = 0;
     for (int i = 0; i < n; i++) {
-        char host[32];
-        snprintf(host, sizeof(host), "127.0.0.%d", first_host + i);
+        const char *host = hosts[i];
         th_node_init(&g->nodes[i], (uint64_t)i + 1, host, base);
         at += snprintf(g->initial + at, sizeof(g->initial) - (size_t)at, "%s%d=%s:%d/%s",
                        i ? "," : "", i + 1, host, g->nodes[i].raft_port, g->nodes[i].addr);

@@ -22,10 +22,17 @@ typedef struct th_node {
 /* Directory of built binaries ($SHALE_BIN_DIR, else "."). */
 const char *th_bin_dir(void);
 
+/* Run the shell line cmd and read all it prints into out (NUL-terminated).
+ * Returns its exit status; -1 when it could not run or died of a signal;
+ * TH_EOUTPUT when it printed outlen bytes or more — out then holds the
+ * first outlen - 1 and stderr says so, so a check on the status fails by
+ * name instead of passing or failing on a cut-off text. */
+#define TH_EOUTPUT (-2)
+int th_run_capture(const char *cmd, char *out, size_t outlen);
+
 /* Run the built shalectl with ARGS (a shell word list, printf format),
- * stdin from /dev/null; stdout and stderr into out (NUL-terminated,
- * truncated to outlen - 1). Returns its exit status, -1 when it could not
- * run or died of a signal. */
+ * stdin from /dev/null; stdout and stderr into out, as th_run_capture
+ * (TH_EOUTPUT when out was too small). */
 int th_shalectl(char *out, size_t outlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -80,6 +87,8 @@ uint64_t th_router_epoch(const th_node_t *n);
 int th_router_wait_epoch(const th_node_t *n, uint64_t epoch, int timeout_ms);
 /* Applied index the node reports (0 when it does not answer). */
 uint64_t th_node_applied(const th_node_t *n);
+/* Milliseconds on the monotonic clock (for deadlines in polling loops). */
+long long th_now_ms(void);
 /* Poll until the node answers STATUS (any role). 0 or -1. */
 int th_node_wait_up(const th_node_t *n, int timeout_ms);
 /* Poll until the node reports applied >= index. 0 or -1 on timeout. */
@@ -139,14 +148,25 @@ void th_client_options(struct shale_options *o);
 
 /* ---- Shard groups: n nodes on 127.0.0.first_host .. first_host+n-1 -------*/
 
+#define TH_GROUP_MAX 8
 typedef struct th_group {
     int n;
-    th_node_t nodes[8];
+    th_node_t nodes[TH_GROUP_MAX];
     char initial[2048]; /* --initial-cluster value */
     char addrs[1024];   /* every client address, comma separated */
 } th_group_t;
 
 void th_group_init(th_group_t *g, int n, int first_host, const char *base);
+/* Host names for the group layouts (the hostnames test): once ip has an
+ * alias, th_group_init (and so th_cluster_start) gives the node at ip the
+ * host name instead, in every flag and address. The caller makes the name
+ * resolve (its own /etc/hosts). th_host_name: the alias of ip, or ip. */
+int th_host_alias(const char *ip, const char *name);
+void th_host_alias_clear(void);
+const char *th_host_name(const char *ip);
+/* The same with each node's host given: an IP literal or a host name
+ * (the hostnames test: names from its own /etc/hosts). */
+void th_group_init_hosts(th_group_t *g, int n, const char *const *hosts, const char *base);
 /* Client addresses of every node but skip (-1: all). */
 void th_group_addrs(const th_group_t *g, char *buf, size_t len, int skip);
 /* Start node i as a founding voter (election timeout 400 ms, heartbeat

@@ -12,6 +12,7 @@
 #include "cmap.h"
 #include "frame.h"
 #include "shale.h"
+#include "shale_internal.h"
 
 static long long mono_ms(void)
 {
@@ -279,4 +280,31 @@ void th_cluster_stop(th_cluster_t *c)
     for (int g = 0; g < c->ngroups; g++)
         th_group_stop_all(&c->groups[g]);
     th_group_stop_all(&c->meta);
+}
+
+int th_cluster_router(th_node_t *router, const th_cluster_t *c, const char *host,
+                      const char *base)
+{
+    th_node_init(router, 1, host, base);
+    snprintf(router->log, sizeof(router->log), "%s/router.log", base);
+    const char *argv[] = {"--listen",     router->addr, "--meta", c->meta.addrs,
+                          "--timeout-ms", "10000",      NULL};
+    return th_router_start(router, argv, 1);
+}
+
+shale_client_t *th_connect(const char *addrs, uint32_t timeout_ms, int wait_ms, char *err)
+{
+    shale_options_t o;
+    th_client_options(&o);
+    o.timeout_ms = timeout_ms;
+    shale_client_t *c = NULL;
+    err[0] = '\0';
+    long long end = th_now_ms() + wait_ms;
+    for (;;) {
+        if (shale_connect(addrs, &o, &c, err) == SHALE_OK)
+            return c;
+        if (th_now_ms() >= end)
+            return NULL;
+        usleep(100 * 1000);
+    }
 }

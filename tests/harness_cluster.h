@@ -41,6 +41,17 @@ int th_cluster_init(th_cluster_t *c, uint32_t slots, int timeout_ms);
 int th_cluster_wait_epoch(th_cluster_t *c, uint64_t e, int timeout_ms);
 void th_cluster_stop(th_cluster_t *c);
 
+/* A router in front of c: router is set up here (id 1 on host, its log
+ * base/router.log) and started with --listen, --meta c's meta group,
+ * --timeout-ms 10000 and the harness's auth. 0 or -1. */
+int th_cluster_router(th_node_t *router, const th_cluster_t *c, const char *host,
+                      const char *base);
+
+/* A client of addrs (th_client_options; request deadline timeout_ms),
+ * trying again every 100 ms for up to wait_ms (0: one attempt). NULL with
+ * the last error in err (SHALE_ERRMSG_LEN bytes) when it never connected. */
+struct shale_client *th_connect(const char *addrs, uint32_t timeout_ms, int wait_ms, char *err);
+
 /* A ShardGroup of the map built from a harness group (malloc'd; free with
  * th_shard_group_free). */
 Shale__ShardGroup *th_shard_group(const th_group_t *g, uint64_t id);

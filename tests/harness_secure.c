@@ -3,8 +3,8 @@
  *
  * What this file owns:
  *  - the test process's throwaway PKI: a CA, a certificate per 127.0.0.x
- *    host a process serves on (CN node-HOST, SAN IP:HOST, so the Raft
- *    naming rule holds), an "admin" client certificate, and the admin
+ *    host a process serves on (CN node-HOST, SAN IP:HOST, or DNS:HOST for
+ *    a host name, so the Raft naming rule holds), an "admin" client certificate, and the admin
  *    user's random password, all under one temp directory made at first
  *    use and removed when the process that made it exits;
  *  - the flags that turn TLS (and, for cluster members and routers,
@@ -15,6 +15,7 @@
  * It never decides what a test proves: a test that sets up its own TLS or
  * users calls th_secure_off() first, and SHALE_TEST_INSECURE=1 runs the
  * whole suite plain (to compare, or to bisect a TLS problem). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +144,10 @@ int th_secure_host_cert(const char *host, char *crt, size_t crtlen, char *key, s
     tc_path(key, keylen, g_pki, name, "key");
     if (access(crt, R_OK) == 0 && access(key, R_OK) == 0)
         return 0;
-    snprintf(sans, sizeof(sans), "IP:%s", host);
+    /* An IP SAN for a 127.0.0.x host, a DNS SAN for a host name: the
+     * member naming rule (tls_member.h) compares the address's host. */
+    unsigned char ip[16];
+    snprintf(sans, sizeof(sans), "%s:%s", inet_pton(AF_INET, host, ip) == 1 ? "IP" : "DNS", host);
     return tc_make_cert(g_pki, "ca", name, name, sans, -1, 30);
 }
 

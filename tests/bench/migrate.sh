@@ -11,8 +11,12 @@
 # probe writing one key of a moving slot every PROBE_MS to see the longest
 # write pause. Prints: MB moved and MB/s, the benchmark's ops/s and p99
 # before vs during, and the longest pause seen by the probe and by the
-# coordinator (fence to flip). Stops the cluster and deletes its data at the
-# end (KEEP=1 keeps it).
+# coordinator (fence to flip); the fenced windows' p50/p99/max over all the
+# move's migrations and the same for each part of the window (fence
+# MAP_CAS, source applies the fence, drain tail, flip MAP_CAS:
+# docs/resharding.md, "The write pause"). Copies the nodes' logs to
+# $OUT/logs (each step of a migration is logged there with ms timestamps),
+# then stops the cluster and deletes its data (KEEP=1 keeps it).
 #
 # Environment (defaults): DATA_MB (1024; what the moving range holds, so
 # about twice that is loaded), VALUE_SIZE (16000), RANGE (0-2047: all of
@@ -54,6 +58,8 @@ print(v)' "$1" "$2"; }
 cleanup() {
   [ -n "${probe_pid:-}" ] && kill "$probe_pid" 2>/dev/null || true
   [ -n "${bench_pid:-}" ] && kill "$bench_pid" 2>/dev/null || true
+  # The nodes' logs (ownership applied, map received: the fence's steps).
+  mkdir -p "$OUT/logs" && cp "$SHALE_RUN_DIR"/*.log "$OUT/logs/" 2>/dev/null || true
   if [ "${KEEP:-0}" != 1 ]; then bash scripts/cluster.sh --stop >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
@@ -116,6 +122,7 @@ bench_pid=
 kill "$probe_pid" 2>/dev/null || true
 probe_pid=
 
+mkdir -p "$OUT/logs" && cp "$SHALE_RUN_DIR"/*.log "$OUT/logs/" 2>/dev/null || true
 python3 - "$OUT" "$t0" "$t1" <<'EOF'
 import json, sys
 out, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -135,4 +142,67 @@ print("50/50 x %s conns: before %.0f ops/s p99 %.1f ms; during %.0f ops/s p99 %.
     100.0 * (d["ops_per_sec"] - b["ops_per_sec"]) / b["ops_per_sec"]))
 print("probe: longest gap between acknowledged writes to a moving slot during the move: %d ms" % gap)
 print("errors during: %s" % d.get("error_count", 0))
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))] if v else 0
+done = [j for j in m.get("migrations", []) if j.get("outcome") == "done"]
+fw = [j["fenced_ms"] for j in done]
+print("fenced windows (%d migrations): p50 %d ms, p99 %d ms, max %d ms" % (
+    len(fw), pct(fw, 50), pct(fw, 99), max(fw) if fw else 0))
+for k, what in (("fence_cas_ms", "fence MAP_CAS"), ("fence_seen_ms", "source applies the fence"),
+                ("drain_ms", "drain tail + sessions"), ("flip_cas_ms", "flip MAP_CAS")):
+    v = [j.get(k, 0) for j in done]
+    print("  %-26s p50 %4d ms  p99 %4d ms  max %4d ms" % (what, pct(v, 50), pct(v, 99),
+                                                       max(v) if v else 0))
+# From the nodes' logs: the meta group commits a migration's fence (the first
+# meta member's "cluster map changed ... fence") -> the first member of the source group
+# applies the record with that epoch (its leader committed it).
+import datetime, glob, re
+def ts(line):
+    return datetime.datetime.strptime(line[3:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp() * 1000
+meta_lines = [l for f in sorted(glob.glob(out + "/logs/meta*.log"))
+              for l in open(f, errors="replace") if 'msg="cluster map changed"' in l]
+fence = {} # epoch -> (first meta member's apply, migration id)
+for line in meta_lines:
+    g = re.search(r'epoch=(\d+) .*note="migration (\d+): fence"', line)
+    if g:
+        e = int(g.group(1))
+        fence[e] = (min(ts(line), fence.get(e, (1e18, 0))[0]), int(g.group(2)))
+src = {j["id"]: j["from"] for j in done}
+first = {}
+for f in glob.glob(out + "/logs/g*n*.log"):
+    gid = int(re.search(r"/g(\d+)n", f).group(1))
+    for line in open(f, errors="replace"):
+        g = re.search(r'msg="slot ownership applied" epoch=(\d+)', line)
+        if g and int(g.group(1)) in fence:
+            e = int(g.group(1))
+            t, mid = fence[e]
+            if src.get(mid) == gid:
+                first[e] = min(first.get(e, 1e18), ts(line) - t)
+v = list(first.values())
+if v:
+    print("  %-26s p50 %4d ms  p99 %4d ms  max %4d ms  (node logs)" % (
+        "fence committed in source", pct(v, 50), pct(v, 99), max(v)))
+# The same for the flip ("migration N: slots ... to group G") in the target.
+flip = {}
+for line in meta_lines:
+    g = re.search(r'epoch=(\d+) .*note="migration (\d+): slots .* to group (\d+)"', line)
+    if g:
+        e = int(g.group(1))
+        flip[e] = (min(ts(line), flip.get(e, (1e18, 0))[0]), int(g.group(3)))
+first = {}
+for f in glob.glob(out + "/logs/g*n*.log"):
+    gid = int(re.search(r"/g(\d+)n", f).group(1))
+    for line in open(f, errors="replace"):
+        g = re.search(r'msg="slot ownership applied" epoch=(\d+)', line)
+        if g and int(g.group(1)) in flip and flip[int(g.group(1))][1] == gid:
+            e = int(g.group(1))
+            first[e] = min(first.get(e, 1e18), ts(line) - flip[e][0])
+v = list(first.values())
+if v:
+    print("  %-26s p50 %4d ms  p99 %4d ms  max %4d ms  (node logs)" % (
+        "flip committed in target", pct(v, 50), pct(v, 99), max(v)))
+if "max" in d.get("latency_ms", {}):
+    print("50/50 during: longest request %.1f ms" % d["latency_ms"]["max"])
 EOF

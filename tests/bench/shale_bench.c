@@ -41,11 +41,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "auth.h"
 #include "shale.h"
 
-enum { OP_READ, OP_UPDATE, NOPS };
-static const char *const op_names[NOPS] = {"read", "update"};
+/* OP_TXN (--op txn2): one transaction putting two keys of one slot,
+ * "{KEY}a" and "{KEY}b" (a hash tag), instead of an update. */
+enum { OP_READ, OP_UPDATE, OP_TXN, NOPS };
+static const char *const op_names[NOPS] = {"read", "update", "txn2"};
 
 enum { PH_CONNECT, PH_LOAD, PH_WARMUP, PH_RUN, PH_DONE };
 static const char *const phase_names[] = {"connect", "load", "warmup", "run", "done"};
@@ -262,6 +266,7 @@ struct bench {
     char *password; /* malloc'd, wiped and freed by free_all */
     size_t password_len;
     int read_pct;
+    int txn2; /* --op txn2: updates are 2-key transactions */
     int zipfian;
     uint64_t keys;
     size_t value_size;
@@ -463,12 +468,29 @@ static void issue(bslot_t *s)
             b->run_issued++;
         break;
     }
+    if (s->op == OP_UPDATE && b->txn2 && s->phase != PH_LOAD)
+        s->op = OP_TXN;
     int n = key_name(key, sizeof(key), s->key);
     s->req.data = s;
     s->t0 = now_ns();
-    int rv = s->op == OP_READ ? shale_get_async(s->cl->c, &s->req, key, (size_t)n, &b->ro, on_done)
+    int rv;
+    if (s->op == OP_TXN) {
+        /* Both keys share the tag, hence the slot: one Raft entry. */
+        char ka[40], kb[40];
+        int na = snprintf(ka, sizeof(ka), "{%s}a", key), nb = snprintf(kb, sizeof(kb), "{%s}b", key);
+        shale_txn_op_t ops[2] = {
+            {.type = SHALE_TXN_PUT, .key = ka, .klen = (size_t)na, .value = b->value,
+             .vlen = b->value_size},
+            {.type = SHALE_TXN_PUT, .key = kb, .klen = (size_t)nb, .value = b->value,
+             .vlen = b->value_size},
+        };
+        shale_txn_t t = {.success = ops, .nsuccess = 2};
+        rv = shale_txn_async(s->cl->c, &s->req, &t, on_done);
+    } else {
+        rv = s->op == OP_READ ? shale_get_async(s->cl->c, &s->req, key, (size_t)n, &b->ro, on_done)
                               : shale_put_async(s->cl->c, &s->req, key, (size_t)n, b->value,
                                                 b->value_size, on_done);
+    }
     if (rv != SHALE_OK) {
         /* Refused before anything was sent (no callback will come). */
         b->done_all++;
@@ -1008,6 +1030,9 @@ static void usage(FILE *f)
                "                     to 100 (default write)\n"
                "  --workload A|B|C   YCSB core workload: same as --mix 50/50, 95/5, read\n"
                "  --op put|get|mixed old names: write, read, 50/50 (or --reads PCT)\n"
+               "  --op txn2          each write is a transaction putting two keys of one\n"
+               "                     slot, {KEY}a and {KEY}b (compare with --op put: the\n"
+               "                     txn2 rate x 2 is the keys written per second)\n"
                "  --reads PCT        percentage of reads (same as --mix PCT/100-PCT)\n"
                "  --dist D           key choice: zipfian (YCSB scrambled, 0.99; default)\n"
                "                     or uniform\n"
@@ -1268,8 +1293,10 @@ int main(int argc, char **argv)
                 b.read_pct = 100;
             else if (strcmp(v, "mixed") == 0)
                 mixed_op = 1;
+            else if (strcmp(v, "txn2") == 0)
+                b.txn2 = 1, b.read_pct = 0;
             else
-                return usage_error(&b, "%s: want put, get or mixed, not '%s'", a, v);
+                return usage_error(&b, "%s: want put, get, mixed or txn2, not '%s'", a, v);
         } else if (strcmp(a, "--reads") == 0) {
             if (integer(v, 0, 100, &d) != 0)
                 return usage_error(&b, "%s: want a percentage 0..100, not '%s'", a, v);

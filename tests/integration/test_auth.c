@@ -46,6 +46,7 @@
 #include "harness_cluster.h"
 #include "obs_util.h"
 #include "shale.h"
+#include "shale_internal.h"
 #include "wire.h"
 
 #define META_HOST 80

@@ -394,11 +394,7 @@ static int ctl(char *out, size_t outlen, const char *const *args)
     for (int i = 0; args[i] != NULL; i++)
         n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", args[i]);
     snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 2>&1");
-    FILE *p = popen(cmd, "r");
-    size_t r = fread(out, 1, outlen - 1, p);
-    out[r] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return th_run_capture(cmd, out, outlen);
 }
 
 /* The admin CLI against a real cluster: init from running groups, status,

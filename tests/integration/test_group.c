@@ -20,13 +20,6 @@
 static char *g_base;
 static th_group_t g_grp;
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int start_group(int n, int first_host, const char *const *extra)
 {
     g_base = th_tmpdir("group");
@@ -103,6 +96,12 @@ static void check_node_has(const char *addr, const char *acked, int n)
         key_of(i, k);
         shale_value_t got = {0};
         int rv = shale_get(c, k, strlen(k), &ro, &got);
+        /* A member that has no clock offset sample yet (just started or
+         * joined) refuses STALE reads until its first one (clock_ping.c). */
+        for (int t = 0; t < 100 && rv == SHALE_ESTALE; t++) {
+            usleep(100 * 1000);
+            rv = shale_get(c, k, strlen(k), &ro, &got);
+        }
         ck_assert_msg(rv == SHALE_OK, "get %s from %s: %s", k, addr, shale_errmsg(c));
         ck_assert_msg(got.found, "acknowledged %s missing on %s", k, addr);
         ck_assert_uint_eq(got.len, vl);
@@ -135,7 +134,7 @@ START_TEST(test_leader_kill9_during_writes)
     for (int i = 0; i < N; i++) {
         if (i == KILL_AT) {
             th_node_stop(&g_grp.nodes[leader], SIGKILL);
-            killed_at = mono_ms();
+            killed_at = th_now_ms();
         }
         char k[32], v[64];
         key_of(i, k);
@@ -144,7 +143,7 @@ START_TEST(test_leader_kill9_during_writes)
         if (rv == SHALE_OK) {
             acked[i] = 1;
             if (killed_at && !first_after)
-                first_after = mono_ms();
+                first_after = th_now_ms();
         } else {
             ck_assert_msg(rv == SHALE_ETIMEOUT, "put %d: %s (%s)", i, shale_strerror(rv),
                           shale_errmsg(c));
@@ -344,6 +343,9 @@ START_TEST(test_read_replica_stale_reads)
     ck_assert_int_eq(th_node_status(rep, &st), 0);
     ck_assert_str_eq(st->role, "replica");
     shale__status_response__free_unpacked(st, NULL);
+    /* A replica cannot lead: the transfer says so in Shale's terms. */
+    ck_assert_int_eq(shale_leader_transfer(c, 4, msg), SHALE_EINVAL);
+    ck_assert_msg(strstr(shale_errmsg(c), "read replica") != NULL, "%s", shale_errmsg(c));
 
     /* A linearizable read sent to the replica alone is redirected. */
     shale_client_t *rc = connect_to(rep->addr, 5000);
@@ -410,6 +412,12 @@ START_TEST(test_membership_changes)
                   shale_errmsg(c));
     int l = th_group_wait_leader(&g_grp, 10000);
     ck_assert_int_eq(l, 3);
+    /* Asking for the leader it already has is answered, not an error;
+     * an unknown node is refused by name. */
+    ck_assert_msg(shale_leader_transfer(c, 4, msg) == SHALE_OK, "%s", shale_errmsg(c));
+    ck_assert_msg(strstr(msg, "already leads") != NULL, "%s", msg);
+    ck_assert_int_eq(shale_leader_transfer(c, 99, msg), SHALE_EINVAL);
+    ck_assert_msg(strstr(shale_errmsg(c), "not a member") != NULL, "%s", shale_errmsg(c));
     /* The voter to remove is paused first, so it never learns it was
      * removed: when it resumes it still thinks it is a voter, and its
      * election timer has long expired. */
@@ -455,6 +463,22 @@ START_TEST(test_follower_names_the_leader)
 {
     int leader = start_group(3, 58, NULL);
     int f = (leader + 1) % 3;
+    /* The follower names the leader once it has heard from it (a loaded
+     * machine can elect before the follower's first heartbeat arrives). */
+    int knows = 0;
+    for (int i = 0; i < 200 && !knows; i++) {
+        struct Shale__StatusResponse *st;
+        if (th_node_status(&g_grp.nodes[f], &st) == 0) {
+            knows = st->has_leader_id && st->leader_id >= 1 && st->leader_id <= 3 &&
+                    (int)st->leader_id - 1 != f;
+            if (knows)
+                leader = (int)st->leader_id - 1;
+            shale__status_response__free_unpacked(st, NULL);
+        }
+        if (!knows)
+            usleep(50 * 1000);
+    }
+    ck_assert_msg(knows, "follower %d never learned a leader", f + 1);
     int fd = th_raw_connect_hello(g_grp.nodes[f].host, g_grp.nodes[f].port, NULL);
     ck_assert_int_ge(fd, 0);
     Shale__PutRequest p = SHALE__PUT_REQUEST__INIT;

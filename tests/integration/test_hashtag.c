@@ -40,13 +40,6 @@ static const char *const g_keys[] = {"{user1}.a", "{user1}.b", "{user1}.c"};
 static const char *const g_vals[] = {"value-a", "value-b", "value-c"};
 #define NKEYS 3
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* shalectl ARGS against the meta group: its exit code, output in g_out. */
 #define CTL(...) th_shalectl(g_out, sizeof(g_out), "--meta %s " __VA_ARGS__)
 
@@ -154,7 +147,7 @@ static void assert_router_reads(void)
 /* A line of the router's log holding every needle (up to 5 s). */
 static int router_logged(const char *a, const char *b, const char *c)
 {
-    long long end = mono_ms() + 5000;
+    long long end = th_now_ms() + 5000;
     do {
         FILE *f = fopen(g_router.log, "r");
         if (f != NULL) {
@@ -168,7 +161,7 @@ static int router_logged(const char *a, const char *b, const char *c)
                 return 1;
         }
         usleep(50 * 1000);
-    } while (mono_ms() < end);
+    } while (th_now_ms() < end);
     return 0;
 }
 

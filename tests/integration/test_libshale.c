@@ -97,6 +97,25 @@ START_TEST(test_versions_and_cas)
     ck_assert_int_eq(shale_cas(c, "k", 1, &exa, "x", 1, 0, NULL, NULL), SHALE_ECASFAILED);
     ck_assert_int_eq(shale_cas(c, "new", 3, &exa, "x", 1, 0, NULL, NULL), SHALE_OK);
 
+    /* The struct form (shale_compare_and_set): a value swap, a failed
+     * compare with the current state, a delete on version. */
+    uint64_t v4 = 0, v5 = 0;
+    shale_cas_t op = {.key = "new", .klen = 3,
+                      .expect = {.kind = SHALE_CAS_VALUE, .value = "x", .len = 1},
+                      .value = "y", .vlen = 1};
+    ck_assert_int_eq(shale_compare_and_set(c, &op, &v4, NULL), SHALE_OK);
+    ck_assert_uint_gt(v4, 0);
+    ck_assert_int_eq(shale_compare_and_set(c, &op, NULL, &cur), SHALE_ECASFAILED);
+    ck_assert(cur.found && cur.version == v4 && cur.len == 1 && cur.data[0] == 'y');
+    shale_value_free(&cur);
+    shale_cas_t del = {.key = "new", .klen = 3,
+                       .expect = {.kind = SHALE_CAS_VERSION, .version = v4}, .del = 1};
+    ck_assert_int_eq(shale_compare_and_set(c, &del, &v5, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_get(c, "new", 3, NULL, &val), SHALE_OK);
+    ck_assert(!val.found);
+    ck_assert_int_eq(shale_compare_and_set(c, NULL, NULL, NULL), SHALE_EINVAL);
+    ck_assert_int_eq(shale_put(c, "new", 3, "x", 1, NULL), SHALE_OK);
+
     /* Delete reports whether the key existed. */
     int existed = -1;
     ck_assert_int_eq(shale_del(c, "k", 1, &existed, NULL), SHALE_OK);
@@ -203,7 +222,7 @@ static int run_ctl(const char *args, char *out, size_t outlen)
 START_TEST(test_shalectl_exit_codes)
 {
     start_node("127.0.0.24");
-    char out[4096], args[512];
+    char out[4096], args[1024];
     snprintf(args, sizeof(args), "--addr %s put greeting hello", g_node.addr);
     ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 0);
     snprintf(args, sizeof(args), "--addr %s get greeting", g_node.addr);
@@ -217,8 +236,53 @@ START_TEST(test_shalectl_exit_codes)
     snprintf(args, sizeof(args), "--addr %s cas greeting --expect-value nope x",
              g_node.addr);
     ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 1);
+    /* mget: one line per key in the order given; exit 1 when one is absent. */
+    snprintf(args, sizeof(args), "--addr %s put second two", g_node.addr);
+    ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 0);
+    snprintf(args, sizeof(args), "--addr %s mget second greeting", g_node.addr);
+    ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 0);
+    ck_assert_msg(strncmp(out, "second=two (version ", 20) == 0 &&
+                      strstr(out, "\ngreeting=hello (version ") != NULL,
+                  "%s", out);
+    snprintf(args, sizeof(args), "--addr %s mget greeting missing --stale 5000", g_node.addr);
+    ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "missing (not found)") != NULL, "%s", out);
+    snprintf(args, sizeof(args), "--addr %s --json mget missing second", g_node.addr);
+    ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 1);
+    ck_assert_msg(strstr(out, "[{\"key\":\"missing\",\"found\":false},{\"key\":\"second\","
+                              "\"found\":true,\"value\":\"two\"") != NULL,
+                  "%s", out);
+    /* put from standard input and from a file: any bytes, NUL and
+     * newlines included, read back byte for byte. */
+    char cmd[2048], path[600];
+    snprintf(path, sizeof(path), "%s/value.bin", g_base);
+    FILE *vf = fopen(path, "wb");
+    ck_assert_ptr_nonnull(vf);
+    static const char bin[] = "a\0b\nc\xff";
+    fwrite(bin, 1, sizeof(bin) - 1, vf);
+    fclose(vf);
+    snprintf(args, sizeof(args), "--addr %s put fromfile --file %s", g_node.addr, path);
+    ck_assert_int_eq(run_ctl(args, out, sizeof(out)), 0);
+    snprintf(cmd, sizeof(cmd), "%s/cluster/shalectl --addr %s put fromstdin - <%s 2>&1",
+             th_bin_dir(), g_node.addr, path);
+    ck_assert_msg(th_run_capture(cmd, out, sizeof(out)) == 0, "put - : %s", out);
+    shale_client_t *vc = NULL;
+    char verr[SHALE_ERRMSG_LEN];
+    shale_options_t vo;
+    th_client_options(&vo);
+    ck_assert_int_eq(shale_connect(g_node.addr, &vo, &vc, verr), SHALE_OK);
+    const char *names[] = {"fromfile", "fromstdin"};
+    for (int i = 0; i < 2; i++) {
+        shale_value_t bv = {0};
+        ck_assert_int_eq(shale_get(vc, names[i], strlen(names[i]), NULL, &bv), SHALE_OK);
+        ck_assert_msg(bv.found && bv.len == sizeof(bin) - 1 && memcmp(bv.data, bin, bv.len) == 0,
+                      "%s: %zu bytes", names[i], bv.len);
+        shale_value_free(&bv);
+    }
+    shale_close(vc);
     /* Usage errors are found before connecting. */
     ck_assert_int_eq(run_ctl("--addr 127.0.0.1:1 put onlykey", out, sizeof(out)), 2);
+    ck_assert_int_eq(run_ctl("--addr 127.0.0.1:1 mget", out, sizeof(out)), 2);
     ck_assert_int_eq(run_ctl("frobnicate", out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "frobnicate"));
     /* Nobody listening: a connection error, exit 3. */

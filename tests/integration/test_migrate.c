@@ -11,7 +11,13 @@
  *    fence | drain, as if killed there) leaves the migration in the map, and
  *    migration resume completes it with one owner for each slot;
  *  - a coordinator killed (SIGKILL) mid-rebalance under writes: resume and
- *    a second rebalance finish the job without losing a write.
+ *    a second rebalance finish the job without losing a write;
+ *  - the fence push: with every data node's map watch paused after its
+ *    first map (--test-map-watch-pause-ms), a slot move still completes,
+ *    because the coordinator pushes each map it changes (start, fence,
+ *    flip) to both groups' leaders (MIG_PUSH); a push of a map the group
+ *    already applied (stale epoch) or about a migration it has no part in
+ *    is refused.
  *
  * Hosts 127.0.0.180.. (meta), .190/.200/.210.. (groups), .185 (router). */
 #include <check.h>
@@ -28,6 +34,8 @@
 #include "harness_cluster.h"
 #include "keyhash.h"
 #include "shale.h"
+#include "frame.h"
+#include "shale_internal.h"
 
 #define FIRST_HOST 180
 #define SLOTS 256
@@ -37,13 +45,6 @@ static th_cluster_t g_cl;
 static char *g_base;
 static th_node_t g_router;
 static char g_out[65536];
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Run shalectl with args (NULL-terminated) against the meta group; its exit
  * code, and stdout+stderr in g_out. */
@@ -86,10 +87,10 @@ static uint64_t router_epoch(void)
 
 /* Start ngroups groups of `voters`; the map gets the first `in_map` of them
  * (init), the rest are added with group add (no slots). Then a router. */
-static void start_cluster(int ngroups, int in_map, int voters)
+static void start_cluster_ex(int ngroups, int in_map, int voters, const char *const *extra)
 {
     g_base = th_tmpdir("migrate-ctl");
-    ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, FIRST_HOST, g_base, NULL), 0);
+    ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, FIRST_HOST, g_base, extra), 0);
     char spec[TH_MAX_GROUPS][96], slots[16];
     snprintf(slots, sizeof(slots), "%d", SLOTS);
     const char *init[16] = {"init", "--slots", slots};
@@ -116,10 +117,15 @@ static void start_cluster(int ngroups, int in_map, int voters)
     const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs,
                           "--timeout-ms", "10000", NULL};
     ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
-    long long end = mono_ms() + 10000;
-    while (router_epoch() < epoch && mono_ms() < end)
+    long long end = th_now_ms() + 10000;
+    while (router_epoch() < epoch && th_now_ms() < end)
         usleep(20 * 1000);
     ck_assert_uint_ge(router_epoch(), epoch);
+}
+
+static void start_cluster(int ngroups, int in_map, int voters)
+{
+    start_cluster_ex(ngroups, in_map, voters, NULL);
 }
 
 static void stop_cluster(void)
@@ -357,10 +363,10 @@ START_TEST(test_rebalance_under_writes)
     static writer_t w[NWRITERS];
     writers_start(w);
     usleep(500 * 1000);
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     /* Slow enough (0.5 MB/s of ~1.6 MB) that many writes land mid-copy. */
     CTL_OK("rebalance", "--max-parallel", "2", "--batch", "16", "--rate", "0.5");
-    long long took = mono_ms() - t0;
+    long long took = th_now_ms() - t0;
     ck_assert_ptr_nonnull(strstr(g_out, "OK moved 85 slots"));
     usleep(300 * 1000);
     long oks = 0, errors = 0;
@@ -549,6 +555,71 @@ START_TEST(test_coordinator_killed)
 }
 END_TEST
 
+/* MIG_PUSH of map m about migration id to group g (any member; the answer
+ * does not depend on leadership). The status; msg filled. */
+static int push(int g, uint64_t id, const Shale__ClusterMap *m, char *msg)
+{
+    shale_client_t *c = connect_to(g_cl.groups[g - 1].addrs, 5000);
+    Shale__MigPushRequest q = SHALE__MIG_PUSH_REQUEST__INIT;
+    q.id = id;
+    q.map = (Shale__ClusterMap *)m;
+    size_t len = shale__mig_push_request__get_packed_size(&q);
+    uint8_t *buf = malloc(len);
+    ck_assert_ptr_nonnull(buf);
+    shale__mig_push_request__pack(&q, buf);
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    int rv = shale_call(c, SHALE_MSG_MIG_PUSH_REQ, SHALE_MSG_MIG_PUSH_RESP, buf, len, &resp, &rlen,
+                        msg, NULL);
+    free(buf);
+    free(resp);
+    shale_close(c);
+    return rv;
+}
+
+/* The data nodes learn one map through their watch and then no more for
+ * ten minutes: the move completes only because the coordinator pushes the
+ * start, the fence and the flip (remove the pushes and the source refuses
+ * to export "not applied here yet" until the coordinator gives up). */
+START_TEST(test_push_without_watch)
+{
+    const char *pause[] = {"--test-map-watch-pause-ms", "600000", NULL};
+    start_cluster_ex(2, 2, 3, pause);
+    bulk_load(2000);
+    char key[16];
+    key_in_slot(3, 0, key, sizeof(key));
+    shale_client_t *c = connect_to(g_router.addr, 15000);
+    ck_assert_int_eq(shale_put(c, key, strlen(key), "before", 6, NULL), SHALE_OK);
+    shale_close(c);
+    CTL_OK("slot", "move", "0-31", "2");
+    fprintf(stderr, "test_push_without_watch: %s", g_out);
+    assert_no_migrations();
+    wait_map_applied(); /* every member applied the flip through its group's log */
+    assert_one_owner(3, 2, key, "before");
+    bulk_check(2000);
+    c = connect_to(g_router.addr, 15000);
+    ck_assert_int_eq(shale_put(c, key, strlen(key), "after", 5, NULL), SHALE_OK);
+    shale_close(c);
+    assert_one_owner(3, 2, key, "after");
+
+    /* A stale push (the epoch both groups applied) is refused, and so is a
+     * newer map about a migration neither group has. */
+    Shale__ClusterMap *m = get_map();
+    char msg[SHALE_ERRMSG_LEN] = "";
+    for (int g = 1; g <= 2; g++) {
+        int rv = push(g, m->next_migration_id - 1, m, msg);
+        ck_assert_msg(rv == SHALE_ECASFAILED && strstr(msg, "stale") != NULL,
+                      "group %d: stale push answered %s: %s", g, shale_strerror(rv), msg);
+    }
+    m->epoch++;
+    int rv = push(1, m->next_migration_id + 7, m, msg);
+    ck_assert_msg(rv == SHALE_EINVAL, "push about an unknown migration: %s: %s",
+                  shale_strerror(rv), msg);
+    cmap_free(m);
+    stop_cluster();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("migrate");
@@ -560,6 +631,10 @@ int main(void)
     tcase_add_test(tc, test_resume_after_each_step);
     tcase_add_test(tc, test_coordinator_killed);
     suite_add_tcase(s, tc);
+    TCase *tp = tcase_create("push"); /* CK_RUN_CASE=push runs it alone */
+    tcase_set_timeout(tp, 240);
+    tcase_add_test(tp, test_push_without_watch);
+    suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

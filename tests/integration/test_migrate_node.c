@@ -23,6 +23,7 @@
 #include "harness_cluster.h"
 #include "keyhash.h"
 #include "shale.h"
+#include "shale_internal.h"
 #include "shale.pb-c.h"
 
 #define SLOTS 64

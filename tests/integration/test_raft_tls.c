@@ -57,13 +57,6 @@ static const char *P(const char *name, const char *ext)
     return tc_path(b, 700, g_pki, name, ext);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int log_contains(const th_node_t *n, const char *needle)
 {
     FILE *f = fopen(n->log, "r");
@@ -79,8 +72,8 @@ static int log_contains(const th_node_t *n, const char *needle)
 
 static int wait_log(const th_node_t *n, const char *needle, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
+    long long end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
         if (log_contains(n, needle))
             return 0;
         usleep(20 * 1000);
@@ -204,10 +197,10 @@ START_TEST(test_replicates_and_fails_over)
     int l = leader_index();
     th_node_t *old = &g_grp.nodes[l];
     ck_assert_int_ne(th_node_stop(old, SIGKILL), -1);
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     int nl = leader_index();
     ck_assert_int_ne(nl, l);
-    fprintf(stderr, "test_raft_tls: failover over TLS Raft took %lld ms\n", mono_ms() - t0);
+    fprintf(stderr, "test_raft_tls: failover over TLS Raft took %lld ms\n", th_now_ms() - t0);
     applied = write_some("b", 50);
     start_node(l, "ca", g_cert_of[l]);
     ck_assert_msg(th_node_wait_applied(old, applied, 20000) == 0,

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "cmap.h"
 #include "frame.h"
 #include "harness_cluster.h"
@@ -50,13 +52,6 @@ static th_node_t g_ra, g_rb; /* router A (5 s deadline), router B (1 s) */
 static th_node_t g_rc;       /* router C: 1 s deadline, 4 requests per group */
 static Shale__ClusterMap *g_map;
 static int g_ready;
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- Routers as processes ------------------------------------------------*/
 
@@ -395,7 +390,7 @@ static void load_cb(shale_req_t *req, int status)
         snprintf(l->last_err, sizeof(l->last_err), "%s: %s", shale_strerror(status), req->errmsg);
     }
     shale_req_cleanup(req);
-    if (!l->stopping && mono_ms() < l->end && (l->limit == 0 || w->sent < l->limit)) {
+    if (!l->stopping && th_now_ms() < l->end && (l->limit == 0 || w->sent < l->limit)) {
         load_next(w);
     } else if (--l->active == 0) {
         /* Every writer is done: nothing keeps the loop running. */
@@ -442,7 +437,7 @@ static void run_load(load_t *l, const char *addrs, const char *tag, int conc, in
     l->limit = limit;
     l->tag = tag;
     l->action = action;
-    l->end = mono_ms() + duration_ms;
+    l->end = th_now_ms() + duration_ms;
     uv_timer_init(&l->loop, &l->stop);
     uv_timer_init(&l->loop, &l->act);
     l->stop.data = l->act.data = l;
@@ -622,9 +617,9 @@ START_TEST(test_flags_status_garbage)
     Shale__GetRequest gk = SHALE__GET_REQUEST__INIT;
     gk.key.data = (uint8_t *)"k";
     gk.key.len = 1;
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     ck_assert_int_eq(raw_error(tmp, SHALE_MSG_GET_REQ, &gk), SHALE__ERROR_CODE__UNAVAILABLE);
-    ck_assert_int_lt(mono_ms() - t0, 1000);
+    ck_assert_int_lt(th_now_ms() - t0, 1000);
     st = th_node_stop(tmp, SIGTERM);
     ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 
@@ -656,6 +651,16 @@ START_TEST(test_flags_status_garbage)
     free(all);
     free(fr);
     close(fd);
+    /* Admin calls sent to a router by mistake are told where they go. */
+    char out[2048];
+    int rc = th_shalectl(out, sizeof(out), "--addr %s member add 9 127.0.0.9:1 127.0.0.9:2",
+                         g_ra.addr);
+    ck_assert_msg(rc == 4 && strstr(out, "a router serves data requests only: MEMBER_ADD") &&
+                      strstr(out, "shalectl --addr GROUP_ADDRS"),
+                  "exit %d: %s", rc, out);
+    rc = th_shalectl(out, sizeof(out), "--addr %s leader transfer", g_ra.addr);
+    ck_assert_msg(rc == 4 && strstr(out, "a router serves data requests only"), "exit %d: %s", rc,
+                  out);
     shale_client_t *c = connect_to(g_ra.addr, 5000);
     ck_assert_int_eq(shale_put(c, "after-garbage", 13, "ok", 2, NULL), SHALE_OK);
     shale_value_t v;
@@ -903,9 +908,9 @@ START_TEST(test_one_group_down)
                              {.key = k2, .klen = strlen(k2), .value = "y", .vlen = 1},
                              {.key = k3, .klen = strlen(k3), .value = "z", .vlen = 1}};
     shale_item_result_t res[3];
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     ck_assert_int_eq(shale_mget(c, items, 3, NULL, res), SHALE_OK);
-    long long took = mono_ms() - t0;
+    long long took = th_now_ms() - t0;
     ck_assert_int_eq(res[0].status, SHALE_OK);
     ck_assert(res[0].found && res[0].len == 3 && memcmp(res[0].data, "one", 3) == 0);
     ck_assert_int_eq(res[1].status, SHALE_EUNAVAILABLE);
@@ -951,14 +956,14 @@ START_TEST(test_one_group_down)
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(th_raw_send_msg(fd, SHALE_MSG_GET_REQ, (uint64_t)i + 1, &gr), 0);
     int over = 0, unav = 0;
-    t0 = mono_ms();
+    t0 = th_now_ms();
     for (int i = 0; i < 20; i++) {
         th_frame_t f;
         ck_assert_int_eq(th_raw_recv(fd, &f), 0);
         int code = th_frame_error_code(&f);
         if (code == SHALE__ERROR_CODE__OVERLOADED) {
             over++;
-            ck_assert_msg(mono_ms() - t0 < 500, "OVERLOADED only after %lld ms", mono_ms() - t0);
+            ck_assert_msg(th_now_ms() - t0 < 500, "OVERLOADED only after %lld ms", th_now_ms() - t0);
         } else {
             ck_assert_int_eq(code, SHALE__ERROR_CODE__UNAVAILABLE);
             unav++;
@@ -970,9 +975,9 @@ START_TEST(test_one_group_down)
     close(fd);
     shale_value_t v;
     /* The healthy group is not held up. */
-    t0 = mono_ms();
+    t0 = th_now_ms();
     ck_assert_int_eq(shale_get(c, k1, strlen(k1), NULL, &v), SHALE_OK);
-    ck_assert_int_lt(mono_ms() - t0, 500);
+    ck_assert_int_lt(th_now_ms() - t0, 500);
     shale_value_free(&v);
     for (int i = 0; i < g2->n; i++)
         kill(g2->nodes[i].pid, SIGCONT);
@@ -1105,7 +1110,7 @@ static void run_raw_load(raw_load_t *l, const th_node_t *rt, const char *tag, in
     l->ok = calloc(1u << 20, 1);
     int fd = th_raw_connect_hello(rt->host, rt->port, NULL);
     ck_assert_int_ge(fd, 0);
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     int acted = 0;
     for (int i = 0; i < window; i++)
         raw_put_frame(fd, tag, ++l->sent);
@@ -1125,7 +1130,7 @@ static void run_raw_load(raw_load_t *l, const th_node_t *rt, const char *tag, in
                 shale__error__free_unpacked(e, NULL);
         }
         th_frame_free(&f);
-        long long now = mono_ms() - t0;
+        long long now = th_now_ms() - t0;
         if (!acted && action != NULL && now >= at_ms) {
             acted = 1;
             action();
@@ -1186,12 +1191,12 @@ START_TEST(test_leader_killed_under_load)
     ck_assert_int_ge(li, 0);
     g_victim = &g_cl.groups[0].nodes[li];
     raw_load_t l;
-    long long t0 = mono_ms();
+    long long t0 = th_now_ms();
     run_raw_load(&l, &g_ra, "k", 32, 4000, 1000, kill_victim);
     ck_assert_int_eq(g_victim->pid, 0);
     ck_assert_msg(l.errors == 0, "%llu errors, last: %s", (unsigned long long)l.errors, l.last_err);
     ck_assert_uint_gt(l.acked, 500);
-    ck_assert_int_lt(mono_ms() - t0, 15000);
+    ck_assert_int_lt(th_now_ms() - t0, 15000);
     check_raw_load(&l, "k", g_ra.addr);
     free(l.ok);
 }

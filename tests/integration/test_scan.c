@@ -42,13 +42,6 @@ static char g_keys[NALL][32];
 
 #define CTL(...) th_shalectl(g_out, sizeof(g_out), "--meta %s " __VA_ARGS__)
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wait_router_epoch(uint64_t epoch)
 {
     ck_assert_int_eq(th_router_wait_epoch(&g_router, epoch, 10000), 0);
@@ -239,8 +232,8 @@ START_TEST(test_scan_through_router)
         ck_assert_int_eq(counts[i], i >= NPLAIN);
     char tagslot[32];
     snprintf(tagslot, sizeof(tagslot), " slot=%u ", shale_key_slot("t1", 2, SLOTS));
-    long long end = mono_ms() + 5000;
-    while (router_log_count(" op=scan ", NULL) == before_n && mono_ms() < end)
+    long long end = th_now_ms() + 5000;
+    while (router_log_count(" op=scan ", NULL) == before_n && th_now_ms() < end)
         usleep(50 * 1000);
     usleep(300 * 1000);
     ck_assert_int_eq(router_log_count(" op=scan ", NULL) - before_n, 1);
@@ -343,7 +336,7 @@ START_TEST(test_scan_stale_follower)
     ck_assert_msg(shale_connect(f->addr, &o, &c, err) == SHALE_OK, "%s", err);
     shale_read_opts_t ro = {SHALE_STALE, 10000};
     int counts[NALL];
-    long long end = mono_ms() + 10000;
+    long long end = th_now_ms() + 10000;
     for (;;) { /* the follower applies the last puts shortly */
         memset(counts, 0, sizeof(counts));
         scan_all(c, "f", 9, &ro, counts, 0);
@@ -352,7 +345,7 @@ START_TEST(test_scan_stale_follower)
             ck_assert_int_le(counts[i], 1);
             total += counts[i];
         }
-        if (total == 40 || mono_ms() > end) {
+        if (total == 40 || th_now_ms() > end) {
             ck_assert_int_eq(total, 40);
             break;
         }

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -492,9 +494,18 @@ static int run_shaled(const char *const *args, char *out, size_t outlen)
         n += snprintf(cmd + n, sizeof(cmd) - (size_t)n, " '%s'", args[i]);
     snprintf(cmd + n, sizeof(cmd) - (size_t)n, " 2>&1");
     FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
     size_t r = fread(out, 1, outlen - 1, p);
     out[r] = '\0';
+    /* All of it or fail: a help text that outgrew the buffer once made
+     * the last flag's line vanish on a longer binary path only. */
+    char extra[256];
+    size_t more = 0, got;
+    while ((got = fread(extra, 1, sizeof(extra), p)) > 0)
+        more += got;
     int st = pclose(p);
+    ck_assert_msg(more == 0, "shaled printed %zu bytes more than run_shaled's %zu-byte buffer",
+                  more, outlen - 1);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -685,9 +696,62 @@ START_TEST(test_answers_bounded_by_frame_limit)
 }
 END_TEST
 
+/* Wait up to ms for a datagram on fd holding want; appends every datagram
+ * seen to log. Returns 1 when seen. */
+static int notify_wait(int fd, const char *want, int ms, char *log, size_t loglen)
+{
+    long long end = th_now_ms() + ms;
+    while (th_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[600];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        size_t used = strlen(log);
+        snprintf(log + used, loglen - used, "[%s] ", buf);
+        if (strstr(buf, want) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* Under systemd (Type=notify) the node says READY=1 once serving, STATUS=
+ * what /health says, and STOPPING=1 on SIGTERM (server/sd_notify.c). */
+START_TEST(test_service_manager_notify)
+{
+    char *dir = th_tmpdir("notify");
+    ck_assert_ptr_nonnull(dir);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_int_lt(snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/n.sock", dir),
+                     (int)sizeof(sa.sun_path));
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+    start_node("127.0.0.12");
+    unsetenv("NOTIFY_SOCKET");
+    static char log[8192];
+    log[0] = '\0';
+    ck_assert_msg(notify_wait(fd, "READY=1", 20000, log, sizeof(log)), "no READY=1: %s", log);
+    ck_assert_msg(strstr(log, "MAINPID=") != NULL, "%s", log);
+    ck_assert_msg(notify_wait(fd, "STATUS=ready", 20000, log, sizeof(log)), "no STATUS=ready: %s",
+                  log);
+    ck_assert_int_eq(kill(g_node.pid, SIGTERM), 0);
+    ck_assert_msg(notify_wait(fd, "STOPPING=1", 20000, log, sizeof(log)), "no STOPPING=1: %s",
+                  log);
+    stop_node();
+    close(fd);
+    th_rmrf(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(test_startup_errors_are_clear)
 {
-    char out[4096];
+    static char out[65536];
     const char *no_id[] = {"--data", "/tmp/x", NULL};
     ck_assert_int_eq(run_shaled(no_id, out, sizeof(out)), 2);
     ck_assert_ptr_nonnull(strstr(out, "--id"));
@@ -831,6 +895,7 @@ int main(void)
     tcase_add_test(tc, test_half_close_gets_every_answer);
     tcase_add_test(tc, test_pipeline_deeper_than_inflight_limit);
     tcase_add_test(tc, test_answers_bounded_by_frame_limit);
+    tcase_add_test(tc, test_service_manager_notify);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

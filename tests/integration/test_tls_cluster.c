@@ -44,6 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 #include "frame.h"
 #include "harness_cluster.h"
 #include "shale.h"
@@ -70,13 +72,6 @@ static const char *P(const char *name, const char *ext)
     return tc_path(b, 700, g_pki, name, ext);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int log_contains(const th_node_t *n, const char *needle)
 {
     FILE *f = fopen(n->log, "r");
@@ -92,8 +87,8 @@ static int log_contains(const th_node_t *n, const char *needle)
 
 static int wait_log(const th_node_t *n, const char *needle, int timeout_ms)
 {
-    long long end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
+    long long end = th_now_ms() + timeout_ms;
+    while (th_now_ms() < end) {
         if (log_contains(n, needle))
             return 0;
         usleep(20 * 1000);
@@ -507,7 +502,7 @@ static void cluster_up(void)
         argv[n++] = tf[i];
     argv[n] = NULL;
     ck_assert_int_eq(th_spawn(&g_router, argv), 0);
-    long long end = mono_ms() + 20000;
+    long long end = th_now_ms() + 20000;
     for (;;) {
         Shale__StatusResponse *st = NULL;
         if (th_node_status(&g_router, &st) == 0) {
@@ -516,7 +511,7 @@ static void cluster_up(void)
             if (ok)
                 break;
         }
-        if (mono_ms() > end) {
+        if (th_now_ms() > end) {
             th_node_dump_log(&g_router);
             ck_abort_msg("the TLS router never got the map");
         }
@@ -704,8 +699,8 @@ static void reload_up(void)
         argv[n++] = tf[i];
     argv[n] = NULL;
     ck_assert_int_eq(th_spawn(&r_router, argv), 0);
-    long long end = mono_ms() + 30000;
-    while (mono_ms() < end) {
+    long long end = th_now_ms() + 30000;
+    while (th_now_ms() < end) {
         Shale__StatusResponse *st = NULL;
         if (th_node_status(&r_router, &st) == 0) {
             int ok = st->has_map_epoch && st->map_epoch >= 1;
@@ -1013,8 +1008,8 @@ START_TEST(test_reload_under_load_loses_nothing)
     ck_assert_int_eq(pthread_create(&r_async.th, NULL, rl_async_loop, &r_async), 0);
     for (int i = 0; i < RL_WORKERS; i++)
         ck_assert_int_eq(pthread_create(&w[i].th, NULL, rl_work, &w[i]), 0);
-    long long start = mono_ms();
-    while (rl_total_ops(w) < 30 && mono_ms() < start + 20000)
+    long long start = th_now_ms();
+    while (rl_total_ops(w) < 30 && th_now_ms() < start + 20000)
         usleep(20 * 1000);
     ck_assert_msg(rl_total_ops(w) >= 30, "the load did not get going");
     static rl_conns_t raft_before, raft_after;
@@ -1029,9 +1024,9 @@ START_TEST(test_reload_under_load_loses_nothing)
         for (int i = 0; i < RL_RAW; i++)
             ck_assert_int_eq(kill(rl_proc(i)->pid, SIGHUP), 0);
         for (int i = 0; i < RL_RAW; i++) {
-            long long end = mono_ms() + 10000;
+            long long end = th_now_ms() + 10000;
             while (log_count(rl_proc(i), "msg=\"TLS certificates reloaded\"") < round &&
-                   mono_ms() < end)
+                   th_now_ms() < end)
                 usleep(20 * 1000);
             ck_assert_msg(log_count(rl_proc(i), "msg=\"TLS certificates reloaded\"") >= round,
                           "%s did not log reload %d", rl_proc(i)->addr, round);
@@ -1044,8 +1039,8 @@ START_TEST(test_reload_under_load_loses_nothing)
         peer_cn(&r_cl.groups[0].nodes[round % 3], cn, sizeof(cn));
         ck_assert_str_eq(cn, want);
         /* ... while the load carries on through the reload. */
-        long long until = mono_ms() + 10000;
-        while (rl_total_ops(w) < ops_before + 20 && mono_ms() < until)
+        long long until = th_now_ms() + 10000;
+        while (rl_total_ops(w) < ops_before + 20 && th_now_ms() < until)
             usleep(20 * 1000);
         ck_assert_msg(rl_total_ops(w) >= ops_before + 20, "no progress during reload %d", round);
         usleep(500 * 1000);

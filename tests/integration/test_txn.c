@@ -46,13 +46,6 @@ static th_cluster_t g_cl;
 static char *g_base;
 static th_node_t g_router;
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ngroups groups of voters voters each, the map over SLOTS slots, a router. */
 static void start_cluster_n(int ngroups, int voters)
 {
@@ -60,11 +53,7 @@ static void start_cluster_n(int ngroups, int voters)
     ck_assert_ptr_nonnull(g_base);
     ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, FIRST_HOST, g_base, NULL), 0);
     ck_assert_int_eq(th_cluster_init(&g_cl, SLOTS, 20000), 0);
-    th_node_init(&g_router, 1, "127.0.0.165", g_base);
-    snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
-    const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--timeout-ms",
-                          "10000",    NULL};
-    ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
+    ck_assert_int_eq(th_cluster_router(&g_router, &g_cl, "127.0.0.165", g_base), 0);
 }
 
 static void start_cluster(void)
@@ -86,19 +75,9 @@ static void stop_cluster(void)
 
 static shale_client_t *connect_to(const char *addrs)
 {
-    shale_options_t o;
-    th_client_options(&o);
-    o.timeout_ms = 15000;
-    shale_client_t *c = NULL;
-    char err[SHALE_ERRMSG_LEN] = "";
-    int rv = SHALE_EUNAVAILABLE;
-    long long end = mono_ms() + 20000;
-    while (rv != SHALE_OK && mono_ms() < end) {
-        rv = shale_connect(addrs, &o, &c, err);
-        if (rv != SHALE_OK)
-            usleep(100 * 1000);
-    }
-    ck_assert_msg(rv == SHALE_OK, "connect to %s: %s", addrs, err);
+    char err[SHALE_ERRMSG_LEN];
+    shale_client_t *c = th_connect(addrs, 15000, 20000, err);
+    ck_assert_msg(c != NULL, "connect to %s: %s", addrs, err);
     return c;
 }
 

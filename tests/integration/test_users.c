@@ -28,6 +28,7 @@
 #include "frame.h"
 #include "harness_cluster.h"
 #include "shale.h"
+#include "shale_internal.h"
 
 #define FIRST_HOST 70
 

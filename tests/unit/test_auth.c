@@ -173,7 +173,9 @@ static const perm_row_t perms[] = {
     {SHALE_MSG_MPUT_REQ, AUTH_ROLE_READWRITE, 1, 1},
     {SHALE_MSG_TXN_REQ, AUTH_ROLE_READ, 1, 1}, /* a get-only txn; with writes: readwrite */
     {SHALE_MSG_SCAN_REQ, AUTH_ROLE_READ, 1, 1},  /* "key" = the scan's prefix */
+    {SHALE_MSG_WATCH_REQ, AUTH_ROLE_READ, 1, 1}, /* "key" = the watched key or prefix */
     {SHALE_MSG_STATUS_REQ, AUTH_ROLE_READ, 0, 1},
+    {SHALE_MSG_CLOCK_REQ, AUTH_ROLE_READ, 0, 1},
     {SHALE_MSG_MAP_GET_REQ, AUTH_ROLE_READ, 0, 0},
     {SHALE_MSG_MEMBER_ADD_REQ, AUTH_ROLE_ADMIN, 0, 0},
     {SHALE_MSG_MEMBER_REMOVE_REQ, AUTH_ROLE_ADMIN, 0, 0},
@@ -182,6 +184,8 @@ static const perm_row_t perms[] = {
     {SHALE_MSG_SNAP_FETCH_REQ, AUTH_ROLE_ADMIN, 0, 0},
     {SHALE_MSG_MIG_EXPORT_REQ, AUTH_ROLE_ADMIN, 0, 0},
     {SHALE_MSG_MIG_IMPORT_REQ, AUTH_ROLE_ADMIN, 0, 0},
+    {SHALE_MSG_CHECK_REQ, AUTH_ROLE_ADMIN, 0, 0},
+    {SHALE_MSG_MIG_PUSH_REQ, AUTH_ROLE_ADMIN, 0, 0},
     {SHALE_MSG_USER_CHANGE_REQ, AUTH_ROLE_ADMIN, 0, 0},
     {SHALE_MSG_USER_LIST_REQ, AUTH_ROLE_ADMIN, 0, 0},
 };
@@ -215,7 +219,7 @@ START_TEST(test_role_by_type)
             allowed_somewhere += got;
         }
     }
-    ck_assert_int_eq(allowed_somewhere, 6 * 3 + 4 * 2 + 9 * 1);
+    ck_assert_int_eq(allowed_somewhere, 8 * 3 + 4 * 2 + 11 * 1); /* 8 read-role types incl. WATCH and CLOCK; 11 admin incl. CHECK and MIG_PUSH */
     /* Every request type the protocol knows is in the table: a new one
      * must be given a row (and a role) here, not slip through as denied or
      * allowed by accident. */
@@ -315,6 +319,38 @@ START_TEST(test_request_txn)
     ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 1);
     /* No user: refused. */
     ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_TXN_REQ, &x.base, why, sizeof(why)), 0);
+}
+END_TEST
+
+/* A watched key or prefix must begin with a prefixed user's key prefix
+ * ("{t1}" users watch "{t1}..." only); read role is enough. */
+START_TEST(test_request_watch)
+{
+    char why[AUTH_ERRLEN];
+    Shale__User u = SHALE__USER__INIT;
+    u.name = "svc";
+    u.role = SHALE__USER_ROLE__USER_READ;
+    Shale__WatchRequest w = SHALE__WATCH_REQUEST__INIT;
+    w.key.data = (uint8_t *)"{t2}k";
+    w.key.len = 5;
+    ck_assert_int_eq(auth_request_allowed(&u, SHALE_MSG_WATCH_REQ, &w.base, why, sizeof(why)), 1);
+    u.has_key_prefix = 1;
+    u.key_prefix.data = (uint8_t *)"{t1}";
+    u.key_prefix.len = 4;
+    const struct {
+        const char *k;
+        int prefix, ok;
+    } cases[] = {{"{t1}", 1, 1}, {"{t1}a", 1, 1}, {"{t1}a", 0, 1}, {"{t1", 1, 0},
+                 {"{t2}k", 0, 0}, {"{t2}", 1, 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        w.key.data = (uint8_t *)cases[i].k;
+        w.key.len = strlen(cases[i].k);
+        w.has_prefix = 1;
+        w.prefix = cases[i].prefix;
+        ck_assert_msg(auth_request_allowed(&u, SHALE_MSG_WATCH_REQ, &w.base, why, sizeof(why)) ==
+                          cases[i].ok, "WATCH '%s' prefix=%d", cases[i].k, cases[i].prefix);
+    }
+    ck_assert_int_eq(auth_request_allowed(NULL, SHALE_MSG_WATCH_REQ, &w.base, why, sizeof(why)), 0);
 }
 END_TEST
 
@@ -823,6 +859,7 @@ int main(void)
     tcase_add_test(tc, test_request_keys);
     tcase_add_test(tc, test_request_txn);
     tcase_add_test(tc, test_request_scan);
+    tcase_add_test(tc, test_request_watch);
     tcase_add_test(tc, test_user_records);
     tcase_add_test(tc, test_table_changes);
     tcase_add_test(tc, test_login_cache);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "errors_wire.h"
 #include "internal.h"
 #include "shale.h"
 
@@ -678,6 +679,47 @@ START_TEST(test_silent_server_times_out)
 }
 END_TEST
 
+/* Per-call deadlines (shale_set_timeout): a request submitted with a
+ * shorter deadline completes by it, before one submitted earlier with the
+ * client's; the setting applies from submission on and 0 restores the
+ * default. The new names shale_connect_async / shale_close_async. */
+START_TEST(test_per_call_deadline)
+{
+    fake_t f;
+    fake_listen(&f); /* never accepts: nothing is ever answered */
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    shale_options_t o;
+    shale_options_init(&o);
+    o.timeout_ms = 2000;
+    o.connect_timeout_ms = 150;
+    shale_client_t *c = NULL;
+    ck_assert_int_eq(shale_connect_async(&loop, f.addr, &o, &c), SHALE_OK);
+    slot_t s[3];
+    memset(s, 0, sizeof(s));
+    put_async(c, &s[0], "default-before");
+    shale_set_timeout(c, 300);
+    put_async(c, &s[1], "short");
+    shale_set_timeout(c, 0);
+    put_async(c, &s[2], "default-after");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(s[i].res.called == 1 && s[i].res.status != SHALE_OK, "%d: %d %s", i,
+                      s[i].res.status, s[i].res.errmsg);
+    ck_assert_msg(strstr(s[1].res.errmsg, "within 300 ms") != NULL, "%s", s[1].res.errmsg);
+    ck_assert_msg(strstr(s[0].res.errmsg, "within 2000 ms") != NULL, "%s", s[0].res.errmsg);
+    ck_assert_msg(strstr(s[2].res.errmsg, "within 2000 ms") != NULL, "%s", s[2].res.errmsg);
+    /* The short one did not wait behind the earlier, longer one. */
+    ck_assert_uint_lt(s[1].res.at_ms, s[0].res.at_ms);
+    int before = closed_cbs;
+    shale_close_async(c, on_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(closed_cbs, before + 1);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    close(f.lfd);
+}
+END_TEST
+
 static void script_garbage(fake_t *f)
 {
     for (int i = 0; i < 2; i++) {
@@ -1287,6 +1329,7 @@ int main(void)
     tcase_add_test(tc, test_decode_answers);
     tcase_add_test(tc, test_connect_refused);
     tcase_add_test(tc, test_silent_server_times_out);
+    tcase_add_test(tc, test_per_call_deadline);
     tcase_add_test(tc, test_garbage_peer);
     tcase_add_test(tc, test_cluster_mismatch);
     tcase_add_test(tc, test_pipelined_answers_out_of_order);

@@ -162,6 +162,56 @@ START_TEST(test_copy_roundtrip)
 }
 END_TEST
 
+START_TEST(test_migration_hold)
+{
+    Shale__ClusterMap *m = make_map(2, 128);
+    m->epoch = 3;
+    m->has_next_migration_id = 1;
+    m->next_migration_id = 1;
+    Shale__ClusterMap *held = cmap_copy(m);
+    ck_assert_ptr_nonnull(held);
+    held->migration_hold = strdup("backup 1");
+    char err[256];
+    /* Setting the hold is a change of its own. */
+    ck_assert_int_eq(cmap_validate_change(m, held, 0, err, sizeof(err)), 0);
+    ck_assert_int_eq(cmap_hold_blocks(m, held), 0);
+    /* Held: a new migration is refused, naming the hold. */
+    Shale__ClusterMap *next = cmap_copy(held);
+    ck_assert_ptr_nonnull(next);
+    Shale__Migration mig = SHALE__MIGRATION__INIT, *mp = &mig;
+    uint32_t sl = 0;
+    mig.id = 1;
+    mig.from_group = next->slot_group[0];
+    mig.to_group = mig.from_group == 1 ? 2 : 1;
+    mig.n_slots = 1;
+    mig.slots = &sl;
+    mig.state = SHALE__MIGRATION_STATE__MIG_COPYING;
+    next->next_migration_id = 2;
+    next->n_migrations = 1;
+    next->migrations = &mp;
+    ck_assert_int_eq(cmap_hold_blocks(held, next), 1);
+    ck_assert_int_ne(cmap_validate_change(held, next, 0, err, sizeof(err)), 0);
+    ck_assert_ptr_nonnull(strstr(err, "held"));
+    /* Forced changes pass (disaster repair). */
+    ck_assert_int_eq(cmap_validate_change(held, next, 1, err, sizeof(err)), 0);
+    /* The same migration without the hold is fine. */
+    ck_assert_int_eq(cmap_validate_change(m, next, 0, err, sizeof(err)), 0);
+    next->n_migrations = 0;
+    next->migrations = NULL;
+    /* Clearing the hold together with a slot owner change is refused too. */
+    free(next->migration_hold);
+    next->migration_hold = NULL;
+    next->slot_group[0] = mig.to_group;
+    ck_assert_int_eq(cmap_hold_blocks(held, next), 1);
+    next->slot_group[0] = mig.from_group;
+    next->next_migration_id = 1;
+    ck_assert_int_eq(cmap_hold_blocks(held, next), 0);
+    ck_assert_int_eq(cmap_validate_change(held, next, 0, err, sizeof(err)), 0);
+    cmap_free(next);
+    cmap_free(held);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cmap");
@@ -170,6 +220,7 @@ int main(void)
     tcase_add_test(tc, test_validate_refuses_bad_maps);
     tcase_add_test(tc, test_keys_spread_by_slots);
     tcase_add_test(tc, test_copy_roundtrip);
+    tcase_add_test(tc, test_migration_hold);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errors_wire.h"
 #include "frame.h"
 #include "keyhash.h"
 #include "wire.h"
@@ -106,6 +107,9 @@ START_TEST(test_message_round_trip)
     ck_assert_int_eq(shale_error_to_wire(SHALE_EAUTH), SHALE__ERROR_CODE__UNAUTHENTICATED);
     ck_assert_int_eq(shale_error_to_wire(SHALE_EPERM), SHALE__ERROR_CODE__PERMISSION_DENIED);
     ck_assert_int_eq(shale_error_to_wire(SHALE_ECROSSSLOT), SHALE__ERROR_CODE__CROSSSLOT);
+    ck_assert_int_eq(shale_error_to_wire(SHALE_ECOMPACTED), SHALE__ERROR_CODE__COMPACTED);
+    ck_assert_int_eq(SHALE__ERROR_CODE__COMPACTED, 19);
+    ck_assert_ptr_nonnull(strstr(shale_strerror(SHALE_ECOMPACTED), "watch from now"));
     ck_assert_int_eq(shale_error_to_wire(SHALE_ENOMEM), 0);
     for (int c = 0; c >= -104; c--)
         ck_assert_ptr_nonnull(shale_strerror(c));
@@ -565,6 +569,94 @@ START_TEST(test_scan_cursor)
 }
 END_TEST
 
+/* WATCH (26) / WATCH_RESP (27): known, named, round-trip through a frame;
+ * 28 stays reserved (unknown). */
+START_TEST(test_watch_frames)
+{
+    ck_assert_int_eq(SHALE_MSG_WATCH_REQ, 26);
+    ck_assert_int_eq(SHALE_MSG_WATCH_RESP, 27);
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_WATCH_REQ), "WATCH");
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_WATCH_RESP), "WATCH_RESP");
+    ck_assert_int_eq(frame_type_known(28), 0);
+    Shale__WatchRequest q = SHALE__WATCH_REQUEST__INIT;
+    q.key.data = (uint8_t *)"{t}";
+    q.key.len = 3;
+    q.has_prefix = q.prefix = 1;
+    q.has_from_revision = 1;
+    q.from_revision = 42;
+    q.has_group = 1;
+    q.group = 7;
+    size_t len;
+    frame_hdr_t h;
+    uint8_t *f = wire_pack(SHALE_MSG_WATCH_REQ, 5, &q.base, FRAME_DEFAULT_MAX, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(frame_hdr_parse(f, FRAME_DEFAULT_MAX, &h), 0);
+    Shale__WatchRequest *g = (Shale__WatchRequest *)wire_unpack(h.type, f + 16, h.len);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(g->prefix, 1);
+    ck_assert_uint_eq(g->from_revision, 42);
+    ck_assert_uint_eq(g->group, 7);
+    protobuf_c_message_free_unpacked(&g->base, NULL);
+    free(f);
+    Shale__WatchEvent ev = SHALE__WATCH_EVENT__INIT, *evp = &ev;
+    ev.revision = 43;
+    ev.kind = SHALE__WATCH_KIND__WATCH_DELETE;
+    ev.key.data = (uint8_t *)"{t}a";
+    ev.key.len = 4;
+    ev.has_version = 1;
+    ev.version = 9;
+    Shale__WatchResponse r = SHALE__WATCH_RESPONSE__INIT;
+    r.n_events = 1;
+    r.events = &evp;
+    r.revision = 44;
+    f = wire_pack(SHALE_MSG_WATCH_RESP, 5, &r.base, FRAME_DEFAULT_MAX, &len);
+    ck_assert_int_eq(frame_hdr_parse(f, FRAME_DEFAULT_MAX, &h), 0);
+    Shale__WatchResponse *rr = (Shale__WatchResponse *)wire_unpack(h.type, f + 16, h.len);
+    ck_assert_ptr_nonnull(rr);
+    ck_assert_uint_eq(rr->n_events, 1);
+    ck_assert_uint_eq(rr->events[0]->revision, 43);
+    ck_assert_int_eq(rr->events[0]->kind, SHALE__WATCH_KIND__WATCH_DELETE);
+    ck_assert_uint_eq(rr->revision, 44);
+    protobuf_c_message_free_unpacked(&rr->base, NULL);
+    free(f);
+}
+END_TEST
+
+/* CLOCK (32/33): the clock-offset ping's frames are known, named, and a
+ * ClockResponse survives a frame round trip with its fields. */
+START_TEST(test_clock_frames)
+{
+    ck_assert(frame_type_known(SHALE_MSG_CLOCK_REQ));
+    ck_assert(frame_type_known(SHALE_MSG_CLOCK_RESP));
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_CLOCK_REQ), "CLOCK");
+    ck_assert_str_eq(frame_type_name(SHALE_MSG_CLOCK_RESP), "CLOCK_RESP");
+    Shale__ClockResponse c = SHALE__CLOCK_RESPONSE__INIT;
+    c.node_id = 3;
+    c.realtime_us = 1765000000123456ull;
+    c.has_leader = 1;
+    c.leader = 1;
+    size_t len;
+    uint8_t *f = wire_pack(SHALE_MSG_CLOCK_RESP, 9, &c.base, FRAME_DEFAULT_MAX, &len);
+    ck_assert_ptr_nonnull(f);
+    Shale__ClockResponse *d =
+        (Shale__ClockResponse *)wire_unpack(SHALE_MSG_CLOCK_RESP, f + 16, len - 16);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_uint_eq(d->node_id, 3);
+    ck_assert_uint_eq(d->realtime_us, 1765000000123456ull);
+    ck_assert(d->has_leader && d->leader);
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    free(f);
+    Shale__ClockRequest q = SHALE__CLOCK_REQUEST__INIT;
+    f = wire_pack(SHALE_MSG_CLOCK_REQ, 10, &q.base, FRAME_DEFAULT_MAX, &len);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(len, 16);
+    ProtobufCMessage *m = wire_unpack(SHALE_MSG_CLOCK_REQ, f + 16, 0);
+    ck_assert_ptr_nonnull(m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    free(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("frame");
@@ -580,6 +672,8 @@ int main(void)
     tcase_add_test(tc, test_hash_tags);
     tcase_add_test(tc, test_txn_check);
     tcase_add_test(tc, test_scan_cursor);
+    tcase_add_test(tc, test_watch_frames);
+    tcase_add_test(tc, test_clock_frames);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -132,7 +132,7 @@ START_TEST(test_flags)
         {{"r", "--timeout-ms", "abc"}, 3, "integer"},
         {{"r", "--timeout-ms", "-5"}, 3, "integer"},
         {{"r", "--node-conns", "99"}, 3, "1..16"},
-        {{"r", "--nope", "1"}, 3, "unknown flag"},
+        {{"r", "--nope", "1"}, 3, "unknown option"},
         {{"r", "stray"}, 2, "unexpected argument"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -2069,6 +2069,462 @@ START_TEST(test_txn_changelog)
 }
 END_TEST
 
+/* ---- TTL (docs/storage.md, "Expiry") ----------------------------------------*/
+
+/* Apply one op at index with the entry timestamp now (the log clock). */
+static store_result_t apply_at(uint64_t index, uint64_t now, store_op_t op, int *code)
+{
+    store_result_t res;
+    store_request_t r = {.nops = 1, .ops = &op, .results = &res};
+    int skipped = -1;
+    memset(&res, 0, sizeof(res));
+    ck_assert_msg(store_apply(g_s, index, now, &r, 1, &skipped, g_err) == SHALE_OK, "apply: %s",
+                  g_err);
+    ck_assert_int_eq(skipped, 0);
+    if (code != NULL)
+        *code = r.code;
+    else
+        ck_assert_int_eq(r.code, SHALE_OK);
+    return res;
+}
+
+static store_op_t op_put_ttl(uint16_t slot, const char *k, const char *v, uint64_t ttl)
+{
+    store_op_t op = op_put(slot, k, v);
+    op.ttl_ms = ttl;
+    return op;
+}
+
+/* TXN puts with a TTL or keeping one (Redis SET ... EX with NX/XX/GET,
+ * KEEPTTL), and EXPIRE (Redis EXPIRE / PERSIST): the value kept, the TTL
+ * set or removed, had_ttl told; an absent key not created; a session retry
+ * answers had_ttl again. */
+START_TEST(test_txn_ttl_ops)
+{
+    uint16_t sl = 11;
+    store_value_t v = {0};
+    store_txn_op_t put = top(STORE_TXN_PUT, "{e}k", "v1");
+    put.ttl_ms = 500000;
+    store_txn_t t = {.slot = sl, .nsuccess = 1, .success = &put};
+    ck_assert_int_eq(apply_txn1(10, 0, 0, &t, NULL), SHALE_OK);
+    store_txn_clear(&t);
+    ck_assert_int_eq(store_get(g_s, sl, TK("{e}k"), &v, g_err), SHALE_OK);
+    uint64_t exp0 = v.expires_at;
+    ck_assert_uint_gt(exp0, 0);
+    free(v.value);
+
+    put = top(STORE_TXN_PUT, "{e}k", "v2");
+    put.keep_ttl = 1;
+    ck_assert_int_eq(apply_txn1(11, 0, 0, &t, NULL), SHALE_OK);
+    store_txn_clear(&t);
+    memset(&v, 0, sizeof(v));
+    ck_assert_int_eq(store_get(g_s, sl, TK("{e}k"), &v, g_err), SHALE_OK);
+    ck_assert_uint_eq(v.expires_at, exp0);
+    ck_assert_int_eq(memcmp(v.value, "v2", 2), 0);
+    free(v.value);
+
+    /* PERSIST: had a TTL; then none; again: had none, nothing written. */
+    store_txn_op_t ex = top(STORE_TXN_EXPIRE, "{e}k", NULL);
+    store_txn_t e = {.slot = sl, .nsuccess = 1, .success = &ex};
+    ck_assert_int_eq(apply_txn1(12, 5, 1, &e, NULL), SHALE_OK);
+    ck_assert_int_eq(e.results[0].found, 1);
+    ck_assert_int_eq(e.results[0].had_ttl, 1);
+    store_txn_clear(&e);
+    int dup = 0;
+    ck_assert_int_eq(apply_txn1(13, 5, 1, &e, &dup), SHALE_OK); /* retry */
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(e.results[0].had_ttl, 1);
+    store_txn_clear(&e);
+    memset(&v, 0, sizeof(v));
+    ck_assert_int_eq(store_get(g_s, sl, TK("{e}k"), &v, g_err), SHALE_OK);
+    ck_assert_uint_eq(v.expires_at, 0);
+    uint64_t ver = v.version;
+    free(v.value);
+    ck_assert_int_eq(apply_txn1(14, 0, 0, &e, NULL), SHALE_OK);
+    ck_assert_int_eq(e.results[0].had_ttl, 0);
+    store_txn_clear(&e);
+    ck_assert_uint_eq(ver_of(sl, "{e}k", NULL, 0), ver);
+
+    /* EXPIRE sets a TTL, the value kept; an absent key stays absent. */
+    ex.ttl_ms = 1000;
+    ck_assert_int_eq(apply_txn1(15, 0, 0, &e, NULL), SHALE_OK);
+    ck_assert_int_eq(e.results[0].found, 1);
+    store_txn_clear(&e);
+    memset(&v, 0, sizeof(v));
+    ck_assert_int_eq(store_get(g_s, sl, TK("{e}k"), &v, g_err), SHALE_OK);
+    ck_assert_uint_gt(v.expires_at, 0);
+    ck_assert_int_eq(memcmp(v.value, "v2", 2), 0);
+    free(v.value);
+    ex = top(STORE_TXN_EXPIRE, "{e}none", NULL);
+    ex.ttl_ms = 1000;
+    ck_assert_int_eq(apply_txn1(16, 0, 0, &e, NULL), SHALE_OK);
+    ck_assert_int_eq(e.results[0].found, 0);
+    store_txn_clear(&e);
+    ck_assert_uint_eq(ver_of(sl, "{e}none", NULL, 0), 0);
+}
+END_TEST
+
+/* ADD and APPEND (Redis INCRBY / APPEND) evaluated at apply: the new value
+ * in the result; Redis's integer rules (absent = 0; not an integer, or an
+ * overflow, fails the whole txn with op_error and applies nothing, its
+ * earlier ops included); the key's TTL kept; a retry with the same session
+ * gets the first outcome and adds once. */
+START_TEST(test_txn_add_append)
+{
+    uint16_t sl = 9;
+    store_txn_op_t add = top(STORE_TXN_ADD, "{n}c", NULL);
+    add.delta = 5;
+    store_txn_t t = {.slot = sl, .nsuccess = 1, .success = &add};
+    ck_assert_int_eq(apply_txn1(10, 0, 0, &t, NULL), SHALE_OK);
+    ck_assert_int_eq(t.succeeded, 1);
+    ck_assert_uint_eq(t.nresults, 1);
+    ck_assert_int_eq(t.results[0].found, 1);
+    ck_assert_uint_eq(t.results[0].vlen, 1);
+    ck_assert_int_eq(memcmp(t.results[0].value, "5", 1), 0);
+    store_txn_clear(&t);
+    add.delta = -12;
+    ck_assert_int_eq(apply_txn1(11, 0, 0, &t, NULL), SHALE_OK);
+    ck_assert_int_eq(memcmp(t.results[0].value, "-7", 2), 0);
+    store_txn_clear(&t);
+    char val[64];
+    ver_of(sl, "{n}c", val, sizeof(val));
+    ck_assert_str_eq(val, "-7");
+
+    /* Exactly once: the same session twice adds once. */
+    add.delta = 100;
+    int dup = -1;
+    ck_assert_int_eq(apply_txn1(12, 77, 1, &t, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 0);
+    store_txn_clear(&t);
+    ck_assert_int_eq(apply_txn1(13, 77, 1, &t, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_uint_eq(t.nresults, 1);
+    ck_assert_uint_eq(t.results[0].vlen, 2);
+    ck_assert_int_eq(memcmp(t.results[0].value, "93", 2), 0);
+    store_txn_clear(&t);
+    ver_of(sl, "{n}c", val, sizeof(val));
+    ck_assert_str_eq(val, "93");
+
+    /* Not integers (Redis's string2ll) and overflows: nothing applied, the
+     * put before the add in the same txn included. */
+    const char *notint[] = {"abc", "", " 1", "1 ", "+1", "01", "-0", "1.5",
+                            "99999999999999999999", "-9223372036854775809"};
+    uint64_t idx = 20;
+    for (size_t i = 0; i < sizeof(notint) / sizeof(notint[0]); i++) {
+        apply1(idx++, 0, 0, op_put(sl, "{n}s", notint[i]), NULL, NULL);
+        store_txn_op_t ops[2] = {top(STORE_TXN_PUT, "{n}other", "x"), top(STORE_TXN_ADD, "{n}s", NULL)};
+        ops[1].delta = 1;
+        store_txn_t u = {.slot = sl, .nsuccess = 2, .success = ops};
+        ck_assert_int_eq(apply_txn1(idx++, 0, 0, &u, NULL), SHALE_EINVAL);
+        ck_assert_int_eq(u.op_error, STORE_TXN_ENOTINT);
+        ck_assert_uint_eq(u.nresults, 0);
+        ck_assert_uint_eq(ver_of(sl, "{n}other", NULL, 0), 0);
+        ver_of(sl, "{n}s", val, sizeof(val));
+        ck_assert_str_eq(val, notint[i]);
+    }
+    struct {
+        const char *v;
+        int64_t d;
+        const char *want; /* NULL: overflow */
+    } ov[] = {{"9223372036854775807", 1, NULL}, {"9223372036854775806", 1, "9223372036854775807"},
+              {"-9223372036854775808", -1, NULL}, {"-9223372036854775807", -1, "-9223372036854775808"},
+              {"0", INT64_MIN, "-9223372036854775808"}, {"-1", INT64_MAX, "9223372036854775806"}};
+    for (size_t i = 0; i < sizeof(ov) / sizeof(ov[0]); i++) {
+        apply1(idx++, 0, 0, op_put(sl, "{n}o", ov[i].v), NULL, NULL);
+        store_txn_op_t o = top(STORE_TXN_ADD, "{n}o", NULL);
+        o.delta = ov[i].d;
+        store_txn_t u = {.slot = sl, .nsuccess = 1, .success = &o};
+        int code = apply_txn1(idx++, 0, 0, &u, NULL);
+        ver_of(sl, "{n}o", val, sizeof(val));
+        if (ov[i].want == NULL) {
+            ck_assert_int_eq(code, SHALE_EINVAL);
+            ck_assert_int_eq(u.op_error, STORE_TXN_EOVERFLOW);
+            ck_assert_str_eq(val, ov[i].v);
+        } else {
+            ck_assert_int_eq(code, SHALE_OK);
+            ck_assert_str_eq(val, ov[i].want);
+        }
+        store_txn_clear(&u);
+    }
+
+    /* APPEND: absent = empty; the new value returned. */
+    store_txn_op_t ap = top(STORE_TXN_APPEND, "{n}a", "Hello");
+    store_txn_t a = {.slot = sl, .nsuccess = 1, .success = &ap};
+    ck_assert_int_eq(apply_txn1(idx++, 0, 0, &a, NULL), SHALE_OK);
+    ck_assert_uint_eq(a.results[0].vlen, 5);
+    store_txn_clear(&a);
+    ap = top(STORE_TXN_APPEND, "{n}a", " World");
+    ck_assert_int_eq(apply_txn1(idx++, 0, 0, &a, NULL), SHALE_OK);
+    ck_assert_uint_eq(a.results[0].vlen, 11);
+    ck_assert_int_eq(memcmp(a.results[0].value, "Hello World", 11), 0);
+    store_txn_clear(&a);
+
+    /* The TTL is kept: same expiry after an ADD and an APPEND. */
+    apply1(idx++, 0, 0, op_put_ttl(sl, "{n}t", "10", 600000), NULL, NULL);
+    store_value_t v0 = {0};
+    ck_assert_int_eq(store_get(g_s, sl, TK("{n}t"), &v0, g_err), SHALE_OK);
+    ck_assert_uint_gt(v0.expires_at, 0);
+    free(v0.value);
+    store_txn_op_t ops2[2] = {top(STORE_TXN_ADD, "{n}t", NULL), top(STORE_TXN_APPEND, "{n}t", "0")};
+    ops2[0].delta = 1;
+    store_txn_t k = {.slot = sl, .nsuccess = 2, .success = ops2};
+    ck_assert_int_eq(apply_txn1(idx++, 0, 0, &k, NULL), SHALE_OK);
+    store_txn_clear(&k);
+    store_value_t v1 = {0};
+    ck_assert_int_eq(store_get(g_s, sl, TK("{n}t"), &v1, g_err), SHALE_OK);
+    ck_assert_int_eq(v1.found, 1);
+    ck_assert_uint_eq(v1.len, 3);
+    ck_assert_int_eq(memcmp(v1.value, "110", 3), 0);
+    ck_assert_uint_eq(v1.expires_at, v0.expires_at);
+    free(v1.value);
+}
+END_TEST
+
+/* Move the log clock with a no-op entry (as the fsm does for a tick). */
+static void tick(uint64_t index, uint64_t now)
+{
+    store_clock_advance(g_s, now);
+    ck_assert_int_eq(store_apply_noop(g_s, index, g_err), SHALE_OK);
+}
+
+/* The expires_at of k (0: none), asserting it is present. */
+static uint64_t exp_of(uint16_t slot, const char *k)
+{
+    store_value_t v = {0};
+    ck_assert_int_eq(store_get(g_s, slot, TK(k), &v, g_err), SHALE_OK);
+    ck_assert_msg(v.found, "key %s missing", k);
+    free(v.value);
+    return v.expires_at;
+}
+
+/* Everything the index lists as due at now; returns how many. */
+static size_t due(uint64_t now, store_expire_key_t **keys)
+{
+    size_t n = 0;
+    ck_assert_int_eq(store_expire_due(g_s, now, 256, keys, &n, g_err), SHALE_OK);
+    return n;
+}
+
+/* A key with a TTL is there until the log clock reaches expires_at and
+ * absent from then on for every read path (get, scan, CAS, txn compare and
+ * get, delete's existed), whether or not its row was deleted; other keys
+ * are not affected; the clock and the TTL survive a reopen. Each assertion
+ * fails if reads used anything but the log clock, or if expiry were off by
+ * one (expired means expires_at <= clock). */
+START_TEST(test_ttl_absent_at_log_clock)
+{
+    apply_at(1, 1000, op_put_ttl(3, "k", "v", 100), NULL);
+    apply_at(2, 1000, op_put(3, "plain", "p"), NULL);
+    ck_assert_uint_eq(store_clock(g_s), 1000);
+    ck_assert_uint_eq(exp_of(3, "k"), 1100);
+    ck_assert_uint_eq(exp_of(3, "plain"), 0);
+    tick(3, 1099);
+    expect_val(3, "k", "v");
+    /* A clock going back (a new leader behind) does not move it. */
+    tick(4, 500);
+    ck_assert_uint_eq(store_clock(g_s), 1099);
+    tick(5, 1100);
+    expect_val(3, "k", NULL);
+    expect_val(3, "plain", "p");
+    store_scan_page_t page;
+    ck_assert_int_eq(store_scan(g_s, 3, NULL, 0, NULL, 0, 10, 1 << 20, 0, &page, g_err), SHALE_OK);
+    ck_assert_uint_eq(page.n, 1);
+    ck_assert(page.items[0].klen == 5 && memcmp(page.items[0].key, "plain", 5) == 0);
+    store_scan_free(&page);
+    /* txn: EXISTS(k) = false holds, the get does not find it */
+    store_txn_compare_t cmp = tcmp("k", STORE_TXN_EXISTS, STORE_TXN_EQUAL, NULL, 0, 0);
+    store_txn_op_t get = top(STORE_TXN_GET, "k", NULL);
+    store_txn_t t = {.slot = 3, .ncompares = 1, .compares = &cmp, .nsuccess = 1, .success = &get};
+    ck_assert_int_eq(apply_txn1(6, 0, 0, &t, NULL), SHALE_OK);
+    ck_assert(t.succeeded);
+    ck_assert_uint_eq(t.nresults, 1);
+    ck_assert_int_eq(t.results[0].found, 0);
+    store_txn_clear(&t);
+    /* close and reopen: the clock was persisted, k stays absent */
+    close_store();
+    open_store();
+    ck_assert_uint_eq(store_clock(g_s), 1100);
+    expect_val(3, "k", NULL);
+    /* delete of an expired key: not existed; CAS ABSENT matches */
+    store_result_t r = apply_at(7, 1200, op_del(3, "k"), NULL);
+    ck_assert_int_eq(r.existed, 0);
+    apply_at(8, 1200, op_put_ttl(3, "c", "1", 10), NULL);
+    tick(9, 1300);
+    r = apply_at(10, 1300, op_cas(3, "c", "2", STORE_CAS_ABSENT), NULL);
+    ck_assert_int_eq(r.code, SHALE_OK);
+    expect_val(3, "c", "2");
+    ck_assert_uint_eq(exp_of(3, "c"), 0); /* a CAS write has no TTL */
+}
+END_TEST
+
+/* A put without TTL clears one; a put with another TTL replaces it; the
+ * expiry index lists due keys oldest first; an EXPIRE apply deletes only
+ * rows that still carry the listed expires_at and are due, drops the index
+ * entry either way, reports what it deleted, and is a no-op on replay. */
+START_TEST(test_ttl_reput_and_expire_entry)
+{
+    store_expire_key_t *keys = NULL;
+    store_expired_t *del = NULL;
+    size_t nd = 0;
+    apply_at(1, 1000, op_put_ttl(2, "k", "a", 100), NULL); /* exp 1100 */
+    apply_at(2, 1050, op_put(2, "k", "b"), NULL);          /* no TTL now */
+    ck_assert_uint_eq(exp_of(2, "k"), 0);
+    apply_at(3, 1060, op_put_ttl(2, "z", "z", 40), NULL); /* exp 1100 too */
+    tick(4, 2000);
+    expect_val(2, "k", "b");
+    expect_val(2, "z", NULL);
+    size_t n = due(2000, &keys);
+    ck_assert_uint_ge(n, 1); /* z, and k's stale entry when its put was blind */
+    ck_assert_int_eq(store_apply_expire(g_s, 5, 2000, keys, n, &del, &nd, g_err), SHALE_OK);
+    ck_assert_uint_eq(nd, 1);
+    ck_assert(del[0].slot == 2 && del[0].klen == 1 && del[0].key[0] == 'z');
+    ck_assert_uint_gt(del[0].version, 0);
+    store_expired_free(del, nd);
+    /* replay of the same index: nothing */
+    ck_assert_int_eq(store_apply_expire(g_s, 5, 2000, keys, n, &del, &nd, g_err), SHALE_OK);
+    ck_assert_uint_eq(nd, 0);
+    ck_assert_ptr_null(del);
+    store_expire_keys_free(keys, n);
+    ck_assert_uint_eq(due(UINT64_MAX - 1, &keys), 0); /* index is clean */
+    expect_val(2, "k", "b");
+    /* replace a TTL by a longer one: the old expires_at does not delete it */
+    apply_at(6, 2000, op_put_ttl(2, "k", "c", 500), NULL);  /* exp 2500 */
+    apply_at(7, 2100, op_put_ttl(2, "k", "d", 1000), NULL); /* exp 3100 */
+    ck_assert_uint_eq(exp_of(2, "k"), 3100);
+    tick(8, 2600);
+    expect_val(2, "k", "d");
+    n = due(2600, &keys);
+    if (n > 0) { /* the 2500 entry, if the put was blind */
+        ck_assert_uint_eq(keys[0].expires_at, 2500);
+        ck_assert_int_eq(store_apply_expire(g_s, 9, 2600, keys, n, &del, &nd, g_err), SHALE_OK);
+        ck_assert_uint_eq(nd, 0);
+        store_expire_keys_free(keys, n);
+    } else {
+        tick(9, 2600);
+    }
+    expect_val(2, "k", "d");
+    /* Listed but not yet due at the entry's clock: row and index entry
+     * kept (never proposed so by a leader, but apply must not trust the
+     * list). */
+    store_expire_key_t early = {.slot = 2, .key = (uint8_t *)"k", .klen = 1, .expires_at = 3100};
+    ck_assert_int_eq(store_apply_expire(g_s, 10, 2700, &early, 1, &del, &nd, g_err), SHALE_OK);
+    ck_assert_uint_eq(nd, 0);
+    expect_val(2, "k", "d");
+    /* due now: the index still lists it, deleted */
+    tick(11, 2800);
+    n = due(3100, &keys);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(keys[0].expires_at, 3100);
+    ck_assert_int_eq(store_apply_expire(g_s, 12, 3100, keys, n, &del, &nd, g_err), SHALE_OK);
+    ck_assert_uint_eq(nd, 1);
+    store_expired_free(del, nd);
+    store_expire_keys_free(keys, n);
+    close_store();
+    open_store();
+    store_value_t v = {0};
+    ck_assert_int_eq(store_get(g_s, 2, TK("k"), &v, g_err), SHALE_OK);
+    ck_assert_int_eq(v.found, 0);
+    /* a delete drops the index entry: nothing is due afterwards */
+    apply_at(13, 3200, op_put_ttl(2, "g", "g", 50), NULL);
+    apply_at(14, 3210, op_del(2, "g"), NULL);
+    ck_assert_uint_eq(due(UINT64_MAX - 1, &keys), 0);
+}
+END_TEST
+
+/* Migration records carry the TTL: a DATA scan of a slot imported into
+ * another keeps expires_at (and indexes it there), a TTL put and an expiry
+ * deletion of a logged slot travel in its changelog, and an old-format
+ * record (no TTL flag) imports as a key without TTL. A TTL record cut
+ * short is refused. */
+START_TEST(test_ttl_records)
+{
+    uint64_t idx = 1;
+    apply_at(idx++, 1000, op_put_ttl(4, "t", "tv", 5000), NULL); /* exp 6000 */
+    apply_at(idx++, 1000, op_put(4, "p", "pv"), NULL);
+    ck_assert_int_eq(store_changelog_set(g_s, 4, 1), SHALE_OK);
+    uint32_t n;
+    int pages;
+    store_buf_t data = scan_all(4, STORE_SCAN_DATA, 1 << 20, &n, &pages);
+    ck_assert_uint_eq(n, 2);
+    apply_at(idx++, 1100, op_put_ttl(4, "l", "lv", 100), NULL);  /* exp 1200, logged */
+    apply_at(idx++, 1100, op_put_ttl(4, "gone", "x", 50), NULL); /* exp 1150 */
+    tick(idx++, 1150);
+    store_expire_key_t *keys = NULL;
+    size_t nk = due(1150, &keys);
+    ck_assert_uint_eq(nk, 1);
+    store_expired_t *del = NULL;
+    size_t nd = 0;
+    ck_assert_int_eq(store_apply_expire(g_s, idx++, 1150, keys, nk, &del, &nd, g_err), SHALE_OK);
+    ck_assert_uint_eq(nd, 1);
+    store_expired_free(del, nd);
+    store_expire_keys_free(keys, nk);
+    store_buf_t log = scan_all(4, STORE_SCAN_LOG, 1 << 20, &n, &pages);
+    ck_assert_uint_eq(n, 3); /* put l, put gone, expiry delete of gone */
+    uint32_t cnt = 0;
+    /* what makes an import entry "SHC2" (raft_fsm.c) */
+    ck_assert_int_eq(store_records_have_ttl(data.data, data.len), 1);
+    ck_assert_int_eq(store_records_have_ttl(log.data, log.len), 1);
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 9, data.data, data.len, &cnt, g_err),
+                     SHALE_OK);
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 9, log.data, log.len, &cnt, g_err), SHALE_OK);
+    ck_assert_uint_eq(exp_of(9, "t"), 6000);
+    ck_assert_uint_eq(exp_of(9, "l"), 1200);
+    ck_assert_uint_eq(exp_of(9, "p"), 0);
+    expect_val(9, "gone", NULL);
+    /* the imported rows are indexed in slot 9 */
+    nk = due(6000, &keys);
+    size_t in9 = 0;
+    for (size_t i = 0; i < nk; i++)
+        in9 += keys[i].slot == 9 && keys[i].klen == 1 &&
+               (keys[i].key[0] == 't' || keys[i].key[0] == 'l');
+    ck_assert_uint_eq(in9, 2);
+    store_expire_keys_free(keys, nk);
+    free(data.data);
+    free(log.data);
+    /* old format: [version:8][value], no flag */
+    uint8_t rec[64];
+    size_t rl = data_record(rec, "old", 77, "ov");
+    ck_assert_int_eq(store_records_have_ttl(rec, rl), 0);
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 10, rec, rl, &cnt, g_err), SHALE_OK);
+    ck_assert_uint_eq(expect_val(10, "old", "ov"), 77);
+    ck_assert_uint_eq(exp_of(10, "old"), 0);
+    /* flag set but no room for expires_at: malformed, nothing written */
+    rl = data_record(rec, "bad", 78, "");
+    rec[rl - 8] |= 0x80; /* top bit of the version: a TTL row of 8 bytes */
+    ck_assert_int_eq(store_apply_records(g_s, idx++, 10, rec, rl, &cnt, g_err), SHALE_EINVAL);
+    expect_val(10, "bad", NULL);
+}
+END_TEST
+
+/* A checkpoint carries the TTL rows, the expiry index and the log clock: a
+ * store restored from it treats keys exactly as the source did at the
+ * checkpoint (a key expired there is absent, a live one keeps its
+ * expires_at) and its expiry index lists the same due keys. */
+START_TEST(test_ttl_checkpoint)
+{
+    char ckpt[160];
+    snprintf(ckpt, sizeof(ckpt), "%s/ckpt", g_dir);
+    apply_at(1, 1000, op_put_ttl(5, "gone", "g", 100), NULL);  /* exp 1100 */
+    apply_at(2, 1000, op_put_ttl(5, "live", "l", 9000), NULL); /* exp 10000 */
+    tick(3, 2000);
+    ck_assert_int_eq(store_checkpoint(g_s, ckpt, g_err), SHALE_OK);
+    close_store();
+    ck_assert_int_eq(store_restore(ckpt, g_db, g_err), SHALE_OK);
+    open_store();
+    ck_assert_uint_eq(store_clock(g_s), 2000);
+    expect_val(5, "gone", NULL);
+    ck_assert_uint_eq(exp_of(5, "live"), 10000);
+    store_expire_key_t *keys = NULL;
+    size_t n = due(2000, &keys);
+    ck_assert_uint_eq(n, 1);
+    ck_assert(keys[0].slot == 5 && keys[0].klen == 4 && memcmp(keys[0].key, "gone", 4) == 0);
+    store_expire_keys_free(keys, n);
+    n = due(10000, &keys);
+    ck_assert_uint_eq(n, 2);
+    store_expire_keys_free(keys, n);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -2107,6 +2563,12 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_txn_compare_and_branches);
     tcase_add_test(tc, test_txn_session_replay);
     tcase_add_test(tc, test_txn_changelog);
+    tcase_add_test(tc, test_txn_add_append);
+    tcase_add_test(tc, test_txn_ttl_ops);
+    tcase_add_test(tc, test_ttl_absent_at_log_clock);
+    tcase_add_test(tc, test_ttl_reput_and_expire_entry);
+    tcase_add_test(tc, test_ttl_records);
+    tcase_add_test(tc, test_ttl_checkpoint);
     suite_add_tcase(s, tc);
 
     tcase_add_unchecked_fixture(full, full_setup, full_teardown);

@@ -1,0 +1,514 @@
+/* The Redis protocol on shale-router (--resp; docs/resp.md, issue 15), end
+ * to end: the real redis-cli (Debian redis-tools) against a real router in
+ * front of a real cluster (a 3-node meta group and two shard groups), under
+ * the secure harness (TLS on the RESP port like on the native one; --auth,
+ * redis-cli logging in as admin). What it proves:
+ *  - connection commands: PING ECHO HELLO 2/3 (with AUTH and SETNAME)
+ *    SELECT CLIENT SETNAME/GETNAME/ID COMMAND INFO WAIT READONLY/READWRITE
+ *    QUIT, unknown commands and wrong arity in Redis 7's text;
+ *  - AUTH: NOAUTH before it, WRONGPASS for a wrong password or user, OK
+ *    for the right one;
+ *  - strings: GET SET (NX XX GET EX PX EXAT PXAT) SETNX GETSET GETDEL MGET
+ *    (across groups) MSET (one slot; CROSSSLOT across slots) DEL UNLINK
+ *    EXISTS STRLEN TYPE TTL PTTL INCR INCRBY DECR DECRBY APPEND (their
+ *    errors; INCR keeps a TTL), with the values read back natively
+ *    (shalectl) too;
+ *  - pipelining: 5,000 commands in one redis-cli --pipe stream, every reply
+ *    in order; and pipelined SET then GET of one key on a raw connection
+ *    sees the SET;
+ *  - garbage on the port gets "ERR Protocol error" and a close, and the
+ *    router keeps serving other connections;
+ *  - (test_resp_leader_kill: one group of 3 voters) redis-benchmark SET /
+ *    GET / INCR with 20 connections while the group leader is SIGKILLed:
+ *    0 errors.
+ * Hosts 127.0.0.80.. (meta), .90 and .100 (groups), .85 (router). */
+#include <check.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness_cluster.h"
+
+#define FIRST_HOST 80
+#define SLOTS 64
+#define RHOST "127.0.0.85"
+
+static th_cluster_t g_cl;
+static char *g_base;
+static th_node_t g_router;
+static int g_resp_port;
+static char g_out[1 << 20];
+
+static void start_all(int ngroups, int voters)
+{
+    g_base = th_tmpdir("resp");
+    ck_assert_ptr_nonnull(g_base);
+    ck_assert_int_eq(th_cluster_start(&g_cl, ngroups, voters, FIRST_HOST, g_base, NULL), 0);
+    ck_assert_int_eq(th_cluster_init(&g_cl, SLOTS, 20000), 0);
+    th_node_init(&g_router, 1, RHOST, g_base);
+    snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
+    g_resp_port = th_free_port(RHOST);
+    char resp[64];
+    snprintf(resp, sizeof(resp), "%s:%d", RHOST, g_resp_port);
+    const char *argv[] = {"--listen", g_router.addr, "--meta",  g_cl.meta.addrs,
+                          "--resp",   resp,          "--timeout-ms", "10000",
+                          /* small: pipelines run into the flow control */
+                          "--conn-max-inflight", "64", NULL};
+    ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
+    ck_assert_int_eq(th_router_wait_epoch(&g_router, 1, 20000), 0);
+}
+
+static void stop_all(void)
+{
+    if (g_base == NULL)
+        return;
+    if (g_router.pid > 0) {
+        th_node_stop(&g_router, SIGTERM);
+        ck_assert_int_eq(th_log_sanitizer_errors(&g_router), 0);
+    }
+    th_cluster_stop(&g_cl);
+    th_rmrf(g_base);
+    free(g_base);
+    g_base = NULL;
+}
+
+/* The redis-cli flags for the router: TLS files and (login) the admin. */
+static void cli_prefix(char *buf, size_t n, int login)
+{
+    const char *ca = NULL, *crt = NULL, *key = NULL;
+    th_tls_files(&ca, &crt, &key);
+    int k = snprintf(buf, n, "redis-cli -h %s -p %d", RHOST, g_resp_port);
+    if (ca != NULL)
+        k += snprintf(buf + k, n - (size_t)k, " --tls --cacert '%s' --cert '%s' --key '%s'", ca,
+                      crt, key);
+    if (login && th_admin_password() != NULL)
+        snprintf(buf + k, n - (size_t)k, " --user admin --pass '%s' --no-auth-warning",
+                 th_admin_password());
+}
+
+/* Run a shell command; its stdout+stderr in g_out (fails the test by name
+ * when it does not fit). Returns the exit status. */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(w > 0 && (size_t)w < sizeof(cmd) - 8, "command too long");
+    strcat(cmd, " 2>&1");
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = 0, r;
+    while ((r = fread(g_out + n, 1, sizeof(g_out) - 1 - n, f)) > 0)
+        n += r;
+    ck_assert_msg(n < sizeof(g_out) - 1, "output of '%.200s' over %zu bytes", cmd, sizeof(g_out));
+    g_out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* redis-cli (logged in) with args; g_out holds its output without the
+ * final newline. */
+static const char *cli(const char *args)
+{
+    char pre[2048];
+    cli_prefix(pre, sizeof(pre), 1);
+    sh("%s %s", pre, args);
+    size_t n = strlen(g_out);
+    while (n > 0 && g_out[n - 1] == '\n')
+        g_out[--n] = '\0';
+    return g_out;
+}
+
+#define CLI_EQ(args, want)                                                                       \
+    do {                                                                                         \
+        const char *got_ = cli(args);                                                            \
+        ck_assert_msg(strcmp(got_, (want)) == 0, "redis-cli %s: got [%s], want [%s]", (args),    \
+                      got_, (want));                                                             \
+    } while (0)
+
+#define CLI_HAS(args, want)                                                                      \
+    do {                                                                                         \
+        const char *got_ = cli(args);                                                            \
+        ck_assert_msg(strstr(got_, (want)) != NULL, "redis-cli %s: got [%s], want [%s] in it",   \
+                      (args), got_, (want));                                                     \
+    } while (0)
+
+/* Raw connection to the RESP port (TLS when the harness is secure). */
+static int raw(void)
+{
+    int fd = th_raw_connect(RHOST, g_resp_port, 20000);
+    ck_assert_int_ge(fd, 0);
+    return fd;
+}
+
+/* Read until want bytes arrived or EOF; returns the bytes in buf. */
+static size_t raw_read_n(int fd, char *buf, size_t cap, size_t want, int *eof)
+{
+    size_t n = 0;
+    *eof = 0;
+    while (n < want && n < cap - 1) {
+        long r = th_raw_read(fd, buf + n, cap - 1 - n);
+        if (r <= 0) {
+            *eof = 1;
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static void raw_auth(int fd)
+{
+    if (th_admin_password() == NULL)
+        return;
+    char cmd[512];
+    int n = snprintf(cmd, sizeof(cmd), "*3\r\n$4\r\nAUTH\r\n$5\r\nadmin\r\n$%zu\r\n%s\r\n",
+                     strlen(th_admin_password()), th_admin_password());
+    ck_assert_int_eq(th_raw_send(fd, cmd, (size_t)n), 0);
+    char buf[64];
+    int eof;
+    raw_read_n(fd, buf, sizeof(buf), 5, &eof);
+    ck_assert_str_eq(buf, "+OK\r\n");
+}
+
+START_TEST(test_resp_commands)
+{
+    start_all(2, 1);
+    char pre[2048];
+
+    /* Connection commands. */
+    CLI_EQ("PING", "PONG");
+    CLI_EQ("PING hello", "hello");
+    CLI_EQ("ECHO 'a b'", "a b");
+    CLI_EQ("SELECT 0", "OK");
+    CLI_EQ("SELECT 1", "ERR DB index is out of range");
+    CLI_EQ("CLIENT GETNAME", "");
+    CLI_HAS("HELLO 3 SETNAME me", "proto 3");
+    CLI_HAS("HELLO 2", "server\nshale");
+    CLI_EQ("HELLO 4", "NOPROTO unsupported protocol version");
+    CLI_HAS("INFO", "redis_version:");
+    CLI_HAS("INFO", "shard_groups:2");
+    CLI_EQ("COMMAND COUNT", cli("COMMAND COUNT")); /* an integer */
+    ck_assert_int_gt(atoi(g_out), 20);
+    CLI_HAS("COMMAND INFO get", "get");
+    CLI_EQ("WAIT 0 0", "0"); /* groups of one voter: no other replica */
+    CLI_EQ("READONLY", "OK");
+    CLI_EQ("READWRITE", "OK");
+    CLI_EQ("CLIENT NOPE", "ERR unknown subcommand or wrong number of arguments for 'NOPE'. "
+                          "Try CLIENT HELP.");
+    CLI_EQ("FOO bar baz", "ERR unknown command 'FOO', with args beginning with: 'bar' 'baz' ");
+    CLI_EQ("GET", "ERR wrong number of arguments for 'get' command");
+    CLI_EQ("GET a b", "ERR wrong number of arguments for 'get' command");
+    ck_assert_msg(strspn(cli("DBSIZE"), "0123456789") == strlen(g_out) && g_out[0] != '\0',
+                  "DBSIZE: %s", g_out); /* an estimate: a number */
+
+    /* Strings. */
+    CLI_EQ("SET k1 v1", "OK");
+    CLI_EQ("GET k1", "v1");
+    CLI_EQ("GET nokey", "");
+    CLI_EQ("STRLEN k1", "2");
+    CLI_EQ("STRLEN nokey", "0");
+    CLI_EQ("TYPE k1", "string");
+    CLI_EQ("TYPE nokey", "none");
+    CLI_EQ("TTL k1", "-1");
+    CLI_EQ("TTL nokey", "-2");
+    CLI_EQ("SET k1 v2 NX", "");
+    CLI_EQ("GET k1", "v1");
+    CLI_EQ("SET k2 v2 NX", "OK");
+    CLI_EQ("SET k3 v3 XX", "");
+    CLI_EQ("EXISTS k3", "0");
+    CLI_EQ("SET k2 v22 XX", "OK");
+    CLI_EQ("GET k2", "v22");
+    CLI_EQ("SET k2 v23 GET", "v22");
+    CLI_EQ("SET k4 v4 GET", "");
+    CLI_EQ("GET k4", "v4");
+    CLI_EQ("SET k4 x NX GET", "v4"); /* NX failed: the old value, not set */
+    CLI_EQ("GET k4", "v4");
+    CLI_EQ("SET k5 v EX 100", "OK");
+    {
+        long t = atol(cli("TTL k5"));
+        ck_assert_msg(t > 90 && t <= 100, "TTL k5 = %ld", t);
+        long p = atol(cli("PTTL k5"));
+        ck_assert_msg(p > 90000 && p <= 100000, "PTTL k5 = %ld", p);
+    }
+    CLI_EQ("SET k5 v PX 100000", "OK");
+    CLI_EQ("SET k5 v", "OK"); /* a plain SET clears the TTL */
+    CLI_EQ("TTL k5", "-1");
+    CLI_EQ("SET k6 v EXAT 1", "OK"); /* in the past: gone */
+    CLI_EQ("EXISTS k6", "0");
+    CLI_EQ("SET k6 v PXAT 99999999999999", "OK");
+    CLI_EQ("TTL k6", cli("TTL k6"));
+    ck_assert_int_gt(atol(g_out), 1000000);
+    CLI_EQ("SET k7 v EX 0", "ERR invalid expire time in 'set' command");
+    CLI_EQ("SET k7 v EX x", "ERR value is not an integer or out of range");
+    CLI_EQ("SET k7 v NX XX", "ERR syntax error");
+    CLI_EQ("SET k7 v FOO", "ERR syntax error");
+    /* TTLs with NX/XX/GET and KEEPTTL (TXN puts with a TTL), EXPIRE,
+     * PEXPIRE, PERSIST (TXN_EXPIRE). */
+    CLI_EQ("SET t1 a EX 1000 NX", "OK");
+    ck_assert_int_gt(atol(cli("TTL t1")), 900);
+    CLI_EQ("SET t1 b KEEPTTL", "OK");
+    CLI_EQ("GET t1", "b");
+    ck_assert_int_gt(atol(cli("TTL t1")), 900);
+    CLI_EQ("SET t1 c PX 2000000 XX GET", "b");
+    ck_assert_int_gt(atol(cli("TTL t1")), 1900);
+    CLI_EQ("SET t1 d EX 1000 KEEPTTL", "ERR syntax error");
+    CLI_EQ("PERSIST t1", "1");
+    CLI_EQ("PERSIST t1", "0");
+    CLI_EQ("TTL t1", "-1");
+    CLI_EQ("GET t1", "c");
+    CLI_EQ("EXPIRE t1 500", "1");
+    ck_assert_int_gt(atol(cli("TTL t1")), 400);
+    CLI_EQ("PEXPIRE t1 700000", "1");
+    ck_assert_int_gt(atol(cli("PTTL t1")), 600000);
+    CLI_EQ("EXPIRE nokey 10", "0");
+    CLI_EQ("EXISTS nokey", "0");
+    CLI_EQ("EXPIRE t1 x", "ERR value is not an integer or out of range");
+    CLI_EQ("EXPIRE t1 0", "1"); /* Redis: deleted */
+    CLI_EQ("EXISTS t1", "0");
+    CLI_EQ("SET t2 a PX 1", "OK");
+    for (int i = 0; i < 200 && strcmp(cli("EXISTS t2"), "0") != 0; i++)
+        usleep(50 * 1000);
+    CLI_EQ("EXISTS t2", "0"); /* expired */
+    CLI_EQ("SETNX n1 a", "1");
+    CLI_EQ("SETNX n1 b", "0");
+    CLI_EQ("GET n1", "a");
+    CLI_EQ("GETSET n1 c", "a");
+    CLI_EQ("GETSET n2 c", "");
+    CLI_EQ("GET n1", "c");
+    CLI_EQ("GETDEL n1", "c");
+    CLI_EQ("GETDEL n1", "");
+    CLI_EQ("EXISTS n1", "0");
+    /* MGET across groups: keys spread over the slots of both. */
+    CLI_EQ("MSET {t}a 1 {t}b 2 {t}c 3", "OK");
+    CLI_EQ("MGET {t}a {t}b nokey {t}c k1 k2", "1\n2\n\n3\nv1\nv23");
+    CLI_EQ("MSET a1 1 a2 2 a3 3 a4 4 a5 5", "CROSSSLOT Keys in request don't hash to the same slot");
+    CLI_EQ("MSET a1 1 a2", "ERR wrong number of arguments for 'mset' command");
+    CLI_EQ("EXISTS {t}a {t}a {t}b nokey", "3");
+    CLI_EQ("DEL {t}a {t}b nokey", "2");
+    CLI_EQ("UNLINK k1 k2 k4 nokey", "3");
+    CLI_EQ("DEL {t}c", "1");
+    CLI_EQ("EXISTS {t}a k1 {t}c", "0");
+    CLI_EQ("MGET {t}a k1 {t}c k5", "\n\n\nv");
+    /* INCR* / APPEND: evaluated at apply (TXN_ADD / TXN_APPEND). */
+    CLI_EQ("INCR c1", "1");
+    CLI_EQ("INCRBY c1 41", "42");
+    CLI_EQ("DECR c1", "41");
+    CLI_EQ("DECRBY c1 50", "-9");
+    CLI_EQ("GET c1", "-9");
+    CLI_EQ("INCRBY c1 x", "ERR value is not an integer or out of range");
+    CLI_EQ("SET c2 abc", "OK");
+    CLI_EQ("INCR c2", "ERR value is not an integer or out of range");
+    CLI_EQ("SET c3 9223372036854775807", "OK");
+    CLI_EQ("INCR c3", "ERR increment or decrement would overflow");
+    CLI_EQ("DECRBY c3 -9223372036854775808", "ERR decrement would overflow");
+    CLI_EQ("APPEND c2 def", "6");
+    CLI_EQ("APPEND c9 xy", "2");
+    CLI_EQ("GET c2", "abcdef");
+    CLI_EQ("SET c4 10 EX 1000", "OK");
+    CLI_EQ("INCR c4", "11");
+    ck_assert_int_gt(atol(cli("TTL c4")), 900); /* INCR keeps the TTL */
+    /* Binary-safe values, read natively too. */
+    cli_prefix(pre, sizeof(pre), 1);
+    ck_assert_int_eq(sh("printf 'line1\\nline2' | %s -x SET bin", pre), 0);
+    CLI_EQ("STRLEN bin", "11");
+    ck_assert_int_eq(th_shalectl(g_out, sizeof(g_out), "--router %s get bin", g_router.addr), 0);
+    ck_assert_msg(strstr(g_out, "line1\nline2") != NULL, "shalectl get bin: %s", g_out);
+    CLI_EQ("QUIT", "OK");
+}
+END_TEST
+
+START_TEST(test_resp_auth)
+{
+    start_all(1, 1);
+    if (!th_secure())
+        return;
+    char pre[2048];
+    cli_prefix(pre, sizeof(pre), 0);
+    sh("%s PING", pre);
+    ck_assert_msg(strstr(g_out, "NOAUTH Authentication required.") != NULL, "%s", g_out);
+    sh("%s GET x", pre);
+    ck_assert_msg(strstr(g_out, "NOAUTH Authentication required.") != NULL, "%s", g_out);
+    sh("%s HELLO 3", pre);
+    ck_assert_msg(strstr(g_out, "NOAUTH HELLO must be called") != NULL, "%s", g_out);
+    sh("%s --user admin --pass wrong --no-auth-warning PING", pre);
+    ck_assert_msg(strstr(g_out, "WRONGPASS invalid username-password pair") != NULL, "%s",
+                  g_out);
+    sh("%s --user nobody --pass wrong --no-auth-warning PING", pre);
+    ck_assert_msg(strstr(g_out, "WRONGPASS") != NULL, "%s", g_out);
+    sh("%s AUTH onlypassword", pre);
+    ck_assert_msg(strstr(g_out, "WRONGPASS") != NULL, "%s", g_out);
+    sh("%s HELLO 3 AUTH admin '%s' SETNAME x", pre, th_admin_password());
+    ck_assert_msg(strstr(g_out, "proto 3") != NULL, "%s", g_out);
+    CLI_EQ("PING", "PONG");
+    /* Before AUTH the parser keeps its small limits: a big bulk is refused. */
+    int fd = raw();
+    const char *big = "*2\r\n$4\r\nECHO\r\n$100000\r\n";
+    ck_assert_int_eq(th_raw_send(fd, big, strlen(big)), 0);
+    char buf[256];
+    int eof;
+    raw_read_n(fd, buf, sizeof(buf), 200, &eof);
+    ck_assert_msg(strcmp(buf, "-ERR Protocol error: unauthenticated bulk length\r\n") == 0, "%s",
+                  buf);
+    ck_assert_int_eq(eof, 1);
+    th_raw_close(fd);
+}
+END_TEST
+
+START_TEST(test_resp_pipeline_garbage)
+{
+    start_all(1, 1);
+    char pre[2048];
+    cli_prefix(pre, sizeof(pre), 1);
+    /* 5,000 commands in one stream: redis-cli --pipe counts the replies. */
+    char path[600];
+    snprintf(path, sizeof(path), "%s/pipe.txt", g_base);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 2500; i++) {
+        char k[32], v[32];
+        int kl = snprintf(k, sizeof(k), "p%d", i), vl = snprintf(v, sizeof(v), "v%d", i);
+        fprintf(f, "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", kl, k, vl, v);
+        fprintf(f, "*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", kl, k);
+    }
+    fclose(f);
+    ck_assert_int_eq(sh("%s --pipe < '%s'", pre, path), 0);
+    ck_assert_msg(strstr(g_out, "errors: 0, replies: 5000") != NULL, "%s", g_out);
+    CLI_EQ("GET p2499", "v2499");
+
+    /* In order on one connection: SET then GET of one key, pipelined. */
+    int fd = raw();
+    raw_auth(fd);
+    char out[1 << 16];
+    size_t n = 0;
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(out + n, sizeof(out) - n,
+                              "*3\r\n$3\r\nSET\r\n$2\r\nzz\r\n$4\r\n%04d\r\n"
+                              "*2\r\n$3\r\nGET\r\n$2\r\nzz\r\n",
+                              i);
+    ck_assert_int_eq(th_raw_send(fd, out, n), 0);
+    /* Each pair answers +OK\r\n then $4\r\nNNNN\r\n: 5 + 10 bytes. */
+    char in[1 << 16];
+    int eof;
+    size_t got = raw_read_n(fd, in, sizeof(in), 200 * 15, &eof);
+    ck_assert_uint_eq(got, 200 * 15);
+    for (int i = 0; i < 200; i++) {
+        char want[32];
+        snprintf(want, sizeof(want), "+OK\r\n$4\r\n%04d\r\n", i);
+        ck_assert_msg(memcmp(in + i * 15, want, 15) == 0, "pair %d: %.15s", i, in + i * 15);
+    }
+    th_raw_close(fd);
+
+    /* Garbage: a protocol error, the connection closes, nothing else dies. */
+    const char *bad[] = {"*2\r\n$3\r\nGET\r\n$x\r\n", "*1\r\n:1\r\n", "\"unbalanced\r\n",
+                         "*3000000000\r\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fd = raw();
+        raw_auth(fd);
+        ck_assert_int_eq(th_raw_send(fd, bad[i], strlen(bad[i])), 0);
+        got = raw_read_n(fd, in, sizeof(in), sizeof(in) - 1, &eof);
+        ck_assert_msg(strncmp(in, "-ERR Protocol error: ", 21) == 0, "garbage %zu: %s", i, in);
+        ck_assert_int_eq(eof, 1);
+        th_raw_close(fd);
+    }
+    /* Random bytes too. */
+    fd = raw();
+    unsigned char junk[4096];
+    srand(15);
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (unsigned char)rand();
+    junk[0] = '*';
+    th_raw_send(fd, junk, sizeof(junk));
+    raw_read_n(fd, in, sizeof(in), sizeof(in) - 1, &eof);
+    th_raw_close(fd);
+    /* A native-protocol client is not a RESP client either. */
+    CLI_EQ("PING", "PONG");
+    CLI_EQ("GET p0", "v0");
+    ck_assert_int_eq(kill(g_router.pid, 0), 0);
+}
+END_TEST
+
+/* redis-benchmark (SET, GET, INCR; 20 connections) against the router while
+ * the group's leader is killed: the router retries (exactly once for the
+ * writes), the benchmark sees 0 errors. */
+START_TEST(test_resp_leader_kill)
+{
+    start_all(1, 3);
+    const char *ca = NULL, *crt = NULL, *key = NULL;
+    th_tls_files(&ca, &crt, &key);
+    char tls[1800] = "", auth[300] = "";
+    if (ca != NULL)
+        snprintf(tls, sizeof(tls), "--tls --cacert '%s' --cert '%s' --key '%s'", ca, crt, key);
+    if (th_admin_password() != NULL)
+        snprintf(auth, sizeof(auth), "--user admin -a '%s'", th_admin_password());
+    char out[600], pidf[600], cmd[4096];
+    snprintf(out, sizeof(out), "%s/bench.out", g_base);
+    snprintf(pidf, sizeof(pidf), "%s/bench.pid", g_base);
+    snprintf(cmd, sizeof(cmd),
+             "redis-benchmark -h %s -p %d %s %s -t set,get,incr -n 20000 -c 20 -r 1000 -e "
+             "> '%s' 2>&1 & echo $! > '%s'",
+             RHOST, g_resp_port, tls, auth, out, pidf);
+    ck_assert_int_eq(system(cmd), 0);
+    FILE *f = fopen(pidf, "r");
+    ck_assert_ptr_nonnull(f);
+    int bpid = 0;
+    ck_assert_int_eq(fscanf(f, "%d", &bpid), 1);
+    fclose(f);
+    /* Kill the leader once the benchmark is running (its output grows). */
+    for (int i = 0; i < 400; i++) {
+        struct stat st;
+        if (stat(out, &st) == 0 && st.st_size > 200)
+            break;
+        usleep(50 * 1000);
+    }
+    int leader = th_group_wait_leader(&g_cl.groups[0], 20000);
+    ck_assert_int_ge(leader, 0);
+    fprintf(stderr, "test_resp: killing group leader %s during redis-benchmark\n",
+            g_cl.groups[0].nodes[leader].addr);
+    th_node_stop(&g_cl.groups[0].nodes[leader], SIGKILL);
+    ck_assert_int_ge(th_group_wait_leader(&g_cl.groups[0], 20000), 0);
+    /* The benchmark ends (bounded: it would fail the test at the ctest
+     * timeout, never on speed). */
+    while (kill(bpid, 0) == 0)
+        usleep(100 * 1000);
+    sh("cat '%s'", out);
+    fprintf(stderr, "%s\n", g_out);
+    ck_assert_msg(strstr(g_out, "Error") == NULL && strstr(g_out, "ERR") == NULL &&
+                      strstr(g_out, "CLUSTERDOWN") == NULL && strstr(g_out, "TIMEOUT") == NULL,
+                  "redis-benchmark saw errors: %s", g_out);
+    ck_assert_msg(strstr(g_out, "INCR") != NULL && strstr(g_out, "requests completed") != NULL,
+                  "redis-benchmark did not finish: %s", g_out);
+}
+END_TEST
+
+int main(void)
+{
+    if (system("redis-cli --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "test_resp: redis-cli is missing (install redis-tools: scripts/deps.sh)\n");
+        return 1;
+    }
+    Suite *s = suite_create("resp");
+    TCase *tc = tcase_create("router");
+    tcase_set_timeout(tc, 200);
+    tcase_add_checked_fixture(tc, NULL, stop_all);
+    tcase_add_test(tc, test_resp_commands);
+    tcase_add_test(tc, test_resp_auth);
+    tcase_add_test(tc, test_resp_pipeline_garbage);
+    tcase_add_test(tc, test_resp_leader_kill);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
