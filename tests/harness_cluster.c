@@ -2,6 +2,7 @@
  * through harness.c and talks to the meta group through libshale. */
 #include "harness_cluster.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,20 @@ void th_cluster_stop(th_cluster_t *c)
     for (int g = 0; g < c->ngroups; g++)
         th_group_stop_all(&c->groups[g]);
     th_group_stop_all(&c->meta);
+}
+
+void th_cluster_teardown(th_cluster_t *c, char **base, th_node_t *const nodes[])
+{
+    if (*base == NULL)
+        return;
+    for (size_t i = 0; nodes != NULL && nodes[i] != NULL; i++)
+        if (nodes[i]->pid > 0)
+            th_node_stop(nodes[i], SIGTERM);
+    th_cluster_stop(c);
+    if (getenv("SHALE_KEEP_TMP") == NULL)
+        th_rmrf(*base);
+    free(*base);
+    *base = NULL;
 }
 
 int th_cluster_router(th_node_t *router, const th_cluster_t *c, const char *host,

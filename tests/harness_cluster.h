@@ -40,6 +40,13 @@ int th_cluster_init(th_cluster_t *c, uint32_t slots, int timeout_ms);
  * here first. */
 int th_cluster_wait_epoch(th_cluster_t *c, uint64_t e, int timeout_ms);
 void th_cluster_stop(th_cluster_t *c);
+/* The end of a test's cluster: stop each node of `nodes` that runs (a
+ * NULL-terminated list, may be NULL: routers, replicas, spare members the
+ * test started itself), then the cluster, then remove *base (kept when
+ * SHALE_KEEP_TMP is set, for a failure's logs), free it and set it NULL.
+ * Nothing to do when *base is NULL: safe from a fixture's teardown after a
+ * setup that failed. */
+void th_cluster_teardown(th_cluster_t *c, char **base, th_node_t *const nodes[]);
 
 /* A router in front of c: router is set up here (id 1 on host, its log
  * base/router.log) and started with --listen, --meta c's meta group,

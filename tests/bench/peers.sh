@@ -15,7 +15,9 @@
 # /proc/PID/stat over the measured run) per acknowledged write by role:
 # leader, follower, read replica (per process of the role, i.e. what one
 # member of the write's group spends), router, meta, and the sum over all
-# processes. The cluster is stopped at the end.
+# processes; and the context switches per write over every thread of every
+# process (/proc/PID/task/*/status: each is a sleep or a preemption, the
+# wake-ups a write costs). The cluster is stopped at the end.
 #
 # redis-server/redis-tools are installed with apt-get only when missing, and
 # only by this script (never for the tests).
@@ -64,6 +66,12 @@ trap cleanup EXIT
 
 # CPU ticks (utime + stime) of a PID, 0 when it is gone.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Context switches (voluntary + involuntary) over every thread of a PID so
+# far: each is a sleep or a preemption, the wake-ups a write pays for.
+ctxsw() {
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^(non)?voluntary_ctxt_switches:/ {n += $2} END {print n + 0}'
+}
 
 echo "peers.sh: $(date -u +%FT%TZ), tree $ROOT ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'))"
 echo "peers.sh: load before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; results in $OUT"
@@ -156,18 +164,20 @@ get() { jq -r "$2 // 0" "$1"; }
 echo "peers.sh: loading $KEYS keys"
 bench load --load --duration 0 --conns 50 --pipeline 16
 
-declare -A S CPU
+declare -A S CPU CSW
 for run in $RUNS; do
   mix=write conns=50 p=${run#?}
   [ "${run:0:1}" = r ] && mix=read
   if [ "$run" = w1x1 ]; then conns=1 p=1; fi
   bench "warm-$run" --mix "$mix" --conns "$conns" --pipeline "$p" --duration "$WARMUP"
-  declare -A T0=()
-  for pid in "${!ROLE[@]}"; do T0[$pid]=$(ticks "$pid"); done
+  declare -A T0=() C0=()
+  for pid in "${!ROLE[@]}"; do T0[$pid]=$(ticks "$pid"); C0[$pid]=$(ctxsw "$pid"); done
   bench "$run" --mix "$mix" --conns "$conns" --pipeline "$p" --duration "$DURATION"
   declare -A SUM=([leader]=0 [follower]=0 [replica]=0 [router]=0 [meta]=0)
+  csw=0
   for pid in "${!ROLE[@]}"; do
     SUM[${ROLE[$pid]}]=$((SUM[${ROLE[$pid]}] + $(ticks "$pid") - T0[$pid]))
+    csw=$((csw + $(ctxsw "$pid") - C0[$pid]))
   done
   f="$OUT/$run.json"
   S[$run]=$(get "$f" .run.total.ops_per_sec)
@@ -183,6 +193,7 @@ for run in $RUNS; do
       u = 1e6 / hz / n
       printf "%.1f %.1f %.1f %.1f %.1f %.1f", l * u, f * u / 2, r * u, ro * u, m * u,
         (l + f + r + ro + m) * u }')
+  CSW[$run]=$(awk -v n="$n" -v c="$csw" 'BEGIN { if (n > 0) printf "%.1f", c / n; else print "-" }')
   roles # a leader may have changed (not expected; shown by the errors column)
 done
 
@@ -206,11 +217,12 @@ for run in $RUNS; do
   esac
 done
 printf '\nCPU us per acknowledged write (per process of the role; sum = all processes):\n'
-printf '%-16s %8s %9s %8s %7s %6s %7s\n' run leader follower replica router meta sum
+printf '%-16s %8s %9s %8s %7s %6s %7s %10s\n' run leader follower replica router meta sum \
+  "ctxsw/op"
 for run in $RUNS; do
   [ "${run:0:1}" = w ] || continue
   # shellcheck disable=SC2086
-  printf '%-16s %8s %9s %8s %7s %6s %7s\n' "$run" ${CPU[$run]}
+  printf '%-16s %8s %9s %8s %7s %6s %7s %10s\n' "$run" ${CPU[$run]} "${CSW[$run]}"
 done
 if [ -n "${R[set1_cpu]:-}" ]; then
   printf 'redis-server CPU us per SET: %s at pipeline 1, %s at pipeline 16\n' \

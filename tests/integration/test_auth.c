@@ -201,14 +201,8 @@ static void cluster_up(void)
 
 static void cluster_down(void)
 {
-    if (g_rt.pid > 0)
-        th_node_stop(&g_rt, SIGTERM);
-    th_cluster_stop(&g_cl);
+    th_cluster_teardown(&g_cl, &g_base, (th_node_t *const[]){&g_rt, NULL});
     th_set_credential(NULL, NULL);
-    if (g_base != NULL && getenv("SHALE_KEEP_TMP") == NULL)
-        th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
 }
 
 static void need_cluster(void)

@@ -54,16 +54,7 @@ static const char *g_join[] = {"--initial-cluster",
 
 static void stop_all(void)
 {
-    if (g_base == NULL)
-        return;
-    if (g_router.pid > 0)
-        th_node_stop(&g_router, SIGTERM);
-    if (g_replica.pid > 0)
-        th_node_stop(&g_replica, SIGTERM);
-    th_cluster_stop(&g_cl);
-    th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, (th_node_t *const[]){&g_router, &g_replica, NULL});
 }
 
 static uint64_t leader_applied(th_group_t *g)

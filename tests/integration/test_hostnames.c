@@ -131,15 +131,7 @@ END_TEST
 
 static void stop_all(void)
 {
-    if (g_base == NULL)
-        return;
-    if (g_router.pid > 0)
-        th_node_stop(&g_router, SIGTERM);
-    th_cluster_stop(&g_cl);
-    if (getenv("SHALE_KEEP_TMP") == NULL)
-        th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, (th_node_t *const[]){&g_router, NULL});
 }
 
 static shale_client_t *connect_group(void)

@@ -41,10 +41,7 @@ static void start_cluster(int voters)
 
 static void stop_cluster(void)
 {
-    th_cluster_stop(&g_cl);
-    th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, NULL);
 }
 
 static Shale__ClusterMap *get_map(void)

@@ -89,15 +89,7 @@ static void cluster_down(void)
 {
     if (g_stopped > 0)
         kill(g_stopped, SIGCONT);
-    if (g_ra.pid > 0)
-        th_node_stop(&g_ra, SIGTERM);
-    if (g_rb.pid > 0)
-        th_node_stop(&g_rb, SIGTERM);
-    th_cluster_stop(&g_cl);
-    if (g_base != NULL && getenv("SHALE_KEEP_TMP") == NULL)
-        th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, (th_node_t *const[]){&g_ra, &g_rb, NULL});
 }
 
 static void need_cluster(void)

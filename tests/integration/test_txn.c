@@ -63,14 +63,7 @@ static void start_cluster(void)
 
 static void stop_cluster(void)
 {
-    if (g_base == NULL)
-        return;
-    if (g_router.pid > 0)
-        th_node_stop(&g_router, SIGTERM);
-    th_cluster_stop(&g_cl);
-    th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, (th_node_t *const[]){&g_router, NULL});
 }
 
 static shale_client_t *connect_to(const char *addrs)

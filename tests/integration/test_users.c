@@ -58,11 +58,7 @@ static void cluster_up(void)
 
 static void cluster_down(void)
 {
-    th_cluster_stop(&g_cl);
-    if (g_base != NULL && getenv("SHALE_KEEP_TMP") == NULL)
-        th_rmrf(g_base);
-    free(g_base);
-    g_base = NULL;
+    th_cluster_teardown(&g_cl, &g_base, NULL);
 }
 
 static void need_cluster(void)
