@@ -29,6 +29,7 @@
 #include "config.h"
 #include "frame.h"
 #include "login.h"
+#include "resp_keyscan.h"
 #include "rlog.h"
 #include "route.h"
 #include "shale.h"
@@ -294,6 +295,7 @@ struct rt_router {
     int listener_inited;
     uv_tcp_t resp_listener; /* --resp: the Redis protocol */
     int resp_listener_inited;
+    rk_cursors_t resp_cursors; /* the RESP port's SCAN cursors (made at the first SCAN) */
     uv_prepare_t turn; /* end of turn: resume, send, flush */
     uv_signal_t sigterm, sigint, sigusr1, sighup;
     struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */
