@@ -60,6 +60,7 @@ struct rcmd {
     uint64_t seq_lo; /* its first session seq (writes), 0 none */
     int opt;         /* per command (SET: flags; TTL: ms) */
     int ci;          /* command table index */
+    int counted;     /* in g_resp_calls (its error reply counts too) */
     /* DBSIZE: STATUS calls to each group, straight to a member */
     rt_upcall_t **calls;
     size_t ncalls, calls_left;
@@ -137,7 +138,10 @@ struct rt_resp {
 };
 
 static uint64_t g_resp_ids;
-static uint64_t g_resp_calls[64];
+/* Per command (the table's index; NCMDS: unknown commands): commands
+ * received and error replies. INFO's cmdstat and /metrics
+ * (shale_router_resp_commands_total, _errors_total) read the same counts. */
+static uint64_t g_resp_calls[64], g_resp_errors[64];
 
 /* ---- Command table ----------------------------------------------------------*/
 
@@ -230,6 +234,23 @@ static const cmdspec_t cmds[] = {
     {"discard", 1, F_CONN, 0, 0, 0, c_multi, "transactions"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+_Static_assert(NCMDS < sizeof(g_resp_calls) / sizeof(g_resp_calls[0]), "room for unknown");
+
+size_t rt_resp_ncmds(void)
+{
+    return NCMDS;
+}
+
+const char *rt_resp_cmd_name(size_t i)
+{
+    return i < NCMDS ? cmds[i].name : "unknown";
+}
+
+void rt_resp_cmd_counts(size_t i, uint64_t *calls, uint64_t *errors)
+{
+    *calls = i <= NCMDS ? g_resp_calls[i] : 0;
+    *errors = i <= NCMDS ? g_resp_errors[i] : 0;
+}
 
 static int ci_is(int ci, const char *name)
 {
@@ -349,6 +370,8 @@ static void cmd_done(rcmd_t *cm)
         cm->out.oom = 0;
         resp_add_error(&cm->out, "ERR out of memory");
     }
+    if (cm->counted && cm->out.len > 0 && cm->out.data[0] == '-')
+        g_resp_errors[cm->ci >= 0 ? (size_t)cm->ci : NCMDS]++;
 }
 
 /* ---- Shale errors as Redis errors -----------------------------------------------*/
@@ -863,7 +886,8 @@ static int c_info(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *le
     ADD("# Commandstats\r\n");
     for (size_t i = 0; i < NCMDS; i++)
         if (g_resp_calls[i] > 0)
-            ADD("cmdstat_%s:calls=%llu\r\n", cmds[i].name, (unsigned long long)g_resp_calls[i]);
+            ADD("cmdstat_%s:calls=%llu,failed_calls=%llu\r\n", cmds[i].name,
+                (unsigned long long)g_resp_calls[i], (unsigned long long)g_resp_errors[i]);
     ADD("\r\n# Cluster\r\nmap_epoch:%llu\r\nshard_groups:%zu\r\nslots:%u\r\n",
         (unsigned long long)r->route.epoch, r->route.ngroups, r->route.slots);
 #undef ADD
@@ -2616,6 +2640,8 @@ static int exec_cmd(rt_resp_t *s, size_t argc, char **argv, size_t *len)
     }
     rt_q_push(&s->pending, &cm->link);
     s->npending++;
+    g_resp_calls[k >= 0 ? (size_t)k : NCMDS]++;
+    cm->counted = 1;
     if (k < 0) {
         unknown_command(&cm->out, argc, argv, len);
         s->multi_dirty |= queue;
@@ -2628,14 +2654,12 @@ static int exec_cmd(rt_resp_t *s, size_t argc, char **argv, size_t *len)
         resp_add_error(&cm->out, "NOAUTH Authentication required.");
         s->multi_dirty |= queue;
     } else if (queue) {
-        g_resp_calls[k]++;
         if (multi_queue(s, cm, argc, argv, len) < 0) {
             resp_out_reset(&cm->out);
             resp_add_error(&cm->out, "ERR out of memory");
             s->multi_dirty = 1;
         }
     } else {
-        g_resp_calls[k]++;
         cm->in_fin = 1; /* an answer that comes at once waits for fn */
         int rv = cmds[k].fn(s, cm, argc, argv, len);
         cm->in_fin = 0;

@@ -161,6 +161,11 @@ int rt_resp_drive(rt_resp_t *s);
 void rt_resp_answer(rt_resp_t *s, uint8_t *frame, size_t len);
 /* The connection closes: a login in progress is dropped. */
 void rt_resp_cancel_login(rt_resp_t *s);
+/* Per-command counts of the RESP port (INFO's cmdstat and /metrics share
+ * them): commands 0 .. rt_resp_ncmds()-1 by name, then "unknown". */
+size_t rt_resp_ncmds(void);
+const char *rt_resp_cmd_name(size_t i);
+void rt_resp_cmd_counts(size_t i, uint64_t *calls, uint64_t *errors);
 
 /* ---- forward.c: request lifecycle ----------------------------------------*/
 

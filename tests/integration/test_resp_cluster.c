@@ -35,6 +35,7 @@
 #include "cmap.h"
 #include "harness_cluster.h"
 #include "keyhash.h"
+#include "obs_util.h"
 
 #define FIRST_HOST 80
 #define SLOTS 64
@@ -43,7 +44,7 @@
 static th_cluster_t g_cl;
 static char *g_base;
 static th_node_t g_router;
-static int g_resp_port;
+static int g_resp_port, g_http_port;
 static char g_out[1 << 20];
 
 static void start_all(int ngroups, int voters)
@@ -55,10 +56,12 @@ static void start_all(int ngroups, int voters)
     th_node_init(&g_router, 1, RHOST, g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
     g_resp_port = th_free_port(RHOST);
-    char resp[64];
+    g_http_port = th_free_port(RHOST);
+    char resp[64], http[64];
     snprintf(resp, sizeof(resp), "%s:%d", RHOST, g_resp_port);
+    snprintf(http, sizeof(http), "%s:%d", RHOST, g_http_port);
     const char *argv[] = {"--listen", g_router.addr, "--meta",  g_cl.meta.addrs,
-                          "--resp",   resp,          "--timeout-ms", "10000",
+                          "--resp",   resp,          "--timeout-ms", "10000", "--http", http,
                           /* small: pipelines run into the flow control */
                           "--conn-max-inflight", "64", NULL};
     ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
@@ -574,6 +577,25 @@ START_TEST(test_resp_commands)
     ck_assert_msg(strstr(g_out, "line1\nline2") != NULL, "shalectl get bin: %s", g_out);
     check_txn();
     check_scan();
+    /* Per-command counts: /metrics and INFO's cmdstat share them. */
+    int status;
+    char *body = NULL;
+    ck_assert_int_eq(obs_get(RHOST, g_http_port, "/metrics", &status, &body), 0);
+    ck_assert_int_eq(status, 200);
+    char err[256];
+    ck_assert_msg(expo_check(body, err, sizeof(err)) == 0, "/metrics: %s", err);
+    double scans = expo_value(body, "shale_router_resp_commands_total", "cmd=\"scan\"");
+    double scan_err = expo_value(body, "shale_router_resp_errors_total", "cmd=\"scan\"");
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"get\""), 10);
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"unknown\""),
+                        1);
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_errors_total", "cmd=\"unknown\""), 1);
+    ck_assert_double_ge(scans, 20);
+    ck_assert_double_ge(scan_err, 7); /* the bad cursors and options above */
+    free(body);
+    char want[128];
+    snprintf(want, sizeof(want), "cmdstat_scan:calls=%.0f,failed_calls=%.0f", scans, scan_err);
+    CLI_HAS("INFO", want);
     CLI_EQ("QUIT", "OK");
 }
 END_TEST
