@@ -80,12 +80,18 @@ struct rcmd {
     size_t nq;
 };
 
-/* A command queued after MULTI (a copy), and the TXN ops it became. */
-typedef struct qcmd {
-    int ci;
+/* A copy of a command's arguments (each NUL-terminated): one parsed
+ * while an earlier one blocked it, or one queued after MULTI. */
+typedef struct held {
     size_t argc;
     char **argv;
     size_t *len;
+} held_t;
+
+/* A command queued after MULTI, and the TXN ops it became. */
+typedef struct qcmd {
+    int ci;
+    held_t a;
     int opt;
     size_t op0, nops;
 } qcmd_t;
@@ -97,12 +103,6 @@ typedef struct wkey {
     uint64_t ver;
 } wkey_t;
 
-/* A command parsed while an earlier one blocked it: a copy. */
-typedef struct held {
-    size_t argc;
-    char **argv;
-    size_t *len;
-} held_t;
 
 struct rt_resp {
     rt_router_t *r;
@@ -275,18 +275,57 @@ static int arg_is(const char *a, size_t len, const char *word)
     return strlen(word) == len && strncasecmp(a, word, len) == 0;
 }
 
+/* Where the keys of a command of spec sp with argc arguments are: argv[first],
+ * argv[first + step], ... up to argv[last]. 0 when it has none. */
+static int key_range(const cmdspec_t *sp, size_t argc, size_t *first, size_t *last,
+                     size_t *step)
+{
+    if (sp->first == 0 || (size_t)sp->first >= argc)
+        return 0;
+    *first = (size_t)sp->first;
+    *last = sp->last < 0 || (size_t)sp->last >= argc ? argc - 1 : (size_t)sp->last;
+    *step = (size_t)sp->step;
+    return 1;
+}
+
 /* ---- Replies in order ---------------------------------------------------------*/
 
 static void scan_free(struct scan_st *st);
 
+/* Copy argc arguments into h. -1 when out of memory (h holds what was
+ * copied; argv_release frees it either way). */
+static int argv_copy(held_t *h, size_t argc, const char *const *argv, const size_t *len)
+{
+    memset(h, 0, sizeof(*h));
+    h->argv = calloc(argc, sizeof(char *));
+    h->len = calloc(argc, sizeof(size_t));
+    if (h->argv == NULL || h->len == NULL)
+        return -1;
+    for (size_t i = 0; i < argc; i++) {
+        h->argv[i] = malloc(len[i] + 1);
+        if (h->argv[i] == NULL)
+            return -1;
+        memcpy(h->argv[i], argv[i], len[i]);
+        h->argv[i][len[i]] = '\0';
+        h->len[i] = len[i];
+        h->argc = i + 1;
+    }
+    return 0;
+}
+
+static void argv_release(held_t *h)
+{
+    for (size_t i = 0; i < h->argc; i++)
+        free(h->argv[i]);
+    free(h->argv);
+    free(h->len);
+    memset(h, 0, sizeof(*h));
+}
+
 static void qcmds_free(qcmd_t *q, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < q[i].argc; j++)
-            free(q[i].argv[j]);
-        free(q[i].argv);
-        free(q[i].len);
-    }
+    for (size_t i = 0; i < n; i++)
+        argv_release(&q[i].a);
     free(q);
 }
 
@@ -1287,26 +1326,30 @@ static void fin_mget(rcmd_t *cm)
     }
 }
 
-static int c_mget(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+/* One MGET of argv[1..] (ro NULL: linearizable). -1 when out of memory. */
+static int mget_send(rcmd_t *cm, size_t argc, char **argv, size_t *len, Shale__ReadOptions *ro)
 {
     Shale__MGetRequest q = SHALE__MGET_REQUEST__INIT;
-    Shale__ReadOptions ro;
-    read_opts(s, &ro);
     q.n_keys = argc - 1;
     q.keys = malloc(q.n_keys * sizeof(*q.keys));
-    if (q.keys == NULL)
-        return -1;
-    for (size_t i = 1; i < argc; i++)
-        q.keys[i - 1] = bin(argv[i], len[i]);
-    q.read = &ro;
-    cm->fin = fin_mget;
-    if (subs_init(cm, 1) != 0) {
+    if (q.keys == NULL || subs_init(cm, 1) != 0) {
         free(q.keys);
         return -1;
     }
+    for (size_t i = 1; i < argc; i++)
+        q.keys[i - 1] = bin(argv[i], len[i]);
+    q.read = ro;
     sub_send(cm, 0, SHALE_MSG_MGET_REQ, &q.base);
     free(q.keys);
     return 0;
+}
+
+static int c_mget(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    Shale__ReadOptions ro;
+    read_opts(s, &ro);
+    cm->fin = fin_mget;
+    return mget_send(cm, argc, argv, len, &ro);
 }
 
 static int c_exists(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
@@ -2097,8 +2140,8 @@ static int watch_pending(const rt_resp_t *s)
  * 1 with the error (why it cannot be queued) written to o. */
 static int q_ops(qcmd_t *q, Shale__TxnOp *ops, size_t *nops, resp_out_t *o)
 {
-    char **argv = q->argv;
-    size_t *len = q->len, argc = q->argc, n = 0;
+    char **argv = q->a.argv;
+    size_t *len = q->a.len, argc = q->a.argc, n = 0;
     int ci = q->ci;
     Shale__TxnOp scratch = SHALE__TXN_OP__INIT;
 #define OP() (ops != NULL ? &ops[n++] : (n++, &scratch))
@@ -2206,21 +2249,9 @@ static int multi_queue(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_
     qcmd_t *q = &s->q[s->nq];
     memset(q, 0, sizeof(*q));
     q->ci = cm->ci;
-    q->argv = calloc(argc, sizeof(char *));
-    q->len = calloc(argc, sizeof(size_t));
-    int oom = q->argv == NULL || q->len == NULL;
-    for (size_t i = 0; i < argc && !oom; i++) {
-        q->argv[i] = malloc(len[i] + 1);
-        oom = q->argv[i] == NULL;
-        if (!oom) {
-            memcpy(q->argv[i], argv[i], len[i]);
-            q->argv[i][len[i]] = '\0';
-            q->len[i] = len[i];
-            q->argc = i + 1;
-        }
-    }
+    int rv = argv_copy(&q->a, argc, (const char *const *)argv, len);
     s->nq++; /* freed with the queue even when half made */
-    if (oom)
+    if (rv != 0)
         return -1;
     size_t n;
     if (q_ops(q, NULL, &n, &cm->out) != 0) {
@@ -2308,19 +2339,8 @@ static int c_watch(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *l
         resp_add_error(&cm->out, "ERR WATCH inside MULTI is not allowed");
         return 0;
     }
-    Shale__MGetRequest q = SHALE__MGET_REQUEST__INIT;
-    q.n_keys = argc - 1;
-    q.keys = malloc(q.n_keys * sizeof(*q.keys));
-    if (q.keys == NULL || subs_init(cm, 1) != 0) {
-        free(q.keys);
-        return -1;
-    }
-    for (size_t i = 1; i < argc; i++)
-        q.keys[i - 1] = bin(argv[i], len[i]);
     cm->fin = fin_watch;
-    sub_send(cm, 0, SHALE_MSG_MGET_REQ, &q.base);
-    free(q.keys);
-    return 0;
+    return mget_send(cm, argc, argv, len, NULL); /* linearizable */
 }
 
 /* EXEC's keys for the ordering of pipelined commands: the watched ones and
@@ -2329,7 +2349,7 @@ static int exec_keys(rt_resp_t *s, rcmd_t *cm)
 {
     size_t n = s->nw;
     for (size_t i = 0; i < s->nq; i++)
-        n += s->q[i].argc;
+        n += s->q[i].a.argc;
     cm->write = 1;
     if (n == 0)
         return 0;
@@ -2339,12 +2359,12 @@ static int exec_keys(rt_resp_t *s, rcmd_t *cm)
     for (size_t i = 0; i < s->nw; i++)
         cm->keyh[cm->nkeys++] = shale_hash64(s->w[i].k, s->w[i].n, 0x5e5e);
     for (size_t i = 0; i < s->nq; i++) {
-        const cmdspec_t *sp = &cmds[s->q[i].ci];
-        if (sp->first == 0 || (size_t)sp->first >= s->q[i].argc)
+        const held_t *a = &s->q[i].a;
+        size_t first, last, step;
+        if (!key_range(&cmds[s->q[i].ci], a->argc, &first, &last, &step))
             continue;
-        size_t last = sp->last < 0 ? s->q[i].argc - 1 : (size_t)sp->last;
-        for (size_t j = (size_t)sp->first; j <= last && j < s->q[i].argc; j += (size_t)sp->step)
-            cm->keyh[cm->nkeys++] = shale_hash64(s->q[i].argv[j], s->q[i].len[j], 0x5e5e);
+        for (size_t j = first; j <= last; j += step)
+            cm->keyh[cm->nkeys++] = shale_hash64(a->argv[j], a->len[j], 0x5e5e);
     }
     return 0;
 }
@@ -2433,12 +2453,12 @@ static int exec_one_slot(rt_resp_t *s, const qcmd_t *q, size_t nq)
         have = 1;
     }
     for (size_t i = 0; i < nq; i++) {
-        const cmdspec_t *sp = &cmds[q[i].ci];
-        if (sp->first == 0)
+        const held_t *a = &q[i].a;
+        size_t first, last, step;
+        if (!key_range(&cmds[q[i].ci], a->argc, &first, &last, &step))
             continue;
-        size_t last = sp->last < 0 ? q[i].argc - 1 : (size_t)sp->last;
-        for (size_t j = (size_t)sp->first; j <= last && j < q[i].argc; j += (size_t)sp->step) {
-            uint32_t k = shale_key_slot(q[i].argv[j], q[i].len[j], n);
+        for (size_t j = first; j <= last; j += step) {
+            uint32_t k = shale_key_slot(a->argv[j], a->len[j], n);
             if (have && k != slot)
                 return 0;
             slot = k;
@@ -2573,16 +2593,13 @@ static void unknown_command(resp_out_t *o, size_t argc, char **argv, size_t *len
 /* Key hashes of a command (for the ordering of pipelined commands). */
 static int cmd_keys(rcmd_t *cm, const cmdspec_t *sp, size_t argc, char **argv, size_t *len)
 {
-    if (sp->first == 0 || (size_t)sp->first >= argc)
+    size_t first, last, step;
+    if (!key_range(sp, argc, &first, &last, &step))
         return 0;
-    size_t last = sp->last < 0 ? argc - 1 : (size_t)sp->last;
-    if (last >= argc)
-        last = argc - 1;
-    size_t n = (last - (size_t)sp->first) / (size_t)sp->step + 1;
-    cm->keyh = malloc(n * sizeof(*cm->keyh));
+    cm->keyh = malloc(((last - first) / step + 1) * sizeof(*cm->keyh));
     if (cm->keyh == NULL)
         return -1;
-    for (size_t i = (size_t)sp->first; i <= last; i += (size_t)sp->step)
+    for (size_t i = first; i <= last; i += step)
         cm->keyh[cm->nkeys++] = shale_hash64(argv[i], len[i], 0x5e5e);
     return 0;
 }
@@ -2681,30 +2698,14 @@ static void held_free(rt_resp_t *s)
 {
     if (!s->has_held)
         return;
-    for (size_t i = 0; i < s->held.argc; i++)
-        free(s->held.argv[i]);
-    free(s->held.argv);
-    free(s->held.len);
+    argv_release(&s->held);
     s->has_held = 0;
 }
 
 static int held_keep(rt_resp_t *s, const resp_cmd_t *c)
 {
-    s->held.argv = calloc(c->argc, sizeof(char *));
-    s->held.len = calloc(c->argc, sizeof(size_t));
-    s->held.argc = c->argc;
     s->has_held = 1;
-    if (s->held.argv == NULL || s->held.len == NULL)
-        return -1;
-    for (size_t i = 0; i < c->argc; i++) {
-        s->held.argv[i] = malloc(c->argvlen[i] + 1);
-        if (s->held.argv[i] == NULL)
-            return -1;
-        memcpy(s->held.argv[i], c->argv[i], c->argvlen[i]);
-        s->held.argv[i][c->argvlen[i]] = '\0';
-        s->held.len[i] = c->argvlen[i];
-    }
-    return 0;
+    return argv_copy(&s->held, c->argc, c->argv, c->argvlen);
 }
 
 /* ---- Interface with client_conn.c -------------------------------------------------------*/
