@@ -1835,7 +1835,6 @@ static int c_dbsize(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *
  * of the pattern is matched here. */
 #define SCAN_PAGE_MAX 1000       /* a node's page cap */
 #define SCAN_SLOTS_PER_CALL 256  /* SCAN: slots one call may walk */
-#define KEYS_MAX 100000          /* KEYS: more matches is an error */
 #define SCAN_CURSORS 16384       /* cursors a router keeps... */
 #define SCAN_CURSOR_TTL_MS 600000 /* ...each for 10 minutes */
 
@@ -1965,10 +1964,11 @@ static void fin_scan(rcmd_t *cm)
         if (st->none ||
             (st->pat != NULL && !rk_glob_match(st->pat, st->plen, (const char *)k->data, k->len)))
             continue;
-        if (st->keys_cmd && st->nkeys >= KEYS_MAX) {
+        uint64_t keys_max = cm->s->r->cfg.resp_keys_max;
+        if (st->keys_cmd && st->nkeys >= keys_max) {
             resp_add_errorf(&cm->out,
-                            "ERR KEYS would return more than %d keys: use SCAN (docs/resp.md)",
-                            KEYS_MAX);
+                            "ERR KEYS would return more than %llu keys: use SCAN (docs/resp.md)",
+                            (unsigned long long)keys_max);
             return;
         }
         if (scan_keep(st, k->data, k->len) != 0) {
