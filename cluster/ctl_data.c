@@ -518,8 +518,7 @@ static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *er
             char ms[32];
             snprintf(ms, sizeof(ms), "%.*s", (int)(vlen - 8), s + 8);
             if (vlen - 8 >= sizeof(ms) || ctl_parse_u64(ms, &o->ttl_ms) != 0 || o->ttl_ms == 0) {
-                snprintf(err, errlen, "--%s '%s': put:ttl=MS takes a TTL of 1 ms or more", flag,
-                         s);
+                snprintf(err, errlen, "--%s '%s': put:ttl=MS takes a TTL of 1 ms or more", flag, s);
                 return -1;
             }
         }
@@ -560,7 +559,9 @@ static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *er
     }
     if (kend == NULL) {
         snprintf(err, errlen, "--%s '%s': %.*s needs KEY %s", flag, s, (int)vlen, s,
-                 o->type == SHALE_TXN_ADD ? "DELTA" : o->type == SHALE_TXN_EXPIRE ? "MS" : "VALUE");
+                 o->type == SHALE_TXN_ADD      ? "DELTA"
+                 : o->type == SHALE_TXN_EXPIRE ? "MS"
+                                               : "VALUE");
         return -1;
     }
     const char *rest = kend + 1;
@@ -570,8 +571,7 @@ static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *er
         return -1;
     }
     if (o->type == SHALE_TXN_EXPIRE && ctl_parse_u64(rest, &o->ttl_ms) != 0) {
-        snprintf(err, errlen, "--%s '%s': MS is a number of milliseconds, not '%s'", flag, s,
-                 rest);
+        snprintf(err, errlen, "--%s '%s': MS is a number of milliseconds, not '%s'", flag, s, rest);
         return -1;
     }
     if (o->type == SHALE_TXN_PUT || o->type == SHALE_TXN_APPEND) {
@@ -651,8 +651,8 @@ int run_txn(shale_client_t *c, const cmd_t *cmd)
         /* put, add, append: always a new value and version; the others say
          * whether the key was there. */
         int writes_value = ty == SHALE_TXN_PUT || ty == SHALE_TXN_ADD || ty == SHALE_TXN_APPEND;
-        int shows_value = (ty == SHALE_TXN_GET && r->found) || ty == SHALE_TXN_ADD ||
-                          ty == SHALE_TXN_APPEND;
+        int shows_value =
+            (ty == SHALE_TXN_GET && r->found) || ty == SHALE_TXN_ADD || ty == SHALE_TXN_APPEND;
         if (cmd->json) {
             printf("%s{\"op\":\"%s\",\"key\":", i ? "," : "", name);
             ctl_json_string(stdout, ops[i].key, ops[i].klen);

@@ -684,7 +684,11 @@ static void *bank_worker(void *arg)
         };
         shale_txn_op_t puts[2] = {
             {.type = SHALE_TXN_PUT, .key = ka, .klen = strlen(ka), .value = va, .vlen = strlen(va)},
-            {.type = SHALE_TXN_PUT, .key = kb, .klen = strlen(kb), .value = vb, .vlen = strlen(vb)}};
+            {.type = SHALE_TXN_PUT,
+             .key = kb,
+             .klen = strlen(kb),
+             .value = vb,
+             .vlen = strlen(vb)}};
         shale_txn_t t = {cmp, 2, puts, 2, NULL, 0};
         int ok = 0;
         rc = shale_txn(c, &t, &ok, NULL, NULL);
@@ -707,8 +711,11 @@ static int bank_open(const opts_t *o)
     snprintf(start, sizeof(start), "%d", JEP_BANK_START);
     for (int i = 0; i < o->keys; i++) {
         bank_key(i, keys[i], sizeof(keys[i]));
-        puts[i] = (shale_txn_op_t){.type = SHALE_TXN_PUT, .key = keys[i], .klen = strlen(keys[i]),
-                                   .value = start, .vlen = strlen(start)};
+        puts[i] = (shale_txn_op_t){.type = SHALE_TXN_PUT,
+                                   .key = keys[i],
+                                   .klen = strlen(keys[i]),
+                                   .value = start,
+                                   .vlen = strlen(start)};
     }
     shale_txn_compare_t absent = {.key = keys[0], .klen = strlen(keys[0]),
                                   .target = SHALE_TXN_EXISTS, .cmp = SHALE_TXN_EQUAL,

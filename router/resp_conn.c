@@ -103,7 +103,6 @@ typedef struct wkey {
     uint64_t ver;
 } wkey_t;
 
-
 struct rt_resp {
     rt_router_t *r;
     rt_cconn_t *c;
@@ -277,8 +276,7 @@ static int arg_is(const char *a, size_t len, const char *word)
 
 /* Where the keys of a command of spec sp with argc arguments are: argv[first],
  * argv[first + step], ... up to argv[last]. 0 when it has none. */
-static int key_range(const cmdspec_t *sp, size_t argc, size_t *first, size_t *last,
-                     size_t *step)
+static int key_range(const cmdspec_t *sp, size_t argc, size_t *first, size_t *last, size_t *step)
 {
     if (sp->first == 0 || (size_t)sp->first >= argc)
         return 0;
@@ -1524,8 +1522,7 @@ static void fin_incr(rcmd_t *cm)
 
 /* The TXN op of INCR / INCRBY / DECR / DECRBY / APPEND (command ci). 0, or
  * 1 with the error written to o. op points into argv. */
-static int incr_op(int ci, size_t argc, char **argv, size_t *len, Shale__TxnOp *op,
-                   resp_out_t *o)
+static int incr_op(int ci, size_t argc, char **argv, size_t *len, Shale__TxnOp *op, resp_out_t *o)
 {
     op->key = bin(argv[1], len[1]);
     if (ci_is(ci, "append")) {
@@ -1833,9 +1830,9 @@ static int c_dbsize(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *
  * literal prefix goes to the nodes (each slot is in key order, so they
  * read only that range); a prefix with a hash tag is one slot; the rest
  * of the pattern is matched here. */
-#define SCAN_PAGE_MAX 1000       /* a node's page cap */
-#define SCAN_SLOTS_PER_CALL 256  /* SCAN: slots one call may walk */
-#define SCAN_CURSORS 16384       /* cursors a router keeps... */
+#define SCAN_PAGE_MAX 1000        /* a node's page cap */
+#define SCAN_SLOTS_PER_CALL 256   /* SCAN: slots one call may walk */
+#define SCAN_CURSORS 16384        /* cursors a router keeps... */
 #define SCAN_CURSOR_TTL_MS 600000 /* ...each for 10 minutes */
 
 typedef struct scan_st {
@@ -1935,8 +1932,8 @@ static void scan_reply(rcmd_t *cm)
         char cur[32] = "0";
         if (st->slot < st->nslots) {
             rt_router_t *r = cm->s->r;
-            uint64_t id = rk_cursor_put(&r->resp_cursors, st->slot, st->after, st->alen,
-                                        uv_now(r->loop));
+            uint64_t id =
+                rk_cursor_put(&r->resp_cursors, st->slot, st->after, st->alen, uv_now(r->loop));
             if (id == 0) {
                 resp_add_error(&cm->out, "ERR out of memory");
                 return;
@@ -2156,8 +2153,8 @@ static int q_ops(qcmd_t *q, Shale__TxnOp *ops, size_t *nops, resp_out_t *o)
         if (ci_is(ci, "getset") || ci_is(ci, "getdel")) {
             Shale__TxnOp *op = OP();
             op->key = bin(argv[1], len[1]);
-            op->type = ci_is(ci, "getdel") ? SHALE__TXN_OP_TYPE__TXN_DELETE
-                                           : SHALE__TXN_OP_TYPE__TXN_PUT;
+            op->type =
+                ci_is(ci, "getdel") ? SHALE__TXN_OP_TYPE__TXN_DELETE : SHALE__TXN_OP_TYPE__TXN_PUT;
             if (ci_is(ci, "getset")) {
                 op->has_value = 1;
                 op->value = bin(argv[2], len[2]);

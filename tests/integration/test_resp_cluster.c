@@ -60,8 +60,8 @@ static void start_all(int ngroups, int voters)
     char resp[64], http[64];
     snprintf(resp, sizeof(resp), "%s:%d", RHOST, g_resp_port);
     snprintf(http, sizeof(http), "%s:%d", RHOST, g_http_port);
-    const char *argv[] = {"--listen", g_router.addr, "--meta",  g_cl.meta.addrs,
-                          "--resp",   resp,          "--timeout-ms", "10000", "--http", http,
+    const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--resp", resp,
+                          "--timeout-ms", "10000", "--http", http,
                           /* check_scan's 300 keys fit, one more does not */
                           "--resp-keys-max", "300",
                           /* small: pipelines run into the flow control */
@@ -187,7 +187,6 @@ static void raw_auth(int fd)
     ck_assert_str_eq(buf, "+OK\r\n");
 }
 
-
 /* A command on a raw connection; the reply's first want bytes (or all
  * until EOF) in buf. */
 static const char *raw_cmd(int fd, const char *cmd, char *buf, size_t cap, size_t want)
@@ -198,11 +197,11 @@ static const char *raw_cmd(int fd, const char *cmd, char *buf, size_t cap, size_
     return buf;
 }
 
-#define RAW_EQ(fd, cmd, want)                                                                    \
-    do {                                                                                         \
-        char b_[4096];                                                                           \
-        raw_cmd((fd), (cmd), b_, sizeof(b_), strlen(want));                                      \
-        ck_assert_msg(strcmp(b_, (want)) == 0, "%s: got [%s], want [%s]", (cmd), b_, (want));    \
+#define RAW_EQ(fd, cmd, want)                                                                      \
+    do {                                                                                           \
+        char b_[4096];                                                                             \
+        raw_cmd((fd), (cmd), b_, sizeof(b_), strlen(want));                                        \
+        ck_assert_msg(strcmp(b_, (want)) == 0, "%s: got [%s], want [%s]", (cmd), b_, (want));      \
     } while (0)
 
 #define NSCAN 300
@@ -348,8 +347,8 @@ static void check_txn(void)
                                 "OK\nQUEUED\nERR wrong number of arguments for 'get' command\n\n"
                                 "EXECABORT") != NULL,
                   "%s", g_out);
-    ck_assert_msg(strstr(g_out, "ERR 'scan' cannot be queued in a Shale transaction") != NULL,
-                  "%s", g_out);
+    ck_assert_msg(strstr(g_out, "ERR 'scan' cannot be queued in a Shale transaction") != NULL, "%s",
+                  g_out);
     ck_assert_msg(strstr(g_out, "ERR SET NX/XX cannot be queued") != NULL, "%s", g_out);
     int aborts = 0;
     for (const char *p = g_out; (p = strstr(p, "EXECABORT")) != NULL; p++)
@@ -590,8 +589,7 @@ START_TEST(test_resp_commands)
     double scans = expo_value(body, "shale_router_resp_commands_total", "cmd=\"scan\"");
     double scan_err = expo_value(body, "shale_router_resp_errors_total", "cmd=\"scan\"");
     ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"get\""), 10);
-    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"unknown\""),
-                        1);
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"unknown\""), 1);
     ck_assert_double_ge(expo_value(body, "shale_router_resp_errors_total", "cmd=\"unknown\""), 1);
     ck_assert_double_ge(scans, 20);
     ck_assert_double_ge(scan_err, 7); /* the bad cursors and options above */

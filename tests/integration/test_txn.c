@@ -83,8 +83,8 @@ static shale_client_t *connect_to(const char *addrs)
 
 static shale_txn_op_t op(shale_txn_op_type_t t, const char *k, const char *v)
 {
-    shale_txn_op_t o = {.type = t, .key = k, .klen = strlen(k), .value = v,
-                        .vlen = v != NULL ? strlen(v) : 0};
+    shale_txn_op_t o = {
+        .type = t, .key = k, .klen = strlen(k), .value = v, .vlen = v != NULL ? strlen(v) : 0};
     return o;
 }
 
@@ -474,7 +474,8 @@ static void check_rmw(shale_client_t *c)
     ck_assert_uint_eq(n, 4);
     const char *want[] = {"5", "-2", "ab", "abab"};
     for (int i = 0; i < 4; i++) {
-        ck_assert_msg(res[i].len == strlen(want[i]) && memcmp(res[i].data, want[i], res[i].len) == 0,
+        ck_assert_msg(res[i].len == strlen(want[i]) &&
+                          memcmp(res[i].data, want[i], res[i].len) == 0,
                       "op %d: %.*s", i, (int)res[i].len, (const char *)res[i].data);
         ck_assert_uint_gt(res[i].version, 0);
     }
@@ -562,13 +563,15 @@ static void check_shalectl(void)
                       strstr(out, "expire {c}t: TTL removed (version ") != NULL &&
                       strstr(out, "expire {c}none: not found") != NULL,
                   "%s", out);
-    rc = th_shalectl(out, sizeof(out), "--router %s --json txn --then 'add {c}k -2'",
-                     g_router.addr);
+    rc =
+        th_shalectl(out, sizeof(out), "--router %s --json txn --then 'add {c}k -2'", g_router.addr);
     ck_assert_msg(rc == 0 && strstr(out, "{\"op\":\"add\",\"key\":\"{c}k\",\"version\":") != NULL &&
                       strstr(out, "\"value\":\"40\"}") != NULL,
                   "txn add --json: exit %d: %s", rc, out);
-    rc = th_shalectl(out, sizeof(out), "--router %s txn --then 'put:ttl=60000 {c}t v' --then "
-                     "'expire {c}t 90000'", g_router.addr);
+    rc = th_shalectl(out, sizeof(out),
+                     "--router %s txn --then 'put:ttl=60000 {c}t v' --then "
+                     "'expire {c}t 90000'",
+                     g_router.addr);
     ck_assert_msg(rc == 0, "%s", out);
     rc = th_shalectl(out, sizeof(out), "--router %s ttl {c}t", g_router.addr);
     ck_assert_msg(rc == 0 && atol(out) > 80000, "ttl after expire: %s", out);

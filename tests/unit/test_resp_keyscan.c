@@ -86,10 +86,10 @@ START_TEST(test_prefix)
     ck_assert_uint_eq(rk_glob_prefix("ab\\*", 4), 2);
     ck_assert(rk_prefix_tagged("{t}", 3));
     ck_assert(rk_prefix_tagged("x{t}y", 5));
-    ck_assert(!rk_prefix_tagged("{}", 2));      /* empty: the whole key hashes */
-    ck_assert(!rk_prefix_tagged("{t", 2));      /* the tag may go on */
+    ck_assert(!rk_prefix_tagged("{}", 2)); /* empty: the whole key hashes */
+    ck_assert(!rk_prefix_tagged("{t", 2)); /* the tag may go on */
     ck_assert(!rk_prefix_tagged("user:", 5));
-    ck_assert(!rk_prefix_tagged("{}{t}", 5));   /* first '{' has an empty tag */
+    ck_assert(!rk_prefix_tagged("{}{t}", 5)); /* first '{' has an empty tag */
 }
 END_TEST
 
