@@ -2481,6 +2481,13 @@ static int exec_send(rt_resp_t *s, rcmd_t *cm)
         }
         total += cm->q[i].nops;
     }
+    if (total == 0 && s->nw == 0) { /* only UNWATCHes queued: nothing to send */
+        resp_out_free(&scratch);
+        resp_add_array(&cm->out, cm->nq);
+        for (size_t i = 0; i < cm->nq; i++)
+            q_reply(&cm->out, &cm->q[i], NULL);
+        return 0;
+    }
     /* Only watches: one get of a watched key, so the TXN has an op. */
     size_t nops = total > 0 ? total : 1;
     Shale__TxnOp *ops = calloc(nops, sizeof(*ops));

@@ -328,8 +328,8 @@ static void check_txn(void)
                   "MULTI/EXEC 2: [%s]", g_out);
     CLI_EQ("TTL {x}t", "-1");
     /* Empty, DISCARD, errors in Redis's texts. */
-    sh("printf 'MULTI\\nEXEC\\n' | %s", pre);
-    ck_assert_str_eq(g_out, "OK\n\n");
+    sh("printf 'MULTI\\nEXEC\\nMULTI\\nUNWATCH\\nEXEC\\n' | %s", pre);
+    ck_assert_str_eq(g_out, "OK\n\nOK\nQUEUED\nOK\n");
     sh("printf 'MULTI\\nSET {x}d 1\\nDISCARD\\nGET {x}d\\nDISCARD\\nEXEC\\n' | %s", pre);
     ck_assert_str_eq(g_out, "OK\nQUEUED\nOK\n\nERR DISCARD without MULTI\n\n"
                             "ERR EXEC without MULTI\n\n");
