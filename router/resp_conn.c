@@ -3,9 +3,12 @@
  *
  * What this file owns: one rt_resp_t per RESP connection — its parser
  * (resp.c), its protocol version, name, READONLY flag, session identity
- * (client_id, seq, ack_floor) for exactly-once writes — the command table,
- * and the translation of each command into native requests and of their
- * answers back into Redis replies, in command order.
+ * (client_id, seq, ack_floor) for exactly-once writes, its MULTI queue and
+ * WATCHed versions — the command table and its per-command counts, and the
+ * translation of each command into native requests (several rounds for the
+ * SCAN / KEYS walk and EXPIRE with an option) and of their answers back
+ * into Redis replies, in command order. The glob and the SCAN cursor table
+ * are resp_keyscan.c's.
  *
  * Rules:
  *  - every data command becomes one or more native requests handed to
@@ -24,7 +27,9 @@
  *
  * Never touches sockets or TLS (client_conn.c does) and never reads or
  * writes anything at the router that a node should evaluate (no
- * read-then-write: conditional writes are CAS/TXN, decided at apply). */
+ * read-then-write: conditional writes are CAS/TXN, decided at apply; a
+ * decision made here from a read — WATCH, EXPIRE's options — is sent as a
+ * TXN that compares the version read). */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
