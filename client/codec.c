@@ -392,9 +392,21 @@ int codec_txn(codec_msg_t *m, const codec_limits_t *lim, const shale_txn_t *txn,
         }
         t->type = (Shale__TxnOpType)o->type;
         t->key = bin(o->key, o->klen);
-        if (o->type == SHALE_TXN_PUT) {
+        if (o->type == SHALE_TXN_PUT || o->type == SHALE_TXN_APPEND) {
             t->has_value = 1;
             t->value = bin(o->value, o->vlen);
+        }
+        if (o->type == SHALE_TXN_ADD) {
+            t->has_delta = 1;
+            t->delta = o->delta;
+        }
+        if ((o->type == SHALE_TXN_PUT || o->type == SHALE_TXN_EXPIRE) && o->ttl_ms > 0) {
+            t->has_ttl_ms = 1;
+            t->ttl_ms = o->ttl_ms;
+        }
+        if (o->type == SHALE_TXN_PUT && o->keep_ttl) {
+            t->has_keep_ttl = 1;
+            t->keep_ttl = 1;
         }
         m->top[i] = t;
     }

@@ -212,18 +212,40 @@ typedef struct shale_txn_compare {
     int exists;        /* SHALE_TXN_EXISTS */
 } shale_txn_compare_t;
 
+/* Read-modify-write ops (ADD, APPEND, EXPIRE, a put with keep_ttl) are
+ * evaluated at apply, against the state at the txn's point in the log: two
+ * concurrent ADDs never lose an update, and a retried one applies once.
+ * Each keeps the key's TTL. A failing ADD fails the whole txn (nothing of
+ * it applies): SHALE_EINVAL. */
 typedef enum shale_txn_op_type {
     SHALE_TXN_PUT = 1,
     SHALE_TXN_DEL = 2,
     SHALE_TXN_GET = 3,
+    /* The value read as a 64-bit decimal integer (Redis's rules: no spaces,
+     * no leading zeros or '+'; an absent key is 0) plus delta, written back
+     * as decimal text. Not an integer, or an overflow: SHALE_EINVAL.
+     * Result: data = the new value (text), version. */
+    SHALE_TXN_ADD = 4,
+    /* The value (absent key: empty) followed by value/vlen. Result: data =
+     * the new value, version. */
+    SHALE_TXN_APPEND = 5,
+    /* The key's TTL set to ttl_ms (0: the TTL removed), its value kept. An
+     * absent key is not created. Result: found = the key existed. */
+    SHALE_TXN_EXPIRE = 6,
 } shale_txn_op_type_t;
 
 typedef struct shale_txn_op {
     shale_txn_op_type_t type;
     const void *key;
     size_t klen;
-    const void *value; /* SHALE_TXN_PUT */
+    const void *value; /* SHALE_TXN_PUT, SHALE_TXN_APPEND */
     size_t vlen;
+    int64_t delta; /* SHALE_TXN_ADD */
+    /* SHALE_TXN_PUT: the value's TTL (1..SHALE_TTL_MAX_MS; 0: none, and a
+     * previous one is cleared unless keep_ttl); SHALE_TXN_EXPIRE: the new
+     * TTL (0: none). */
+    uint64_t ttl_ms;
+    int keep_ttl; /* SHALE_TXN_PUT: keep the key's TTL (with ttl_ms 0 only) */
 } shale_txn_op_t;
 
 typedef struct shale_txn {
@@ -322,7 +344,9 @@ void shale_item_results_free(shale_item_result_t *results, size_t n);
  * with shale_item_results_free(*results, *nresults), then free(*results))
  * gets one entry per op of the branch that ran, in order: a put's new
  * version; a delete's found = existed and the version deleted; a get's
- * found, value (data/len) and version, as of the txn's earlier ops. Errors:
+ * found, value (data/len) and version, as of the txn's earlier ops; an add's
+ * or append's new value (data/len) and version; an expire's found = the key
+ * existed. Errors:
  * SHALE_ECROSSSLOT, SHALE_EINVAL, SHALE_ETOOLARGE (limits, or gets that
  * would return more than 4 MiB of values), SHALE_EPERM (a txn with a put or
  * delete needs a readwrite user; every key must pass the user's prefix),

@@ -382,7 +382,9 @@ int run_cas(shale_client_t *c, const cmd_t *cmd)
  * (OPERAND the rest of the text after OP and one run of spaces; may be
  * empty), OP = != < >; or exists(KEY) / missing(KEY). KEY ends at the first
  * ')' followed by an operator or the end. OP: put KEY VALUE (VALUE: the rest
- * after the first space), del KEY, get KEY. Keys cannot hold spaces here. */
+ * after the first space), put:ttl=MS KEY VALUE, put:keepttl KEY VALUE, del
+ * KEY, get KEY, add KEY DELTA, append KEY VALUE, expire KEY MS (0: no TTL).
+ * Keys cannot hold spaces here. */
 
 enum { TXN_IF, TXN_THEN, TXN_ELSE };
 
@@ -486,6 +488,18 @@ static int parse_cond(const char *s, shale_txn_compare_t *c, char *err, size_t e
     return 0;
 }
 
+/* A signed 64-bit decimal (ADD's delta). 0 or -1. */
+static int parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || *s == ' ')
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* One --then/--else. 0 or -1. */
 static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *err, size_t errlen)
 {
@@ -494,14 +508,39 @@ static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *er
     const char *sp = strchr(s, ' ');
     size_t vlen = sp != NULL ? (size_t)(sp - s) : strlen(s);
     const char *key = sp != NULL ? skip_sp(sp) : "";
-    if (vlen == 3 && strncmp(s, "put", 3) == 0)
+    int takes_value = 0; /* the rest after KEY: VALUE (put, append) or a number */
+    int keepttl = vlen == 11 && strncmp(s, "put:keepttl", 11) == 0;
+    int ttl = vlen > 8 && strncmp(s, "put:ttl=", 8) == 0;
+    if ((vlen == 3 && strncmp(s, "put", 3) == 0) || keepttl || ttl) {
         o->type = SHALE_TXN_PUT;
-    else if (vlen == 3 && strncmp(s, "del", 3) == 0)
+        o->keep_ttl = keepttl;
+        if (ttl) {
+            char ms[32];
+            snprintf(ms, sizeof(ms), "%.*s", (int)(vlen - 8), s + 8);
+            if (vlen - 8 >= sizeof(ms) || ctl_parse_u64(ms, &o->ttl_ms) != 0 || o->ttl_ms == 0) {
+                snprintf(err, errlen, "--%s '%s': put:ttl=MS takes a TTL of 1 ms or more", flag, s);
+                return -1;
+            }
+        }
+        takes_value = 1;
+    } else if (vlen == 3 && strncmp(s, "del", 3) == 0) {
         o->type = SHALE_TXN_DEL;
-    else if (vlen == 3 && strncmp(s, "get", 3) == 0)
+    } else if (vlen == 3 && strncmp(s, "get", 3) == 0) {
         o->type = SHALE_TXN_GET;
-    else {
-        snprintf(err, errlen, "--%s '%s': expected put KEY VALUE, del KEY or get KEY", flag, s);
+    } else if (vlen == 3 && strncmp(s, "add", 3) == 0) {
+        o->type = SHALE_TXN_ADD;
+        takes_value = 1;
+    } else if (vlen == 6 && strncmp(s, "append", 6) == 0) {
+        o->type = SHALE_TXN_APPEND;
+        takes_value = 1;
+    } else if (vlen == 6 && strncmp(s, "expire", 6) == 0) {
+        o->type = SHALE_TXN_EXPIRE;
+        takes_value = 1;
+    } else {
+        snprintf(err, errlen,
+                 "--%s '%s': expected put[:ttl=MS|:keepttl] KEY VALUE, del KEY, get KEY, add KEY "
+                 "DELTA, append KEY VALUE or expire KEY MS",
+                 flag, s);
         return -1;
     }
     const char *kend = strchr(key, ' ');
@@ -511,16 +550,33 @@ static int parse_op(const char *s, const char *flag, shale_txn_op_t *o, char *er
         snprintf(err, errlen, "--%s '%s': no KEY", flag, s);
         return -1;
     }
-    if (o->type == SHALE_TXN_PUT) {
-        if (kend == NULL) {
-            snprintf(err, errlen, "--%s '%s': put needs KEY VALUE", flag, s);
+    if (!takes_value) {
+        if (kend != NULL && *skip_sp(kend) != '\0') {
+            snprintf(err, errlen, "--%s '%s': %.3s takes only a KEY", flag, s, s);
             return -1;
         }
-        o->value = kend + 1;
-        o->vlen = strlen(kend + 1);
-    } else if (kend != NULL && *skip_sp(kend) != '\0') {
-        snprintf(err, errlen, "--%s '%s': %.3s takes only a KEY", flag, s, s);
+        return 0;
+    }
+    if (kend == NULL) {
+        snprintf(err, errlen, "--%s '%s': %.*s needs KEY %s", flag, s, (int)vlen, s,
+                 o->type == SHALE_TXN_ADD      ? "DELTA"
+                 : o->type == SHALE_TXN_EXPIRE ? "MS"
+                                               : "VALUE");
         return -1;
+    }
+    const char *rest = kend + 1;
+    if (o->type == SHALE_TXN_ADD && parse_i64(rest, &o->delta) != 0) {
+        snprintf(err, errlen, "--%s '%s': DELTA is a signed 64-bit number, not '%s'", flag, s,
+                 rest);
+        return -1;
+    }
+    if (o->type == SHALE_TXN_EXPIRE && ctl_parse_u64(rest, &o->ttl_ms) != 0) {
+        snprintf(err, errlen, "--%s '%s': MS is a number of milliseconds, not '%s'", flag, s, rest);
+        return -1;
+    }
+    if (o->type == SHALE_TXN_PUT || o->type == SHALE_TXN_APPEND) {
+        o->value = rest;
+        o->vlen = strlen(rest);
     }
     return 0;
 }
@@ -563,7 +619,7 @@ int check_txn(const cmd_t *cmd, char *err, size_t errlen)
     return txn_parse(cmd, &a, err, errlen);
 }
 
-static const char *const op_names[] = {"?", "put", "del", "get"};
+static const char *const op_names[] = {"?", "put", "del", "get", "add", "append", "expire"};
 
 int run_txn(shale_client_t *c, const cmd_t *cmd)
 {
@@ -590,15 +646,21 @@ int run_txn(shale_client_t *c, const cmd_t *cmd)
     }
     for (size_t i = 0; i < n && i < nops; i++) {
         const shale_item_result_t *r = &res[i];
-        const char *name = op_names[ops[i].type <= 3 ? ops[i].type : 0];
+        shale_txn_op_type_t ty = ops[i].type;
+        const char *name = op_names[ty <= SHALE_TXN_EXPIRE ? ty : 0];
+        /* put, add, append: always a new value and version; the others say
+         * whether the key was there. */
+        int writes_value = ty == SHALE_TXN_PUT || ty == SHALE_TXN_ADD || ty == SHALE_TXN_APPEND;
+        int shows_value =
+            (ty == SHALE_TXN_GET && r->found) || ty == SHALE_TXN_ADD || ty == SHALE_TXN_APPEND;
         if (cmd->json) {
             printf("%s{\"op\":\"%s\",\"key\":", i ? "," : "", name);
             ctl_json_string(stdout, ops[i].key, ops[i].klen);
-            if (ops[i].type != SHALE_TXN_PUT)
+            if (!writes_value)
                 printf(",\"found\":%s", r->found ? "true" : "false");
-            if (ops[i].type == SHALE_TXN_PUT || r->found)
+            if (writes_value || r->found)
                 printf(",\"version\":%" PRIu64, r->version);
-            if (ops[i].type == SHALE_TXN_GET && r->found) {
+            if (shows_value) {
                 printf(",\"value\":");
                 ctl_json_string(stdout, r->data, r->len);
             }
@@ -606,12 +668,19 @@ int run_txn(shale_client_t *c, const cmd_t *cmd)
             continue;
         }
         printf("%s %.*s: ", name, (int)ops[i].klen, (const char *)ops[i].key);
-        if (ops[i].type == SHALE_TXN_PUT) {
+        if (ty == SHALE_TXN_PUT) {
             printf("version %" PRIu64 "\n", r->version);
+        } else if (ty == SHALE_TXN_ADD || ty == SHALE_TXN_APPEND) {
+            if (r->len > 0)
+                fwrite(r->data, 1, r->len, stdout);
+            printf(" (version %" PRIu64 ")\n", r->version);
         } else if (!r->found) {
             printf("not found\n");
-        } else if (ops[i].type == SHALE_TXN_DEL) {
+        } else if (ty == SHALE_TXN_DEL) {
             printf("deleted (was version %" PRIu64 ")\n", r->version);
+        } else if (ty == SHALE_TXN_EXPIRE) {
+            printf("%s (version %" PRIu64 ")\n", ops[i].ttl_ms > 0 ? "TTL set" : "TTL removed",
+                   r->version);
         } else {
             if (r->len > 0)
                 fwrite(r->data, 1, r->len, stdout);

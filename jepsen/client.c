@@ -590,7 +590,7 @@ static int bank_read(shale_client_t *c, int n, int64_t *bal, uint64_t *ver)
     char keys[SHALE_TXN_MAX_OPS][32];
     for (int i = 0; i < n; i++) {
         bank_key(i, keys[i], sizeof(keys[i]));
-        gets[i] = (shale_txn_op_t){SHALE_TXN_GET, keys[i], strlen(keys[i]), NULL, 0};
+        gets[i] = (shale_txn_op_t){.type = SHALE_TXN_GET, .key = keys[i], .klen = strlen(keys[i])};
     }
     shale_txn_t t = {NULL, 0, gets, (size_t)n, NULL, 0};
     shale_item_result_t *res = NULL;
@@ -682,8 +682,13 @@ static void *bank_worker(void *arg)
             {.key = kb, .klen = strlen(kb), .target = SHALE_TXN_VERSION, .cmp = SHALE_TXN_EQUAL,
              .version = ver[b]},
         };
-        shale_txn_op_t puts[2] = {{SHALE_TXN_PUT, ka, strlen(ka), va, strlen(va)},
-                                  {SHALE_TXN_PUT, kb, strlen(kb), vb, strlen(vb)}};
+        shale_txn_op_t puts[2] = {
+            {.type = SHALE_TXN_PUT, .key = ka, .klen = strlen(ka), .value = va, .vlen = strlen(va)},
+            {.type = SHALE_TXN_PUT,
+             .key = kb,
+             .klen = strlen(kb),
+             .value = vb,
+             .vlen = strlen(vb)}};
         shale_txn_t t = {cmp, 2, puts, 2, NULL, 0};
         int ok = 0;
         rc = shale_txn(c, &t, &ok, NULL, NULL);
@@ -706,7 +711,11 @@ static int bank_open(const opts_t *o)
     snprintf(start, sizeof(start), "%d", JEP_BANK_START);
     for (int i = 0; i < o->keys; i++) {
         bank_key(i, keys[i], sizeof(keys[i]));
-        puts[i] = (shale_txn_op_t){SHALE_TXN_PUT, keys[i], strlen(keys[i]), start, strlen(start)};
+        puts[i] = (shale_txn_op_t){.type = SHALE_TXN_PUT,
+                                   .key = keys[i],
+                                   .klen = strlen(keys[i]),
+                                   .value = start,
+                                   .vlen = strlen(start)};
     }
     shale_txn_compare_t absent = {.key = keys[0], .klen = strlen(keys[0]),
                                   .target = SHALE_TXN_EXISTS, .cmp = SHALE_TXN_EQUAL,

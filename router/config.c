@@ -26,6 +26,9 @@ static const setting_t settings[] = {
         "docs/resp.md)"),
     U64("resp-stale-ms", resp_stale_ms, 1, 3600000,
         "a RESP connection that sent READONLY reads STALE within this many ms (default 1000)"),
+    U64("resp-keys-max", resp_keys_max, 1, 100000000,
+        "KEYS on the RESP port answers an error past this many matching keys (default "
+        "100000; use SCAN)"),
     STR("meta", meta, "meta group client addresses HOST:PORT[,HOST:PORT...] (required)"),
     STR("cluster-id", cluster_id,
         "cluster name: clients naming another are refused, and so is a map of another "
@@ -89,6 +92,7 @@ void rt_config_defaults(rt_config_t *c)
     c->node_conns = 1;
     c->slow_ms = 100;
     c->resp_stale_ms = 1000;
+    c->resp_keys_max = 100000;
 }
 
 void rt_config_usage(const char *prog)

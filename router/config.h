@@ -35,6 +35,7 @@ typedef struct rt_config {
     char auth_password_file[512];
     char resp[128];         /* Redis protocol HOST:PORT; "" off (docs/resp.md) */
     uint64_t resp_stale_ms; /* READONLY connections: STALE bound of their reads */
+    uint64_t resp_keys_max; /* KEYS: more matching keys is an error */
     int check_config; /* --check-config: print the settings, exit (not a setting) */
 } rt_config_t;
 

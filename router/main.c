@@ -259,6 +259,7 @@ int main(int argc, char **argv)
     close_handle((uv_handle_t *)&r->stop_timer);
     uv_run(r->loop, UV_RUN_DEFAULT);
     rt_route_free(&r->route);
+    rk_cursors_free(&r->resp_cursors);
     rt_authn_free(r);
     rt_obs_free(r);
     tls_ctx_free(r->tls_server);

@@ -45,6 +45,7 @@ struct rt_obs {
     met_family_t *requests, *duration, *retries, *map_epoch, *map_installs, *map_refreshes;
     met_family_t *group_pending, *inflight, *clients, *upstream, *nodes, *ready;
     met_family_t *logins, *denied;
+    met_family_t *resp_cmds, *resp_errors; /* --resp: per command (resp_conn.c counts) */
 };
 
 static int op_index(uint16_t type)
@@ -181,12 +182,41 @@ static void collect(void *arg)
     met_counter_set(o->logins, 2, r->authn.login.throttled);
     met_counter_set(o->logins, 3, r->authn.login.overloaded);
     met_counter_set(o->denied, 0, r->authn.denied);
+    for (size_t i = 0; o->resp_cmds != NULL && i <= rt_resp_ncmds(); i++) {
+        uint64_t calls, errors;
+        rt_resp_cmd_counts(i, &calls, &errors);
+        met_counter_set(o->resp_cmds, i, calls);
+        met_counter_set(o->resp_errors, i, errors);
+    }
     met_dyn_reset(o->group_pending);
     for (size_t i = 0; i < r->route.ngroups && i < RT_OBS_MAX_GROUPS; i++) {
         char id[24];
         snprintf(id, sizeof(id), "%llu", (unsigned long long)r->route.groups[i].id);
         met_dyn_set(o->group_pending, id, (double)r->route.groups[i].pending);
     }
+}
+
+/* The RESP port's per-command families: label cmd = every command of its
+ * table, then "unknown" (in the table's order, so series i is command i). */
+static int resp_families(struct rt_obs *o)
+{
+    size_t n = rt_resp_ncmds(), cap = 16;
+    for (size_t i = 0; i <= n; i++)
+        cap += strlen(rt_resp_cmd_name(i)) + 1;
+    char *labels = malloc(cap);
+    if (labels == NULL)
+        return -1;
+    size_t k = (size_t)snprintf(labels, cap, "cmd=");
+    for (size_t i = 0; i <= n; i++)
+        k += (size_t)snprintf(labels + k, cap - k, "%s%s", i ? "|" : "", rt_resp_cmd_name(i));
+    o->resp_cmds = met_counter(o->reg, "shale_router_resp_commands_total",
+                               "Commands received on the Redis port (--resp), by command "
+                               "(unknown: not in its table).",
+                               labels);
+    o->resp_errors = met_counter(o->reg, "shale_router_resp_errors_total",
+                                 "Error replies of the Redis port (--resp), by command.", labels);
+    free(labels);
+    return o->resp_cmds != NULL && o->resp_errors != NULL ? 0 : -1;
 }
 
 int rt_obs_init(rt_router_t *r)
@@ -240,6 +270,8 @@ int rt_obs_init(rt_router_t *r)
                             "does not allow them, or there is no user (--auth).",
                             NULL);
     o->ready = met_gauge(g, "shale_ready", "1 when /health answers ready.", NULL);
+    if (r->cfg.resp[0] != '\0' && resp_families(o) != 0)
+        return -1;
     if (o->requests == NULL || o->duration == NULL || o->retries == NULL ||
         o->group_pending == NULL || o->ready == NULL || met_register_process(g) != 0 ||
         met_on_collect(g, collect, r) != 0)

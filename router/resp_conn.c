@@ -3,9 +3,12 @@
  *
  * What this file owns: one rt_resp_t per RESP connection — its parser
  * (resp.c), its protocol version, name, READONLY flag, session identity
- * (client_id, seq, ack_floor) for exactly-once writes — the command table,
- * and the translation of each command into native requests and of their
- * answers back into Redis replies, in command order.
+ * (client_id, seq, ack_floor) for exactly-once writes, its MULTI queue and
+ * WATCHed versions — the command table and its per-command counts, and the
+ * translation of each command into native requests (several rounds for the
+ * SCAN / KEYS walk and EXPIRE with an option) and of their answers back
+ * into Redis replies, in command order. The glob and the SCAN cursor table
+ * are resp_keyscan.c's.
  *
  * Rules:
  *  - every data command becomes one or more native requests handed to
@@ -24,7 +27,9 @@
  *
  * Never touches sockets or TLS (client_conn.c does) and never reads or
  * writes anything at the router that a node should evaluate (no
- * read-then-write: conditional writes are CAS/TXN, decided at apply). */
+ * read-then-write: conditional writes are CAS/TXN, decided at apply; a
+ * decision made here from a read — WATCH, EXPIRE's options — is sent as a
+ * TXN that compares the version read). */
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,19 +65,48 @@ struct rcmd {
     uint64_t seq_lo; /* its first session seq (writes), 0 none */
     int opt;         /* per command (SET: flags; TTL: ms) */
     int ci;          /* command table index */
+    int counted;     /* in g_resp_calls (its error reply counts too) */
     /* DBSIZE: STATUS calls to each group, straight to a member */
     rt_upcall_t **calls;
     size_t ncalls, calls_left;
     uint64_t keys;
     int calls_failed;
+    /* Commands of several rounds (SCAN, KEYS, EXPIRE with an option): fin
+     * sent the next request (again) rather than answering; in_fin: fin is
+     * running, so an answer that arrives at once waits for it to return. */
+    int again, in_fin;
+    unsigned round;
+    struct scan_st *scan;
+    char *key; /* EXPIRE with an option: the key (a copy) */
+    size_t klen;
+    long long arg_ms;
+    /* EXEC: the queued commands it answers for (owned) */
+    struct qcmd *q;
+    size_t nq;
 };
 
-/* A command parsed while an earlier one blocked it: a copy. */
+/* A copy of a command's arguments (each NUL-terminated): one parsed
+ * while an earlier one blocked it, or one queued after MULTI. */
 typedef struct held {
     size_t argc;
     char **argv;
     size_t *len;
 } held_t;
+
+/* A command queued after MULTI, and the TXN ops it became. */
+typedef struct qcmd {
+    int ci;
+    held_t a;
+    int opt;
+    size_t op0, nops;
+} qcmd_t;
+
+/* A key WATCHed, with the version it had (0: absent). */
+typedef struct wkey {
+    char *k;
+    size_t n;
+    uint64_t ver;
+} wkey_t;
 
 struct rt_resp {
     rt_router_t *r;
@@ -99,10 +133,19 @@ struct rt_resp {
     int login_proto;
     char login_user[AUTH_NAME_MAX + 1];
     char login_setname[128];
+    /* MULTI / WATCH (docs/resp.md, "Transactions") */
+    int in_multi, multi_dirty, watch_failed;
+    qcmd_t *q;
+    size_t nq, capq;
+    wkey_t *w;
+    size_t nw, capw;
 };
 
 static uint64_t g_resp_ids;
-static uint64_t g_resp_calls[64];
+/* Per command (the table's index; NCMDS: unknown commands): commands
+ * received and error replies. INFO's cmdstat and /metrics
+ * (shale_router_resp_commands_total, _errors_total) read the same counts. */
+static uint64_t g_resp_calls[64], g_resp_errors[64];
 
 /* ---- Command table ----------------------------------------------------------*/
 
@@ -141,10 +184,13 @@ static int c_mget(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_mset(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_del(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_exists(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
-static int c_notyet(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_incr(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_dbsize(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 static int c_expire(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
+static int c_scan(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
+static int c_watch(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
+static int c_multi(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
+static int c_exec(rt_resp_t *, rcmd_t *, size_t, char **, size_t *);
 
 static const cmdspec_t cmds[] = {
     {"ping", -1, F_CONN, 0, 0, 0, c_ping, "connection"},
@@ -183,18 +229,41 @@ static const cmdspec_t cmds[] = {
     {"decr", 2, F_WRITE, 1, 1, 1, c_incr, "string"},
     {"decrby", 3, F_WRITE, 1, 1, 1, c_incr, "string"},
     {"append", 3, F_WRITE, 1, 1, 1, c_incr, "string"},
-    {"scan", -2, F_READ, 0, 0, 0, c_notyet, "generic"},
-    {"keys", 2, F_READ, 0, 0, 0, c_notyet, "generic"},
-    {"watch", -2, F_READ, 1, -1, 1, c_notyet, "transactions"},
-    {"multi", 1, F_CONN, 0, 0, 0, c_notyet, "transactions"},
-    {"exec", 1, F_CONN, 0, 0, 0, c_notyet, "transactions"},
-    {"discard", 1, F_CONN, 0, 0, 0, c_notyet, "transactions"},
+    {"scan", -2, F_READ, 0, 0, 0, c_scan, "generic"},
+    {"keys", 2, F_READ, 0, 0, 0, c_scan, "generic"},
+    {"watch", -2, F_READ, 1, -1, 1, c_watch, "transactions"},
+    {"unwatch", 1, F_CONN, 0, 0, 0, c_multi, "transactions"},
+    {"multi", 1, F_CONN, 0, 0, 0, c_multi, "transactions"},
+    {"exec", 1, F_CONN, 0, 0, 0, c_exec, "transactions"},
+    {"discard", 1, F_CONN, 0, 0, 0, c_multi, "transactions"},
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+_Static_assert(NCMDS < sizeof(g_resp_calls) / sizeof(g_resp_calls[0]), "room for unknown");
+
+size_t rt_resp_ncmds(void)
+{
+    return NCMDS;
+}
+
+const char *rt_resp_cmd_name(size_t i)
+{
+    return i < NCMDS ? cmds[i].name : "unknown";
+}
+
+void rt_resp_cmd_counts(size_t i, uint64_t *calls, uint64_t *errors)
+{
+    *calls = i <= NCMDS ? g_resp_calls[i] : 0;
+    *errors = i <= NCMDS ? g_resp_errors[i] : 0;
+}
+
+static int ci_is(int ci, const char *name)
+{
+    return ci >= 0 && strcmp(cmds[ci].name, name) == 0;
+}
 
 static int cmd_is(const rcmd_t *cm, const char *name)
 {
-    return strcmp(cmds[cm->ci].name, name) == 0;
+    return ci_is(cm->ci, name);
 }
 
 static int find_cmd(const char *name, size_t len)
@@ -210,7 +279,58 @@ static int arg_is(const char *a, size_t len, const char *word)
     return strlen(word) == len && strncasecmp(a, word, len) == 0;
 }
 
+/* Where the keys of a command of spec sp with argc arguments are: argv[first],
+ * argv[first + step], ... up to argv[last]. 0 when it has none. */
+static int key_range(const cmdspec_t *sp, size_t argc, size_t *first, size_t *last, size_t *step)
+{
+    if (sp->first == 0 || (size_t)sp->first >= argc)
+        return 0;
+    *first = (size_t)sp->first;
+    *last = sp->last < 0 || (size_t)sp->last >= argc ? argc - 1 : (size_t)sp->last;
+    *step = (size_t)sp->step;
+    return 1;
+}
+
 /* ---- Replies in order ---------------------------------------------------------*/
+
+static void scan_free(struct scan_st *st);
+
+/* Copy argc arguments into h. -1 when out of memory (h holds what was
+ * copied; argv_release frees it either way). */
+static int argv_copy(held_t *h, size_t argc, const char *const *argv, const size_t *len)
+{
+    memset(h, 0, sizeof(*h));
+    h->argv = calloc(argc, sizeof(char *));
+    h->len = calloc(argc, sizeof(size_t));
+    if (h->argv == NULL || h->len == NULL)
+        return -1;
+    for (size_t i = 0; i < argc; i++) {
+        h->argv[i] = malloc(len[i] + 1);
+        if (h->argv[i] == NULL)
+            return -1;
+        memcpy(h->argv[i], argv[i], len[i]);
+        h->argv[i][len[i]] = '\0';
+        h->len[i] = len[i];
+        h->argc = i + 1;
+    }
+    return 0;
+}
+
+static void argv_release(held_t *h)
+{
+    for (size_t i = 0; i < h->argc; i++)
+        free(h->argv[i]);
+    free(h->argv);
+    free(h->len);
+    memset(h, 0, sizeof(*h));
+}
+
+static void qcmds_free(qcmd_t *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        argv_release(&q[i].a);
+    free(q);
+}
 
 static void cmd_free(rcmd_t *cm)
 {
@@ -224,6 +344,9 @@ static void cmd_free(rcmd_t *cm)
     free(cm->ans);
     free(cm->atype);
     free(cm->keyh);
+    scan_free(cm->scan);
+    free(cm->key);
+    qcmds_free(cm->q, cm->nq);
     resp_out_free(&cm->out);
     free(cm);
 }
@@ -289,6 +412,8 @@ static void cmd_done(rcmd_t *cm)
         cm->out.oom = 0;
         resp_add_error(&cm->out, "ERR out of memory");
     }
+    if (cm->counted && cm->out.len > 0 && cm->out.data[0] == '-')
+        g_resp_errors[cm->ci >= 0 ? (size_t)cm->ci : NCMDS]++;
 }
 
 /* ---- Shale errors as Redis errors -----------------------------------------------*/
@@ -421,6 +546,47 @@ static int send_single(rt_resp_t *s, rcmd_t *cm, uint16_t type, const ProtobufCM
         *session = session_fill(s, cm, ss);
     sub_send(cm, 0, type, m);
     return 0;
+}
+
+/* A command of several rounds sends its next request (as sub 0 again,
+ * under a new id): cm->again tells rt_resp_answer not to answer yet. */
+static void sub_again(rcmd_t *cm, uint16_t type, const ProtobufCMessage *m)
+{
+    if (cm->ans[0] != NULL)
+        protobuf_c_message_free_unpacked(cm->ans[0], NULL);
+    cm->ans[0] = NULL;
+    cm->atype[0] = 0;
+    cm->nsub = cm->nleft = 1;
+    cm->base_id = cm->s->next_id++;
+    cm->again = 1;
+    cm->round++;
+    sub_send(cm, 0, type, m);
+}
+
+/* Send sub 0 of a command of several rounds: the first or the next. -1
+ * when out of memory (first round). */
+static int send_round(rcmd_t *cm, uint16_t type, const ProtobufCMessage *m)
+{
+    if (cm->nsub == 0) {
+        if (subs_init(cm, 1) != 0)
+            return -1;
+        sub_send(cm, 0, type, m);
+        return 0;
+    }
+    sub_again(cm, type, m);
+    return 0;
+}
+
+/* Run cm's fin on its answers; again while a next round was answered at
+ * once (while fin ran). cm->again on return: a round is still out. */
+static void run_fin(rcmd_t *cm)
+{
+    do {
+        cm->again = 0;
+        cm->in_fin = 1;
+        cm->fin(cm);
+        cm->in_fin = 0;
+    } while (cm->again && cm->nleft == 0);
 }
 
 static ProtobufCBinaryData bin(const char *p, size_t n)
@@ -762,7 +928,8 @@ static int c_info(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *le
     ADD("# Commandstats\r\n");
     for (size_t i = 0; i < NCMDS; i++)
         if (g_resp_calls[i] > 0)
-            ADD("cmdstat_%s:calls=%llu\r\n", cmds[i].name, (unsigned long long)g_resp_calls[i]);
+            ADD("cmdstat_%s:calls=%llu,failed_calls=%llu\r\n", cmds[i].name,
+                (unsigned long long)g_resp_calls[i], (unsigned long long)g_resp_errors[i]);
     ADD("\r\n# Cluster\r\nmap_epoch:%llu\r\nshard_groups:%zu\r\nslots:%u\r\n",
         (unsigned long long)r->route.epoch, r->route.ngroups, r->route.slots);
 #undef ADD
@@ -824,14 +991,6 @@ static int c_readwrite(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_
     (void)argc, (void)argv, (void)len;
     s->readonly = 0;
     resp_add_simple(&cm->out, "OK");
-    return 0;
-}
-
-static int c_notyet(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
-{
-    (void)s, (void)argc, (void)argv, (void)len;
-    resp_add_errorf(&cm->out, "ERR '%s' is not supported by Shale yet (docs/resp.md)",
-                    cmds[cm->ci].name);
     return 0;
 }
 
@@ -926,7 +1085,10 @@ static uint64_t realtime_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+/* SET's options (argv[3..]): *opt (SET_*) and *ttl (ms). 0, or 1 with the
+ * error written to o. */
+static int set_parse(size_t argc, char **argv, size_t *len, int *optp, long long *ttlp,
+                     resp_out_t *o)
 {
     int opt = 0;
     long long ttl = 0;
@@ -947,14 +1109,14 @@ static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len
                  !(opt & (SET_TTL | SET_KEEPTTL)) && has_next) {
             long long v;
             if (!resp_string2ll(argv[i + 1], len[i + 1], &v)) {
-                resp_add_error(&cm->out, "ERR value is not an integer or out of range");
-                return 0;
+                resp_add_error(o, "ERR value is not an integer or out of range");
+                return 1;
             }
             int secs = arg_is(a, n, "ex") || arg_is(a, n, "exat");
             int at = arg_is(a, n, "exat") || arg_is(a, n, "pxat");
             if (v <= 0 || (secs && v > (long long)(INT64_MAX / 1000))) {
-                resp_add_error(&cm->out, "ERR invalid expire time in 'set' command");
-                return 0;
+                resp_add_error(o, "ERR invalid expire time in 'set' command");
+                return 1;
             }
             long long ms = secs ? v * 1000 : v;
             if (at) {
@@ -967,12 +1129,23 @@ static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len
             opt |= SET_TTL;
             i++;
         } else {
-            resp_add_error(&cm->out, "ERR syntax error");
-            return 0;
+            resp_add_error(o, "ERR syntax error");
+            return 1;
         }
     }
     if (ttl > 3153600000000LL)
         ttl = 3153600000000LL;
+    *optp = opt;
+    *ttlp = ttl;
+    return 0;
+}
+
+static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    int opt;
+    long long ttl;
+    if (set_parse(argc, argv, len, &opt, &ttl, &cm->out) != 0)
+        return 0;
     if ((opt & SET_PAST) && (opt & (SET_NX | SET_XX | SET_GET))) {
         resp_add_error(&cm->out, "ERR SET with an EXAT/PXAT already past and NX/XX/GET is not "
                                  "supported by Shale yet (docs/resp.md)");
@@ -1156,26 +1329,30 @@ static void fin_mget(rcmd_t *cm)
     }
 }
 
-static int c_mget(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+/* One MGET of argv[1..] (ro NULL: linearizable). -1 when out of memory. */
+static int mget_send(rcmd_t *cm, size_t argc, char **argv, size_t *len, Shale__ReadOptions *ro)
 {
     Shale__MGetRequest q = SHALE__MGET_REQUEST__INIT;
-    Shale__ReadOptions ro;
-    read_opts(s, &ro);
     q.n_keys = argc - 1;
     q.keys = malloc(q.n_keys * sizeof(*q.keys));
-    if (q.keys == NULL)
-        return -1;
-    for (size_t i = 1; i < argc; i++)
-        q.keys[i - 1] = bin(argv[i], len[i]);
-    q.read = &ro;
-    cm->fin = fin_mget;
-    if (subs_init(cm, 1) != 0) {
+    if (q.keys == NULL || subs_init(cm, 1) != 0) {
         free(q.keys);
         return -1;
     }
+    for (size_t i = 1; i < argc; i++)
+        q.keys[i - 1] = bin(argv[i], len[i]);
+    q.read = ro;
     sub_send(cm, 0, SHALE_MSG_MGET_REQ, &q.base);
     free(q.keys);
     return 0;
+}
+
+static int c_mget(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    Shale__ReadOptions ro;
+    read_opts(s, &ro);
+    cm->fin = fin_mget;
+    return mget_send(cm, argc, argv, len, &ro);
 }
 
 static int c_exists(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
@@ -1348,34 +1525,43 @@ static void fin_incr(rcmd_t *cm)
     resp_add_int(&cm->out, v);
 }
 
+/* The TXN op of INCR / INCRBY / DECR / DECRBY / APPEND (command ci). 0, or
+ * 1 with the error written to o. op points into argv. */
+static int incr_op(int ci, size_t argc, char **argv, size_t *len, Shale__TxnOp *op, resp_out_t *o)
+{
+    op->key = bin(argv[1], len[1]);
+    if (ci_is(ci, "append")) {
+        op->type = SHALE__TXN_OP_TYPE__TXN_APPEND;
+        op->has_value = 1;
+        op->value = bin(argv[2], len[2]);
+        return 0;
+    }
+    long long d = 1;
+    if (argc == 3 && !resp_string2ll(argv[2], len[2], &d)) {
+        resp_add_error(o, "ERR value is not an integer or out of range");
+        return 1;
+    }
+    if (ci_is(ci, "decr") || ci_is(ci, "decrby")) {
+        if (d == INT64_MIN) {
+            resp_add_error(o, "ERR decrement would overflow");
+            return 1;
+        }
+        d = -d;
+    }
+    op->type = SHALE__TXN_OP_TYPE__TXN_ADD;
+    op->has_delta = 1;
+    op->delta = d;
+    return 0;
+}
+
 static int c_incr(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
 {
     Shale__TxnRequest t = SHALE__TXN_REQUEST__INIT;
     Shale__TxnOp op = SHALE__TXN_OP__INIT;
     Shale__TxnOp *succ[1] = {&op};
     Shale__Session ss;
-    op.key = bin(argv[1], len[1]);
-    if (cmd_is(cm, "append")) {
-        op.type = SHALE__TXN_OP_TYPE__TXN_APPEND;
-        op.has_value = 1;
-        op.value = bin(argv[2], len[2]);
-    } else {
-        long long d = 1;
-        if (argc == 3 && !resp_string2ll(argv[2], len[2], &d)) {
-            resp_add_error(&cm->out, "ERR value is not an integer or out of range");
-            return 0;
-        }
-        if (cmd_is(cm, "decr") || cmd_is(cm, "decrby")) {
-            if (d == INT64_MIN) {
-                resp_add_error(&cm->out, "ERR decrement would overflow");
-                return 0;
-            }
-            d = -d;
-        }
-        op.type = SHALE__TXN_OP_TYPE__TXN_ADD;
-        op.has_delta = 1;
-        op.delta = d;
-    }
+    if (incr_op(cm->ci, argc, argv, len, &op, &cm->out) != 0)
+        return 0;
     t.n_success = 1;
     t.success = succ;
     cm->fin = fin_incr;
@@ -1397,39 +1583,164 @@ static void fin_expire(rcmd_t *cm)
     resp_add_int(&cm->out, found);
 }
 
+/* The time argument of EXPIRE / PEXPIRE (command ci) in ms: 0, or 1 with
+ * the error written to o. */
+static int expire_ms(int ci, const char *a, size_t n, long long *ms, resp_out_t *o)
+{
+    long long v;
+    if (!resp_string2ll(a, n, &v)) {
+        resp_add_error(o, "ERR value is not an integer or out of range");
+        return 1;
+    }
+    int secs = ci_is(ci, "expire");
+    if (secs && (v > (long long)(INT64_MAX / 1000) || v < (long long)(INT64_MIN / 1000))) {
+        resp_add_errorf(o, "ERR invalid expire time in '%s' command", cmds[ci].name);
+        return 1;
+    }
+    *ms = secs ? v * 1000 : v;
+    return 0;
+}
+
+/* The TXN op that gives key the TTL ms: EXPIRE, or for ms <= 0 a delete
+ * (as Redis); PERSIST (persist): EXPIRE without a TTL. */
+static void expire_op(const char *k, size_t klen, int persist, long long ms, Shale__TxnOp *op)
+{
+    op->key = bin(k, klen);
+    op->type = SHALE__TXN_OP_TYPE__TXN_EXPIRE;
+    if (persist)
+        return;
+    if (ms <= 0) {
+        op->type = SHALE__TXN_OP_TYPE__TXN_DELETE;
+    } else {
+        op->has_ttl_ms = 1;
+        op->ttl_ms = (uint64_t)ms > SHALE_TTL_MAX_MS ? SHALE_TTL_MAX_MS : (uint64_t)ms;
+    }
+}
+
+/* EXPIRE's options, as Redis 7 checks them. 0 with *flags, or 1 with the
+ * error written to o. */
+enum { EXP_NX = 1, EXP_XX = 2, EXP_GT = 4, EXP_LT = 8 };
+static int expire_flags(size_t argc, char **argv, size_t *len, int *flags, resp_out_t *o)
+{
+    int f = 0;
+    for (size_t i = 3; i < argc; i++) {
+        if (arg_is(argv[i], len[i], "nx"))
+            f |= EXP_NX;
+        else if (arg_is(argv[i], len[i], "xx"))
+            f |= EXP_XX;
+        else if (arg_is(argv[i], len[i], "gt"))
+            f |= EXP_GT;
+        else if (arg_is(argv[i], len[i], "lt"))
+            f |= EXP_LT;
+        else {
+            resp_add_errorf(o, "ERR Unsupported option %.64s", argv[i]);
+            return 1;
+        }
+    }
+    if ((f & EXP_NX) && (f & (EXP_XX | EXP_GT | EXP_LT))) {
+        resp_add_error(o, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        return 1;
+    }
+    if ((f & EXP_GT) && (f & EXP_LT)) {
+        resp_add_error(o, "ERR GT and LT options at the same time are not compatible");
+        return 1;
+    }
+    *flags = f;
+    return 0;
+}
+
+/* EXPIRE / PEXPIRE with NX / XX / GT / LT: atomic without a TTL compare in
+ * TXN. Round 1 reads the key (linearizable: its version and TTL); if the
+ * option holds, round 2 is one TXN "version unchanged → EXPIRE" (or a
+ * delete for a TTL <= 0); a failed compare (the key changed between) reads
+ * again, at most EXPIRE_TRIES times. An option that does not hold answers 0
+ * at the read's point: never a read-then-blind-write. */
+#define EXPIRE_TRIES 16
+
+static void expire_read(rcmd_t *cm)
+{
+    Shale__GetRequest q = SHALE__GET_REQUEST__INIT;
+    q.key = bin(cm->key, cm->klen);
+    send_round(cm, SHALE_MSG_GET_REQ, &q.base);
+}
+
+static void fin_expire_opt(rcmd_t *cm)
+{
+    ProtobufCMessage *m;
+    if (cm->round % 2 == 1) { /* the TXN's answer (rounds: read, txn, read, ...) */
+        if (sub_answer(cm, 0, SHALE_MSG_TXN_RESP, &m) != 0)
+            return;
+        if (((const Shale__TxnResponse *)m)->succeeded) {
+            resp_add_int(&cm->out, 1);
+        } else if (cm->round + 1 >= 2 * EXPIRE_TRIES) {
+            resp_add_errorf(&cm->out, "TRYAGAIN the key kept changing during %s (%d attempts)",
+                            cmds[cm->ci].name, EXPIRE_TRIES);
+        } else {
+            expire_read(cm);
+        }
+        return;
+    }
+    if (sub_answer(cm, 0, SHALE_MSG_GET_RESP, &m) != 0)
+        return;
+    const Shale__GetResponse *g = (const Shale__GetResponse *)m;
+    if (!g->found) {
+        resp_add_int(&cm->out, 0);
+        return;
+    }
+    int f = cm->opt, has = g->has_expires_in_ms;
+    long long cur = has ? (long long)g->expires_in_ms : 0, ms = cm->arg_ms;
+    int ok = (!(f & EXP_NX) || !has) && (!(f & EXP_XX) || has) &&
+             (!(f & EXP_GT) || (has && ms > cur)) && (!(f & EXP_LT) || !has || ms < cur);
+    if (!ok) {
+        resp_add_int(&cm->out, 0);
+        return;
+    }
+    Shale__TxnRequest t = SHALE__TXN_REQUEST__INIT;
+    Shale__TxnCompare cmp = SHALE__TXN_COMPARE__INIT;
+    Shale__TxnCompare *cmps[1] = {&cmp};
+    Shale__TxnOp op = SHALE__TXN_OP__INIT;
+    Shale__TxnOp *succ[1] = {&op};
+    Shale__Session ss;
+    cmp.key = bin(cm->key, cm->klen);
+    cmp.target = SHALE__TXN_TARGET__TXN_VERSION;
+    cmp.op = SHALE__TXN_COMPARE_OP__TXN_EQUAL;
+    cmp.has_version = 1;
+    cmp.version = g->version;
+    t.n_compares = 1;
+    t.compares = cmps;
+    expire_op(cm->key, cm->klen, 0, ms, &op);
+    t.n_success = 1;
+    t.success = succ;
+    t.session = session_fill(cm->s, cm, &ss);
+    sub_again(cm, SHALE_MSG_TXN_REQ, &t.base);
+}
+
 static int c_expire(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
 {
     Shale__TxnRequest t = SHALE__TXN_REQUEST__INIT;
     Shale__TxnOp op = SHALE__TXN_OP__INIT;
     Shale__TxnOp *succ[1] = {&op};
     Shale__Session ss;
-    op.key = bin(argv[1], len[1]);
-    op.type = SHALE__TXN_OP_TYPE__TXN_EXPIRE;
-    if (!cmd_is(cm, "persist")) {
-        long long v;
-        if (argc > 3) {
-            resp_add_errorf(&cm->out, "ERR EXPIRE options (%.16s) are not supported by Shale yet "
-                                      "(docs/resp.md)",
-                            argv[3]);
+    long long ms = 0;
+    int persist = cmd_is(cm, "persist");
+    if (!persist && expire_ms(cm->ci, argv[2], len[2], &ms, &cm->out) != 0)
+        return 0;
+    if (argc > 3) {
+        if (expire_flags(argc, argv, len, &cm->opt, &cm->out) != 0)
             return 0;
-        }
-        if (!resp_string2ll(argv[2], len[2], &v)) {
-            resp_add_error(&cm->out, "ERR value is not an integer or out of range");
-            return 0;
-        }
-        int secs = cmd_is(cm, "expire");
-        if (secs && (v > (long long)(INT64_MAX / 1000) || v < (long long)(INT64_MIN / 1000))) {
-            resp_add_errorf(&cm->out, "ERR invalid expire time in '%s' command", cmds[cm->ci].name);
-            return 0;
-        }
-        long long ms = secs ? v * 1000 : v;
-        if (ms <= 0) {
-            op.type = SHALE__TXN_OP_TYPE__TXN_DELETE; /* Redis deletes the key */
-        } else {
-            op.has_ttl_ms = 1;
-            op.ttl_ms = (uint64_t)ms > SHALE_TTL_MAX_MS ? SHALE_TTL_MAX_MS : (uint64_t)ms;
-        }
+        cm->key = malloc(len[1] + 1);
+        if (cm->key == NULL)
+            return -1;
+        memcpy(cm->key, argv[1], len[1]);
+        cm->klen = len[1];
+        cm->arg_ms = ms;
+        cm->fin = fin_expire_opt;
+        cm->round = 0;
+        Shale__GetRequest q = SHALE__GET_REQUEST__INIT;
+        q.key = bin(cm->key, cm->klen);
+        return send_round(cm, SHALE_MSG_GET_REQ, &q.base);
     }
+    expire_op(argv[1], len[1], persist, ms, &op);
     t.n_success = 1;
     t.success = succ;
     cm->fin = fin_expire;
@@ -1517,6 +1828,756 @@ static int c_dbsize(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *
     return 0;
 }
 
+/* ---- SCAN and KEYS ------------------------------------------------------------------------*/
+
+/* The cluster walk of SCAN / KEYS: the native SCAN of one slot page at a
+ * time (docs/consistency.md, "Scans"), from (slot, after) on. A MATCH's
+ * literal prefix goes to the nodes (each slot is in key order, so they
+ * read only that range); a prefix with a hash tag is one slot; the rest
+ * of the pattern is matched here. */
+#define SCAN_PAGE_MAX 1000        /* a node's page cap */
+#define SCAN_SLOTS_PER_CALL 256   /* SCAN: slots one call may walk */
+#define SCAN_CURSORS 16384        /* cursors a router keeps... */
+#define SCAN_CURSOR_TTL_MS 600000 /* ...each for 10 minutes */
+
+typedef struct scan_st {
+    int keys_cmd; /* KEYS: the whole walk in one reply, no cursor */
+    char *pat;    /* MATCH (NULL: every key) */
+    size_t plen, prefix_len;
+    int tagged; /* the prefix names one slot */
+    int none;   /* TYPE other than string: nothing matches */
+    long long count;
+    uint32_t slot, nslots, walked;
+    char *after;
+    size_t alen;
+    long long examined;
+    char **keys;
+    size_t *klen, nkeys, cap;
+} scan_st_t;
+
+static void scan_free(scan_st_t *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->nkeys; i++)
+        free(st->keys[i]);
+    free(st->keys);
+    free(st->klen);
+    free(st->pat);
+    free(st->after);
+    free(st);
+}
+
+static int scan_keep(scan_st_t *st, const uint8_t *k, size_t n)
+{
+    if (st->nkeys == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 64;
+        char **nk = realloc(st->keys, cap * sizeof(*nk));
+        if (nk == NULL)
+            return -1;
+        st->keys = nk;
+        size_t *nl = realloc(st->klen, cap * sizeof(*nl));
+        if (nl == NULL)
+            return -1;
+        st->klen = nl;
+        st->cap = cap;
+    }
+    char *c = malloc(n ? n : 1);
+    if (c == NULL)
+        return -1;
+    memcpy(c, k, n);
+    st->keys[st->nkeys] = c;
+    st->klen[st->nkeys++] = n;
+    return 0;
+}
+
+static int scan_set_after(scan_st_t *st, const uint8_t *k, size_t n)
+{
+    free(st->after);
+    st->after = NULL;
+    st->alen = 0;
+    if (n == 0)
+        return 0;
+    st->after = malloc(n);
+    if (st->after == NULL)
+        return -1;
+    memcpy(st->after, k, n);
+    st->alen = n;
+    return 0;
+}
+
+static int scan_send(rcmd_t *cm)
+{
+    scan_st_t *st = cm->scan;
+    Shale__ScanRequest q = SHALE__SCAN_REQUEST__INIT;
+    Shale__ReadOptions ro;
+    read_opts(cm->s, &ro);
+    q.slot = st->slot;
+    if (st->alen > 0) {
+        q.has_start_after = 1;
+        q.start_after = bin(st->after, st->alen);
+    }
+    if (st->prefix_len > 0) {
+        q.has_prefix = 1;
+        q.prefix = bin(st->pat, st->prefix_len);
+    }
+    long long want = st->keys_cmd ? SCAN_PAGE_MAX : st->count - st->examined;
+    q.has_limit = 1;
+    q.limit = (uint32_t)(want < 1 ? 1 : want > SCAN_PAGE_MAX ? SCAN_PAGE_MAX : want);
+    q.has_keys_only = 1;
+    q.keys_only = 1;
+    q.read = &ro;
+    return send_round(cm, SHALE_MSG_SCAN_REQ, &q.base);
+}
+
+static void scan_reply(rcmd_t *cm)
+{
+    scan_st_t *st = cm->scan;
+    if (!st->keys_cmd) {
+        char cur[32] = "0";
+        if (st->slot < st->nslots) {
+            rt_router_t *r = cm->s->r;
+            uint64_t id =
+                rk_cursor_put(&r->resp_cursors, st->slot, st->after, st->alen, uv_now(r->loop));
+            if (id == 0) {
+                resp_add_error(&cm->out, "ERR out of memory");
+                return;
+            }
+            snprintf(cur, sizeof(cur), "%llu", (unsigned long long)id);
+        }
+        resp_add_array(&cm->out, 2);
+        resp_add_bulk(&cm->out, cur, strlen(cur));
+    }
+    resp_add_array(&cm->out, st->nkeys);
+    for (size_t i = 0; i < st->nkeys; i++)
+        resp_add_bulk(&cm->out, st->keys[i], st->klen[i]);
+}
+
+static void fin_scan(rcmd_t *cm)
+{
+    scan_st_t *st = cm->scan;
+    ProtobufCMessage *m;
+    if (sub_answer(cm, 0, SHALE_MSG_SCAN_RESP, &m) != 0)
+        return;
+    const Shale__ScanResponse *g = (const Shale__ScanResponse *)m;
+    for (size_t i = 0; i < g->n_items; i++) {
+        const ProtobufCBinaryData *k = &g->items[i]->key;
+        st->examined++;
+        if (st->none ||
+            (st->pat != NULL && !rk_glob_match(st->pat, st->plen, (const char *)k->data, k->len)))
+            continue;
+        uint64_t keys_max = cm->s->r->cfg.resp_keys_max;
+        if (st->keys_cmd && st->nkeys >= keys_max) {
+            resp_add_errorf(&cm->out,
+                            "ERR KEYS would return more than %llu keys: use SCAN (docs/resp.md)",
+                            (unsigned long long)keys_max);
+            return;
+        }
+        if (scan_keep(st, k->data, k->len) != 0) {
+            resp_add_error(&cm->out, "ERR out of memory");
+            return;
+        }
+    }
+    if (g->has_slots && g->slots < st->nslots)
+        st->nslots = g->slots;
+    int rv;
+    if (g->more && g->n_items > 0) {
+        const ProtobufCBinaryData *last = &g->items[g->n_items - 1]->key;
+        rv = scan_set_after(st, last->data, last->len);
+    } else {
+        rv = scan_set_after(st, NULL, 0);
+        st->slot = st->tagged ? st->nslots : st->slot + 1;
+    }
+    if (rv != 0) {
+        resp_add_error(&cm->out, "ERR out of memory");
+        return;
+    }
+    st->walked++;
+    if (st->slot < st->nslots &&
+        (st->keys_cmd || (st->examined < st->count && st->walked < SCAN_SLOTS_PER_CALL))) {
+        scan_send(cm);
+        return;
+    }
+    scan_reply(cm);
+}
+
+/* SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]; KEYS pattern. */
+static int c_scan(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    rt_router_t *r = s->r;
+    scan_st_t *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return -1;
+    cm->scan = st;
+    st->count = 10;
+    const char *pat = NULL;
+    size_t plen = 0;
+    uint64_t cursor = 0;
+    if (cmd_is(cm, "keys")) {
+        st->keys_cmd = 1;
+        pat = argv[1];
+        plen = len[1];
+    } else {
+        long long v;
+        if (!resp_string2ll(argv[1], len[1], &v) || v < 0) {
+            resp_add_error(&cm->out, "ERR invalid cursor");
+            return 0;
+        }
+        cursor = (uint64_t)v;
+        for (size_t i = 2; i < argc; i += 2) {
+            if (i + 1 >= argc) {
+                resp_add_error(&cm->out, "ERR syntax error");
+                return 0;
+            }
+            if (arg_is(argv[i], len[i], "count")) {
+                if (!resp_string2ll(argv[i + 1], len[i + 1], &st->count)) {
+                    resp_add_error(&cm->out, "ERR value is not an integer or out of range");
+                    return 0;
+                }
+                if (st->count < 1) {
+                    resp_add_error(&cm->out, "ERR syntax error");
+                    return 0;
+                }
+            } else if (arg_is(argv[i], len[i], "match")) {
+                pat = argv[i + 1];
+                plen = len[i + 1];
+            } else if (arg_is(argv[i], len[i], "type")) {
+                st->none = !arg_is(argv[i + 1], len[i + 1], "string");
+            } else {
+                resp_add_error(&cm->out, "ERR syntax error");
+                return 0;
+            }
+        }
+    }
+    if (r->route.map == NULL || r->route.slots == 0) {
+        no_map(s, cm);
+        return 0;
+    }
+    st->nslots = r->route.slots;
+    if (pat != NULL && !(plen == 1 && pat[0] == '*')) {
+        st->pat = malloc(plen ? plen : 1);
+        if (st->pat == NULL)
+            return -1;
+        memcpy(st->pat, pat, plen);
+        st->plen = plen;
+        st->prefix_len = rk_glob_prefix(pat, plen);
+        st->tagged = rk_prefix_tagged(pat, st->prefix_len);
+    }
+    if (cursor == 0) {
+        st->slot = st->tagged ? shale_key_slot(st->pat, st->prefix_len, st->nslots) : 0;
+    } else {
+        if (r->resp_cursors.pos == NULL) {
+            resp_add_error(&cm->out, "ERR invalid cursor");
+            return 0;
+        }
+        const char *after;
+        size_t alen;
+        if (rk_cursor_get(&r->resp_cursors, cursor, uv_now(r->loop), &st->slot, &after, &alen) !=
+            0) {
+            resp_add_error(&cm->out, "ERR invalid cursor");
+            return 0;
+        }
+        if (scan_set_after(st, (const uint8_t *)after, alen) != 0)
+            return -1;
+    }
+    if (!st->keys_cmd && r->resp_cursors.pos == NULL) {
+        uint64_t base;
+        if (uv_random(NULL, NULL, &base, sizeof(base), 0, NULL) != 0)
+            base = uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+        if (rk_cursors_init(&r->resp_cursors, SCAN_CURSORS, SCAN_CURSOR_TTL_MS, base) != 0)
+            return -1;
+    }
+    if (st->slot >= st->nslots || st->none) {
+        st->slot = st->nslots; /* done (TYPE other than string: no key is) */
+        scan_reply(cm);
+        return 0;
+    }
+    cm->fin = fin_scan;
+    return scan_send(cm);
+}
+
+/* ---- WATCH / MULTI / EXEC ---------------------------------------------------------------*/
+
+/* A transaction is ONE Shale TXN within one slot (docs/resp.md,
+ * "Transactions"): WATCH reads each key's version (linearizable; absent:
+ * 0); MULTI starts queueing at the router; each queued command is checked
+ * and turned into TXN ops at once (QUEUED, or its error, which aborts the
+ * EXEC as Redis does); EXEC sends one TXN whose compares are "each watched
+ * key still has its version" and whose success ops are the queued
+ * commands' ops, in order, with the connection's session (exactly once).
+ * A failed compare is EXEC's null array. All keys must share one slot. */
+
+static void unwatch_all(rt_resp_t *s)
+{
+    for (size_t i = 0; i < s->nw; i++)
+        free(s->w[i].k);
+    free(s->w);
+    s->w = NULL;
+    s->nw = s->capw = 0;
+    s->watch_failed = 0;
+}
+
+static void multi_reset(rt_resp_t *s)
+{
+    qcmds_free(s->q, s->nq);
+    s->q = NULL;
+    s->nq = s->capq = 0;
+    s->in_multi = 0;
+    s->multi_dirty = 0;
+}
+
+/* Is a WATCH of the connection still unanswered? */
+static int watch_pending(const rt_resp_t *s)
+{
+    for (const rt_q_t *n = s->pending.next; n != &s->pending; n = n->next) {
+        const rcmd_t *o = rt_q_data(n, rcmd_t, link);
+        if (!o->done && cmd_is(o, "watch"))
+            return 1;
+    }
+    return 0;
+}
+
+/* The TXN ops of the queued command q (argv[0] is its name): their number
+ * in *nops and, when ops is not NULL, the ops (pointing into q->argv). 0, or
+ * 1 with the error (why it cannot be queued) written to o. */
+static int q_ops(qcmd_t *q, Shale__TxnOp *ops, size_t *nops, resp_out_t *o)
+{
+    char **argv = q->a.argv;
+    size_t *len = q->a.len, argc = q->a.argc, n = 0;
+    int ci = q->ci;
+    Shale__TxnOp scratch = SHALE__TXN_OP__INIT;
+#define OP() (ops != NULL ? &ops[n++] : (n++, &scratch))
+    if (ci_is(ci, "get") || ci_is(ci, "strlen") || ci_is(ci, "type") || ci_is(ci, "mget") ||
+        ci_is(ci, "exists") || ci_is(ci, "getset") || ci_is(ci, "getdel")) {
+        size_t last = ci_is(ci, "mget") || ci_is(ci, "exists") ? argc - 1 : 1;
+        for (size_t i = 1; i <= last; i++) {
+            Shale__TxnOp *op = OP();
+            op->type = SHALE__TXN_OP_TYPE__TXN_GET;
+            op->key = bin(argv[i], len[i]);
+        }
+        if (ci_is(ci, "getset") || ci_is(ci, "getdel")) {
+            Shale__TxnOp *op = OP();
+            op->key = bin(argv[1], len[1]);
+            op->type =
+                ci_is(ci, "getdel") ? SHALE__TXN_OP_TYPE__TXN_DELETE : SHALE__TXN_OP_TYPE__TXN_PUT;
+            if (ci_is(ci, "getset")) {
+                op->has_value = 1;
+                op->value = bin(argv[2], len[2]);
+            }
+        }
+    } else if (ci_is(ci, "set")) {
+        long long ttl;
+        if (set_parse(argc, argv, len, &q->opt, &ttl, o) != 0)
+            return 1;
+        if (q->opt & (SET_NX | SET_XX)) {
+            resp_add_error(o, "ERR SET NX/XX cannot be queued in a Shale transaction: WATCH the "
+                              "key instead (docs/resp.md)");
+            return 1;
+        }
+        if (q->opt & SET_GET) {
+            Shale__TxnOp *op = OP();
+            op->type = SHALE__TXN_OP_TYPE__TXN_GET;
+            op->key = bin(argv[1], len[1]);
+        }
+        Shale__TxnOp *op = OP();
+        op->key = bin(argv[1], len[1]);
+        if (q->opt & SET_PAST) {
+            op->type = SHALE__TXN_OP_TYPE__TXN_DELETE;
+        } else {
+            op->type = SHALE__TXN_OP_TYPE__TXN_PUT;
+            op->has_value = 1;
+            op->value = bin(argv[2], len[2]);
+            if (q->opt & SET_TTL) {
+                op->has_ttl_ms = 1;
+                op->ttl_ms = (uint64_t)ttl;
+            }
+            if (q->opt & SET_KEEPTTL) {
+                op->has_keep_ttl = 1;
+                op->keep_ttl = 1;
+            }
+        }
+    } else if (ci_is(ci, "mset") || ci_is(ci, "del") || ci_is(ci, "unlink")) {
+        int mset = ci_is(ci, "mset");
+        if (mset && argc % 2 != 1) {
+            resp_add_error(o, "ERR wrong number of arguments for 'mset' command");
+            return 1;
+        }
+        for (size_t i = 1; i < argc; i += mset ? 2 : 1) {
+            Shale__TxnOp *op = OP();
+            op->key = bin(argv[i], len[i]);
+            op->type = mset ? SHALE__TXN_OP_TYPE__TXN_PUT : SHALE__TXN_OP_TYPE__TXN_DELETE;
+            if (mset) {
+                op->has_value = 1;
+                op->value = bin(argv[i + 1], len[i + 1]);
+            }
+        }
+    } else if (ci_is(ci, "incr") || ci_is(ci, "incrby") || ci_is(ci, "decr") ||
+               ci_is(ci, "decrby") || ci_is(ci, "append")) {
+        if (incr_op(ci, argc, argv, len, OP(), o) != 0)
+            return 1;
+    } else if (ci_is(ci, "expire") || ci_is(ci, "pexpire") || ci_is(ci, "persist")) {
+        long long ms = 0;
+        int persist = ci_is(ci, "persist");
+        if (!persist && argc > 3) {
+            resp_add_error(o, "ERR EXPIRE options cannot be queued in a Shale transaction: WATCH "
+                              "the key instead (docs/resp.md)");
+            return 1;
+        }
+        if (!persist && expire_ms(ci, argv[2], len[2], &ms, o) != 0)
+            return 1;
+        expire_op(argv[1], len[1], persist, ms, OP());
+    } else if (!ci_is(ci, "unwatch")) {
+        resp_add_errorf(o, "ERR '%s' cannot be queued in a Shale transaction (docs/resp.md)",
+                        cmds[ci].name);
+        return 1;
+    }
+#undef OP
+    *nops = n;
+    return 0;
+}
+
+/* Queue a command after MULTI (a copy): QUEUED, or its error (the
+ * transaction then aborts at EXEC). -1 when out of memory. */
+static int multi_queue(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    if (s->nq == s->capq) {
+        size_t cap = s->capq ? s->capq * 2 : 8;
+        qcmd_t *nq = realloc(s->q, cap * sizeof(*nq));
+        if (nq == NULL)
+            return -1;
+        s->q = nq;
+        s->capq = cap;
+    }
+    qcmd_t *q = &s->q[s->nq];
+    memset(q, 0, sizeof(*q));
+    q->ci = cm->ci;
+    int rv = argv_copy(&q->a, argc, (const char *const *)argv, len);
+    s->nq++; /* freed with the queue even when half made */
+    if (rv != 0)
+        return -1;
+    size_t n;
+    if (q_ops(q, NULL, &n, &cm->out) != 0) {
+        s->multi_dirty = 1;
+        return 0;
+    }
+    resp_add_simple(&cm->out, "QUEUED");
+    return 0;
+}
+
+/* MULTI, DISCARD, UNWATCH. */
+static int c_multi(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    (void)argc, (void)argv, (void)len;
+    if (cmd_is(cm, "multi")) {
+        if (s->in_multi) {
+            resp_add_error(&cm->out, "ERR MULTI calls can not be nested");
+            return 0;
+        }
+        s->in_multi = 1;
+    } else if (cmd_is(cm, "discard")) {
+        if (!s->in_multi) {
+            resp_add_error(&cm->out, "ERR DISCARD without MULTI");
+            return 0;
+        }
+        multi_reset(s);
+        unwatch_all(s);
+    } else {
+        unwatch_all(s);
+    }
+    resp_add_simple(&cm->out, "OK");
+    return 0;
+}
+
+static void fin_watch(rcmd_t *cm)
+{
+    rt_resp_t *s = cm->s;
+    ProtobufCMessage *m;
+    if (sub_answer(cm, 0, SHALE_MSG_MGET_RESP, &m) != 0) {
+        s->watch_failed = 1; /* EXEC then answers as if a key changed */
+        return;
+    }
+    const Shale__MGetResponse *g = (const Shale__MGetResponse *)m;
+    for (size_t i = 0; i < g->n_items; i++) {
+        const Shale__KeyValue *kv = g->items[i];
+        if (kv->error != NULL) {
+            s->watch_failed = 1;
+            add_shale_error(&cm->out, -(int)kv->error->code, kv->error->message);
+            return;
+        }
+    }
+    if (s->nw + g->n_items > s->capw) {
+        size_t cap = (s->nw + g->n_items) * 2;
+        wkey_t *nw = realloc(s->w, cap * sizeof(*nw));
+        if (nw == NULL) {
+            s->watch_failed = 1;
+            resp_add_error(&cm->out, "ERR out of memory");
+            return;
+        }
+        s->w = nw;
+        s->capw = cap;
+    }
+    for (size_t i = 0; i < g->n_items; i++) {
+        const Shale__KeyValue *kv = g->items[i];
+        wkey_t *w = &s->w[s->nw];
+        w->k = malloc(kv->key.len ? kv->key.len : 1);
+        if (w->k == NULL) {
+            s->watch_failed = 1;
+            resp_add_error(&cm->out, "ERR out of memory");
+            return;
+        }
+        memcpy(w->k, kv->key.data, kv->key.len);
+        w->n = kv->key.len;
+        w->ver = kv->found && kv->has_version ? kv->version : 0;
+        s->nw++;
+    }
+    resp_add_simple(&cm->out, "OK");
+}
+
+/* WATCH k...: the keys' versions, read linearizably (one MGET). Inside
+ * MULTI it is refused (exec_cmd does not queue it). */
+static int c_watch(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    if (s->in_multi) {
+        resp_add_error(&cm->out, "ERR WATCH inside MULTI is not allowed");
+        return 0;
+    }
+    cm->fin = fin_watch;
+    return mget_send(cm, argc, argv, len, NULL); /* linearizable */
+}
+
+/* EXEC's keys for the ordering of pipelined commands: the watched ones and
+ * every queued command's. */
+static int exec_keys(rt_resp_t *s, rcmd_t *cm)
+{
+    size_t n = s->nw;
+    for (size_t i = 0; i < s->nq; i++)
+        n += s->q[i].a.argc;
+    cm->write = 1;
+    if (n == 0)
+        return 0;
+    cm->keyh = malloc(n * sizeof(*cm->keyh));
+    if (cm->keyh == NULL)
+        return -1;
+    for (size_t i = 0; i < s->nw; i++)
+        cm->keyh[cm->nkeys++] = shale_hash64(s->w[i].k, s->w[i].n, 0x5e5e);
+    for (size_t i = 0; i < s->nq; i++) {
+        const held_t *a = &s->q[i].a;
+        size_t first, last, step;
+        if (!key_range(&cmds[s->q[i].ci], a->argc, &first, &last, &step))
+            continue;
+        for (size_t j = first; j <= last; j += step)
+            cm->keyh[cm->nkeys++] = shale_hash64(a->argv[j], a->len[j], 0x5e5e);
+    }
+    return 0;
+}
+
+static void bulk_or_null(resp_out_t *o, const Shale__TxnOpResult *x)
+{
+    if (x->has_found && x->found)
+        resp_add_bulk(o, x->has_value ? x->value.data : (const uint8_t *)"",
+                      x->has_value ? x->value.len : 0);
+    else
+        resp_add_null(o);
+}
+
+/* The Redis reply of queued command q from its TXN results r[0..q->nops). */
+static void q_reply(resp_out_t *o, const qcmd_t *q, Shale__TxnOpResult **r)
+{
+    int ci = q->ci;
+    long long n = 0;
+    if (ci_is(ci, "get") || ci_is(ci, "getset") || ci_is(ci, "getdel") ||
+        (ci_is(ci, "set") && (q->opt & SET_GET))) {
+        bulk_or_null(o, r[0]);
+    } else if (ci_is(ci, "strlen")) {
+        resp_add_int(o, r[0]->found && r[0]->has_value ? (long long)r[0]->value.len : 0);
+    } else if (ci_is(ci, "type")) {
+        resp_add_simple(o, r[0]->found ? "string" : "none");
+    } else if (ci_is(ci, "mget")) {
+        resp_add_array(o, q->nops);
+        for (size_t i = 0; i < q->nops; i++)
+            bulk_or_null(o, r[i]);
+    } else if (ci_is(ci, "exists") || ci_is(ci, "del") || ci_is(ci, "unlink")) {
+        for (size_t i = 0; i < q->nops; i++)
+            n += r[i]->has_found && r[i]->found;
+        resp_add_int(o, n);
+    } else if (ci_is(ci, "append")) {
+        resp_add_int(o, r[0]->has_value ? (long long)r[0]->value.len : 0);
+    } else if (ci_is(ci, "incr") || ci_is(ci, "incrby") || ci_is(ci, "decr") ||
+               ci_is(ci, "decrby")) {
+        if (r[0]->has_value && resp_string2ll((const char *)r[0]->value.data, r[0]->value.len, &n))
+            resp_add_int(o, n);
+        else
+            resp_add_error(o, "ERR unexpected answer from the cluster");
+    } else if (ci_is(ci, "expire") || ci_is(ci, "pexpire") || ci_is(ci, "persist")) {
+        int found = r[0]->has_found && r[0]->found;
+        if (ci_is(ci, "persist"))
+            found = found && r[0]->has_had_ttl && r[0]->had_ttl;
+        resp_add_int(o, found);
+    } else { /* set, mset, unwatch */
+        resp_add_simple(o, "OK");
+    }
+}
+
+static void fin_exec(rcmd_t *cm)
+{
+    ProtobufCMessage *m;
+    if (sub_answer(cm, 0, SHALE_MSG_TXN_RESP, &m) != 0)
+        return;
+    const Shale__TxnResponse *t = (const Shale__TxnResponse *)m;
+    if (!t->succeeded) {
+        resp_add_null_array(&cm->out); /* a watched key changed */
+        return;
+    }
+    size_t need = cm->nq > 0 ? cm->q[cm->nq - 1].op0 + cm->q[cm->nq - 1].nops : 0;
+    if (t->n_results < need) {
+        resp_add_error(&cm->out, "ERR unexpected answer from the cluster");
+        return;
+    }
+    resp_add_array(&cm->out, cm->nq);
+    for (size_t i = 0; i < cm->nq; i++)
+        q_reply(&cm->out, &cm->q[i], t->results + cm->q[i].op0);
+}
+
+/* The slot of every watched and queued key: 1 one slot, 0 several, -1 no
+ * map. */
+static int exec_one_slot(rt_resp_t *s, const qcmd_t *q, size_t nq)
+{
+    uint32_t n = s->r->route.slots;
+    if (s->r->route.map == NULL || n == 0)
+        return -1;
+    int have = 0;
+    uint32_t slot = 0;
+    for (size_t i = 0; i < s->nw; i++) {
+        uint32_t k = shale_key_slot(s->w[i].k, s->w[i].n, n);
+        if (have && k != slot)
+            return 0;
+        slot = k;
+        have = 1;
+    }
+    for (size_t i = 0; i < nq; i++) {
+        const held_t *a = &q[i].a;
+        size_t first, last, step;
+        if (!key_range(&cmds[q[i].ci], a->argc, &first, &last, &step))
+            continue;
+        for (size_t j = first; j <= last; j += step) {
+            uint32_t k = shale_key_slot(a->argv[j], a->len[j], n);
+            if (have && k != slot)
+                return 0;
+            slot = k;
+            have = 1;
+        }
+    }
+    return 1;
+}
+
+/* EXEC's one TXN: compares on the watched versions, the queued commands'
+ * ops (cm->q; each one's op0 / nops set here). -1 when out of memory. */
+static int exec_send(rt_resp_t *s, rcmd_t *cm)
+{
+    size_t total = 0;
+    resp_out_t scratch;
+    resp_out_init(&scratch, 2);
+    for (size_t i = 0; i < cm->nq; i++) {
+        cm->q[i].op0 = total;
+        if (q_ops(&cm->q[i], NULL, &cm->q[i].nops, &scratch) != 0) {
+            resp_out_free(&scratch);
+            resp_add_error(&cm->out, "EXECABORT Transaction discarded because of previous errors.");
+            return 0;
+        }
+        total += cm->q[i].nops;
+    }
+    if (total == 0 && s->nw == 0) { /* only UNWATCHes queued: nothing to send */
+        resp_out_free(&scratch);
+        resp_add_array(&cm->out, cm->nq);
+        for (size_t i = 0; i < cm->nq; i++)
+            q_reply(&cm->out, &cm->q[i], NULL);
+        return 0;
+    }
+    /* Only watches: one get of a watched key, so the TXN has an op. */
+    size_t nops = total > 0 ? total : 1;
+    Shale__TxnOp *ops = calloc(nops, sizeof(*ops));
+    Shale__TxnOp **pp = calloc(nops, sizeof(*pp));
+    Shale__TxnCompare *cmp = calloc(s->nw ? s->nw : 1, sizeof(*cmp));
+    Shale__TxnCompare **cp = calloc(s->nw ? s->nw : 1, sizeof(*cp));
+    int rv = -1;
+    if (ops == NULL || pp == NULL || cmp == NULL || cp == NULL)
+        goto out;
+    for (size_t i = 0; i < nops; i++) {
+        shale__txn_op__init(&ops[i]);
+        pp[i] = &ops[i];
+    }
+    int writes = 0;
+    for (size_t i = 0; i < cm->nq; i++) {
+        size_t n;
+        q_ops(&cm->q[i], ops + cm->q[i].op0, &n, &scratch); /* checked above */
+    }
+    if (total == 0) {
+        ops[0].type = SHALE__TXN_OP_TYPE__TXN_GET;
+        ops[0].key = bin(s->w[0].k, s->w[0].n);
+    }
+    for (size_t i = 0; i < nops; i++)
+        writes |= ops[i].type != SHALE__TXN_OP_TYPE__TXN_GET;
+    for (size_t i = 0; i < s->nw; i++) {
+        shale__txn_compare__init(&cmp[i]);
+        cmp[i].key = bin(s->w[i].k, s->w[i].n);
+        cmp[i].target = SHALE__TXN_TARGET__TXN_VERSION;
+        cmp[i].op = SHALE__TXN_COMPARE_OP__TXN_EQUAL;
+        cmp[i].has_version = 1;
+        cmp[i].version = s->w[i].ver;
+        cp[i] = &cmp[i];
+    }
+    Shale__TxnRequest t = SHALE__TXN_REQUEST__INIT;
+    Shale__Session ss;
+    t.n_compares = s->nw;
+    t.compares = cp;
+    t.n_success = nops;
+    t.success = pp;
+    cm->fin = fin_exec;
+    rv = send_single(s, cm, SHALE_MSG_TXN_REQ, &t.base, writes ? &t.session : NULL, &ss);
+out:
+    resp_out_free(&scratch);
+    free(ops);
+    free(pp);
+    free(cmp);
+    free(cp);
+    return rv;
+}
+
+static int c_exec(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
+{
+    (void)argc, (void)argv, (void)len;
+    if (!s->in_multi) {
+        resp_add_error(&cm->out, "ERR EXEC without MULTI");
+        return 0;
+    }
+    /* The queue is EXEC's now; the connection leaves MULTI and unwatches
+     * whatever happens (as Redis). */
+    cm->q = s->q;
+    cm->nq = s->nq;
+    int dirty = s->multi_dirty, failed = s->watch_failed;
+    s->q = NULL;
+    s->nq = s->capq = 0;
+    multi_reset(s);
+    int rv = 0;
+    if (dirty) {
+        resp_add_error(&cm->out, "EXECABORT Transaction discarded because of previous errors.");
+    } else if (failed) {
+        resp_add_null_array(&cm->out);
+    } else if (cm->nq == 0 && s->nw == 0) {
+        resp_add_array(&cm->out, 0);
+    } else {
+        int os = exec_one_slot(s, cm->q, cm->nq);
+        if (os < 0)
+            no_map(s, cm);
+        else if (os == 0)
+            resp_add_error(&cm->out, "CROSSSLOT Keys in request don't hash to the same slot");
+        else
+            rv = exec_send(s, cm);
+    }
+    unwatch_all(s);
+    return rv;
+}
+
 /* ---- Dispatch ---------------------------------------------------------------------------*/
 
 static void unknown_command(resp_out_t *o, size_t argc, char **argv, size_t *len)
@@ -1541,16 +2602,13 @@ static void unknown_command(resp_out_t *o, size_t argc, char **argv, size_t *len
 /* Key hashes of a command (for the ordering of pipelined commands). */
 static int cmd_keys(rcmd_t *cm, const cmdspec_t *sp, size_t argc, char **argv, size_t *len)
 {
-    if (sp->first == 0 || (size_t)sp->first >= argc)
+    size_t first, last, step;
+    if (!key_range(sp, argc, &first, &last, &step))
         return 0;
-    size_t last = sp->last < 0 ? argc - 1 : (size_t)sp->last;
-    if (last >= argc)
-        last = argc - 1;
-    size_t n = (last - (size_t)sp->first) / (size_t)sp->step + 1;
-    cm->keyh = malloc(n * sizeof(*cm->keyh));
+    cm->keyh = malloc(((last - first) / step + 1) * sizeof(*cm->keyh));
     if (cm->keyh == NULL)
         return -1;
-    for (size_t i = (size_t)sp->first; i <= last; i += (size_t)sp->step)
+    for (size_t i = first; i <= last; i += step)
         cm->keyh[cm->nkeys++] = shale_hash64(argv[i], len[i], 0x5e5e);
     return 0;
 }
@@ -1586,35 +2644,60 @@ static int exec_cmd(rt_resp_t *s, size_t argc, char **argv, size_t *len)
     resp_out_init(&cm->out, s->proto);
     int k = find_cmd(argv[0], len[0]);
     cm->ci = k;
-    if (k >= 0) {
+    /* After MULTI every command but the transaction's own is queued. */
+    int ctl = k >= 0 && (cmd_is(cm, "exec") || cmd_is(cm, "discard") || cmd_is(cm, "multi") ||
+                         cmd_is(cm, "watch") || cmd_is(cm, "quit"));
+    int queue = s->in_multi && !ctl;
+    if (k >= 0 && !queue) {
         const cmdspec_t *sp = &cmds[k];
         cm->write = (sp->flags & F_WRITE) != 0;
-        if (cmd_keys(cm, sp, argc, argv, len) != 0) {
+        int rv = cmd_is(cm, "exec") ? exec_keys(s, cm) : cmd_keys(cm, sp, argc, argv, len);
+        if (rv != 0) {
             cmd_free(cm);
             return -1;
         }
-        if (conflicts(s, cm)) {
+        /* EXEC, UNWATCH, DISCARD need the versions of earlier WATCHes. */
+        if (conflicts(s, cm) ||
+            ((cmd_is(cm, "exec") || cmd_is(cm, "unwatch") || cmd_is(cm, "discard")) &&
+             watch_pending(s))) {
             cmd_free(cm);
             return EXEC_BLOCKED;
         }
     }
     rt_q_push(&s->pending, &cm->link);
     s->npending++;
+    g_resp_calls[k >= 0 ? (size_t)k : NCMDS]++;
+    cm->counted = 1;
     if (k < 0) {
         unknown_command(&cm->out, argc, argv, len);
+        s->multi_dirty |= queue;
     } else if ((cmds[k].arity > 0 && argc != (size_t)cmds[k].arity) ||
                (cmds[k].arity < 0 && argc < (size_t)-cmds[k].arity)) {
         resp_add_errorf(&cm->out, "ERR wrong number of arguments for '%s' command",
                         cmds[k].name);
+        s->multi_dirty |= queue;
     } else if (s->r->cfg.auth && !s->authed && !(cmds[k].flags & F_NOAUTH)) {
         resp_add_error(&cm->out, "NOAUTH Authentication required.");
+        s->multi_dirty |= queue;
+    } else if (queue) {
+        if (multi_queue(s, cm, argc, argv, len) < 0) {
+            resp_out_reset(&cm->out);
+            resp_add_error(&cm->out, "ERR out of memory");
+            s->multi_dirty = 1;
+        }
     } else {
-        g_resp_calls[k]++;
+        cm->in_fin = 1; /* an answer that comes at once waits for fn */
         int rv = cmds[k].fn(s, cm, argc, argv, len);
+        cm->in_fin = 0;
         if (rv < 0 && cm->nsub == 0)
             resp_add_error(&cm->out, "ERR out of memory");
-        if (cm->nsub > 0 || s->login_cmd == cm || rv == 1)
+        if (cm->nsub > 0 && cm->nleft == 0) {
+            run_fin(cm); /* answered at once */
+            if (cm->again)
+                return EXEC_DONE;
+        } else if (cm->nsub > 0 || s->login_cmd == cm || rv == 1) {
             return EXEC_DONE; /* answered through rt_resp_answer / the login / DBSIZE */
+        }
     }
     cmd_done(cm);
     return EXEC_DONE;
@@ -1624,30 +2707,14 @@ static void held_free(rt_resp_t *s)
 {
     if (!s->has_held)
         return;
-    for (size_t i = 0; i < s->held.argc; i++)
-        free(s->held.argv[i]);
-    free(s->held.argv);
-    free(s->held.len);
+    argv_release(&s->held);
     s->has_held = 0;
 }
 
 static int held_keep(rt_resp_t *s, const resp_cmd_t *c)
 {
-    s->held.argv = calloc(c->argc, sizeof(char *));
-    s->held.len = calloc(c->argc, sizeof(size_t));
-    s->held.argc = c->argc;
     s->has_held = 1;
-    if (s->held.argv == NULL || s->held.len == NULL)
-        return -1;
-    for (size_t i = 0; i < c->argc; i++) {
-        s->held.argv[i] = malloc(c->argvlen[i] + 1);
-        if (s->held.argv[i] == NULL)
-            return -1;
-        memcpy(s->held.argv[i], c->argv[i], c->argvlen[i]);
-        s->held.argv[i][c->argvlen[i]] = '\0';
-        s->held.len[i] = c->argvlen[i];
-    }
-    return 0;
+    return argv_copy(&s->held, c->argc, c->argv, c->argvlen);
 }
 
 /* ---- Interface with client_conn.c -------------------------------------------------------*/
@@ -1692,6 +2759,8 @@ void rt_resp_free(rt_resp_t *s)
         cmd_free(cm);
     }
     held_free(s);
+    multi_reset(s);
+    unwatch_all(s);
     rt_idmap_free(&s->ids);
     resp_parser_free(&s->p);
     free(s);
@@ -1818,9 +2887,11 @@ void rt_resp_answer(rt_resp_t *s, uint8_t *frame, size_t len)
     cm->ans[i] = wire_unpack(h.type, frame + FRAME_HEADER_SIZE,
                              len - FRAME_HEADER_SIZE < h.len ? len - FRAME_HEADER_SIZE : h.len);
     free(frame);
-    if (--cm->nleft > 0)
+    if (--cm->nleft > 0 || cm->in_fin)
+        return; /* in_fin: run_fin takes it when fin returns */
+    run_fin(cm);
+    if (cm->again)
         return;
-    cm->fin(cm);
     cmd_done(cm);
     flush_done(s);
     if (s->blocked)

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "frame.h"
 #include "login.h"
+#include "resp_keyscan.h"
 #include "rlog.h"
 #include "route.h"
 #include "shale.h"
@@ -160,6 +161,11 @@ int rt_resp_drive(rt_resp_t *s);
 void rt_resp_answer(rt_resp_t *s, uint8_t *frame, size_t len);
 /* The connection closes: a login in progress is dropped. */
 void rt_resp_cancel_login(rt_resp_t *s);
+/* Per-command counts of the RESP port (INFO's cmdstat and /metrics share
+ * them): commands 0 .. rt_resp_ncmds()-1 by name, then "unknown". */
+size_t rt_resp_ncmds(void);
+const char *rt_resp_cmd_name(size_t i);
+void rt_resp_cmd_counts(size_t i, uint64_t *calls, uint64_t *errors);
 
 /* ---- forward.c: request lifecycle ----------------------------------------*/
 
@@ -294,6 +300,7 @@ struct rt_router {
     int listener_inited;
     uv_tcp_t resp_listener; /* --resp: the Redis protocol */
     int resp_listener_inited;
+    rk_cursors_t resp_cursors; /* the RESP port's SCAN cursors (made at the first SCAN) */
     uv_prepare_t turn; /* end of turn: resume, send, flush */
     uv_signal_t sigterm, sigint, sigusr1, sighup;
     struct tls_ctx *tls_server; /* the client port's TLS (NULL: plain TCP) */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define MET_MAX_DIMS 2
-#define MET_MAX_VALUES 32  /* values per label dimension */
+#define MET_MAX_VALUES 64  /* values per label dimension */
 #define MET_MAX_BUCKETS 24 /* histogram upper bounds, +Inf not counted */
 
 typedef enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM } met_type_t;

@@ -32,7 +32,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmap.h"
 #include "harness_cluster.h"
+#include "keyhash.h"
+#include "obs_util.h"
 
 #define FIRST_HOST 80
 #define SLOTS 64
@@ -41,7 +44,7 @@
 static th_cluster_t g_cl;
 static char *g_base;
 static th_node_t g_router;
-static int g_resp_port;
+static int g_resp_port, g_http_port;
 static char g_out[1 << 20];
 
 static void start_all(int ngroups, int voters)
@@ -53,10 +56,14 @@ static void start_all(int ngroups, int voters)
     th_node_init(&g_router, 1, RHOST, g_base);
     snprintf(g_router.log, sizeof(g_router.log), "%s/router.log", g_base);
     g_resp_port = th_free_port(RHOST);
-    char resp[64];
+    g_http_port = th_free_port(RHOST);
+    char resp[64], http[64];
     snprintf(resp, sizeof(resp), "%s:%d", RHOST, g_resp_port);
-    const char *argv[] = {"--listen", g_router.addr, "--meta",  g_cl.meta.addrs,
-                          "--resp",   resp,          "--timeout-ms", "10000",
+    snprintf(http, sizeof(http), "%s:%d", RHOST, g_http_port);
+    const char *argv[] = {"--listen", g_router.addr, "--meta", g_cl.meta.addrs, "--resp", resp,
+                          "--timeout-ms", "10000", "--http", http,
+                          /* check_scan's 300 keys fit, one more does not */
+                          "--resp-keys-max", "300",
                           /* small: pipelines run into the flow control */
                           "--conn-max-inflight", "64", NULL};
     ck_assert_int_eq(th_router_start(&g_router, argv, 1), 0);
@@ -178,6 +185,253 @@ static void raw_auth(int fd)
     int eof;
     raw_read_n(fd, buf, sizeof(buf), 5, &eof);
     ck_assert_str_eq(buf, "+OK\r\n");
+}
+
+/* A command on a raw connection; the reply's first want bytes (or all
+ * until EOF) in buf. */
+static const char *raw_cmd(int fd, const char *cmd, char *buf, size_t cap, size_t want)
+{
+    ck_assert_int_eq(th_raw_send(fd, cmd, strlen(cmd)), 0);
+    int eof;
+    raw_read_n(fd, buf, cap, want, &eof);
+    return buf;
+}
+
+#define RAW_EQ(fd, cmd, want)                                                                      \
+    do {                                                                                           \
+        char b_[4096];                                                                             \
+        raw_cmd((fd), (cmd), b_, sizeof(b_), strlen(want));                                        \
+        ck_assert_msg(strcmp(b_, (want)) == 0, "%s: got [%s], want [%s]", (cmd), b_, (want));      \
+    } while (0)
+
+#define NSCAN 300
+
+/* SCAN over the whole cluster with redis-cli, COUNT count, MATCH match (NULL:
+ * none): counts[i] += the times "sc:%03d" came back; other keys are
+ * ignored. move_after > 0: after that many calls, the slot of the last key
+ * returned moves to the other group (mid-scan; mid-slot when the page
+ * ended inside it). Returns the number of calls. */
+static int scan_walk(const char *match, int count, int *counts, int move_after)
+{
+    char cur[64] = "0";
+    int calls = 0;
+    do {
+        char args[256];
+        snprintf(args, sizeof(args), "SCAN %s%s%s%s COUNT %d", cur, match ? " MATCH '" : "",
+                 match ? match : "", match ? "'" : "", count);
+        cli(args);
+        calls++;
+        char *save = NULL, *line = strtok_r(g_out, "\n", &save);
+        ck_assert_msg(line != NULL && strspn(line, "0123456789") == strlen(line),
+                      "SCAN: cursor [%s]", line ? line : "");
+        snprintf(cur, sizeof(cur), "%s", line);
+        char last[64] = "";
+        while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
+            int i;
+            if (sscanf(line, "sc:%d", &i) == 1 && i >= 0 && i < NSCAN)
+                counts[i]++;
+            snprintf(last, sizeof(last), "%s", line);
+        }
+        if (move_after > 0 && calls == move_after && last[0] != '\0') {
+            uint32_t slot = shale_key_slot(last, strlen(last), SLOTS);
+            Shale__ClusterMap *m = th_map_newest(&g_cl);
+            uint64_t owner = cmap_slot_group(m, slot);
+            cmap_free(m);
+            int rc = th_shalectl(g_out, sizeof(g_out), "--meta %s slot move %u %llu",
+                                 g_cl.meta.addrs, slot, (unsigned long long)(owner == 1 ? 2 : 1));
+            ck_assert_msg(rc == 0, "slot move: %s", g_out);
+            m = th_map_newest(&g_cl);
+            uint64_t epoch = m->epoch;
+            cmap_free(m);
+            ck_assert_int_eq(th_router_wait_epoch(&g_router, epoch, 20000), 0);
+            fprintf(stderr, "test_resp: slot %u (of %s) moved mid-SCAN\n", slot, last);
+        }
+        ck_assert_int_lt(calls, 5000);
+    } while (strcmp(cur, "0") != 0);
+    return calls;
+}
+
+/* SCAN (every key once, a slot moving mid-walk included), MATCH, TYPE,
+ * COUNT, bad cursors; KEYS. */
+static void check_scan(void)
+{
+    char pre[2048], path[600];
+    cli_prefix(pre, sizeof(pre), 1);
+    snprintf(path, sizeof(path), "%s/scan.txt", g_base);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < NSCAN; i++)
+        fprintf(f, "*3\r\n$3\r\nSET\r\n$6\r\nsc:%03d\r\n$1\r\nv\r\n", i);
+    fclose(f);
+    ck_assert_int_eq(sh("%s --pipe < '%s'", pre, path), 0);
+    int counts[NSCAN];
+    memset(counts, 0, sizeof(counts));
+    int calls = scan_walk(NULL, 10, counts, 0);
+    for (int i = 0; i < NSCAN; i++)
+        ck_assert_msg(counts[i] == 1, "SCAN: sc:%03d came %d times", i, counts[i]);
+    fprintf(stderr, "test_resp: SCAN of the cluster in %d calls\n", calls);
+    /* MATCH: the prefix narrows the nodes' scans, the rest is filtered. */
+    memset(counts, 0, sizeof(counts));
+    scan_walk("sc:1?[05]", 7, counts, 0);
+    for (int i = 0; i < NSCAN; i++)
+        ck_assert_int_eq(counts[i], i >= 100 && i < 200 && (i % 10 == 0 || i % 10 == 5));
+    /* A slot moves to the other group mid-walk: still every key once. */
+    memset(counts, 0, sizeof(counts));
+    scan_walk("sc:*", 5, counts, 3);
+    for (int i = 0; i < NSCAN; i++)
+        ck_assert_msg(counts[i] == 1, "SCAN across a move: sc:%03d came %d times", i, counts[i]);
+    /* A hash-tagged prefix is one slot: the first call ends the walk. */
+    CLI_EQ("MSET {sc}a 1 {sc}b 2 {sc}c 3", "OK");
+    CLI_EQ("SCAN 0 MATCH {sc}* COUNT 100", "0\n{sc}a\n{sc}b\n{sc}c");
+    CLI_EQ("SCAN 0 MATCH {sc}[ab] TYPE string COUNT 100", "0\n{sc}a\n{sc}b");
+    CLI_EQ("SCAN 0 MATCH {sc}* TYPE hash", "0");
+    CLI_EQ("SCAN 123456789", "ERR invalid cursor");
+    CLI_EQ("SCAN -1", "ERR invalid cursor");
+    CLI_EQ("SCAN x", "ERR invalid cursor");
+    CLI_EQ("SCAN 0 COUNT 0", "ERR syntax error");
+    CLI_EQ("SCAN 0 COUNT x", "ERR value is not an integer or out of range");
+    CLI_EQ("SCAN 0 FOO bar", "ERR syntax error");
+    CLI_EQ("SCAN 0 MATCH", "ERR syntax error");
+    /* KEYS walks the whole cluster. */
+    CLI_EQ("KEYS {sc}*", "{sc}a\n{sc}b\n{sc}c");
+    sh("%s KEYS 'sc:29?' | sort", pre); /* slot order: sorted to compare */
+    ck_assert_str_eq(g_out, "sc:290\nsc:291\nsc:292\nsc:293\nsc:294\nsc:295\nsc:296\nsc:297\n"
+                            "sc:298\nsc:299\n");
+    CLI_EQ("KEYS nomatch*", "");
+    cli("KEYS 'sc:*'");
+    int n = 0;
+    for (const char *p = g_out; (p = strstr(p, "sc:")) != NULL; p++)
+        n++;
+    ck_assert_int_eq(n, NSCAN); /* --resp-keys-max 300: at the cap */
+    CLI_EQ("KEYS '*'", "ERR KEYS would return more than 300 keys: use SCAN (docs/resp.md)");
+}
+
+/* WATCH / MULTI / EXEC / DISCARD / UNWATCH: one TXN within one slot. */
+static void check_txn(void)
+{
+    char pre[2048];
+    cli_prefix(pre, sizeof(pre), 1);
+    /* Success: every queued command's reply, in order. */
+    sh("printf 'MULTI\\nSET {x}a 1\\nINCR {x}b\\nINCRBY {x}b 5\\nAPPEND {x}a 23\\nGET {x}a\\n"
+       "MGET {x}a {x}b {x}c\\nDEL {x}c {x}a\\nEXISTS {x}a {x}b\\nGETSET {x}b 7\\nEXEC\\n' | %s",
+       pre);
+    ck_assert_msg(strcmp(g_out, "OK\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\n"
+                                "QUEUED\nQUEUED\nOK\n1\n6\n3\n123\n123\n6\n\n1\n1\n6\n") == 0,
+                  "MULTI/EXEC: [%s]", g_out);
+    CLI_EQ("MGET {x}a {x}b", "\n7");
+    /* SET with EX / KEEPTTL, EXPIRE, PERSIST, STRLEN, TYPE, GETDEL queued. */
+    sh("printf 'MULTI\\nSET {x}t v EX 1000\\nSET {x}t w KEEPTTL GET\\nSTRLEN {x}t\\nTYPE {x}t\\n"
+       "PEXPIRE {x}b 900000\\nPERSIST {x}t\\nGETDEL {x}b\\nUNWATCH\\nEXEC\\n' | %s",
+       pre);
+    ck_assert_msg(strcmp(g_out, "OK\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\nQUEUED\n"
+                                "QUEUED\nOK\nv\n1\nstring\n1\n1\n7\nOK\n") == 0,
+                  "MULTI/EXEC 2: [%s]", g_out);
+    CLI_EQ("TTL {x}t", "-1");
+    /* Empty, DISCARD, errors in Redis's texts. */
+    sh("printf 'MULTI\\nEXEC\\nMULTI\\nUNWATCH\\nEXEC\\n' | %s", pre);
+    ck_assert_str_eq(g_out, "OK\n\nOK\nQUEUED\nOK\n");
+    sh("printf 'MULTI\\nSET {x}d 1\\nDISCARD\\nGET {x}d\\nDISCARD\\nEXEC\\n' | %s", pre);
+    ck_assert_str_eq(g_out, "OK\nQUEUED\nOK\n\nERR DISCARD without MULTI\n\n"
+                            "ERR EXEC without MULTI\n\n");
+    sh("printf 'MULTI\\nMULTI\\nWATCH {x}a\\nSET {x}d 1\\nEXEC\\n' | %s", pre);
+    ck_assert_str_eq(g_out, "OK\nERR MULTI calls can not be nested\n\n"
+                            "ERR WATCH inside MULTI is not allowed\n\nQUEUED\nOK\n");
+    CLI_EQ("GET {x}d", "1");
+    /* EXECABORT: an unknown command, a wrong arity, a command that is not a
+     * TXN op, SET NX; nothing of the transaction applies. */
+    sh("printf 'MULTI\\nSET {x}e 1\\nFOO\\nEXEC\\nMULTI\\nSET {x}e 1\\nGET\\nEXEC\\n"
+       "MULTI\\nSET {x}e 1\\nSCAN 0\\nEXEC\\nMULTI\\nSET {x}e 1 NX\\nEXEC\\n' | %s",
+       pre);
+    ck_assert_msg(strstr(g_out, "OK\nQUEUED\nERR unknown command 'FOO'") == g_out, "%s", g_out);
+    ck_assert_msg(strstr(g_out, "EXECABORT Transaction discarded because of previous errors.\n\n"
+                                "OK\nQUEUED\nERR wrong number of arguments for 'get' command\n\n"
+                                "EXECABORT") != NULL,
+                  "%s", g_out);
+    ck_assert_msg(strstr(g_out, "ERR 'scan' cannot be queued in a Shale transaction") != NULL, "%s",
+                  g_out);
+    ck_assert_msg(strstr(g_out, "ERR SET NX/XX cannot be queued") != NULL, "%s", g_out);
+    int aborts = 0;
+    for (const char *p = g_out; (p = strstr(p, "EXECABORT")) != NULL; p++)
+        aborts++;
+    ck_assert_int_eq(aborts, 4);
+    CLI_EQ("EXISTS {x}e", "0");
+    /* CROSSSLOT: queued keys of two slots; watched and queued of two. */
+    sh("printf 'MULTI\\nSET a1 1\\nSET a2 2\\nEXEC\\nWATCH a1\\nMULTI\\nSET a3 1\\nEXEC\\n' | %s",
+       pre);
+    ck_assert_str_eq(g_out, "OK\nQUEUED\nQUEUED\nCROSSSLOT Keys in request don't hash to the same "
+                            "slot\n\nOK\nOK\nQUEUED\nCROSSSLOT Keys in request don't hash to the "
+                            "same slot\n\n");
+    CLI_EQ("EXISTS a1 a2 a3", "0");
+    /* A failing op (INCR of a non-integer) fails the whole TXN. */
+    sh("printf 'MULTI\\nSET {x}f 1\\nSET {x}g abc\\nINCR {x}g\\nEXEC\\n' | %s", pre);
+    ck_assert_msg(strstr(g_out, "ERR value is not an integer") != NULL, "%s", g_out);
+    CLI_EQ("EXISTS {x}f", "0");
+
+    /* WATCH: unchanged keys → EXEC runs; a concurrent change (another
+     * connection) → null; the connection's own change counts too. Absent
+     * stays absent. Raw RESP2 and RESP3 (the null array's two forms). */
+    CLI_EQ("SET {w}k 1", "OK");
+    int fd = raw();
+    raw_auth(fd);
+    RAW_EQ(fd, "WATCH {w}k {w}none\r\n", "+OK\r\n");
+    RAW_EQ(fd, "MULTI\r\n", "+OK\r\n");
+    RAW_EQ(fd, "INCR {w}k\r\n", "+QUEUED\r\n");
+    RAW_EQ(fd, "EXEC\r\n", "*1\r\n:2\r\n");
+    RAW_EQ(fd, "WATCH {w}k\r\n", "+OK\r\n");
+    CLI_EQ("SET {w}k 10", "OK"); /* a concurrent change */
+    RAW_EQ(fd, "MULTI\r\n", "+OK\r\n");
+    RAW_EQ(fd, "INCR {w}k\r\n", "+QUEUED\r\n");
+    RAW_EQ(fd, "EXEC\r\n", "*-1\r\n");
+    CLI_EQ("GET {w}k", "10");
+    /* EXEC unwatched: the next one runs. */
+    RAW_EQ(fd, "MULTI\r\nINCR {w}k\r\nEXEC\r\n", "+OK\r\n+QUEUED\r\n*1\r\n:11\r\n");
+    /* A watched absent key created meanwhile; RESP3's null. */
+    {
+        /* HELLO 3's map ends with "modules" and an empty array. */
+        char b[4096];
+        size_t n = 0;
+        const char *end = "$7\r\nmodules\r\n*0\r\n";
+        ck_assert_int_eq(th_raw_send(fd, "HELLO 3\r\n", 9), 0);
+        while (n < strlen(end) || strcmp(b + n - strlen(end), end) != 0) {
+            long r = th_raw_read(fd, b + n, sizeof(b) - 1 - n);
+            ck_assert_int_gt(r, 0);
+            n += (size_t)r;
+            b[n] = '\0';
+        }
+    }
+    RAW_EQ(fd, "WATCH {w}new\r\n", "+OK\r\n");
+    CLI_EQ("SET {w}new x", "OK");
+    RAW_EQ(fd, "MULTI\r\nGET {w}k\r\nEXEC\r\n", "+OK\r\n+QUEUED\r\n_\r\n");
+    /* UNWATCH forgets; the connection's own write invalidates its WATCH. */
+    RAW_EQ(fd, "WATCH {w}k\r\nUNWATCH\r\n", "+OK\r\n+OK\r\n");
+    CLI_EQ("SET {w}k 20", "OK");
+    RAW_EQ(fd, "MULTI\r\nGET {w}k\r\nEXEC\r\n", "+OK\r\n+QUEUED\r\n*1\r\n$2\r\n20\r\n");
+    RAW_EQ(fd, "WATCH {w}k\r\nSET {w}k 21\r\nMULTI\r\nGET {w}k\r\nEXEC\r\n",
+           "+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n_\r\n");
+    th_raw_close(fd);
+
+    /* EXPIRE's options: atomic (read the version, TXN compares it). */
+    CLI_EQ("SET e1 v", "OK");
+    CLI_EQ("EXPIRE e1 100 XX", "0");
+    CLI_EQ("EXPIRE e1 100 GT", "0"); /* no TTL is infinite */
+    CLI_EQ("EXPIRE e1 100 NX", "1");
+    CLI_EQ("EXPIRE e1 200 NX", "0");
+    CLI_EQ("EXPIRE e1 50 GT", "0");
+    CLI_EQ("EXPIRE e1 200 GT", "1");
+    ck_assert_int_gt(atol(cli("TTL e1")), 150);
+    CLI_EQ("EXPIRE e1 300 LT", "0");
+    CLI_EQ("PEXPIRE e1 50000 LT", "1");
+    ck_assert_int_le(atol(cli("TTL e1")), 50);
+    CLI_EQ("EXPIRE e1 100 XX GT", "1");
+    CLI_EQ("PERSIST e1", "1");
+    CLI_EQ("EXPIRE e1 100 LT", "1");
+    CLI_EQ("EXPIRE nokey 100 NX", "0");
+    CLI_EQ("EXPIRE e1 0 XX", "1"); /* a TTL <= 0 deletes, as Redis */
+    CLI_EQ("EXISTS e1", "0");
+    CLI_EQ("EXPIRE e1 10 NX XX",
+           "ERR NX and XX, GT or LT options at the same time are not compatible");
+    CLI_EQ("EXPIRE e1 10 GT LT", "ERR GT and LT options at the same time are not compatible");
+    CLI_EQ("EXPIRE e1 10 FOO", "ERR Unsupported option FOO");
 }
 
 START_TEST(test_resp_commands)
@@ -323,6 +577,26 @@ START_TEST(test_resp_commands)
     CLI_EQ("STRLEN bin", "11");
     ck_assert_int_eq(th_shalectl(g_out, sizeof(g_out), "--router %s get bin", g_router.addr), 0);
     ck_assert_msg(strstr(g_out, "line1\nline2") != NULL, "shalectl get bin: %s", g_out);
+    check_txn();
+    check_scan();
+    /* Per-command counts: /metrics and INFO's cmdstat share them. */
+    int status;
+    char *body = NULL;
+    ck_assert_int_eq(obs_get(RHOST, g_http_port, "/metrics", &status, &body), 0);
+    ck_assert_int_eq(status, 200);
+    char err[256];
+    ck_assert_msg(expo_check(body, err, sizeof(err)) == 0, "/metrics: %s", err);
+    double scans = expo_value(body, "shale_router_resp_commands_total", "cmd=\"scan\"");
+    double scan_err = expo_value(body, "shale_router_resp_errors_total", "cmd=\"scan\"");
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"get\""), 10);
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_commands_total", "cmd=\"unknown\""), 1);
+    ck_assert_double_ge(expo_value(body, "shale_router_resp_errors_total", "cmd=\"unknown\""), 1);
+    ck_assert_double_ge(scans, 20);
+    ck_assert_double_ge(scan_err, 7); /* the bad cursors and options above */
+    free(body);
+    char want[128];
+    snprintf(want, sizeof(want), "cmdstat_scan:calls=%.0f,failed_calls=%.0f", scans, scan_err);
+    CLI_HAS("INFO", want);
     CLI_EQ("QUIT", "OK");
 }
 END_TEST

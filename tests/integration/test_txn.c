@@ -76,7 +76,8 @@ static shale_client_t *connect_to(const char *addrs)
 
 static shale_txn_op_t op(shale_txn_op_type_t t, const char *k, const char *v)
 {
-    shale_txn_op_t o = {t, k, strlen(k), v, v != NULL ? strlen(v) : 0};
+    shale_txn_op_t o = {
+        .type = t, .key = k, .klen = strlen(k), .value = v, .vlen = v != NULL ? strlen(v) : 0};
     return o;
 }
 
@@ -447,6 +448,76 @@ static void run_bank(int mode)
     shale_close(c);
 }
 
+/* The read-modify-write ops through libshale's txn API: ADD and APPEND
+ * return the new value, in order within the txn; a put's TTL, keep_ttl,
+ * EXPIRE (set, removed, absent key not created); a failing ADD applies
+ * nothing of its txn. */
+static void check_rmw(shale_client_t *c)
+{
+    shale_txn_op_t ops[] = {op(SHALE_TXN_ADD, "{r}n", NULL), op(SHALE_TXN_ADD, "{r}n", NULL),
+                            op(SHALE_TXN_APPEND, "{r}s", "ab"), op(SHALE_TXN_APPEND, "{r}s", "ab")};
+    ops[0].delta = 5;
+    ops[1].delta = -7;
+    shale_txn_t t = {NULL, 0, ops, 4, NULL, 0};
+    int ok = -1;
+    shale_item_result_t *res = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(shale_txn(c, &t, &ok, &res, &n), SHALE_OK);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_uint_eq(n, 4);
+    const char *want[] = {"5", "-2", "ab", "abab"};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(res[i].len == strlen(want[i]) &&
+                          memcmp(res[i].data, want[i], res[i].len) == 0,
+                      "op %d: %.*s", i, (int)res[i].len, (const char *)res[i].data);
+        ck_assert_uint_gt(res[i].version, 0);
+    }
+    shale_item_results_free(res, n);
+    free(res);
+
+    /* A put with a TTL, a put keeping it, EXPIRE removing and setting it. */
+    int64_t ttl = 0;
+    shale_txn_op_t p = op(SHALE_TXN_PUT, "{r}t", "v");
+    p.ttl_ms = 100000;
+    t = (shale_txn_t){NULL, 0, &p, 1, NULL, 0};
+    ck_assert_int_eq(shale_txn(c, &t, &ok, NULL, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_ttl(c, "{r}t", 4, NULL, &ttl), SHALE_OK);
+    ck_assert_msg(ttl > 90000 && ttl <= 100000, "ttl %lld", (long long)ttl);
+    p = op(SHALE_TXN_PUT, "{r}t", "w");
+    p.keep_ttl = 1;
+    ck_assert_int_eq(shale_txn(c, &t, &ok, NULL, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_ttl(c, "{r}t", 4, NULL, &ttl), SHALE_OK);
+    ck_assert_msg(ttl > 90000 && ttl <= 100000, "keep_ttl: ttl %lld", (long long)ttl);
+    shale_txn_op_t e[] = {op(SHALE_TXN_EXPIRE, "{r}t", NULL), op(SHALE_TXN_EXPIRE, "{r}none", NULL),
+                          op(SHALE_TXN_GET, "{r}t", NULL)};
+    t = (shale_txn_t){NULL, 0, e, 3, NULL, 0};
+    ck_assert_int_eq(shale_txn(c, &t, &ok, &res, &n), SHALE_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(res[0].found, 1);
+    ck_assert_int_eq(res[1].found, 0);
+    ck_assert_msg(res[2].found && res[2].len == 1 && res[2].data[0] == 'w', "value kept");
+    shale_item_results_free(res, n);
+    free(res);
+    ck_assert_int_eq(shale_ttl(c, "{r}t", 4, NULL, &ttl), SHALE_OK);
+    ck_assert_int_eq(ttl, -1);
+    ck_assert_int_eq(shale_ttl(c, "{r}none", 7, NULL, &ttl), SHALE_ENOTFOUND);
+    e[0].ttl_ms = 500000;
+    t.nsuccess = 1;
+    ck_assert_int_eq(shale_txn(c, &t, &ok, NULL, NULL), SHALE_OK);
+    ck_assert_int_eq(shale_ttl(c, "{r}t", 4, NULL, &ttl), SHALE_OK);
+    ck_assert_msg(ttl > 400000, "expire: ttl %lld", (long long)ttl);
+
+    /* ADD on "abab": the whole txn fails, its put is not applied. */
+    shale_txn_op_t bad[] = {op(SHALE_TXN_PUT, "{r}u", "1"), op(SHALE_TXN_ADD, "{r}s", NULL)};
+    bad[1].delta = 1;
+    t = (shale_txn_t){NULL, 0, bad, 2, NULL, 0};
+    ck_assert_int_eq(shale_txn(c, &t, &ok, NULL, NULL), SHALE_EINVAL);
+    shale_value_t v;
+    ck_assert_int_eq(shale_get(c, "{r}u", 4, NULL, &v), SHALE_OK);
+    ck_assert_int_eq(v.found, 0);
+    shale_value_free(&v);
+}
+
 /* shalectl txn through the router: text and --json, exit 0 / 1. */
 static void check_shalectl(void)
 {
@@ -471,6 +542,38 @@ static void check_shalectl(void)
     rc = th_shalectl(out, sizeof(out), "--router %s txn --then 'put {c}a 1' --then 'put {d}b 2'",
                      g_router.addr);
     ck_assert_msg(rc == 1 && strstr(out, "one slot") != NULL, "cross-slot: exit %d: %s", rc, out);
+    /* The read-modify-write ops and a put's TTL options. */
+    rc = th_shalectl(out, sizeof(out),
+                     "--router %s txn --then 'add {c}k 41' --then 'add {c}k 1' --then 'append {c}s "
+                     "x y' --then 'put:ttl=60000 {c}t v' --then 'expire {c}t 0' --then "
+                     "'put:keepttl {c}t w' --then 'expire {c}none 5000'",
+                     g_router.addr);
+    ck_assert_msg(rc == 0, "txn rmw: exit %d: %s", rc, out);
+    ck_assert_msg(strstr(out, "add {c}k: 41 (version ") != NULL &&
+                      strstr(out, "add {c}k: 42 (version ") != NULL &&
+                      strstr(out, "append {c}s: x y (version ") != NULL &&
+                      strstr(out, "put {c}t: version ") != NULL &&
+                      strstr(out, "expire {c}t: TTL removed (version ") != NULL &&
+                      strstr(out, "expire {c}none: not found") != NULL,
+                  "%s", out);
+    rc =
+        th_shalectl(out, sizeof(out), "--router %s --json txn --then 'add {c}k -2'", g_router.addr);
+    ck_assert_msg(rc == 0 && strstr(out, "{\"op\":\"add\",\"key\":\"{c}k\",\"version\":") != NULL &&
+                      strstr(out, "\"value\":\"40\"}") != NULL,
+                  "txn add --json: exit %d: %s", rc, out);
+    rc = th_shalectl(out, sizeof(out),
+                     "--router %s txn --then 'put:ttl=60000 {c}t v' --then "
+                     "'expire {c}t 90000'",
+                     g_router.addr);
+    ck_assert_msg(rc == 0, "%s", out);
+    rc = th_shalectl(out, sizeof(out), "--router %s ttl {c}t", g_router.addr);
+    ck_assert_msg(rc == 0 && atol(out) > 80000, "ttl after expire: %s", out);
+    rc = th_shalectl(out, sizeof(out), "--router %s txn --then 'add {c}k x'", g_router.addr);
+    ck_assert_msg(rc != 0 && strstr(out, "DELTA is a signed 64-bit number") != NULL, "%s", out);
+    rc = th_shalectl(out, sizeof(out), "--router %s txn --then 'put:ttl=0 {c}k 1'", g_router.addr);
+    ck_assert_msg(rc != 0 && strstr(out, "put:ttl=MS") != NULL, "%s", out);
+    rc = th_shalectl(out, sizeof(out), "--router %s txn --then 'add {c}s 1'", g_router.addr);
+    ck_assert_msg(rc != 0 && strstr(out, "integer") != NULL, "add on a string: %s", out);
 }
 
 START_TEST(test_txn_through_router)
@@ -478,6 +581,7 @@ START_TEST(test_txn_through_router)
     start_cluster();
     shale_client_t *c = connect_to(g_router.addr);
     check_branches(c);
+    check_rmw(c);
     shale_close(c);
     check_shalectl();
     check_retry_once();

@@ -269,9 +269,17 @@ static void write_one(shale_client_t *c, int i)
     }
     case 7: {
         snprintf(key2, sizeof(key2), "{w}t%d", i % 5);
-        shale_txn_op_t ops[] = {{SHALE_TXN_PUT, key, strlen(key), val, strlen(val)},
-                                {SHALE_TXN_GET, key, strlen(key), NULL, 0},
-                                {SHALE_TXN_PUT, key2, strlen(key2), val, strlen(val)}};
+        shale_txn_op_t ops[] = {{.type = SHALE_TXN_PUT,
+                                 .key = key,
+                                 .klen = strlen(key),
+                                 .value = val,
+                                 .vlen = strlen(val)},
+                                {.type = SHALE_TXN_GET, .key = key, .klen = strlen(key)},
+                                {.type = SHALE_TXN_PUT,
+                                 .key = key2,
+                                 .klen = strlen(key2),
+                                 .value = val,
+                                 .vlen = strlen(val)}};
         shale_txn_t t = {NULL, 0, ops, 3, NULL, 0};
         int ok = 0;
         shale_item_result_t *res = NULL;
