@@ -379,15 +379,8 @@ static int apply_request(apply_ctx_t *c, store_request_t *r)
     rocksdb_writebatch_wi_put(c->wb, (const char *)hkey, HEADER_KEY_LEN,
                               (const char *)hval, HEADER_VAL_LEN);
 
-    if (new_max / PRUNE_EVERY != max_seq / PRUNE_EVERY &&
-        new_max > STORE_SESSION_WINDOW) {
-        uint64_t bound = new_max - STORE_SESSION_WINDOW;
-        if (r->ack_floor < bound) {
-            bound = r->ack_floor;
-        }
-        if (bound > 0) {
-            rc = st_prune_results(c, slot, r->client_id, bound);
-        }
+    if (have_header && new_max > STORE_SESSION_WINDOW) {
+        rc = st_prune_session(c, slot, r->client_id, max_seq, new_max, r->ack_floor);
     }
     return rc;
 }

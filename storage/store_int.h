@@ -39,11 +39,22 @@
 #define KEYHASH_VAL_LEN 4
 /* Bytes of a refused key quoted in the open error (escaped). */
 #define KEY_SAMPLE 24
-/* Pruning of old session results runs when a client's max_seq crosses a
- * multiple of this: it bounds both the work per apply (one short scan every
- * PRUNE_EVERY seqs) and the records kept (WINDOW + PRUNE_EVERY per client
- * whose acks keep up). */
-#define PRUNE_EVERY 256u
+/* Pruning of a (slot, client)'s old session results (store_session.c,
+ * st_prune_session):
+ *  - a request whose previous result (the header's max_seq) is already
+ *    below the prune bound deletes that one record by key: no scan. This is
+ *    the common case: a client's seqs are global and a slot sees one of them
+ *    every few thousand seqs, so nearly every request crosses the bound;
+ *  - a scan of the (slot, client)'s records below the bound runs when
+ *    max_seq crosses a multiple of PRUNE_EVERY while the previous result is
+ *    still kept (a busy slot), or a multiple of PRUNE_SCAN_EVERY otherwise:
+ *    records a point delete could not name (kept when their successor came)
+ *    go then.
+ * Records kept per (slot, client) whose client acks: those of the last
+ * WINDOW + PRUNE_EVERY seqs, plus at most two per WINDOW seqs of the last
+ * PRUNE_SCAN_EVERY seqs left by point deletes (512). */
+#define PRUNE_EVERY 4096u
+#define PRUNE_SCAN_EVERY (1u << 20)
 
 static const char APPLIED_KEY[] = {(char)0xFF, (char)0xFF, TAG_META, 'a', 'p',
                                    'p',        'l',        'i',      'e', 'd'};
@@ -209,8 +220,8 @@ int st_decode_results(apply_ctx_t *c, store_request_t *r, const char *val,
                       size_t vlen);
 int st_encode_results(apply_ctx_t *c, const store_request_t *r,
                       const uint8_t *rkey);
-int st_prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
-                     uint64_t bound);
+int st_prune_session(apply_ctx_t *c, uint16_t slot, uint64_t client, uint64_t old_max,
+                     uint64_t new_max, uint64_t ack_floor);
 
 /* store_txn.c */
 int st_txn_valid(const store_request_t *r);

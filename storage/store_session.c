@@ -94,8 +94,8 @@ int st_encode_results(apply_ctx_t *c, const store_request_t *r,
  *    this same entry is pruned too;
  *  - keys are collected first and deleted after the iterator is gone (the
  *    batch index must not change under a live iterator). */
-int st_prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
-                     uint64_t bound)
+static int prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
+                         uint64_t bound)
 {
     uint8_t lo[RESULT_KEY_LEN], hi[RESULT_KEY_LEN], k[RESULT_KEY_LEN];
     rocksdb_readoptions_t *ro;
@@ -154,6 +154,37 @@ int st_prune_results(apply_ctx_t *c, uint16_t slot, uint64_t client,
     }
     free(seqs);
     return rc;
+}
+
+/* Forget the (slot, client)'s results below min(new_max - WINDOW,
+ * ack_floor), given the header's max_seq before this request (store_int.h,
+ * PRUNE_EVERY: a point delete of the previous result when it fell below the
+ * bound, else an occasional scan). Never deletes a result at or above the
+ * bound: a retry of such a seq must find it. */
+int st_prune_session(apply_ctx_t *c, uint16_t slot, uint64_t client, uint64_t old_max,
+                     uint64_t new_max, uint64_t ack_floor)
+{
+    uint64_t bound = new_max - STORE_SESSION_WINDOW;
+    uint8_t k[RESULT_KEY_LEN];
+
+    if (ack_floor < bound) {
+        bound = ack_floor;
+    }
+    if (bound == 0) {
+        return SHALE_OK;
+    }
+    if (old_max < bound) {
+        if (new_max / PRUNE_SCAN_EVERY != old_max / PRUNE_SCAN_EVERY) {
+            return prune_results(c, slot, client, bound);
+        }
+        st_result_key(k, slot, client, old_max);
+        rocksdb_writebatch_wi_delete(c->wb, (const char *)k, RESULT_KEY_LEN);
+        return SHALE_OK;
+    }
+    if (new_max / PRUNE_EVERY != old_max / PRUNE_EVERY) {
+        return prune_results(c, slot, client, bound);
+    }
+    return SHALE_OK;
 }
 
 /* Seek position [slot]['c'], the first header of a slot. */

@@ -903,12 +903,13 @@ static int retry_code(uint64_t *index, uint64_t client, uint64_t seq, int *dup)
     return code;
 }
 
-/* Records with seq < min(ack_floor, max_seq - WINDOW) are pruned when max_seq
- * crosses a multiple of 256; a pruned seq's retry is then too old
- * (ESESSION), never applied a second time. */
+/* Records with seq < min(ack_floor, max_seq - WINDOW) of a busy (slot,
+ * client) are pruned by a scan when max_seq crosses a multiple of
+ * PRUNE_EVERY (4096); a pruned seq's retry is then too old (ESESSION),
+ * never applied a second time. */
 START_TEST(test_session_prune)
 {
-    const uint64_t cross = 17 * 256; /* first multiple of 256 past WINDOW */
+    const uint64_t cross = 2 * 4096; /* the first crossing with a bound > 0 */
     uint64_t idx = 0;
     int dup;
 
@@ -925,30 +926,68 @@ START_TEST(test_session_prune)
     apply_seqs(&idx, 1, cross, cross, 1);
     apply_seqs(&idx, 2, cross, cross, 0);
     ck_assert_int_eq(retry_code(&idx, 1, 1, &dup), SHALE_ESESSION);
-    ck_assert_int_eq(retry_code(&idx, 1, 255, &dup), SHALE_ESESSION);
-    ck_assert_int_eq(retry_code(&idx, 1, 256, &dup), SHALE_OK);
+    ck_assert_int_eq(retry_code(&idx, 1, cross - 4096 - 1, &dup), SHALE_ESESSION);
+    ck_assert_int_eq(retry_code(&idx, 1, cross - 4096, &dup), SHALE_OK);
     ck_assert_int_eq(dup, 1);
     ck_assert_int_eq(retry_code(&idx, 2, 1, &dup), SHALE_OK);
     ck_assert_int_eq(dup, 1);
     expect_val(6, "p", "v");
 
     close_store();
-    ck_assert_uint_eq(count_results(6, 1), cross - 255);
+    ck_assert_uint_eq(count_results(6, 1), 4096 + 1);
     ck_assert_uint_eq(count_results(6, 2), cross);
     open_store();
 }
 END_TEST
 
-/* Pruning also sees records written earlier in the same entry: seq 1 and 2
- * are applied, then seq 5000 (acking all) prunes both within the batch, and
- * a retry of seq 2 later in that same entry is already too old. */
+/* A quiet (slot, client) — its seqs thousands apart, as a router's are in
+ * each slot — drops its previous result by key, without a scan: one record
+ * stays. A record a point delete cannot name (kept because its successor
+ * came within the window) stays until the next scan, still answering its
+ * retry with the first outcome; the scan at a multiple of PRUNE_SCAN_EVERY
+ * (2^20) removes it, and the retry is then too old. */
+START_TEST(test_session_prune_point)
+{
+    uint64_t idx = 0;
+    int dup;
+
+    for (uint64_t seq = 1; seq <= 20001; seq += 5000) {
+        apply_seqs(&idx, 4, seq, seq, 1);
+        close_store();
+        ck_assert_uint_eq(count_results(6, 4), 1);
+        open_store();
+    }
+    /* 20002 within the window of 20001: both kept. */
+    apply_seqs(&idx, 4, 20002, 20002, 1);
+    /* 30000: 20002 (the header's max) dropped by key, 20001 left. */
+    apply_seqs(&idx, 4, 30000, 30000, 1);
+    close_store();
+    ck_assert_uint_eq(count_results(6, 4), 2);
+    open_store();
+    ck_assert_int_eq(retry_code(&idx, 4, 20001, &dup), SHALE_OK);
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(retry_code(&idx, 4, 20002, &dup), SHALE_ESESSION);
+    /* Past 2^20: the scan takes what is left below the bound. */
+    apply_seqs(&idx, 4, (1u << 20) + 7, (1u << 20) + 7, 1);
+    close_store();
+    ck_assert_uint_eq(count_results(6, 4), 1);
+    open_store();
+    ck_assert_int_eq(retry_code(&idx, 4, 20001, &dup), SHALE_ESESSION);
+    expect_val(6, "p", "v");
+}
+END_TEST
+
+/* The scan also sees records written earlier in the same entry: seq 1 and
+ * 2 are applied, then a seq past 2^20 (acking all) prunes both within the
+ * batch, and a retry of seq 2 later in that same entry is already too
+ * old. */
 START_TEST(test_session_prune_in_batch)
 {
     store_op_t ops[4] = {op_put(6, "a", "1"), op_put(6, "b", "2"),
-                         op_put(6, "c", "5000"), op_put(6, "b", "again")};
+                         op_put(6, "c", "big"), op_put(6, "b", "again")};
     store_result_t res[4];
     store_request_t reqs[4];
-    const uint64_t seqs[4] = {1, 2, 5000, 2};
+    const uint64_t seqs[4] = {1, 2, (1u << 20) + 1, 2};
     int skipped;
 
     for (int i = 0; i < 4; i++) {
@@ -2551,6 +2590,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_session_duplicate_same_entry);
     tcase_add_test(tc, test_session_window);
     tcase_add_test(tc, test_session_prune);
+    tcase_add_test(tc, test_session_prune_point);
     tcase_add_test(tc, test_session_prune_in_batch);
     tcase_add_test(tc, test_session_expiry);
     tcase_add_test(tc, test_iter_snapshot);
