@@ -1043,7 +1043,8 @@ static void fin_set(rcmd_t *cm)
 {
     ProtobufCMessage *m;
     int rv;
-    if (cm->opt & SET_PAST) { /* a delete: the expiry time had passed */
+    if ((cm->opt & SET_PAST) && !(cm->opt & (SET_NX | SET_XX | SET_GET))) {
+        /* a delete: the expiry time had passed */
         if (sub_answer(cm, 0, SHALE_MSG_DEL_RESP, &m) == 0)
             resp_add_simple(&cm->out, "OK");
         return;
@@ -1146,17 +1147,12 @@ static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len
     long long ttl;
     if (set_parse(argc, argv, len, &opt, &ttl, &cm->out) != 0)
         return 0;
-    if ((opt & SET_PAST) && (opt & (SET_NX | SET_XX | SET_GET))) {
-        resp_add_error(&cm->out, "ERR SET with an EXAT/PXAT already past and NX/XX/GET is not "
-                                 "supported by Shale yet (docs/resp.md)");
-        return 0;
-    }
     cm->opt = opt;
     cm->fin = fin_set;
     if (subs_init(cm, 1) != 0)
         return -1;
     Shale__Session ss;
-    if (opt & SET_PAST) {
+    if ((opt & SET_PAST) && !(opt & (SET_NX | SET_XX | SET_GET))) {
         Shale__DeleteRequest d = SHALE__DELETE_REQUEST__INIT;
         d.key = bin(argv[1], len[1]);
         d.session = session_fill(s, cm, &ss);
@@ -1198,11 +1194,17 @@ static int c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len
         }
         get.type = SHALE__TXN_OP_TYPE__TXN_GET;
         get.key = bin(argv[1], len[1]);
-        put.type = SHALE__TXN_OP_TYPE__TXN_PUT;
         put.key = bin(argv[1], len[1]);
-        put.has_value = 1;
-        put.value = bin(argv[2], len[2]);
-        if (opt & SET_TTL) {
+        if (opt & SET_PAST) {
+            /* Set and expired at once (Redis 7): where the compare holds,
+             * the key ends deleted; GET still answers the old value. */
+            put.type = SHALE__TXN_OP_TYPE__TXN_DELETE;
+        } else {
+            put.type = SHALE__TXN_OP_TYPE__TXN_PUT;
+            put.has_value = 1;
+            put.value = bin(argv[2], len[2]);
+        }
+        if ((opt & SET_TTL) && !(opt & SET_PAST)) {
             put.has_ttl_ms = 1;
             put.ttl_ms = (uint64_t)ttl;
         }

@@ -499,6 +499,19 @@ START_TEST(test_resp_commands)
     CLI_EQ("TTL k5", "-1");
     CLI_EQ("SET k6 v EXAT 1", "OK"); /* in the past: gone */
     CLI_EQ("EXISTS k6", "0");
+    /* A time already past with NX / XX / GET (Redis 7): where the
+     * condition holds the key is set and gone at once; GET answers the
+     * old value either way. */
+    CLI_EQ("SET k6 v EXAT 1 NX", "OK");   /* absent: OK, still absent */
+    CLI_EQ("EXISTS k6", "0");
+    CLI_EQ("SET k6 v EXAT 1 XX", "");     /* absent: nil */
+    CLI_EQ("SET k6 old", "OK");
+    CLI_EQ("SET k6 v PXAT 1 NX", "");     /* present: nil, kept */
+    CLI_EQ("GET k6", "old");
+    CLI_EQ("SET k6 v EXAT 1 XX GET", "old"); /* present: deleted */
+    CLI_EQ("EXISTS k6", "0");
+    CLI_EQ("SET k6 v EXAT 1 GET", "");
+    CLI_EQ("EXISTS k6", "0");
     CLI_EQ("SET k6 v PXAT 99999999999999", "OK");
     CLI_EQ("TTL k6", cli("TTL k6"));
     ck_assert_int_gt(atol(g_out), 1000000);
