@@ -425,6 +425,12 @@ static void range_json(uint32_t from, uint32_t to, uint64_t gid, void *arg)
     *first = 0;
 }
 
+/* A backup's hold on migrations (ClusterMap.migration_hold, ctl_backup.c). */
+static int map_held(const Shale__ClusterMap *map)
+{
+    return map->migration_hold != NULL && map->migration_hold[0] != '\0';
+}
+
 static void map_print(const cmd_t *cmd, const Shale__ClusterMap *map)
 {
     if (cmd->json) {
@@ -432,6 +438,11 @@ static void map_print(const cmd_t *cmd, const Shale__ClusterMap *map)
         ctl_json_str(stdout, map->cluster_id ? map->cluster_id : "");
         printf(",\"slots\":%u,\"last_change\":", map->slots);
         ctl_json_str(stdout, map->last_change_note ? map->last_change_note : "");
+        printf(",\"migration_hold\":");
+        if (map_held(map))
+            ctl_json_str(stdout, map->migration_hold);
+        else
+            printf("null");
         printf(",\"groups\":[");
         for (size_t i = 0; i < map->n_groups; i++) {
             const Shale__ShardGroup *g = map->groups[i];
@@ -463,6 +474,10 @@ static void map_print(const cmd_t *cmd, const Shale__ClusterMap *map)
            map->n_groups == 1 ? "" : "s");
     if (map->last_change_note != NULL && map->last_change_note[0] != '\0')
         printf("last change: %s\n", map->last_change_note);
+    if (map_held(map))
+        printf("migrations held: %s (no slot move starts until it is cleared: a backup clears "
+               "its own; after a killed backup, shalectl backup release)\n",
+               map->migration_hold);
     for (size_t i = 0; i < map->n_groups; i++) {
         const Shale__ShardGroup *g = map->groups[i];
         printf("\ngroup %" PRIu64 ": %u slots\n", g->id, cmap_slot_count(map, g->id));

@@ -213,6 +213,14 @@ START_TEST(test_backup_restore)
         cmap_free(m);
         char h[256];
         ck_assert_int_eq(hold_of(&g_a, h, sizeof(h)), 1);
+        /* An operator sees it in the map, text and JSON. */
+        const char *mp[] = {"map", NULL};
+        ck_assert_msg(ctl_at(ma, NULL, mp) == 0 && strstr(g_out, "migrations held: test hold") != NULL,
+                      "map while held: %s", tail());
+        const char *mj[] = {"--json", "map", NULL};
+        ck_assert_msg(ctl_at(ma, NULL, mj) == 0 &&
+                      strstr(g_out, "\"migration_hold\":\"test hold\"") != NULL,
+                      "map --json while held: %s", tail());
         const char *mv[] = {"slot", "move", "0", "2", NULL};
         int rc = ctl_at(ma, NULL, mv);
         ck_assert_msg(rc != 0 && strstr(g_out, "held") != NULL, "slot move while held -> %d: %s",
@@ -226,6 +234,8 @@ START_TEST(test_backup_restore)
         const char *rel[] = {"backup", "release", NULL};
         ck_assert_msg(ctl_at(ma, NULL, rel) == 0, "release: %s", tail());
         ck_assert_int_eq(hold_of(&g_a, h, sizeof(h)), 0);
+        ck_assert_msg(ctl_at(ma, NULL, mj) == 0 && strstr(g_out, "\"migration_hold\":null") != NULL,
+                      "map --json after release: %s", tail());
     }
 
     /* ---- Backup under a concurrent writer. */
