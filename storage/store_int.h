@@ -51,8 +51,11 @@
  *    records a point delete could not name (kept when their successor came)
  *    go then.
  * Records kept per (slot, client) whose client acks: those of the last
- * WINDOW + PRUNE_EVERY seqs, plus at most two per WINDOW seqs of the last
- * PRUNE_SCAN_EVERY seqs left by point deletes (512). */
+ * WINDOW + PRUNE_EVERY seqs, plus those a point delete left behind — the
+ * requests of a burst (seqs within WINDOW of each other) that a quiet gap
+ * followed, all but the last — until the next scan: at most the (slot,
+ * client)'s requests of the last PRUNE_SCAN_EVERY seqs. Session expiry
+ * takes all of an idle client's. */
 #define PRUNE_EVERY 4096u
 #define PRUNE_SCAN_EVERY (1u << 20)
 
