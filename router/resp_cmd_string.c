@@ -58,6 +58,18 @@ int rr_c_get(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len)
     return rr_send_single(s, cm, SHALE_MSG_GET_REQ, &q.base, NULL, NULL);
 }
 
+/* The reply of a TXN get op: its value as a bulk string, or nil when the
+ * key was absent (x NULL: no result). GET-like replies of SET ... GET,
+ * GETSET, GETDEL and EXEC's queued GETs share it. */
+void rr_txn_get_reply(resp_out_t *o, const Shale__TxnOpResult *x)
+{
+    if (x != NULL && x->found)
+        resp_add_bulk(o, x->has_value ? x->value.data : (const uint8_t *)"",
+                      x->has_value ? x->value.len : 0);
+    else
+        resp_add_null(o);
+}
+
 static void fin_set(rcmd_t *cm)
 {
     ProtobufCMessage *m;
@@ -85,12 +97,7 @@ static void fin_set(rcmd_t *cm)
         return;
     const Shale__TxnResponse *t = (const Shale__TxnResponse *)m;
     if (cm->opt & SET_GET) {
-        const Shale__TxnOpResult *g = t->n_results > 0 ? t->results[0] : NULL;
-        if (g != NULL && g->found)
-            resp_add_bulk(&cm->out, g->has_value ? g->value.data : (const uint8_t *)"",
-                          g->has_value ? g->value.len : 0);
-        else
-            resp_add_null(&cm->out);
+        rr_txn_get_reply(&cm->out, t->n_results > 0 ? t->results[0] : NULL);
     } else if (t->succeeded) {
         resp_add_simple(&cm->out, "OK");
     } else {
@@ -277,12 +284,7 @@ static void fin_getx(rcmd_t *cm)
     if (rr_sub_answer(cm, 0, SHALE_MSG_TXN_RESP, &m) != 0)
         return;
     const Shale__TxnResponse *t = (const Shale__TxnResponse *)m;
-    const Shale__TxnOpResult *g = t->n_results > 0 ? t->results[0] : NULL;
-    if (g != NULL && g->found)
-        resp_add_bulk(&cm->out, g->has_value ? g->value.data : (const uint8_t *)"",
-                      g->has_value ? g->value.len : 0);
-    else
-        resp_add_null(&cm->out);
+    rr_txn_get_reply(&cm->out, t->n_results > 0 ? t->results[0] : NULL);
 }
 
 static int txn_get_then(rt_resp_t *s, rcmd_t *cm, const char *k, size_t klen, int del,

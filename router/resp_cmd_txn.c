@@ -288,15 +288,6 @@ int rr_exec_keys(rt_resp_t *s, rcmd_t *cm)
     return 0;
 }
 
-static void bulk_or_null(resp_out_t *o, const Shale__TxnOpResult *x)
-{
-    if (x->has_found && x->found)
-        resp_add_bulk(o, x->has_value ? x->value.data : (const uint8_t *)"",
-                      x->has_value ? x->value.len : 0);
-    else
-        resp_add_null(o);
-}
-
 /* The Redis reply of queued command q from its TXN results r[0..q->nops). */
 static void q_reply(resp_out_t *o, const qcmd_t *q, Shale__TxnOpResult **r)
 {
@@ -304,7 +295,7 @@ static void q_reply(resp_out_t *o, const qcmd_t *q, Shale__TxnOpResult **r)
     long long n = 0;
     if (rr_ci_is(ci, "get") || rr_ci_is(ci, "getset") || rr_ci_is(ci, "getdel") ||
         (rr_ci_is(ci, "set") && (q->opt & SET_GET))) {
-        bulk_or_null(o, r[0]);
+        rr_txn_get_reply(o, r[0]);
     } else if (rr_ci_is(ci, "strlen")) {
         resp_add_int(o, r[0]->found && r[0]->has_value ? (long long)r[0]->value.len : 0);
     } else if (rr_ci_is(ci, "type")) {
@@ -312,7 +303,7 @@ static void q_reply(resp_out_t *o, const qcmd_t *q, Shale__TxnOpResult **r)
     } else if (rr_ci_is(ci, "mget")) {
         resp_add_array(o, q->nops);
         for (size_t i = 0; i < q->nops; i++)
-            bulk_or_null(o, r[i]);
+            rr_txn_get_reply(o, r[i]);
     } else if (rr_ci_is(ci, "exists") || rr_ci_is(ci, "del") || rr_ci_is(ci, "unlink")) {
         for (size_t i = 0; i < q->nops; i++)
             n += r[i]->has_found && r[i]->found;

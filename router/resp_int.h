@@ -186,6 +186,7 @@ int rr_c_readwrite(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *l
  * TXN ops, MGET). */
 int rr_c_get(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len);
 int rr_set_parse(size_t argc, char **argv, size_t *len, int *optp, long long *ttlp, resp_out_t *o);
+void rr_txn_get_reply(resp_out_t *o, const Shale__TxnOpResult *x);
 int rr_c_set(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len);
 int rr_c_setnx(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len);
 int rr_c_getset(rt_resp_t *s, rcmd_t *cm, size_t argc, char **argv, size_t *len);
